@@ -1,0 +1,215 @@
+//! Checks that need only one file: syntax errors, quantities, tiers, `with`/`security`
+//! attributes and their value kinds, comparisons of mismatched kinds, rule-phrase qualifiers,
+//! and names defined twice inside one agent.
+
+use std::collections::HashMap;
+
+use symbiont_syntax::{
+    ast::{self, AstNode, Expr, LiteralKind},
+    SyntaxKind, SyntaxNode, TextRange,
+};
+
+use crate::{
+    db::{parse, Db, SourceFile},
+    diagnostics::{self as rules, Diagnostic, TextEdit},
+    items::agent_local_defs,
+    quantity::{self, Quantity, QuantityError},
+    settings::{self, ValueKind},
+    suggest,
+};
+
+#[salsa::tracked(returns(ref))]
+pub fn local_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
+    let parse = parse(db, file);
+    let mut checker = Checker { path: file.path(db).clone(), diagnostics: Vec::new() };
+    for error in parse.errors() {
+        checker.diagnostics.push(Diagnostic::new(&rules::SYNTAX_ERROR, error.range, error.message.clone()));
+    }
+    let root = parse.syntax();
+    for node in root.descendants() {
+        checker.node(&node);
+    }
+    checker.diagnostics
+}
+
+struct Checker {
+    path: std::path::PathBuf,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// The kind of value an expression certainly has, when it is a literal.
+pub fn value_kind(expr: &Expr) -> Option<ValueKind> {
+    Some(match expr {
+        Expr::Literal(lit) => match lit.kind()? {
+            LiteralKind::Int | LiteralKind::Float => ValueKind::Number,
+            LiteralKind::String => ValueKind::String,
+            LiteralKind::SecretRef => ValueKind::Secret,
+            LiteralKind::Bool => ValueKind::Bool,
+            LiteralKind::Null => return None,
+            LiteralKind::Quantity => match quantity::parse(lit.token()?.text()).ok()? {
+                Quantity::Duration(_) => ValueKind::Duration,
+                Quantity::Size(_) => ValueKind::Size,
+            },
+        },
+        Expr::PrefixExpr(prefix) if prefix.op()?.kind() == SyntaxKind::MINUS => match value_kind(&prefix.operand()?)? {
+            ValueKind::Number => ValueKind::Number,
+            _ => return None,
+        },
+        Expr::ArrayExpr(_) => ValueKind::Array,
+        Expr::RecordExpr(_) => ValueKind::Record,
+        _ => return None,
+    })
+}
+
+/// A setting's text value: a string literal's content or a bare name (`Tier2`).
+fn word_value(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Literal(lit) => lit.string_value(),
+        Expr::PathExpr(path) => Some(path.text()),
+        _ => None,
+    }
+}
+
+impl Checker {
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn node(&mut self, node: &SyntaxNode) {
+        match node.kind() {
+            SyntaxKind::LITERAL | SyntaxKind::LITERAL_PAT => self.quantity(node),
+            SyntaxKind::AGENT => {
+                if let Some(agent) = ast::Agent::cast(node.clone()) {
+                    self.agent(&agent);
+                }
+            }
+            SyntaxKind::WITH_ATTR => {
+                if let Some(attr) = ast::WithAttr::cast(node.clone()) {
+                    self.setting(attr.name(), attr.value(), settings::WITH_ATTRIBUTES, "`with` attribute");
+                }
+            }
+            SyntaxKind::BIN_EXPR => {
+                if let Some(bin) = ast::BinExpr::cast(node.clone()) {
+                    self.comparison(&bin);
+                }
+            }
+            SyntaxKind::QUALIFIER => {
+                if let Some(word) = ast::Qualifier::cast(node.clone()).and_then(|q| q.word()) {
+                    if !settings::QUALIFIERS.iter().any(|(q, _)| *q == word.text()) {
+                        let known: Vec<&str> = settings::QUALIFIERS.iter().map(|(q, _)| *q).collect();
+                        self.push(Diagnostic::new(
+                            &rules::UNKNOWN_QUALIFIER,
+                            word.text_range(),
+                            format!("the qualifier `{}` has no meaning here and is ignored; known qualifiers: {}", word.text(), known.join(", ")),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn quantity(&mut self, node: &SyntaxNode) {
+        let Some(token) = node.first_token().filter(|t| t.kind() == SyntaxKind::QUANTITY) else { return };
+        let message = match quantity::parse(token.text()) {
+            Ok(_) => return,
+            Err(e) => e,
+        };
+        let mut diagnostic = Diagnostic::new(&rules::INVALID_QUANTITY, token.text_range(), format!("`{}`: {message}", token.text()));
+        if let QuantityError::UnknownUnit { suggestion: Some(unit), .. } = message {
+            let new_text = quantity::with_unit(token.text(), unit);
+            diagnostic = diagnostic.with_fix(
+                format!("Write `{new_text}`"),
+                vec![TextEdit { path: self.path.clone(), range: token.text_range(), new_text }],
+            );
+        }
+        self.push(diagnostic);
+    }
+
+    fn agent(&mut self, agent: &ast::Agent) {
+        let mut seen: HashMap<(crate::items::DefKind, String), TextRange> = HashMap::new();
+        for (kind, name) in agent_local_defs(agent) {
+            let range = name.syntax().text_range();
+            if let Some(&first) = seen.get(&(kind, name.text())) {
+                self.push(
+                    Diagnostic::new(
+                        &rules::DUPLICATE_DEFINITION,
+                        range,
+                        format!("{} `{}` is defined more than once in this agent", kind.as_str(), name.text()),
+                    )
+                    .with_related(self.path.clone(), first, "first defined here"),
+                );
+            } else {
+                seen.insert((kind, name.text()), range);
+            }
+        }
+        if let Some(Expr::RecordExpr(security)) = agent.field("security").and_then(|f| f.value()) {
+            for field in security.fields() {
+                self.setting(field.name(), field.value(), settings::SECURITY_FIELDS, "`security` setting");
+            }
+        }
+    }
+
+    /// Checks a `name = value` setting against the table of known settings.
+    fn setting(&mut self, name: Option<ast::Name>, value: Option<Expr>, table: &[settings::Setting], what: &str) {
+        let Some(name) = name else { return };
+        let key = name.text();
+        let Some(setting) = table.iter().find(|s| s.name == key) else {
+            let mut diagnostic = Diagnostic::new(
+                &rules::UNKNOWN_ATTRIBUTE,
+                name.syntax().text_range(),
+                format!("unknown {what} `{key}`: the runtime ignores it"),
+            );
+            if let Some(best) = suggest::closest(&key, table.iter().map(|s| s.name)) {
+                diagnostic = diagnostic.with_fix(
+                    format!("Replace with `{best}`"),
+                    vec![TextEdit { path: self.path.clone(), range: name.syntax().text_range(), new_text: best.to_string() }],
+                );
+            }
+            self.push(diagnostic);
+            return;
+        };
+        let Some(value) = value else { return };
+        let range = value.syntax().text_range();
+        if setting.isolation {
+            if let Some(word) = word_value(&value) {
+                if settings::parse_isolation(&word).is_none() {
+                    self.push(Diagnostic::new(
+                        &rules::UNKNOWN_TIER,
+                        range,
+                        format!(
+                            "the runtime cannot provide isolation `{word}`: `symbiont run` will refuse this agent; use Tier1 (Docker), Tier2 (gVisor), Tier3 (microVM) or auto"
+                        ),
+                    ));
+                }
+                return;
+            }
+        }
+        if let Some(kind) = value_kind(&value) {
+            if !setting.kinds.contains(&kind) {
+                let expected: Vec<&str> = setting.kinds.iter().map(|k| k.as_str()).collect();
+                self.push(Diagnostic::new(
+                    &rules::WRONG_VALUE_KIND,
+                    range,
+                    format!("`{key}` takes {}, found {}", expected.join(" or "), kind.as_str()),
+                ));
+            }
+        }
+    }
+
+    fn comparison(&mut self, bin: &ast::BinExpr) {
+        let Some(op) = bin.op() else { return };
+        if !matches!(op.kind(), SyntaxKind::EQ2 | SyntaxKind::NEQ | SyntaxKind::LT | SyntaxKind::GT | SyntaxKind::LTEQ | SyntaxKind::GTEQ) {
+            return;
+        }
+        let (Some(lhs), Some(rhs)) = (bin.lhs(), bin.rhs()) else { return };
+        let (Some(left), Some(right)) = (value_kind(&lhs), value_kind(&rhs)) else { return };
+        if left != right {
+            self.push(Diagnostic::new(
+                &rules::MISMATCHED_COMPARISON,
+                bin.syntax().text_range(),
+                format!("`{}` compares {} with {}: the result never depends on the values", op.text(), left.as_str(), right.as_str()),
+            ));
+        }
+    }
+}

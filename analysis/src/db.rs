@@ -1,0 +1,107 @@
+//! The salsa database: inputs (files, workspace configuration) and the queries over them.
+//!
+//! Query graph, from inputs to outputs:
+//! `parse(file)` → `file_items(file)` → `workspace_index(ws)` → `resolve_diagnostics(ws, file)`;
+//! `parse(file)` → `local_diagnostics(file)`; both → `file_diagnostics(ws, file)`.
+//! Editing one file's body re-runs only its own `parse`, `file_items` and `local_diagnostics`: when
+//! its item index is unchanged, `workspace_index` is backdated and no other file is re-checked.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use symbiont_syntax::Parse;
+
+use crate::{config::Config, diagnostics::Diagnostic};
+
+#[salsa::input(debug)]
+pub struct SourceFile {
+    #[returns(ref)]
+    pub path: PathBuf,
+    #[returns(ref)]
+    pub text: Arc<str>,
+}
+
+#[salsa::input(debug)]
+pub struct Workspace {
+    /// Every `.sym`/`.symbi` file, sorted by path.
+    #[returns(ref)]
+    pub files: Vec<SourceFile>,
+    /// `symbiont.toml`: its path and text, if the workspace has one.
+    #[returns(ref)]
+    pub config_file: Option<(PathBuf, Arc<str>)>,
+}
+
+#[salsa::db]
+pub trait Db: salsa::Database {}
+
+#[salsa::db]
+impl<T: salsa::Database> Db for T {}
+
+#[salsa::tracked(returns(ref))]
+pub fn parse(db: &dyn Db, file: SourceFile) -> Parse {
+    symbiont_syntax::parse(file.text(db))
+}
+
+/// The workspace configuration, or the defaults with the error when `symbiont.toml` is malformed.
+#[salsa::tracked(returns(ref))]
+pub fn config(db: &dyn Db, ws: Workspace) -> (Config, Option<crate::config::ConfigError>) {
+    match ws.config_file(db) {
+        None => (Config::default(), None),
+        Some((_, text)) => match crate::config::parse(text) {
+            Ok(config) => (config, None),
+            Err(e) => (Config::default(), Some(e)),
+        },
+    }
+}
+
+/// All diagnostics of one file, sorted by position.
+#[salsa::tracked(returns(ref))]
+pub fn file_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
+    let mut all: Vec<Diagnostic> = crate::checks::local_diagnostics(db, file).clone();
+    all.extend(crate::resolve::resolve_diagnostics(db, ws, file).iter().cloned());
+    all.sort_by_key(|d| (d.range.start(), d.range.end(), d.rule.code));
+    all
+}
+
+/// The database used by [`crate::AnalysisHost`]. It can record which queries execute, so tests can
+/// prove that an edit re-runs only what depends on it.
+#[salsa::db]
+#[derive(Clone)]
+pub struct RootDatabase {
+    storage: salsa::Storage<Self>,
+    executed: Arc<Mutex<Option<Vec<String>>>>,
+}
+
+impl Default for RootDatabase {
+    fn default() -> Self {
+        let executed: Arc<Mutex<Option<Vec<String>>>> = Arc::default();
+        let log = executed.clone();
+        RootDatabase {
+            storage: salsa::Storage::new(Some(Box::new(move |event: salsa::Event| {
+                if let salsa::EventKind::WillExecute { database_key } = event.kind {
+                    if let Some(log) = log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        log.push(format!("{database_key:?}"));
+                    }
+                }
+            }))),
+            executed,
+        }
+    }
+}
+
+#[salsa::db]
+impl salsa::Database for RootDatabase {}
+
+impl RootDatabase {
+    /// Starts recording executed queries.
+    pub fn record_executions(&self) {
+        *self.executed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// The queries executed since the last call, as `query_name(Id(..))`.
+    pub fn take_executions(&self) -> Vec<String> {
+        self.executed.lock().unwrap_or_else(|e| e.into_inner()).as_mut().map(std::mem::take).unwrap_or_default()
+    }
+}

@@ -1,0 +1,123 @@
+//! Diagnostics as data: every diagnostic has a stable code from [`RULES`], and every rule is
+//! documented in `docs/diagnostics.md` (a test checks that each code's example triggers it and
+//! each documented fix silences it).
+
+use std::{fmt, path::PathBuf};
+
+use symbiont_syntax::TextRange;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Hint,
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Hint => "hint",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A documented rule: its stable code, a kebab-case name, default severity and a one-line summary.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Rule {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    pub summary: &'static str,
+}
+
+macro_rules! rules {
+    ($($ident:ident = ($code:literal, $name:literal, $severity:ident, $summary:literal);)*) => {
+        $(pub static $ident: Rule = Rule { code: $code, name: $name, severity: Severity::$severity, summary: $summary };)*
+        /// Every rule, in code order.
+        pub static RULES: &[&Rule] = &[$(&$ident),*];
+    };
+}
+
+rules! {
+    SYNTAX_ERROR = ("SYM0001", "syntax-error", Error, "The file does not follow the grammar of the language.");
+    INVALID_FILE = ("SYM0002", "invalid-file", Error, "The file cannot be read or is not valid UTF-8.");
+    INVALID_CONFIG = ("SYM0003", "invalid-config", Error, "`symbiont.toml` is malformed or holds an unknown setting.");
+    DUPLICATE_DEFINITION = ("SYM0101", "duplicate-definition", Error, "Two definitions of the same kind share a name in the workspace.");
+    UNRESOLVED_REFERENCE = ("SYM0102", "unresolved-reference", Error, "A name refers to no agent, policy or type defined in the workspace.");
+    INVALID_QUANTITY = ("SYM0103", "invalid-quantity", Error, "A duration or size has a unit the language does not know.");
+    UNKNOWN_TIER = ("SYM0104", "unknown-tier", Warning, "The isolation tier or sandbox backend is one the runtime cannot provide.");
+    UNKNOWN_ATTRIBUTE = ("SYM0105", "unknown-attribute", Warning, "A `with` or `security` attribute is not one the runtime knows.");
+    EXTENDS_CYCLE = ("SYM0106", "extends-cycle", Error, "Policies extend each other in a cycle.");
+    MISMATCHED_COMPARISON = ("SYM0107", "mismatched-comparison", Error, "A comparison between values of different kinds is never meaningful.");
+    WRONG_VALUE_KIND = ("SYM0108", "wrong-value-kind", Error, "A setting is given a value of the wrong kind.");
+    UNKNOWN_QUALIFIER = ("SYM0109", "unknown-qualifier", Warning, "A rule phrase uses a qualifier word the language gives no meaning to.");
+}
+
+/// Looks a rule up by its code (`SYM0101`) or name (`duplicate-definition`).
+pub fn rule(code_or_name: &str) -> Option<&'static Rule> {
+    RULES.iter().copied().find(|r| r.code == code_or_name || r.name == code_or_name)
+}
+
+/// A location elsewhere that explains a diagnostic ("first defined here").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Related {
+    pub path: PathBuf,
+    pub range: TextRange,
+    pub message: String,
+}
+
+/// One replacement of text in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TextEdit {
+    pub path: PathBuf,
+    pub range: TextRange,
+    pub new_text: String,
+}
+
+/// A fix: a title and the edits that make the diagnostic go away.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fix {
+    pub title: String,
+    pub edits: Vec<TextEdit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Diagnostic {
+    pub rule: &'static Rule,
+    pub severity: Severity,
+    pub message: String,
+    /// The primary range, in the file the diagnostic is reported for.
+    pub range: TextRange,
+    pub related: Vec<Related>,
+    pub fix: Option<Fix>,
+}
+
+impl Diagnostic {
+    pub fn new(rule: &'static Rule, range: TextRange, message: impl Into<String>) -> Self {
+        Diagnostic { rule, severity: rule.severity, message: message.into(), range, related: Vec::new(), fix: None }
+    }
+
+    pub fn with_related(mut self, path: PathBuf, range: TextRange, message: impl Into<String>) -> Self {
+        self.related.push(Related { path, range, message: message.into() });
+        self
+    }
+
+    pub fn with_fix(mut self, title: impl Into<String>, edits: Vec<TextEdit>) -> Self {
+        self.fix = Some(Fix { title: title.into(), edits });
+        self
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.rule.code
+    }
+}

@@ -1,0 +1,202 @@
+//! Per-file item index: what a file defines and which workspace names it refers to.
+//!
+//! Two queries, split for incrementality: [`file_items`] keeps ranges (they move on every edit),
+//! [`file_symbols`] keeps only names, so that the workspace-wide index built from it is not
+//! invalidated by edits that change no name.
+
+use symbiont_syntax::{
+    ast::{self, AstNode, EntryItem, Expr, Item},
+    SyntaxKind, TextRange,
+};
+
+use crate::db::{parse, Db, SourceFile};
+
+/// The namespaces of workspace-level definitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DefKind {
+    Agent,
+    Policy,
+    Type,
+    Function,
+    Schedule,
+    Channel,
+    Memory,
+    Webhook,
+}
+
+impl DefKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefKind::Agent => "agent",
+            DefKind::Policy => "policy",
+            DefKind::Type => "type",
+            DefKind::Function => "function",
+            DefKind::Schedule => "schedule",
+            DefKind::Channel => "channel",
+            DefKind::Memory => "memory",
+            DefKind::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ItemDef {
+    pub kind: DefKind,
+    pub name: String,
+    pub name_range: TextRange,
+    pub range: TextRange,
+}
+
+/// Why a name is referred to; decides the message when it does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RefContext {
+    /// `policy child extends NAME`
+    Extends { child: String },
+    /// `policies = [NAME]` in an agent.
+    AppliedPolicy { agent: String },
+    /// `agent: NAME` in a schedule, channel or webhook.
+    AgentTarget { owner: &'static str },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    pub namespace: DefKind,
+    pub name: String,
+    /// The written name, quotes included when it was a string.
+    pub range: TextRange,
+    /// Whether the name was written as a string (`"reviewer"`), so fixes keep the quotes.
+    pub quoted: bool,
+    pub context: RefContext,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileItems {
+    pub defs: Vec<ItemDef>,
+    pub references: Vec<Reference>,
+}
+
+/// Names only: `(kind, name)` of each definition and `(child, parent)` of each `extends` edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSymbols {
+    pub defs: Vec<(DefKind, String)>,
+    pub extends: Vec<(String, String)>,
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems {
+    let tree = parse(db, file).tree();
+    let mut items = FileItems::default();
+    for item in tree.items() {
+        collect_item(&item, &mut items);
+    }
+    items
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn file_symbols(db: &dyn Db, file: SourceFile) -> FileSymbols {
+    let items = file_items(db, file);
+    FileSymbols {
+        defs: items.defs.iter().map(|d| (d.kind, d.name.clone())).collect(),
+        extends: items
+            .references
+            .iter()
+            .filter_map(|r| match &r.context {
+                RefContext::Extends { child } => Some((child.clone(), r.name.clone())),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+fn def_kind(item: &Item) -> DefKind {
+    match item {
+        Item::Metadata(_) => unreachable!("metadata has no name"),
+        Item::Agent(_) => DefKind::Agent,
+        Item::Policy(_) => DefKind::Policy,
+        Item::TypeDef(_) => DefKind::Type,
+        Item::Function(_) => DefKind::Function,
+        Item::Schedule(_) => DefKind::Schedule,
+        Item::Channel(_) => DefKind::Channel,
+        Item::Memory(_) => DefKind::Memory,
+        Item::Webhook(_) => DefKind::Webhook,
+    }
+}
+
+fn collect_item(item: &Item, items: &mut FileItems) {
+    if matches!(item, Item::Metadata(_)) {
+        return;
+    }
+    let Some(name) = item.name() else { return };
+    let name_text = name.text();
+    items.defs.push(ItemDef {
+        kind: def_kind(item),
+        name: name_text.clone(),
+        name_range: name.syntax().text_range(),
+        range: item.syntax().text_range(),
+    });
+    match item {
+        Item::Policy(policy) => {
+            for parent in policy.extends() {
+                items.references.push(Reference {
+                    namespace: DefKind::Policy,
+                    name: parent.text(),
+                    range: parent.syntax().text_range(),
+                    quoted: false,
+                    context: RefContext::Extends { child: name_text.clone() },
+                });
+            }
+        }
+        Item::Agent(agent) => {
+            if let Some(Expr::ArrayExpr(list)) = agent.field("policies").and_then(|f| f.value()) {
+                for element in list.elements() {
+                    if let Some((applied, range, quoted)) = name_like(&element) {
+                        items.references.push(Reference {
+                            namespace: DefKind::Policy,
+                            name: applied,
+                            range,
+                            quoted,
+                            context: RefContext::AppliedPolicy { agent: name_text.clone() },
+                        });
+                    }
+                }
+            }
+        }
+        Item::Schedule(_) | Item::Channel(_) | Item::Webhook(_) => {
+            let Some(entry_item) = EntryItem::cast(item.syntax().clone()) else { return };
+            let owner = entry_item.keyword();
+            for entry in entry_item.body().into_iter().flat_map(|b| b.entries().collect::<Vec<_>>()) {
+                if entry.key().is_some_and(|k| k.text() == "agent") {
+                    if let Some((target, range, quoted)) = entry.value().as_ref().and_then(name_like) {
+                        items.references.push(Reference {
+                            namespace: DefKind::Agent,
+                            name: target,
+                            range,
+                            quoted,
+                            context: RefContext::AgentTarget { owner },
+                        });
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A name written as a path (`reviewer`) or a string (`"reviewer"`).
+pub fn name_like(expr: &Expr) -> Option<(String, TextRange, bool)> {
+    match expr {
+        Expr::PathExpr(path) => Some((path.text(), path.syntax().text_range(), false)),
+        Expr::Literal(lit) if lit.token()?.kind() == SyntaxKind::STRING => {
+            Some((lit.string_value()?, lit.syntax().text_range(), true))
+        }
+        _ => None,
+    }
+}
+
+/// Definitions an agent makes for itself (inline policies, functions), for duplicate checks.
+pub fn agent_local_defs(agent: &ast::Agent) -> Vec<(DefKind, ast::Name)> {
+    let mut defs = Vec::new();
+    defs.extend(agent.policies().filter_map(|p| p.name()).map(|n| (DefKind::Policy, n)));
+    defs.extend(agent.functions().filter_map(|f| f.name()).map(|n| (DefKind::Function, n)));
+    defs
+}
