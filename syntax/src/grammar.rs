@@ -237,7 +237,7 @@ fn type_ref(p: &mut Parser<'_>) {
             }
             Some(m.complete(p, PATH_TYPE))
         }
-        L_BRACE => {
+        L_BRACE if p.nth(1) == R_BRACE || (matches!(p.nth(1), IDENT | STRING) && p.nth(2) == COLON) => {
             let m = p.start();
             p.bump();
             while !p.at(R_BRACE) && !p.at_eof() {
@@ -319,7 +319,7 @@ fn agent_body(p: &mut Parser<'_>) {
                 _ => {}
             }
         }
-        p.err_and_bump(format!("expected an agent member (`name = value`, `policy`, `function` or `with`), found {}", p.found()));
+        p.err_recover_line(format!("expected an agent member (`name = value`, `policy`, `function` or `with`), found {}", p.found()));
     }
     p.expect(R_BRACE, "to close the agent body");
     m.complete(p, AGENT_BODY);
@@ -378,10 +378,11 @@ fn policy_body(p: &mut Parser<'_>) {
         if at_rule_start(p) {
             rule(p);
         } else if p.eat(COMMA) || p.eat(SEMI) {
-        } else if at_item_start(p) && p.newline_before() && p.nth(1) == IDENT {
+        } else if p.newline_before() && (at_item_start(p) && p.nth(1) == IDENT || p.at_word("with") || p.at_word("function")) {
+            // The policy lost its `}`: what follows belongs to the enclosing agent or file.
             break;
         } else {
-            p.err_and_bump(format!(
+            p.err_recover_line(format!(
                 "expected a rule (`allow:`, `deny:`, `require:`, `audit:` or `conditions:`), found {}",
                 p.found()
             ));
@@ -406,9 +407,9 @@ fn rule(p: &mut Parser<'_>) {
     p.bump(); // `:`
     let body = expr(p);
     if let Some(body) = body {
-        if p.at(IDENT) && !p.at_word("if") && !at_rule_start(p) {
+        if at_qualifier(p) {
             let phrase = body.precede(p);
-            while p.at(IDENT) && !p.at_word("if") && !at_rule_start(p) {
+            while at_qualifier(p) {
                 let q = p.start();
                 p.bump();
                 if can_start_expr(p) && !(p.at(IDENT) && (p.at_word("if") || at_rule_start(p))) {
@@ -429,6 +430,11 @@ fn rule(p: &mut Parser<'_>) {
         p.eat(SEMI);
     }
     m.complete(p, RULE);
+}
+
+/// A qualifier word continues a rule phrase on the same line: `legal_authorization for x`.
+fn at_qualifier(p: &Parser<'_>) -> bool {
+    p.at(IDENT) && !p.at_word("if") && !at_rule_start(p) && !p.newline_before()
 }
 
 fn with_block(p: &mut Parser<'_>) {

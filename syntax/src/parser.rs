@@ -221,6 +221,19 @@ impl<'t> Parser<'t> {
         }
     }
 
+    /// Reports `message` at the current token and wraps the rest of its line (bracketed groups
+    /// whole) in one `ERROR` node: one error per broken line instead of one per token.
+    pub(crate) fn err_recover_line(&mut self, message: impl Into<String>) {
+        let range = self.current_range();
+        self.error_at(range, message);
+        let m = self.start();
+        self.bump_balanced();
+        while !self.at_eof() && !self.at(R_BRACE) && !self.newline_before() {
+            self.bump_balanced();
+        }
+        m.complete(self, ERROR);
+    }
+
     /// Consumes one token, or a whole bracketed group when at an opening bracket, flat.
     pub(crate) fn bump_balanced(&mut self) {
         let mut depth = 0usize;
@@ -249,8 +262,11 @@ impl<'t> Parser<'t> {
             let range = self.current_range();
             self.error_at(range, format!("nesting is deeper than {MAX_DEPTH} levels; the rest of this group is not analysed"));
         }
+        // Skip the rest of the enclosing group flat; the closer itself is left to the caller.
         let m = self.start();
-        self.bump_balanced();
+        while !matches!(self.current(), R_BRACE | R_PAREN | R_BRACK | SEMI | EOF) {
+            self.bump_balanced();
+        }
         m.complete(self, ERROR);
         false
     }
@@ -349,5 +365,8 @@ pub(crate) fn parse_text(text: &str) -> (GreenNode, Vec<SyntaxError>) {
         .collect();
     all.append(&mut errors);
     all.sort_by_key(|e| (e.range.start(), e.range.end()));
+    // One mistake often leaves several parsers expecting something at the same spot; the first
+    // (innermost) expectation is the useful one.
+    all.dedup_by_key(|e| e.range.start());
     (green, all)
 }

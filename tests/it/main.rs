@@ -1,1 +1,8 @@
+//! Integration tests for the whole toolchain, in one binary to keep link times down.
+//! Tests are data: fixtures on disk with expected output beside them (insta snapshots).
 
+mod corpus;
+mod diagnostics_docs;
+mod incremental;
+mod malformed;
+mod properties;
