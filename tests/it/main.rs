@@ -6,3 +6,4 @@ mod diagnostics_docs;
 mod incremental;
 mod malformed;
 mod properties;
+mod valid;
