@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use symbiont_syntax::{
     ast::{self, AstNode, Expr, LiteralKind},
+    quantity::{self, Quantity, QuantityError},
     SyntaxKind, SyntaxNode, TextRange,
 };
 
@@ -13,7 +14,6 @@ use crate::{
     db::{parse, Db, SourceFile},
     diagnostics::{self as rules, Diagnostic, TextEdit},
     items::agent_local_defs,
-    quantity::{self, Quantity, QuantityError},
     settings::{self, ValueKind},
     suggest,
 };
@@ -116,7 +116,14 @@ impl Checker {
             Err(e) => e,
         };
         let mut diagnostic = Diagnostic::new(&rules::INVALID_QUANTITY, token.text_range(), format!("`{}`: {message}", token.text()));
-        if let QuantityError::UnknownUnit { suggestion: Some(unit), .. } = message {
+        let suggestion = match &message {
+            // Case slips such as `512mb` are common: prefer the unit with the right case.
+            QuantityError::UnknownUnit { unit } => quantity::all_units()
+                .find(|u| u.eq_ignore_ascii_case(unit))
+                .or_else(|| suggest::closest(unit, quantity::all_units())),
+            QuantityError::Overflow => None,
+        };
+        if let Some(unit) = suggestion {
             let new_text = quantity::with_unit(token.text(), unit);
             diagnostic = diagnostic.with_fix(
                 format!("Write `{new_text}`"),

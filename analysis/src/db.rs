@@ -13,7 +13,9 @@ use std::{
 
 use symbiont_syntax::Parse;
 
-use crate::{config::Config, diagnostics::Diagnostic};
+use symbiont_policy::config::{Config, ConfigError};
+
+use crate::diagnostics::Diagnostic;
 
 #[salsa::input(debug)]
 pub struct SourceFile {
@@ -46,10 +48,10 @@ pub fn parse(db: &dyn Db, file: SourceFile) -> Parse {
 
 /// The workspace configuration, or the defaults with the error when `symbiont.toml` is malformed.
 #[salsa::tracked(returns(ref))]
-pub fn config(db: &dyn Db, ws: Workspace) -> (Config, Option<crate::config::ConfigError>) {
+pub fn config(db: &dyn Db, ws: Workspace) -> (Config, Option<ConfigError>) {
     match ws.config_file(db) {
         None => (Config::default(), None),
-        Some((_, text)) => match crate::config::parse(text) {
+        Some((_, text)) => match symbiont_policy::config::parse(text) {
             Ok(config) => (config, None),
             Err(e) => (Config::default(), Some(e)),
         },

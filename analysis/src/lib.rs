@@ -8,12 +8,9 @@
 //! nothing of LSP, terminals or the runtime.
 
 pub mod checks;
-pub mod config;
 pub mod db;
 pub mod diagnostics;
 pub mod items;
-pub mod line_index;
-pub mod quantity;
 pub mod resolve;
 pub mod settings;
 pub mod suggest;
@@ -27,10 +24,11 @@ use std::{
 use salsa::Setter;
 use symbiont_syntax::Parse;
 
+pub use symbiont_syntax::{LineCol, LineIndex};
+
 pub use crate::{
     db::{RootDatabase, SourceFile, Workspace},
     diagnostics::{Diagnostic, Fix, Related, Rule, Severity, TextEdit, RULES},
-    line_index::{LineCol, LineIndex},
 };
 
 /// Whether a path names a file of the language (`.sym` or `.symbi`).

@@ -9,7 +9,9 @@ pub mod ast;
 pub mod format;
 mod grammar;
 pub mod lexer;
+mod line_index;
 mod parser;
+pub mod quantity;
 mod syntax_kind;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ pub use rowan::{TextRange, TextSize};
 pub use syntax_kind::{SymLanguage, SyntaxElement, SyntaxKind, SyntaxNode, SyntaxToken};
 
 pub use grammar::RULE_KINDS;
+pub use line_index::{LineCol, LineIndex};
 pub use parser::MAX_DEPTH;
 
 /// A syntax error: where, and what was expected there.

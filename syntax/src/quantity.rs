@@ -1,4 +1,5 @@
-//! Durations and byte sizes: `30s`, `6months`, `90.days`, `512MB`, `2GiB`.
+//! What a quantity literal means: durations and byte sizes (`30s`, `6months`, `90.days`,
+//! `512MB`, `2GiB`).
 
 use std::time::Duration;
 
@@ -56,14 +57,14 @@ pub const SIZE_UNITS: &[(&str, u64)] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QuantityError {
-    UnknownUnit { unit: String, suggestion: Option<&'static str> },
+    UnknownUnit { unit: String },
     Overflow,
 }
 
 impl std::fmt::Display for QuantityError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            QuantityError::UnknownUnit { unit, .. } => write!(
+            QuantityError::UnknownUnit { unit } => write!(
                 f,
                 "unknown unit `{unit}`: expected a duration unit (ms, s, m, h, d, w, months, y) or a size unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
             ),
@@ -109,12 +110,12 @@ pub fn parse(text: &str) -> Result<Quantity, QuantityError> {
 }
 
 fn unknown(unit: &str) -> QuantityError {
-    let candidates = DURATION_UNITS.iter().map(|(u, _)| *u).chain(SIZE_UNITS.iter().map(|(u, _)| *u)).chain(DOTTED_UNITS.iter().map(|(w, _)| *w));
-    let suggestion = crate::suggest::closest(unit, candidates).or_else(|| {
-        // Case slips such as `512mb` are common: suggest the unit with the right case.
-        SIZE_UNITS.iter().map(|(u, _)| *u).find(|u| u.eq_ignore_ascii_case(unit))
-    });
-    QuantityError::UnknownUnit { unit: unit.to_string(), suggestion }
+    QuantityError::UnknownUnit { unit: unit.to_string() }
+}
+
+/// Every unit a quantity may carry, for suggestions.
+pub fn all_units() -> impl Iterator<Item = &'static str> {
+    DURATION_UNITS.iter().map(|(u, _)| *u).chain(SIZE_UNITS.iter().map(|(u, _)| *u)).chain(DOTTED_UNITS.iter().map(|(w, _)| *w))
 }
 
 /// Replaces the unit of a quantity's text (for fixes).
@@ -141,7 +142,7 @@ mod tests {
         assert_eq!(parse("512MB"), Ok(Quantity::Size(512_000_000)));
         assert_eq!(parse("2GiB"), Ok(Quantity::Size(2 << 30)));
         assert!(matches!(parse("30x"), Err(QuantityError::UnknownUnit { .. })));
-        assert!(matches!(parse("512mb"), Err(QuantityError::UnknownUnit { suggestion: Some("MB"), .. })));
+        assert!(matches!(parse("512mb"), Err(QuantityError::UnknownUnit { .. })));
         assert_eq!(parse("99999999999999999999y"), Err(QuantityError::Overflow));
     }
 }

@@ -1,7 +1,7 @@
 //! Offsets to line/column positions and back. Columns are counted in Unicode scalar values for
 //! humans (`file:line:col`) and in UTF-16 code units for LSP and SARIF consumers that ask for it.
 
-use symbiont_syntax::TextSize;
+use crate::TextSize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineIndex {

@@ -1,0 +1,423 @@
+//! Lowering: from a file's syntax tree to its [`FileModel`]. One meaning per construct, written
+//! down in `docs/policy-semantics.md`; what has none is kept as a [`LowerIssue`] and fails closed.
+
+use std::sync::Arc;
+
+use symbiont_syntax::{
+    ast::{self, AstNode, Expr as Ast, Item, LiteralKind},
+    quantity::{self, Quantity},
+    LineIndex, SyntaxKind, SyntaxNode, TextRange,
+};
+
+use crate::{
+    expr::{ArithOp, CmpOp, Expr, Method, Root},
+    model::*,
+    Levels, Value,
+};
+
+/// Lowers every policy and agent of one file.
+pub fn lower_file(path: &str, text: &str, tree: &ast::SourceFile, levels: &Levels) -> FileModel {
+    let mut cx = Lowerer { file: Arc::from(path), index: LineIndex::new(text), text, levels, model: FileModel::default() };
+    for item in tree.items() {
+        match item {
+            Item::Policy(policy) => {
+                if let Some(def) = cx.policy(&policy, None) {
+                    cx.model.policies.push(def);
+                }
+            }
+            Item::Agent(agent) => cx.agent(&agent),
+            _ => {}
+        }
+    }
+    cx.model
+}
+
+struct Lowerer<'a> {
+    file: Arc<str>,
+    index: LineIndex,
+    text: &'a str,
+    levels: &'a Levels,
+    model: FileModel,
+}
+
+/// Collapses a node's text to one line for explanations.
+fn one_line(node: &SyntaxNode) -> String {
+    let mut out = String::new();
+    for token in node.descendants_with_tokens().filter_map(|e| e.into_token()) {
+        match token.kind() {
+            SyntaxKind::WHITESPACE => {
+                if !out.ends_with(' ') && !out.is_empty() {
+                    out.push(' ');
+                }
+            }
+            SyntaxKind::LINE_COMMENT | SyntaxKind::BLOCK_COMMENT => {}
+            _ => out.push_str(token.text()),
+        }
+    }
+    out.trim_end().to_string()
+}
+
+impl Lowerer<'_> {
+    fn loc(&self, range: TextRange) -> SourceLoc {
+        let pos = self.index.line_col(self.text, range.start());
+        SourceLoc { file: self.file.clone(), line: pos.line + 1, col: pos.col + 1, range }
+    }
+
+    fn issue(&mut self, kind: IssueKind, range: TextRange, message: String) {
+        let loc = self.loc(range);
+        self.model.issues.push(LowerIssue { kind, message, loc });
+    }
+
+    fn agent(&mut self, agent: &ast::Agent) {
+        let Some(name) = agent.name() else { return };
+        let agent_name = name.text();
+        let mut def = AgentDef {
+            name: agent_name.clone(),
+            capabilities: Vec::new(),
+            applied: Vec::new(),
+            inline: Vec::new(),
+            loc: self.loc(name.syntax().text_range()),
+        };
+        for (field, target) in [("capabilities", &mut def.capabilities), ("policies", &mut def.applied)] {
+            if let Some(Ast::ArrayExpr(list)) = agent.field(field).and_then(|f| f.value()) {
+                for element in list.elements() {
+                    if let Some(word) = word(&element) {
+                        target.push((word, self.loc(element.syntax().text_range())));
+                    }
+                }
+            }
+        }
+        for policy in agent.policies() {
+            if let Some(p) = self.policy(&policy, Some(agent_name.clone())) {
+                def.inline.push(p);
+            }
+        }
+        self.model.agents.push(def);
+    }
+
+    fn policy(&mut self, policy: &ast::Policy, owner: Option<String>) -> Option<PolicyDef> {
+        let name = policy.name()?;
+        let extends = policy.extends().map(|p| (p.text(), self.loc(p.syntax().text_range()))).collect();
+        let rules = policy.rules().filter_map(|r| self.rule(&r)).collect();
+        Some(PolicyDef { name: name.text(), extends, rules, loc: self.loc(name.syntax().text_range()), owner })
+    }
+
+    fn rule(&mut self, rule: &ast::Rule) -> Option<Rule> {
+        let kind = match rule.kind()? {
+            ast::RuleKind::Allow => RuleKind::Allow,
+            ast::RuleKind::Deny => RuleKind::Deny,
+            ast::RuleKind::Require => RuleKind::Require,
+            ast::RuleKind::Audit => RuleKind::Audit,
+            ast::RuleKind::Conditions => RuleKind::Conditions,
+        };
+        let body = rule.body()?;
+        let mut lowered = Rule {
+            kind,
+            ops: Vec::new(),
+            guard: None,
+            preconditions: Vec::new(),
+            obligations: Vec::new(),
+            text: one_line(rule.syntax()),
+            loc: self.loc(rule.syntax().text_range()),
+        };
+        // A phrase is its subject plus qualifiers; qualifiers mean the same for every rule kind.
+        let (subject, qualifiers) = match &body {
+            Ast::Phrase(phrase) => (phrase.subject()?, phrase.qualifiers().collect::<Vec<_>>()),
+            other => (other.clone(), Vec::new()),
+        };
+        match kind {
+            RuleKind::Allow | RuleKind::Deny => lowered.ops = self.operations(&subject),
+            RuleKind::Require => lowered.preconditions = self.requirements(&subject, &[]),
+            RuleKind::Audit | RuleKind::Conditions => lowered.obligations = self.obligations(&subject),
+        }
+        let mut unless = Vec::new();
+        for qualifier in &qualifiers {
+            let (Some(word), Some(value)) = (qualifier.word(), qualifier.value()) else { continue };
+            match word.text() {
+                "for" => {
+                    let ops = self.operations(&value);
+                    lowered.ops.extend(ops);
+                }
+                "with" if kind == RuleKind::Require => {
+                    let more = self.requirements(&value, &[]);
+                    lowered.preconditions.extend(more);
+                }
+                "unless" => unless.push(value),
+                other => lowered.obligations.push((other.to_string(), self.value(&value))),
+            }
+        }
+        let params: Vec<String> = lowered.ops.first().map(|o| o.params.clone()).unwrap_or_default();
+        let mut guard = rule.guard().and_then(|g| g.condition()).map(|c| self.guard(&c, &params));
+        for exception in unless {
+            let negated = self.guard(&exception, &params);
+            let expr = Expr::Not(Box::new(negated.expr));
+            guard = Some(match guard {
+                None => Guard { expr, text: format!("not ({})", negated.text), loc: negated.loc },
+                Some(g) => Guard { expr: Expr::And(Box::new(g.expr), Box::new(expr)), text: format!("{} && not ({})", g.text, negated.text), loc: g.loc },
+            });
+        }
+        lowered.guard = guard;
+        Some(lowered)
+    }
+
+    /// The operations a rule body names: `"op"`, `op`, `op(a, b)`, or an array of those.
+    fn operations(&mut self, expr: &Ast) -> Vec<OpPattern> {
+        let loc = self.loc(expr.syntax().text_range());
+        match expr {
+            Ast::ArrayExpr(list) => list.elements().flat_map(|e| self.operations(&e)).collect(),
+            Ast::CallExpr(call) => {
+                let Some(name) = call.callee().as_ref().and_then(word) else {
+                    self.issue(IssueKind::NotAnOperation, expr.syntax().text_range(), "expected an operation name before `(`".into());
+                    return Vec::new();
+                };
+                let params = call.arg_list().map(|a| a.args().map(|arg| word(&arg).unwrap_or_else(|| "any".into())).collect()).unwrap_or_default();
+                vec![OpPattern { name, params, loc }]
+            }
+            other => match word(other) {
+                Some(name) => vec![OpPattern { name, params: Vec::new(), loc }],
+                None => {
+                    self.issue(
+                        IssueKind::NotAnOperation,
+                        other.syntax().text_range(),
+                        format!("`{}` names no operation: expected `\"op\"`, `op`, `op(args)` or a list of them", one_line(other.syntax())),
+                    );
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    /// Preconditions of a `require` rule.
+    fn requirements(&mut self, expr: &Ast, params: &[String]) -> Vec<Guard> {
+        match expr {
+            Ast::ArrayExpr(list) => list.elements().flat_map(|e| self.requirements(&e, params)).collect(),
+            Ast::RecordExpr(record) => record
+                .fields()
+                .filter_map(|field| {
+                    let name = field.name()?;
+                    let value = field.value()?;
+                    let loc = self.loc(field.syntax().text_range());
+                    let lhs = Expr::Path { root: Root::Env(name.text().into()), fields: Box::new([]) };
+                    let rhs = self.compile(&value, params);
+                    Some(Guard { expr: self.comparison(CmpOp::Eq, lhs, rhs, Some(&name.text()), &value), text: one_line(field.syntax()), loc })
+                })
+                .collect(),
+            // A bare name or string is a flag that must be true: `require: legal_authorization`.
+            other if word(other).is_some() && !matches!(other, Ast::CallExpr(_)) => {
+                let name = word(other).unwrap_or_default();
+                let lhs = Expr::Path { root: Root::Env(name.into()), fields: Box::new([]) };
+                vec![Guard { expr: Expr::Cmp(CmpOp::Eq, Box::new(lhs), Box::new(Expr::Lit(Value::Bool(true)))), text: one_line(other.syntax()), loc: self.loc(other.syntax().text_range()) }]
+            }
+            other => vec![self.guard(other, params)],
+        }
+    }
+
+    /// Fields of an `audit` or `conditions` obligation.
+    fn obligations(&mut self, expr: &Ast) -> Vec<(String, Value)> {
+        match expr {
+            Ast::RecordExpr(record) => record.fields().filter_map(|f| Some((f.name()?.text(), f.value().map(|v| self.value(&v)).unwrap_or(Value::Bool(true))))).collect(),
+            other => vec![("subject".to_string(), self.value(other))],
+        }
+    }
+
+    /// A literal-ish expression as a value; names become strings, quantities keep their text.
+    fn value(&self, expr: &Ast) -> Value {
+        match expr {
+            Ast::Literal(lit) => match lit.kind() {
+                Some(LiteralKind::Int | LiteralKind::Float) => {
+                    Value::Number(lit.syntax().text().to_string().replace('_', "").parse().unwrap_or(f64::NAN))
+                }
+                Some(LiteralKind::String) => Value::String(lit.string_value().unwrap_or_default()),
+                Some(LiteralKind::Bool) => Value::Bool(lit.syntax().text() == "true"),
+                Some(LiteralKind::Null) | None => Value::Null,
+                Some(LiteralKind::Quantity | LiteralKind::SecretRef) => Value::String(lit.syntax().text().to_string()),
+            },
+            Ast::ArrayExpr(list) => Value::Array(list.elements().map(|e| self.value(&e)).collect()),
+            Ast::RecordExpr(record) => {
+                Value::object(record.fields().filter_map(|f| Some((f.name()?.text(), f.value().map(|v| self.value(&v)).unwrap_or(Value::Null)))))
+            }
+            other => Value::String(one_line(other.syntax())),
+        }
+    }
+
+    fn guard(&mut self, expr: &Ast, params: &[String]) -> Guard {
+        let compiled = self.compile(expr, params);
+        Guard { expr: compiled, text: one_line(expr.syntax()), loc: self.loc(expr.syntax().text_range()) }
+    }
+
+    fn unsupported(&mut self, expr: &Ast, what: String) -> Expr {
+        self.issue(
+            IssueKind::UnevaluableGuard,
+            expr.syntax().text_range(),
+            format!("the policy engine cannot evaluate {what}; the rule fails closed (an allow never allows, a deny always denies)"),
+        );
+        Expr::Unsupported(what.into())
+    }
+
+    fn compile(&mut self, expr: &Ast, params: &[String]) -> Expr {
+        match expr {
+            Ast::Literal(lit) => match lit.kind() {
+                Some(LiteralKind::Quantity) => match quantity::parse(lit.syntax().text().to_string().as_str()) {
+                    // Durations compare in milliseconds, sizes in bytes.
+                    Ok(Quantity::Duration(d)) => Expr::Lit(Value::Number(d.as_millis() as f64)),
+                    Ok(Quantity::Size(bytes)) => Expr::Lit(Value::Number(bytes as f64)),
+                    Err(_) => self.unsupported(expr, format!("the quantity `{}`", lit.syntax().text())),
+                },
+                Some(LiteralKind::SecretRef) => self.unsupported(expr, "a secret reference".into()),
+                _ => Expr::Lit(self.value(expr)),
+            },
+            Ast::PathExpr(path) => {
+                let segments: Vec<String> = path.segments().map(|s| s.text()).collect();
+                if segments.len() != 1 {
+                    return self.unsupported(expr, format!("the path `{}`", path.text()));
+                }
+                let name = &segments[0];
+                let root = match params.iter().position(|p| p == name) {
+                    Some(index) => Root::Param { index, name: name.as_str().into() },
+                    None => Root::Env(name.as_str().into()),
+                };
+                Expr::Path { root, fields: Box::new([]) }
+            }
+            Ast::FieldExpr(field) => {
+                let receiver = field.receiver().map(|r| self.compile(&r, params));
+                let name = field.field().map(|f| f.text()).unwrap_or_default();
+                match receiver {
+                    Some(Expr::Path { root, fields }) => {
+                        let mut fields = fields.into_vec();
+                        fields.push(name.into());
+                        Expr::Path { root, fields: fields.into() }
+                    }
+                    Some(Expr::Unsupported(what)) => Expr::Unsupported(what),
+                    _ => self.unsupported(expr, format!("the field access `{}`", one_line(expr.syntax()))),
+                }
+            }
+            Ast::IndexExpr(index) => {
+                let key = index.index().and_then(|i| match i {
+                    Ast::Literal(lit) => lit.string_value().or_else(|| (lit.kind() == Some(LiteralKind::Int)).then(|| lit.syntax().text().to_string())),
+                    _ => None,
+                });
+                match (index.base().map(|b| self.compile(&b, params)), key) {
+                    (Some(Expr::Path { root, fields }), Some(key)) => {
+                        let mut fields = fields.into_vec();
+                        fields.push(key.into());
+                        Expr::Path { root, fields: fields.into() }
+                    }
+                    _ => self.unsupported(expr, format!("the index `{}`", one_line(expr.syntax()))),
+                }
+            }
+            Ast::CallExpr(call) => {
+                if let Some(Ast::FieldExpr(callee)) = call.callee() {
+                    let method_name = callee.field().map(|f| f.text()).unwrap_or_default();
+                    if let (Some(method), Some(receiver)) = (Method::from_name(&method_name), callee.receiver()) {
+                        let receiver = self.compile(&receiver, params);
+                        let args = call.arg_list().map(|a| a.args().map(|arg| self.compile(&arg, params)).collect::<Vec<_>>()).unwrap_or_default();
+                        return Expr::Method { receiver: Box::new(receiver), method, args: args.into() };
+                    }
+                    return self.unsupported(expr, format!("the method `{method_name}`"));
+                }
+                self.unsupported(expr, format!("the call `{}`", one_line(expr.syntax())))
+            }
+            Ast::ParenExpr(paren) => match paren.expr() {
+                Some(inner) => self.compile(&inner, params),
+                None => self.unsupported(expr, "an empty parenthesis".into()),
+            },
+            Ast::ArrayExpr(list) => Expr::Array(list.elements().map(|e| self.compile(&e, params)).collect()),
+            Ast::PrefixExpr(prefix) => {
+                let operand = prefix.operand().map(|o| self.compile(&o, params)).unwrap_or_else(|| Expr::Unsupported("a missing operand".into()));
+                match prefix.op().map(|t| t.kind()) {
+                    Some(SyntaxKind::MINUS) => Expr::Neg(Box::new(operand)),
+                    _ => Expr::Not(Box::new(operand)),
+                }
+            }
+            Ast::BinExpr(bin) => {
+                let (Some(lhs_ast), Some(rhs_ast), Some(op)) = (bin.lhs(), bin.rhs(), bin.op()) else {
+                    return self.unsupported(expr, "an incomplete expression".into());
+                };
+                let lhs = self.compile(&lhs_ast, params);
+                let rhs = self.compile(&rhs_ast, params);
+                let arith = |op| Expr::Arith(op, Box::new(lhs.clone()), Box::new(rhs.clone()));
+                match op.kind() {
+                    SyntaxKind::AMP2 => Expr::And(Box::new(lhs), Box::new(rhs)),
+                    SyntaxKind::PIPE2 => Expr::Or(Box::new(lhs), Box::new(rhs)),
+                    SyntaxKind::IN_KW => Expr::In(Box::new(lhs), Box::new(rhs)),
+                    SyntaxKind::PLUS => arith(ArithOp::Add),
+                    SyntaxKind::MINUS => arith(ArithOp::Sub),
+                    SyntaxKind::STAR => arith(ArithOp::Mul),
+                    SyntaxKind::SLASH => arith(ArithOp::Div),
+                    SyntaxKind::PERCENT => arith(ArithOp::Rem),
+                    kind => {
+                        let op = match kind {
+                            // `audit_trail = true` in a requirement list states a value.
+                            SyntaxKind::EQ | SyntaxKind::EQ2 => CmpOp::Eq,
+                            SyntaxKind::NEQ => CmpOp::Ne,
+                            SyntaxKind::LT => CmpOp::Lt,
+                            SyntaxKind::GT => CmpOp::Gt,
+                            SyntaxKind::LTEQ => CmpOp::Le,
+                            SyntaxKind::GTEQ => CmpOp::Ge,
+                            _ => return self.unsupported(expr, format!("the operator `{}`", op.text())),
+                        };
+                        let attribute = last_segment(&lhs);
+                        self.comparison(op, lhs, rhs, attribute.as_deref(), &rhs_ast)
+                    }
+                }
+            }
+            _ => self.unsupported(expr, format!("`{}`", one_line(expr.syntax()))),
+        }
+    }
+
+    /// A comparison; ordered comparisons against a level name compare levels.
+    fn comparison(&mut self, op: CmpOp, lhs: Expr, rhs: Expr, attribute: Option<&str>, rhs_ast: &Ast) -> Expr {
+        let literal = match &rhs {
+            Expr::Lit(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let is_ordered = !matches!(op, CmpOp::Eq | CmpOp::Ne);
+        let Some(literal) = literal else { return Expr::Cmp(op, Box::new(lhs), Box::new(rhs)) };
+        let named_level = attribute.is_some_and(|a| a.contains("clearance") || a.contains("classification"));
+        if !is_ordered && !named_level {
+            return Expr::Cmp(op, Box::new(lhs), Box::new(rhs));
+        }
+        match self.levels.kind_for(attribute, &literal) {
+            Some(kind) => {
+                if self.levels.rank(kind, &literal).is_none() {
+                    let known = self.levels.list(kind).join(", ");
+                    self.issue(
+                        IssueKind::UnknownLevel,
+                        rhs_ast.syntax().text_range(),
+                        format!("`{literal}` is not a {} level (levels, lowest first: {known})", kind.as_str()),
+                    );
+                }
+                Expr::LevelCmp(op, kind, Box::new(lhs), Box::new(rhs))
+            }
+            None => {
+                self.issue(
+                    IssueKind::UnknownLevel,
+                    rhs_ast.syntax().text_range(),
+                    format!("`{literal}` is neither a clearance nor a classification level, and strings have no order"),
+                );
+                Expr::Cmp(op, Box::new(lhs), Box::new(rhs))
+            }
+        }
+    }
+}
+
+fn last_segment(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Path { root, fields } => Some(match fields.last() {
+            Some(f) => f.to_string(),
+            None => match root {
+                Root::Param { name, .. } | Root::Env(name) => name.to_string(),
+            },
+        }),
+        _ => None,
+    }
+}
+
+/// A name written as a path or a string.
+fn word(expr: &Ast) -> Option<String> {
+    match expr {
+        Ast::PathExpr(path) => Some(path.text()),
+        Ast::Literal(lit) => lit.string_value(),
+        _ => None,
+    }
+}
