@@ -15,7 +15,6 @@ use crate::{
     diagnostics::{self as rules, Diagnostic, TextEdit},
     items::agent_local_defs,
     settings::{self, ValueKind},
-    suggest,
 };
 
 #[salsa::tracked(returns(ref))]
@@ -100,7 +99,11 @@ impl Checker {
                         self.push(Diagnostic::new(
                             &rules::UNKNOWN_QUALIFIER,
                             word.text_range(),
-                            format!("the qualifier `{}` has no meaning here and is ignored; known qualifiers: {}", word.text(), known.join(", ")),
+                            format!(
+                                "the qualifier `{}` has no meaning here and is ignored; known qualifiers: {}",
+                                word.text(),
+                                known.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -120,15 +123,13 @@ impl Checker {
             // Case slips such as `512mb` are common: prefer the unit with the right case.
             QuantityError::UnknownUnit { unit } => quantity::all_units()
                 .find(|u| u.eq_ignore_ascii_case(unit))
-                .or_else(|| suggest::closest(unit, quantity::all_units())),
+                .or_else(|| symbiont_syntax::suggest::closest(unit, quantity::all_units())),
             QuantityError::Overflow => None,
         };
         if let Some(unit) = suggestion {
             let new_text = quantity::with_unit(token.text(), unit);
-            diagnostic = diagnostic.with_fix(
-                format!("Write `{new_text}`"),
-                vec![TextEdit { path: self.path.clone(), range: token.text_range(), new_text }],
-            );
+            diagnostic = diagnostic
+                .with_fix(format!("Write `{new_text}`"), vec![TextEdit { path: self.path.clone(), range: token.text_range(), new_text }]);
         }
         self.push(diagnostic);
     }
@@ -167,7 +168,7 @@ impl Checker {
                 name.syntax().text_range(),
                 format!("unknown {what} `{key}`: the runtime ignores it"),
             );
-            if let Some(best) = suggest::closest(&key, table.iter().map(|s| s.name)) {
+            if let Some(best) = symbiont_syntax::suggest::closest(&key, table.iter().map(|s| s.name)) {
                 diagnostic = diagnostic.with_fix(
                     format!("Replace with `{best}`"),
                     vec![TextEdit { path: self.path.clone(), range: name.syntax().text_range(), new_text: best.to_string() }],

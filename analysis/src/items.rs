@@ -186,9 +186,7 @@ fn collect_item(item: &Item, items: &mut FileItems) {
 pub fn name_like(expr: &Expr) -> Option<(String, TextRange, bool)> {
     match expr {
         Expr::PathExpr(path) => Some((path.text(), path.syntax().text_range(), false)),
-        Expr::Literal(lit) if lit.token()?.kind() == SyntaxKind::STRING => {
-            Some((lit.string_value()?, lit.syntax().text_range(), true))
-        }
+        Expr::Literal(lit) if lit.token()?.kind() == SyntaxKind::STRING => Some((lit.string_value()?, lit.syntax().text_range(), true)),
         _ => None,
     }
 }

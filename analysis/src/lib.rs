@@ -13,7 +13,6 @@ pub mod diagnostics;
 pub mod items;
 pub mod resolve;
 pub mod settings;
-pub mod suggest;
 
 use std::{
     collections::BTreeMap,

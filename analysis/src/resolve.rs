@@ -8,7 +8,6 @@ use crate::{
     db::{config, Db, SourceFile, Workspace},
     diagnostics::{self as rules, Diagnostic, TextEdit},
     items::{file_items, file_symbols, DefKind, RefContext},
-    suggest,
 };
 
 /// Every workspace-level name, by namespace, with the files defining it (in path order), and the
@@ -108,12 +107,16 @@ pub fn resolve_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<
         }
         let what = reference.namespace.as_str();
         let message = match &reference.context {
-            RefContext::Extends { child } => format!("policy `{child}` extends `{}`, but no top-level policy has that name", reference.name),
-            RefContext::AppliedPolicy { agent } => format!("agent `{agent}` applies policy `{}`, but no top-level policy has that name", reference.name),
+            RefContext::Extends { child } => {
+                format!("policy `{child}` extends `{}`, but no top-level policy has that name", reference.name)
+            }
+            RefContext::AppliedPolicy { agent } => {
+                format!("agent `{agent}` applies policy `{}`, but no top-level policy has that name", reference.name)
+            }
             RefContext::AgentTarget { owner } => format!("this {owner} targets agent `{}`, but no agent has that name", reference.name),
         };
         let mut diagnostic = Diagnostic::new(&rules::UNRESOLVED_REFERENCE, reference.range, message);
-        if let Some(best) = suggest::closest(&reference.name, index.names(reference.namespace)) {
+        if let Some(best) = symbiont_syntax::suggest::closest(&reference.name, index.names(reference.namespace)) {
             let new_text = if reference.quoted { format!("\"{best}\"") } else { best.to_string() };
             diagnostic = diagnostic.with_fix(
                 format!("Replace with {what} `{best}`"),
@@ -129,11 +132,8 @@ pub fn resolve_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<
             continue;
         }
         let Some(cycle) = index.extends_cycle(&def.name) else { continue };
-        let mut diagnostic = Diagnostic::new(
-            &rules::EXTENDS_CYCLE,
-            def.name_range,
-            format!("policy `{}` extends itself: {}", def.name, cycle.join(" → ")),
-        );
+        let mut diagnostic =
+            Diagnostic::new(&rules::EXTENDS_CYCLE, def.name_range, format!("policy `{}` extends itself: {}", def.name, cycle.join(" → ")));
         for member in cycle.iter().skip(1).take(cycle.len().saturating_sub(2)) {
             for &other in index.lookup(DefKind::Policy, member) {
                 if let Some(d) = file_items(db, other).defs.iter().find(|d| d.kind == DefKind::Policy && &d.name == member) {

@@ -49,7 +49,12 @@ pub static WITH_ATTRIBUTES: &[Setting] = &[
     setting("memory", &[String], "memory mode: \"ephemeral\", \"persistent\", \"session\" or \"encrypted\""),
     setting("privacy", &[String], "privacy level"),
     setting("security", &[String], "security level"),
-    Setting { name: "sandbox", kinds: &[String], isolation: true, doc: "isolation tier (Tier1, Tier2, Tier3) or backend (docker, gvisor, firecracker)" },
+    Setting {
+        name: "sandbox",
+        kinds: &[String],
+        isolation: true,
+        doc: "isolation tier (Tier1, Tier2, Tier3) or backend (docker, gvisor, firecracker)",
+    },
     setting("timeout", &[Duration, Number], "execution timeout: a duration, or a number of milliseconds"),
     setting("requires", &[String, Array], "approvals or clearances required to run"),
     setting("max_memory_mb", &[Number], "memory limit in MiB"),

@@ -92,3 +92,45 @@ mod tests {
         assert_eq!(with_ancestors("https_request").collect::<Vec<_>>(), ["https_request", "http_request", "network_access"]);
     }
 }
+
+/// The operations of one workspace: the catalogue plus the project's own from `symbiont.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Operations {
+    /// Project operations: name and parent.
+    custom: Vec<(String, Option<String>)>,
+}
+
+impl Operations {
+    pub fn new(custom: &std::collections::BTreeMap<String, crate::config::CustomOperation>) -> Self {
+        Operations { custom: custom.iter().map(|(name, op)| (name.clone(), op.parent.clone())).collect() }
+    }
+
+    pub fn is_known(&self, name: &str) -> bool {
+        lookup(name).is_some() || self.custom.iter().any(|(n, _)| n == name)
+    }
+
+    fn parent<'a>(&'a self, name: &str) -> Option<&'a str> {
+        match lookup(name) {
+            Some(op) => op.parent,
+            None => self.custom.iter().find(|(n, _)| n == name).and_then(|(_, p)| p.as_deref()),
+        }
+    }
+
+    /// `name` and the operations above it, narrowest first. The walk is bounded, so a cycle in
+    /// project operations cannot hang it.
+    pub fn ancestors<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        let mut next = Some(name);
+        let mut steps = 0;
+        std::iter::from_fn(move || {
+            let current = next?;
+            steps += 1;
+            next = if steps > 32 { None } else { self.parent(current) };
+            Some(current)
+        })
+    }
+
+    /// Every known operation name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        OPERATIONS.iter().map(|o| o.name).chain(self.custom.iter().map(|(n, _)| n.as_str()))
+    }
+}

@@ -71,17 +71,17 @@ fn range(span: std::ops::Range<usize>) -> TextRange {
 
 /// Parses `symbiont.toml`. Errors carry the range they concern.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-        message: e.message().to_string(),
-        range: e.span().map_or(TextRange::empty(0.into()), range),
-    })?;
+    let raw: RawConfig = toml::from_str(text)
+        .map_err(|e| ConfigError { message: e.message().to_string(), range: e.span().map_or(TextRange::empty(0.into()), range) })?;
     let mut config = Config::default();
     if let Some(base) = raw.policy.and_then(|p| p.base) {
         let span = base.span();
         config.base_policy = Some((base.into_inner(), range(span)));
     }
     if let Some(levels) = raw.levels {
-        for (list, target) in [(levels.clearance, &mut config.levels.clearances), (levels.classification, &mut config.levels.classifications)] {
+        for (list, target) in
+            [(levels.clearance, &mut config.levels.clearances), (levels.classification, &mut config.levels.classifications)]
+        {
             let Some(list) = list else { continue };
             let span = list.span();
             let list = list.into_inner();
@@ -112,7 +112,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 mod tests {
     #[test]
     fn parses_and_rejects_unknown_keys() {
-        let config = super::parse("[policy]\nbase = \"org\"\n[levels]\nclearance = [\"a\", \"b\"]\n[operations.deploy]\nparent = \"execute_code\"\n").unwrap();
+        let config = super::parse(
+            "[policy]\nbase = \"org\"\n[levels]\nclearance = [\"a\", \"b\"]\n[operations.deploy]\nparent = \"execute_code\"\n",
+        )
+        .unwrap();
         assert_eq!(config.base_policy.as_ref().unwrap().0, "org");
         assert_eq!(config.levels.clearances, ["a", "b"]);
         assert_eq!(config.operations["deploy"].parent.as_deref(), Some("execute_code"));

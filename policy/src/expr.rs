@@ -88,7 +88,10 @@ pub enum Root {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     Lit(Value),
-    Path { root: Root, fields: Box<[Box<str>]> },
+    Path {
+        root: Root,
+        fields: Box<[Box<str>]>,
+    },
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
@@ -100,7 +103,11 @@ pub enum Expr {
     Arith(ArithOp, Box<Expr>, Box<Expr>),
     Neg(Box<Expr>),
     Array(Box<[Expr]>),
-    Method { receiver: Box<Expr>, method: Method, args: Box<[Expr]> },
+    Method {
+        receiver: Box<Expr>,
+        method: Method,
+        args: Box<[Expr]>,
+    },
     /// Something the engine cannot evaluate (a call to a host function, a lambda): always an
     /// evaluation error, so the rule fails closed.
     Unsupported(Box<str>),
@@ -199,7 +206,9 @@ impl Expr {
                 Value::Number(n) => Cow::Owned(Value::Number(-n)),
                 other => return Err(EvalError::Type { expected: "a number", found: other.kind(), context: "`-`" }),
             },
-            Expr::Array(items) => Cow::Owned(Value::Array(items.iter().map(|i| i.eval(scope).map(Cow::into_owned)).collect::<Result<_>>()?)),
+            Expr::Array(items) => {
+                Cow::Owned(Value::Array(items.iter().map(|i| i.eval(scope).map(Cow::into_owned)).collect::<Result<_>>()?))
+            }
             Expr::Method { receiver, method, args } => Cow::Owned(call(*method, receiver.eval(scope)?.as_ref(), args, scope)?),
             Expr::Unsupported(what) => return Err(EvalError::Unsupported(what.to_string())),
         })

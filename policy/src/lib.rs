@@ -9,6 +9,8 @@
 
 pub mod catalogue;
 pub mod config;
+pub mod effective;
+pub mod engine;
 pub mod expr;
 pub mod levels;
 pub mod lower;
@@ -16,6 +18,18 @@ pub mod model;
 mod value;
 
 pub use crate::{
+    effective::{EffectivePolicy, Universe},
+    engine::{Decision, Effect, Engine, Reason},
     levels::{LevelKind, Levels},
     value::Value,
 };
+
+/// Parses and lowers `(path, text)` sources into a [`Universe`]: the one way both the runtime and
+/// the tools build a workspace's policies from files.
+pub fn load<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>, config: config::Config) -> Universe {
+    let models: Vec<model::FileModel> = sources
+        .into_iter()
+        .map(|(path, text)| lower::lower_file(path, text, &symbiont_syntax::parse(text).tree(), &config.levels))
+        .collect();
+    Universe::new(&models, config)
+}

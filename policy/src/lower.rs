@@ -153,7 +153,11 @@ impl Lowerer<'_> {
             let expr = Expr::Not(Box::new(negated.expr));
             guard = Some(match guard {
                 None => Guard { expr, text: format!("not ({})", negated.text), loc: negated.loc },
-                Some(g) => Guard { expr: Expr::And(Box::new(g.expr), Box::new(expr)), text: format!("{} && not ({})", g.text, negated.text), loc: g.loc },
+                Some(g) => Guard {
+                    expr: Expr::And(Box::new(g.expr), Box::new(expr)),
+                    text: format!("{} && not ({})", g.text, negated.text),
+                    loc: g.loc,
+                },
             });
         }
         lowered.guard = guard;
@@ -170,7 +174,8 @@ impl Lowerer<'_> {
                     self.issue(IssueKind::NotAnOperation, expr.syntax().text_range(), "expected an operation name before `(`".into());
                     return Vec::new();
                 };
-                let params = call.arg_list().map(|a| a.args().map(|arg| word(&arg).unwrap_or_else(|| "any".into())).collect()).unwrap_or_default();
+                let params =
+                    call.arg_list().map(|a| a.args().map(|arg| word(&arg).unwrap_or_else(|| "any".into())).collect()).unwrap_or_default();
                 vec![OpPattern { name, params, loc }]
             }
             other => match word(other) {
@@ -199,14 +204,22 @@ impl Lowerer<'_> {
                     let loc = self.loc(field.syntax().text_range());
                     let lhs = Expr::Path { root: Root::Env(name.text().into()), fields: Box::new([]) };
                     let rhs = self.compile(&value, params);
-                    Some(Guard { expr: self.comparison(CmpOp::Eq, lhs, rhs, Some(&name.text()), &value), text: one_line(field.syntax()), loc })
+                    Some(Guard {
+                        expr: self.comparison(CmpOp::Eq, lhs, rhs, Some(&name.text()), &value),
+                        text: one_line(field.syntax()),
+                        loc,
+                    })
                 })
                 .collect(),
             // A bare name or string is a flag that must be true: `require: legal_authorization`.
             other if word(other).is_some() && !matches!(other, Ast::CallExpr(_)) => {
                 let name = word(other).unwrap_or_default();
                 let lhs = Expr::Path { root: Root::Env(name.into()), fields: Box::new([]) };
-                vec![Guard { expr: Expr::Cmp(CmpOp::Eq, Box::new(lhs), Box::new(Expr::Lit(Value::Bool(true)))), text: one_line(other.syntax()), loc: self.loc(other.syntax().text_range()) }]
+                vec![Guard {
+                    expr: Expr::Cmp(CmpOp::Eq, Box::new(lhs), Box::new(Expr::Lit(Value::Bool(true)))),
+                    text: one_line(other.syntax()),
+                    loc: self.loc(other.syntax().text_range()),
+                }]
             }
             other => vec![self.guard(other, params)],
         }
@@ -215,7 +228,10 @@ impl Lowerer<'_> {
     /// Fields of an `audit` or `conditions` obligation.
     fn obligations(&mut self, expr: &Ast) -> Vec<(String, Value)> {
         match expr {
-            Ast::RecordExpr(record) => record.fields().filter_map(|f| Some((f.name()?.text(), f.value().map(|v| self.value(&v)).unwrap_or(Value::Bool(true))))).collect(),
+            Ast::RecordExpr(record) => record
+                .fields()
+                .filter_map(|f| Some((f.name()?.text(), f.value().map(|v| self.value(&v)).unwrap_or(Value::Bool(true)))))
+                .collect(),
             other => vec![("subject".to_string(), self.value(other))],
         }
     }
@@ -233,9 +249,9 @@ impl Lowerer<'_> {
                 Some(LiteralKind::Quantity | LiteralKind::SecretRef) => Value::String(lit.syntax().text().to_string()),
             },
             Ast::ArrayExpr(list) => Value::Array(list.elements().map(|e| self.value(&e)).collect()),
-            Ast::RecordExpr(record) => {
-                Value::object(record.fields().filter_map(|f| Some((f.name()?.text(), f.value().map(|v| self.value(&v)).unwrap_or(Value::Null)))))
-            }
+            Ast::RecordExpr(record) => Value::object(
+                record.fields().filter_map(|f| Some((f.name()?.text(), f.value().map(|v| self.value(&v)).unwrap_or(Value::Null)))),
+            ),
             other => Value::String(one_line(other.syntax())),
         }
     }
@@ -293,7 +309,9 @@ impl Lowerer<'_> {
             }
             Ast::IndexExpr(index) => {
                 let key = index.index().and_then(|i| match i {
-                    Ast::Literal(lit) => lit.string_value().or_else(|| (lit.kind() == Some(LiteralKind::Int)).then(|| lit.syntax().text().to_string())),
+                    Ast::Literal(lit) => {
+                        lit.string_value().or_else(|| (lit.kind() == Some(LiteralKind::Int)).then(|| lit.syntax().text().to_string()))
+                    }
                     _ => None,
                 });
                 match (index.base().map(|b| self.compile(&b, params)), key) {
@@ -310,7 +328,8 @@ impl Lowerer<'_> {
                     let method_name = callee.field().map(|f| f.text()).unwrap_or_default();
                     if let (Some(method), Some(receiver)) = (Method::from_name(&method_name), callee.receiver()) {
                         let receiver = self.compile(&receiver, params);
-                        let args = call.arg_list().map(|a| a.args().map(|arg| self.compile(&arg, params)).collect::<Vec<_>>()).unwrap_or_default();
+                        let args =
+                            call.arg_list().map(|a| a.args().map(|arg| self.compile(&arg, params)).collect::<Vec<_>>()).unwrap_or_default();
                         return Expr::Method { receiver: Box::new(receiver), method, args: args.into() };
                     }
                     return self.unsupported(expr, format!("the method `{method_name}`"));
@@ -323,7 +342,8 @@ impl Lowerer<'_> {
             },
             Ast::ArrayExpr(list) => Expr::Array(list.elements().map(|e| self.compile(&e, params)).collect()),
             Ast::PrefixExpr(prefix) => {
-                let operand = prefix.operand().map(|o| self.compile(&o, params)).unwrap_or_else(|| Expr::Unsupported("a missing operand".into()));
+                let operand =
+                    prefix.operand().map(|o| self.compile(&o, params)).unwrap_or_else(|| Expr::Unsupported("a missing operand".into()));
                 match prefix.op().map(|t| t.kind()) {
                     Some(SyntaxKind::MINUS) => Expr::Neg(Box::new(operand)),
                     _ => Expr::Not(Box::new(operand)),

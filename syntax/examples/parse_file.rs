@@ -7,6 +7,8 @@ fn main() {
             let line = text[..usize::from(e.range.start())].matches('\n').count() + 1;
             println!("{path}:{line}: {} {:?}", e.message, e.range);
         }
-        if std::env::var("TREE").is_ok() { print!("{}", parse.debug_tree()); }
+        if std::env::var("TREE").is_ok() {
+            print!("{}", parse.debug_tree());
+        }
     }
 }

@@ -57,11 +57,7 @@ impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FormatError::Syntax { errors } => {
-                write!(
-                    f,
-                    "cannot format a file with {} syntax error(s); fix them first",
-                    errors.len()
-                )?;
+                write!(f, "cannot format a file with {} syntax error(s); fix them first", errors.len())?;
                 if let Some(first) = errors.first() {
                     write!(f, " (first, at {:?}: {})", first.range, first.message)?;
                 }
@@ -92,9 +88,7 @@ pub fn format_with(text: &str, options: &FormatOptions) -> Result<String, Format
 /// sees such bugs instead of the fallback.
 pub fn format_tree(parse: &Parse, options: &FormatOptions) -> Result<String, FormatError> {
     if !parse.errors().is_empty() {
-        return Err(FormatError::Syntax {
-            errors: parse.errors().to_vec(),
-        });
+        return Err(FormatError::Syntax { errors: parse.errors().to_vec() });
     }
     let root = parse.syntax();
     let output = layout(&root, options);
@@ -118,9 +112,7 @@ pub fn significant_structure(node: &SyntaxNode) -> String {
                 depth += 1;
             }
             rowan::WalkEvent::Leave(rowan::NodeOrToken::Node(_)) => depth = depth.saturating_sub(1),
-            rowan::WalkEvent::Enter(rowan::NodeOrToken::Token(token))
-                if !token.kind().is_trivia() =>
-            {
+            rowan::WalkEvent::Enter(rowan::NodeOrToken::Token(token)) if !token.kind().is_trivia() => {
                 out.push_str(&"  ".repeat(depth));
                 out.push_str(&format!("{:?} {:?}\n", token.kind(), token.text()));
             }
@@ -133,8 +125,7 @@ pub fn significant_structure(node: &SyntaxNode) -> String {
 /// Whether `output` parses without errors to the same significant structure as `root`.
 fn preserves_meaning(root: &SyntaxNode, output: &str) -> bool {
     let reparsed = crate::parse(output);
-    reparsed.errors().is_empty()
-        && significant_structure(&reparsed.syntax()) == significant_structure(root)
+    reparsed.errors().is_empty() && significant_structure(&reparsed.syntax()) == significant_structure(root)
 }
 
 /// Lays out a tree (which must have parsed without errors) without checking the result.
@@ -166,20 +157,7 @@ fn is_entry_item(kind: SyntaxKind) -> bool {
 /// (after it began on an earlier line) is a continuation line, indented one extra level.
 fn is_statement_like(kind: SyntaxKind) -> bool {
     is_entry_item(kind)
-        || matches!(
-            kind,
-            AGENT
-                | POLICY
-                | TYPE_DEF
-                | FUNCTION
-                | AGENT_FIELD
-                | WITH_BLOCK
-                | RULE
-                | LET_STMT
-                | EXPR_STMT
-                | ENTRY
-                | MATCH_ARM
-        )
+        || matches!(kind, AGENT | POLICY | TYPE_DEF | FUNCTION | AGENT_FIELD | WITH_BLOCK | RULE | LET_STMT | EXPR_STMT | ENTRY | MATCH_ARM)
 }
 
 /// Braced nodes whose members are statements. Their braces go on their own lines when the body
@@ -192,12 +170,9 @@ fn is_statement_like(kind: SyntaxKind) -> bool {
 fn is_block_body(node: &SyntaxNode) -> bool {
     match node.kind() {
         ENTRY_BLOCK => {
-            node.parent()
-                .is_some_and(|parent| is_entry_item(parent.kind()))
+            node.parent().is_some_and(|parent| is_entry_item(parent.kind()))
                 || node.text().contains_char('\n')
-                || node
-                    .descendants()
-                    .any(|d| is_body_kind(d.kind()) && d.kind() != ENTRY_BLOCK)
+                || node.descendants().any(|d| is_body_kind(d.kind()) && d.kind() != ENTRY_BLOCK)
         }
         kind => is_body_kind(kind),
     }
@@ -205,10 +180,7 @@ fn is_block_body(node: &SyntaxNode) -> bool {
 
 /// Nodes that may be block bodies (see [`is_block_body`]).
 fn is_body_kind(kind: SyntaxKind) -> bool {
-    matches!(
-        kind,
-        AGENT_BODY | POLICY_BODY | BLOCK | MATCH_ARM_LIST | ENTRY_BLOCK
-    )
+    matches!(kind, AGENT_BODY | POLICY_BODY | BLOCK | MATCH_ARM_LIST | ENTRY_BLOCK)
 }
 
 fn parent_kind(token: &SyntaxToken) -> Option<SyntaxKind> {
@@ -249,17 +221,11 @@ impl Layout {
     fn new(root: &SyntaxNode, options: &FormatOptions) -> Layout {
         let mut elements = Vec::new();
         let mut whitespace = String::new();
-        for token in root
-            .descendants_with_tokens()
-            .filter_map(|element| element.into_token())
-        {
+        for token in root.descendants_with_tokens().filter_map(|element| element.into_token()) {
             if token.kind() == WHITESPACE {
                 whitespace.push_str(token.text());
             } else {
-                elements.push(Element {
-                    token,
-                    whitespace_before: std::mem::take(&mut whitespace),
-                });
+                elements.push(Element { token, whitespace_before: std::mem::take(&mut whitespace) });
             }
         }
         let mut depth = Vec::with_capacity(elements.len());
@@ -273,12 +239,7 @@ impl Layout {
             }
         }
         let forced = vec![0; elements.len()];
-        let mut layout = Layout {
-            indent_width: options.indent_width.min(MAX_INDENT_WIDTH),
-            elements,
-            depth,
-            forced,
-        };
+        let mut layout = Layout { indent_width: options.indent_width.min(MAX_INDENT_WIDTH), elements, depth, forced };
         layout.force_breaks(root);
         layout
     }
@@ -286,17 +247,12 @@ impl Layout {
     /// Index of `token` among the elements.
     fn index_of(&self, token: &SyntaxToken) -> Option<usize> {
         let start = token.text_range().start();
-        self.elements
-            .binary_search_by_key(&start, |element| element.token.text_range().start())
-            .ok()
+        self.elements.binary_search_by_key(&start, |element| element.token.text_range().start()).ok()
     }
 
     /// Index of the first significant token of `node`.
     fn first_index(&self, node: &SyntaxNode) -> Option<usize> {
-        let token = node
-            .descendants_with_tokens()
-            .filter_map(|e| e.into_token())
-            .find(|t| !t.kind().is_trivia())?;
+        let token = node.descendants_with_tokens().filter_map(|e| e.into_token()).find(|t| !t.kind().is_trivia())?;
         self.index_of(&token)
     }
 
@@ -327,24 +283,11 @@ impl Layout {
 
     /// Braces of a non-empty body on their own lines; each member on its own line.
     fn break_body(&mut self, body: &SyntaxNode) {
-        let tokens: Vec<SyntaxToken> = body
-            .children_with_tokens()
-            .filter_map(|e| e.into_token())
-            .collect();
-        let open = tokens
-            .iter()
-            .find(|t| t.kind() == L_BRACE)
-            .and_then(|t| self.index_of(t));
-        let close = tokens
-            .iter()
-            .rev()
-            .find(|t| t.kind() == R_BRACE)
-            .and_then(|t| self.index_of(t));
+        let tokens: Vec<SyntaxToken> = body.children_with_tokens().filter_map(|e| e.into_token()).collect();
+        let open = tokens.iter().find(|t| t.kind() == L_BRACE).and_then(|t| self.index_of(t));
+        let close = tokens.iter().rev().find(|t| t.kind() == R_BRACE).and_then(|t| self.index_of(t));
         if let (Some(open), Some(close)) = (open, close) {
-            if let Some(first) = self
-                .next_significant(open + 1)
-                .filter(|&first| first < close)
-            {
+            if let Some(first) = self.next_significant(open + 1).filter(|&first| first < close) {
                 self.force(first, 1);
                 self.force(close, 1);
             }
@@ -367,14 +310,8 @@ impl Layout {
             };
             if let Some(end) = previous_end {
                 let gaps = end + 1..=first;
-                if !gaps
-                    .clone()
-                    .any(|i| self.elements[i].newlines_before() >= 2)
-                {
-                    let at = gaps
-                        .clone()
-                        .find(|&i| self.elements[i].newlines_before() >= 1)
-                        .unwrap_or(first);
+                if !gaps.clone().any(|i| self.elements[i].newlines_before() >= 2) {
+                    let at = gaps.clone().find(|&i| self.elements[i].newlines_before() >= 1).unwrap_or(first);
                     self.force(at, 2);
                 }
             }
@@ -385,11 +322,7 @@ impl Layout {
 
     /// Index of the last significant token of `node`.
     fn last_index(&self, node: &SyntaxNode) -> Option<usize> {
-        let token = node
-            .descendants_with_tokens()
-            .filter_map(|e| e.into_token())
-            .filter(|t| !t.kind().is_trivia())
-            .last()?;
+        let token = node.descendants_with_tokens().filter_map(|e| e.into_token()).filter(|t| !t.kind().is_trivia()).last()?;
         self.index_of(&token)
     }
 
@@ -402,11 +335,7 @@ impl Layout {
         // Where each element starts in `out`, for the gluing check.
         let mut starts: Vec<usize> = Vec::with_capacity(self.elements.len());
         for (i, element) in self.elements.iter().enumerate() {
-            let newlines = if i == 0 {
-                0
-            } else {
-                element.newlines_before().min(2).max(self.forced[i])
-            };
+            let newlines = if i == 0 { 0 } else { element.newlines_before().min(2).max(self.forced[i]) };
             if i == 0 || newlines > 0 {
                 for _ in 0..newlines {
                     out.push('\n');
@@ -415,9 +344,7 @@ impl Layout {
                 out.extend(std::iter::repeat_n(' ', line_level * self.indent_width));
             } else {
                 let space = self.space(i);
-                if space.is_empty()
-                    && would_merge(&out[starts[i.saturating_sub(2)]..], element.token.text())
-                {
+                if space.is_empty() && would_merge(&out[starts[i.saturating_sub(2)]..], element.token.text()) {
                     out.push(' ');
                 } else {
                     out.push_str(space);
@@ -453,11 +380,7 @@ impl Layout {
             return stack.last().copied().unwrap_or(0);
         }
         let content = stack.last().map_or(0, |base| base + 1);
-        let subject = if is_comment(kind) {
-            self.next_significant(i)
-        } else {
-            Some(i)
-        };
+        let subject = if is_comment(kind) { self.next_significant(i) } else { Some(i) };
         content + subject.map_or(0, |j| self.continuation(j))
     }
 
@@ -471,10 +394,7 @@ impl Layout {
     fn continuation(&self, j: usize) -> usize {
         let token = &self.elements[j].token;
         let kind = token.kind();
-        let opens_body = kind == L_BRACE
-            && token
-                .parent()
-                .is_some_and(|parent| is_body_kind(parent.kind()));
+        let opens_body = kind == L_BRACE && token.parent().is_some_and(|parent| is_body_kind(parent.kind()));
         if opens_body || is_closer(kind) || matches!(kind, ELSE_KW | CATCH_KW) {
             return 0;
         }
@@ -503,10 +423,7 @@ impl Layout {
         if is_comment(previous.kind()) {
             return " ";
         }
-        if is_aligned_entry_value(&previous.token, &element.token)
-            && !original.is_empty()
-            && original.bytes().all(|b| b == b' ')
-        {
+        if is_aligned_entry_value(&previous.token, &element.token) && !original.is_empty() && original.bytes().all(|b| b == b' ') {
             return original;
         }
         if glue(&previous.token, &element.token) {
@@ -540,18 +457,10 @@ fn would_merge(before: &str, next: &str) -> bool {
 /// Whether `next` is the value of a space-separated entry (`path     "/hooks/x"`) right after its
 /// key: the corpus aligns those values in columns, and the formatter keeps such alignment.
 fn is_aligned_entry_value(previous: &SyntaxToken, next: &SyntaxToken) -> bool {
-    let Some(entry) = previous
-        .parent()
-        .filter(|name| name.kind() == NAME)
-        .and_then(|name| name.parent())
-    else {
+    let Some(entry) = previous.parent().filter(|name| name.kind() == NAME).and_then(|name| name.parent()) else {
         return false;
     };
-    entry.kind() == ENTRY
-        && next.kind() != L_BRACE
-        && !entry
-            .children_with_tokens()
-            .any(|e| matches!(e.kind(), EQ | COLON))
+    entry.kind() == ENTRY && next.kind() != L_BRACE && !entry.children_with_tokens().any(|e| matches!(e.kind(), EQ | COLON))
 }
 
 /// Whether `previous` and `next` are written with no space between them (when both are on one
@@ -569,9 +478,7 @@ fn glue(previous: &SyntaxToken, next: &SyntaxToken) -> bool {
         (INT | FLOAT, DOT) => false,
         (DOT | COLON2, _) | (_, DOT | COLON2) => true,
         // Prefix operators and negative literal patterns.
-        (BANG | MINUS, _) if matches!(parent_kind(previous), Some(PREFIX_EXPR | LITERAL_PAT)) => {
-            true
-        }
+        (BANG | MINUS, _) if matches!(parent_kind(previous), Some(PREFIX_EXPR | LITERAL_PAT)) => true,
         // A callee and its arguments, a name and its parameters, a base and its index.
         (_, L_PAREN) => matches!(next_parent, Some(ARG_LIST | PARAM_LIST | TUPLE_STRUCT_PAT)),
         (_, L_BRACK) => next_parent == Some(INDEX_EXPR),
@@ -617,21 +524,9 @@ mod tests {
         assert!(parse.errors().is_empty(), "{name}: {:?}", parse.errors());
         let output = layout(&parse.syntax(), &FormatOptions::default());
         let reparsed = crate::parse(&output);
-        assert!(
-            reparsed.errors().is_empty(),
-            "{name}: output does not parse: {:?}\n{output}",
-            reparsed.errors()
-        );
-        assert_eq!(
-            significant_structure(&reparsed.syntax()),
-            significant_structure(&parse.syntax()),
-            "{name}: meaning changed\n{output}"
-        );
-        assert_eq!(
-            comments(&output),
-            comments(text),
-            "{name}: comments changed"
-        );
+        assert!(reparsed.errors().is_empty(), "{name}: output does not parse: {:?}\n{output}", reparsed.errors());
+        assert_eq!(significant_structure(&reparsed.syntax()), significant_structure(&parse.syntax()), "{name}: meaning changed\n{output}");
+        assert_eq!(comments(&output), comments(text), "{name}: comments changed");
         assert_eq!(fmt(&output), output, "{name}: not idempotent");
         assert_eq!(fmt(text), output, "{name}: the safety net kicked in");
         output
@@ -648,19 +543,13 @@ mod tests {
     }
 
     fn corpus() -> Vec<(String, String)> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/corpus/upstream-agents");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/upstream-agents");
         let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .filter_map(Result::ok)
             .map(|entry| entry.path())
             .filter(|path| path.extension().is_some_and(|ext| ext == "symbi"))
-            .map(|path| {
-                (
-                    path.display().to_string(),
-                    std::fs::read_to_string(&path).unwrap(),
-                )
-            })
+            .map(|path| (path.display().to_string(), std::fs::read_to_string(&path).unwrap()))
             .collect();
         files.sort();
         assert!(!files.is_empty());
@@ -764,10 +653,7 @@ memory = \"e\",   // why
     #[test]
     fn tokens_are_never_glued_into_others() {
         // `1 .days` is a field access on `1`; `1.days` would be a quantity.
-        let output = check_properties(
-            "glue",
-            "agent a { x = 1 .days  y = - -1 z = a - -b w = ! ( a||b ) v = -(1) u = not(x) }\n",
-        );
+        let output = check_properties("glue", "agent a { x = 1 .days  y = - -1 z = a - -b w = ! ( a||b ) v = -(1) u = not(x) }\n");
         assert_eq!(
             output,
             "agent a {\n    x = 1 .days\n    y = - -1\n    z = a - -b\n    w = !(a || b)\n    v = -(1)\n    u = not (x)\n}\n"
@@ -777,16 +663,9 @@ memory = \"e\",   // why
     #[test]
     fn indent_width_and_tabs() {
         let options = FormatOptions { indent_width: 2 };
-        assert_eq!(
-            format_with("agent a {\n\t\tx = [\n\t1]\n}", &options).unwrap(),
-            "agent a {\n  x = [\n    1]\n}\n"
-        );
-        let huge = FormatOptions {
-            indent_width: usize::MAX,
-        };
-        assert!(format_with("agent a {\n x = 1\n}", &huge)
-            .unwrap()
-            .contains(&format!("\n{}x", " ".repeat(MAX_INDENT_WIDTH))));
+        assert_eq!(format_with("agent a {\n\t\tx = [\n\t1]\n}", &options).unwrap(), "agent a {\n  x = [\n    1]\n}\n");
+        let huge = FormatOptions { indent_width: usize::MAX };
+        assert!(format_with("agent a {\n x = 1\n}", &huge).unwrap().contains(&format!("\n{}x", " ".repeat(MAX_INDENT_WIDTH))));
     }
 
     #[test]
@@ -801,10 +680,7 @@ memory = \"e\",   // why
         let error = format("agent a { x = }\n").unwrap_err();
         let FormatError::Syntax { errors } = &error;
         assert!(!errors.is_empty());
-        assert!(error.to_string().starts_with(&format!(
-            "cannot format a file with {} syntax error(s)",
-            errors.len()
-        )));
+        assert!(error.to_string().starts_with(&format!("cannot format a file with {} syntax error(s)", errors.len())));
         assert!(format("agent a {").is_err());
         assert!(format("\"unterminated").is_err());
     }
@@ -813,14 +689,8 @@ memory = \"e\",   // why
     fn significant_structure_ignores_trivia() {
         let a = crate::parse("agent a { x = 1 } // c");
         let b = crate::parse("agent  a {\n    x = 1\n}\n");
-        assert_eq!(
-            significant_structure(&a.syntax()),
-            significant_structure(&b.syntax())
-        );
-        assert_ne!(
-            significant_structure(&a.syntax()),
-            significant_structure(&crate::parse("agent a { x = 2 }").syntax())
-        );
+        assert_eq!(significant_structure(&a.syntax()), significant_structure(&b.syntax()));
+        assert_ne!(significant_structure(&a.syntax()), significant_structure(&crate::parse("agent a { x = 2 }").syntax()));
     }
 
     #[test]
@@ -832,8 +702,7 @@ memory = \"e\",   // why
             let before: Vec<&str> = text.lines().collect();
             let after: Vec<&str> = output.lines().collect();
             total += before.len();
-            changed += before.iter().zip(&after).filter(|(a, b)| a != b).count()
-                + before.len().abs_diff(after.len());
+            changed += before.iter().zip(&after).filter(|(a, b)| a != b).count() + before.len().abs_diff(after.len());
         }
         eprintln!("corpus: {changed} of {total} lines changed");
     }
@@ -846,37 +715,24 @@ memory = \"e\",   // why
         for (name, text) in corpus() {
             let parse = crate::parse(&text);
             let mut flat = String::new();
-            for token in parse
-                .syntax()
-                .descendants_with_tokens()
-                .filter_map(|e| e.into_token())
-            {
+            for token in parse.syntax().descendants_with_tokens().filter_map(|e| e.into_token()) {
                 match token.kind() {
                     WHITESPACE => flat.push(' '),
                     LINE_COMMENT => {
                         let body = token.text().trim_start_matches(['/', '#']);
-                        flat.push_str(&format!(
-                            "/*{}*/",
-                            body.replace("*/", "* /").replace("/*", "/ *")
-                        ));
+                        flat.push_str(&format!("/*{}*/", body.replace("*/", "* /").replace("/*", "/ *")));
                     }
                     _ => flat.push_str(token.text()),
                 }
             }
             let flat_parse = crate::parse(&flat);
-            if !flat_parse.errors().is_empty()
-                || significant_structure(&flat_parse.syntax())
-                    != significant_structure(&parse.syntax())
-            {
+            if !flat_parse.errors().is_empty() || significant_structure(&flat_parse.syntax()) != significant_structure(&parse.syntax()) {
                 continue;
             }
             check_properties(&format!("{name} (flattened)"), &flat);
             checked += 1;
         }
-        assert!(
-            checked >= 10,
-            "only {checked} corpus files survive flattening"
-        );
+        assert!(checked >= 10, "only {checked} corpus files survive flattening");
     }
 
     /// Corpus files with the whitespace between tokens rewritten at random (same meaning, any
@@ -889,11 +745,7 @@ memory = \"e\",   // why
         for (name, text) in corpus() {
             let parse = crate::parse(&text);
             let structure = significant_structure(&parse.syntax());
-            let tokens: Vec<SyntaxToken> = parse
-                .syntax()
-                .descendants_with_tokens()
-                .filter_map(|e| e.into_token())
-                .collect();
+            let tokens: Vec<SyntaxToken> = parse.syntax().descendants_with_tokens().filter_map(|e| e.into_token()).collect();
             for variant in 0..8 {
                 let mut messy = String::new();
                 for (i, token) in tokens.iter().enumerate() {
@@ -903,15 +755,9 @@ memory = \"e\",   // why
                     }
                     let mut gap = GAPS[random(GAPS.len())];
                     let word = |t: Option<&SyntaxToken>| {
-                        t.is_none_or(|t| {
-                            t.text()
-                                .ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '"')
-                        })
+                        t.is_none_or(|t| t.text().ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '"'))
                     };
-                    if gap.is_empty()
-                        && word(tokens.get(i.wrapping_sub(1)))
-                        && word(tokens.get(i + 1))
-                    {
+                    if gap.is_empty() && word(tokens.get(i.wrapping_sub(1))) && word(tokens.get(i + 1)) {
                         gap = " ";
                     }
                     if i > 0 && tokens[i - 1].kind() == LINE_COMMENT && !gap.contains('\n') {
@@ -920,9 +766,7 @@ memory = \"e\",   // why
                     messy.push_str(gap);
                 }
                 let messy_parse = crate::parse(&messy);
-                if messy_parse.errors().is_empty()
-                    && significant_structure(&messy_parse.syntax()) == structure
-                {
+                if messy_parse.errors().is_empty() && significant_structure(&messy_parse.syntax()) == structure {
                     check_properties(&format!("{name} (variant {variant})"), &messy);
                     checked += 1;
                 }
@@ -938,11 +782,10 @@ memory = \"e\",   // why
     fn corpus_mutants() {
         // Mutants tried per file: a few thousand also pass; few enough to keep the suite fast.
         const MUTANTS: usize = 40;
-        let inserts: Vec<&str> =
-            "{ } ( ) [ ] , ; = : - ! . x 1 if else \"s\" => -> < > not in && let {} () []"
-                .split(' ')
-                .chain(["\n", " ", "/* c */", "// c\n", "# c\n", "/* a\n  b */"])
-                .collect();
+        let inserts: Vec<&str> = "{ } ( ) [ ] , ; = : - ! . x 1 if else \"s\" => -> < > not in && let {} () []"
+            .split(' ')
+            .chain(["\n", " ", "/* c */", "// c\n", "# c\n", "/* a\n  b */"])
+            .collect();
         let mut random = rng(0x1234_5678_9abc_def1);
         let mut checked = 0;
         for (name, text) in corpus() {

@@ -382,10 +382,7 @@ fn policy_body(p: &mut Parser<'_>) {
             // The policy lost its `}`: what follows belongs to the enclosing agent or file.
             break;
         } else {
-            p.err_recover_line(format!(
-                "expected a rule (`allow:`, `deny:`, `require:`, `audit:` or `conditions:`), found {}",
-                p.found()
-            ));
+            p.err_recover_line(format!("expected a rule (`allow:`, `deny:`, `require:`, `audit:` or `conditions:`), found {}", p.found()));
         }
     }
     p.expect(R_BRACE, "to close the policy body");
@@ -501,7 +498,12 @@ fn block(p: &mut Parser<'_>) {
         if p.eat(SEMI) {
             continue;
         }
-        if at_item_start(p) && p.newline_before() && p.nth(1) == IDENT && !matches!(p.nth(2), EQ | DOT | L_PAREN | L_BRACK) && p.nth_text(0) != "type" {
+        if at_item_start(p)
+            && p.newline_before()
+            && p.nth(1) == IDENT
+            && !matches!(p.nth(2), EQ | DOT | L_PAREN | L_BRACK)
+            && p.nth_text(0) != "type"
+        {
             // An item keyword at the start of a line inside a block: the block lost its `}`.
             break;
         }

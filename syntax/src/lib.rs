@@ -12,6 +12,7 @@ pub mod lexer;
 mod line_index;
 mod parser;
 pub mod quantity;
+pub mod suggest;
 mod syntax_kind;
 
 use std::sync::Arc;

@@ -359,10 +359,8 @@ pub(crate) fn parse_text(text: &str) -> (GreenNode, Vec<SyntaxError>) {
     let mut p = Parser::new(text, &raw);
     crate::grammar::source_file(&mut p);
     let (green, mut errors) = p.finish(&raw);
-    let mut all: Vec<SyntaxError> = lex_errors
-        .into_iter()
-        .map(|e| SyntaxError::new(e.message, TextRange::new(e.start.into(), e.end.into())))
-        .collect();
+    let mut all: Vec<SyntaxError> =
+        lex_errors.into_iter().map(|e| SyntaxError::new(e.message, TextRange::new(e.start.into(), e.end.into()))).collect();
     all.append(&mut errors);
     all.sort_by_key(|e| (e.range.start(), e.range.end()));
     // One mistake often leaves several parsers expecting something at the same spot; the first

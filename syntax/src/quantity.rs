@@ -11,16 +11,8 @@ pub enum Quantity {
 }
 
 /// Units of duration, with their length in seconds (a month is 30 days, a year 365 days).
-pub const DURATION_UNITS: &[(&str, u64)] = &[
-    ("ms", 0),
-    ("s", 1),
-    ("m", 60),
-    ("h", 3600),
-    ("d", 86_400),
-    ("w", 604_800),
-    ("months", 2_592_000),
-    ("y", 31_536_000),
-];
+pub const DURATION_UNITS: &[(&str, u64)] =
+    &[("ms", 0), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800), ("months", 2_592_000), ("y", 31_536_000)];
 
 /// Word units of the dotted form (`90.days`), with their single-letter equivalent.
 const DOTTED_UNITS: &[(&str, &str)] = &[

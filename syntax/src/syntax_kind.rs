@@ -211,6 +211,17 @@ impl SyntaxKind {
         (self as u16) < (ERROR as u16)
     }
 
+    /// Every kind, tokens first, in declaration order.
+    pub fn all() -> impl Iterator<Item = SyntaxKind> {
+        (0..__LAST as u16).map(|raw| <SymLanguage as rowan::Language>::kind_from_raw(rowan::SyntaxKind(raw)))
+    }
+
+    /// Every kind of node the grammar builds, `SOURCE_FILE` through the last pattern kind (`ERROR`
+    /// excluded). `docs/dsl-reference.md` has a production for each (a test checks it).
+    pub fn all_node_kinds() -> impl Iterator<Item = SyntaxKind> {
+        Self::all().filter(|kind| (*kind as u16) > ERROR as u16)
+    }
+
     /// The contextual keyword a word stands for, if any.
     pub fn keyword(word: &str) -> Option<SyntaxKind> {
         Some(match word {

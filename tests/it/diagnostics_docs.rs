@@ -53,9 +53,14 @@ fn every_rule_is_documented_and_its_examples_hold() {
     let doc = std::fs::read_to_string(repo_root().join("docs/diagnostics.md")).unwrap();
     let entries = entries(&doc);
     for rule in RULES {
-        let entry = entries.iter().find(|e| e.code == rule.code).unwrap_or_else(|| panic!("{} has no entry in docs/diagnostics.md", rule.code));
+        let entry =
+            entries.iter().find(|e| e.code == rule.code).unwrap_or_else(|| panic!("{} has no entry in docs/diagnostics.md", rule.code));
         assert_eq!(entry.name, rule.name, "{}: the documented name differs from the registry", rule.code);
-        assert!(doc.contains(&format!("| {} | {} | {} | {} |", rule.code, rule.name, rule.severity, rule.summary)), "{}: the summary table row is out of date", rule.code);
+        assert!(
+            doc.contains(&format!("| {} | {} | {} | {} |", rule.code, rule.name, rule.severity, rule.summary)),
+            "{}: the summary table row is out of date",
+            rule.code
+        );
         for title in ["What it catches", "Why it matters", "Example", "Fix"] {
             let text = entry.sections.iter().find(|(t, _)| t == title).map(|(_, text)| text.as_str()).unwrap_or("");
             assert!(!text.is_empty(), "{}: section `{title}` is missing or empty", rule.code);

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use symbiont_analysis::AnalysisHost;
 
-const A: &str = "policy base { deny: [\"network_access\"] }\nagent alpha() {\n    policies = [base]\n    with sandbox = \"Tier1\" { return 1; }\n}\n";
+const A: &str =
+    "policy base { deny: [\"network_access\"] }\nagent alpha() {\n    policies = [base]\n    with sandbox = \"Tier1\" { return 1; }\n}\n";
 const B: &str = "policy strict extends base { deny: [\"spawn_process\"] }\nagent beta() {\n    policies = [strict]\n}\n";
 
 /// How many times each query ran, by query name.

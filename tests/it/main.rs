@@ -5,5 +5,6 @@ mod corpus;
 mod diagnostics_docs;
 mod incremental;
 mod malformed;
+mod policy;
 mod properties;
 mod valid;

@@ -1,0 +1,366 @@
+//! The effective policy of an agent: every rule that applies to it, found by walking the
+//! hierarchy, with where each came from; merged conditions; and the conflicts worth reporting.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use symbiont_syntax::quantity::{self, Quantity};
+
+use crate::{
+    catalogue::Operations,
+    config::Config,
+    model::{AgentDef, FileModel, PolicyDef, Rule, RuleKind, SourceLoc},
+    LevelKind, Value,
+};
+
+/// Every policy and agent of a workspace, with its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Universe {
+    policies: HashMap<String, PolicyDef>,
+    agents: BTreeMap<String, AgentDef>,
+    config: Config,
+}
+
+/// How a policy reached an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// The workspace base policy (`symbiont.toml`).
+    Base,
+    /// `policies = [...]` in the agent.
+    Applied,
+    /// An inline `policy NAME { … }` of the agent.
+    Inline,
+    /// `extends` from the named child policy.
+    Extends(String),
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Via::Base => f.write_str("workspace base policy"),
+            Via::Applied => f.write_str("applied by the agent"),
+            Via::Inline => f.write_str("inline in the agent"),
+            Via::Extends(child) => write!(f, "extended by `{child}`"),
+        }
+    }
+}
+
+/// A policy in an effective policy, in the order it was reached.
+#[derive(Debug, Clone)]
+pub struct ReachedPolicy {
+    pub name: String,
+    pub via: Via,
+    /// How many `extends` steps from where it entered (0 = base, applied or inline itself).
+    pub depth: usize,
+    pub loc: SourceLoc,
+}
+
+#[derive(Debug, Clone)]
+pub struct EffectiveRule {
+    pub rule: Rule,
+    /// Index into [`EffectivePolicy::policies`].
+    pub policy: usize,
+}
+
+/// A condition after merging: the value in force and the rules it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedCondition {
+    pub key: String,
+    pub value: Value,
+    pub sources: Vec<SourceLoc>,
+}
+
+/// Two levels state a condition differently; the most restrictive value was kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionConflict {
+    pub key: String,
+    pub kept: (Value, SourceLoc),
+    pub other: (Value, SourceLoc),
+}
+
+/// An allow that never takes effect because a deny covers the same operation unconditionally.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shadowed {
+    pub operation: String,
+    /// Rule indices into [`EffectivePolicy::rules`].
+    pub allow: usize,
+    pub deny: usize,
+    /// The deny sits in the same policy as the allow (rather than an inherited one).
+    pub same_policy: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EffectivePolicy {
+    pub agent: Option<String>,
+    pub policies: Vec<ReachedPolicy>,
+    pub rules: Vec<EffectiveRule>,
+    pub conditions: Vec<MergedCondition>,
+    pub condition_conflicts: Vec<ConditionConflict>,
+    pub shadowed: Vec<Shadowed>,
+    /// Policy names that were referenced but are not defined (the static checks report these).
+    pub missing: Vec<(String, Via)>,
+    pub operations: Operations,
+    pub levels: crate::Levels,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAgent {
+    pub name: String,
+    pub suggestion: Option<String>,
+}
+
+impl std::fmt::Display for UnknownAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no agent named `{}` in the workspace", self.name)?;
+        if let Some(s) = &self.suggestion {
+            write!(f, " (did you mean `{s}`?)")?;
+        }
+        Ok(())
+    }
+}
+
+impl Universe {
+    /// Builds the universe; the first definition of a name wins (duplicates are reported by the
+    /// static checks).
+    pub fn new<'a>(files: impl IntoIterator<Item = &'a FileModel>, config: Config) -> Self {
+        let mut universe = Universe { config, ..Universe::default() };
+        for file in files {
+            for policy in &file.policies {
+                universe.policies.entry(policy.name.clone()).or_insert_with(|| policy.clone());
+            }
+            for agent in &file.agents {
+                universe.agents.entry(agent.name.clone()).or_insert_with(|| agent.clone());
+            }
+        }
+        universe
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = &AgentDef> {
+        self.agents.values()
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&AgentDef> {
+        self.agents.get(name)
+    }
+
+    pub fn policy(&self, name: &str) -> Option<&PolicyDef> {
+        self.policies.get(name)
+    }
+
+    /// The effective policy of an agent, or of code bound to no agent (`None`: the base policy).
+    pub fn effective(&self, agent: Option<&str>) -> Result<EffectivePolicy, UnknownAgent> {
+        let agent = match agent {
+            None => None,
+            Some(name) => Some(self.agents.get(name).ok_or_else(|| UnknownAgent {
+                name: name.to_string(),
+                suggestion: symbiont_syntax::suggest::closest(name, self.agents.keys().map(String::as_str)).map(str::to_string),
+            })?),
+        };
+        let mut collector = Collector { universe: self, effective: self.empty(agent.map(|a| a.name.clone())), seen: HashSet::new() };
+        if let Some((base, _)) = &self.config.base_policy {
+            collector.enter_named(base, Via::Base);
+        }
+        if let Some(agent) = agent {
+            for (name, _) in &agent.applied {
+                collector.enter_named(name, Via::Applied);
+            }
+            for inline in &agent.inline {
+                collector.enter(inline, Via::Inline, 0);
+            }
+        }
+        let mut effective = collector.effective;
+        effective.finish();
+        Ok(effective)
+    }
+
+    /// The effective policy of one top-level policy on its own: itself and its ancestors.
+    pub fn effective_of_policy(&self, name: &str) -> Option<EffectivePolicy> {
+        let policy = self.policies.get(name)?;
+        let mut collector = Collector { universe: self, effective: self.empty(None), seen: HashSet::new() };
+        collector.enter(policy, Via::Applied, 0);
+        let mut effective = collector.effective;
+        effective.finish();
+        Some(effective)
+    }
+
+    fn empty(&self, agent: Option<String>) -> EffectivePolicy {
+        EffectivePolicy {
+            agent,
+            policies: Vec::new(),
+            rules: Vec::new(),
+            conditions: Vec::new(),
+            condition_conflicts: Vec::new(),
+            shadowed: Vec::new(),
+            missing: Vec::new(),
+            operations: Operations::new(&self.config.operations),
+            levels: self.config.levels.clone(),
+        }
+    }
+}
+
+struct Collector<'u> {
+    universe: &'u Universe,
+    effective: EffectivePolicy,
+    /// Each policy is taken once, however many paths lead to it (diamonds, cycles).
+    seen: HashSet<(String, Option<String>)>,
+}
+
+impl Collector<'_> {
+    fn enter_named(&mut self, name: &str, via: Via) {
+        match self.universe.policies.get(name) {
+            Some(policy) => self.enter(policy, via, 0),
+            None => self.effective.missing.push((name.to_string(), via)),
+        }
+    }
+
+    fn enter(&mut self, policy: &PolicyDef, via: Via, depth: usize) {
+        // Depth-first with an explicit stack, so a long `extends` chain cannot overflow.
+        let mut stack = vec![(policy.clone(), via, depth)];
+        while let Some((policy, via, depth)) = stack.pop() {
+            if !self.seen.insert((policy.name.clone(), policy.owner.clone())) {
+                continue;
+            }
+            let index = self.effective.policies.len();
+            self.effective.policies.push(ReachedPolicy { name: policy.name.clone(), via, depth, loc: policy.loc.clone() });
+            for rule in &policy.rules {
+                self.effective.rules.push(EffectiveRule { rule: rule.clone(), policy: index });
+            }
+            for (parent, _) in policy.extends.iter().rev() {
+                match self.universe.policies.get(parent) {
+                    Some(p) => stack.push((p.clone(), Via::Extends(policy.name.clone()), depth + 1)),
+                    None => self.effective.missing.push((parent.clone(), Via::Extends(policy.name.clone()))),
+                }
+            }
+        }
+    }
+}
+
+impl EffectivePolicy {
+    fn finish(&mut self) {
+        self.find_shadowed();
+        self.merge_conditions();
+    }
+
+    /// Allows that an unconditional deny of the same operation (or a broader one) overrides.
+    fn find_shadowed(&mut self) {
+        for (ai, allow) in self.rules.iter().enumerate().filter(|(_, r)| r.rule.kind == RuleKind::Allow) {
+            for op in &allow.rule.ops {
+                let covering: Vec<&str> = self.operations.ancestors(&op.name).collect();
+                for (di, deny) in self.rules.iter().enumerate().filter(|(_, r)| r.rule.kind == RuleKind::Deny && r.rule.is_unconditional())
+                {
+                    if deny.rule.ops.iter().any(|d| d.params.iter().all(|p| p == "any") && covering.contains(&d.name.as_str())) {
+                        self.shadowed.push(Shadowed {
+                            operation: op.name.clone(),
+                            allow: ai,
+                            deny: di,
+                            same_policy: allow.policy == deny.policy,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Merges `conditions` to the most restrictive value per key.
+    fn merge_conditions(&mut self) {
+        let mut merged: Vec<MergedCondition> = Vec::new();
+        let mut locs: Vec<SourceLoc> = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.rule.kind == RuleKind::Conditions) {
+            for (key, value) in &rule.rule.obligations {
+                match merged.iter().position(|m| &m.key == key) {
+                    None => {
+                        merged.push(MergedCondition { key: key.clone(), value: value.clone(), sources: vec![rule.rule.loc.clone()] });
+                        locs.push(rule.rule.loc.clone());
+                    }
+                    Some(i) => {
+                        let existing = &mut merged[i];
+                        existing.sources.push(rule.rule.loc.clone());
+                        if &existing.value == value {
+                            continue;
+                        }
+                        let kept = most_restrictive(key, &existing.value, value, &self.levels);
+                        let (kept_value, kept_loc, other_value, other_loc) = if kept == existing.value {
+                            (kept, locs[i].clone(), value.clone(), rule.rule.loc.clone())
+                        } else {
+                            (kept, rule.rule.loc.clone(), existing.value.clone(), locs[i].clone())
+                        };
+                        existing.value = kept_value.clone();
+                        locs[i] = kept_loc.clone();
+                        self.condition_conflicts.push(ConditionConflict {
+                            key: key.clone(),
+                            kept: (kept_value, kept_loc),
+                            other: (other_value, other_loc),
+                        });
+                    }
+                }
+            }
+        }
+        self.conditions = merged;
+    }
+}
+
+/// The more restrictive of two values of one condition (`docs/policy-semantics.md`,
+/// "Conditions"). Commutative and associative, so the merged value never depends on rule order.
+pub fn most_restrictive(key: &str, a: &Value, b: &Value, levels: &crate::Levels) -> Value {
+    let key = key.to_ascii_lowercase();
+    if key.contains("classification") {
+        if let (Some(x), Some(y)) = (a.as_str(), b.as_str()) {
+            let (rx, ry) = (levels.rank(LevelKind::Classification, x), levels.rank(LevelKind::Classification, y));
+            if rx != ry {
+                return if ry > rx { b.clone() } else { a.clone() };
+            }
+        }
+    }
+    if key.contains("retention") || key.contains("expir") || key.contains("ttl") {
+        if let (Some(x), Some(y)) = (duration(a), duration(b)) {
+            if x != y {
+                return if y < x { b.clone() } else { a.clone() };
+            }
+        }
+    }
+    if key.contains("geograph") || key.contains("region") || key.contains("location") {
+        if let (Some(x), Some(y)) = (places(a), places(b)) {
+            let mut both: Vec<String> = x.intersection(&y).cloned().collect();
+            return match both.len() {
+                1 => Value::String(both.remove(0)),
+                _ => Value::Array(both.into_iter().map(Value::String).collect()),
+            };
+        }
+    }
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => Value::Bool(*x || *y),
+        (Value::Number(x), Value::Number(y)) if key.starts_with("min") => Value::Number(x.max(*y)),
+        (Value::Number(x), Value::Number(y)) => Value::Number(x.min(*y)),
+        // No order is known: a fixed choice (the smaller rendering), reported as a conflict.
+        _ => {
+            if b.to_string() < a.to_string() {
+                b.clone()
+            } else {
+                a.clone()
+            }
+        }
+    }
+}
+
+fn places(value: &Value) -> Option<std::collections::BTreeSet<String>> {
+    match value {
+        Value::String(s) => Some(std::iter::once(s.clone()).collect()),
+        Value::Array(items) => items.iter().map(|i| i.as_str().map(str::to_string)).collect(),
+        _ => None,
+    }
+}
+
+fn duration(value: &Value) -> Option<std::time::Duration> {
+    match value {
+        Value::String(text) => match quantity::parse(text) {
+            Ok(Quantity::Duration(d)) => Some(d),
+            _ => None,
+        },
+        // A bare number of a retention is days.
+        Value::Number(days) if *days >= 0.0 => Some(std::time::Duration::from_secs_f64(days * 86_400.0)),
+        _ => None,
+    }
+}
