@@ -1,1 +1,81 @@
-fn main() {}
+//! `symbiont`, the command line of the Symbiont toolchain.
+//!
+//! - `symbiont check [PATH…]` finds `.sym`/`.symbi` files (honouring `.gitignore`), hands them
+//!   and `symbiont.toml` to `symbiont-analysis`, and renders its diagnostics for people
+//!   (`human`), programs (`json`), code-scanning services (`sarif`) or GitHub Actions (`github`).
+//! - `symbiont fmt [--check] [PATH…|-]` rewrites files with `symbiont-syntax`'s formatter.
+//!
+//! This crate is the I/O shell around those two crates: it walks, reads, renders and writes, and
+//! decides nothing about the language. The contract is in `docs/cli.md`.
+//!
+//! It must never:
+//! - decide what is a problem: diagnostics come from the analysis only, unchanged;
+//! - leave a file half-written: every write goes to a temporary file in the same directory,
+//!   is flushed, and renamed over the target;
+//! - touch a file that did not change, or that has syntax errors;
+//! - stop at one bad file: an unreadable or non-UTF-8 file is a diagnostic and the others are
+//!   still checked;
+//! - panic, or exit with any status but 0 (all is well), 1 (problems found) or 2 (usage or I/O
+//!   error).
+
+mod args;
+mod check;
+mod fmt;
+mod fsutil;
+mod position;
+mod report;
+mod walk;
+
+use std::{io::Write, process::ExitCode};
+
+use args::Command;
+
+/// The exit status, the one thing scripts read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: nothing to report.
+    Clean,
+    /// 1: an error-level diagnostic, a file with syntax errors, or (`fmt --check`) a file that
+    /// would change.
+    Problems,
+    /// 2: a usage or I/O error.
+    Failure,
+}
+
+impl Exit {
+    /// Reports an error on standard error and fails.
+    pub fn failure(message: impl std::fmt::Display) -> Exit {
+        print_error(message);
+        Exit::Failure
+    }
+}
+
+/// `error: message` on standard error.
+pub fn print_error(message: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+}
+
+fn main() -> ExitCode {
+    let exit = match args::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Help(text)) => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            Exit::Clean
+        }
+        Ok(Command::Version) => {
+            let _ = writeln!(std::io::stdout(), "symbiont {}", env!("CARGO_PKG_VERSION"));
+            Exit::Clean
+        }
+        Ok(Command::Check(options)) => check::run(&options),
+        Ok(Command::Fmt(options)) => fmt::run(&options),
+        Err(error) => {
+            print_error(&error);
+            let _ = writeln!(std::io::stderr(), "\n{}", error.hint());
+            Exit::Failure
+        }
+    };
+    ExitCode::from(match exit {
+        Exit::Clean => 0,
+        Exit::Problems => 1,
+        Exit::Failure => 2,
+    })
+}

@@ -1,0 +1,254 @@
+//! The command line: what each command accepts, its help text, and usage errors.
+
+use std::{ffi::OsString, fmt, path::PathBuf};
+
+use lexopt::{Arg, Parser, ValueExt};
+
+pub const MAIN_HELP: &str = "\
+symbiont: check and format Symbiont agent definitions (.sym and .symbi files)
+
+Usage: symbiont <COMMAND> [OPTIONS] [PATH]...
+
+Commands:
+  check   Report problems in .sym/.symbi files
+  fmt     Format .sym/.symbi files in place
+  help    Print the help of a command
+
+Options:
+  -h, --help     Print help
+  -V, --version  Print version
+
+Exit status: 0 when all is well, 1 when problems were found, 2 on a usage or I/O error.
+Run 'symbiont <COMMAND> --help' for a command's options.
+";
+
+pub const CHECK_HELP: &str = "\
+Report problems in .sym/.symbi files
+
+Usage: symbiont check [OPTIONS] [PATH]...
+
+Arguments:
+  [PATH]...  Files and directories to check [default: .]
+             Directories are searched for .sym and .symbi files, honouring .gitignore;
+             files named explicitly are checked whatever their extension.
+             symbiont.toml is read from the nearest ancestor directory of the first path.
+
+Options:
+      --format <FORMAT>  Report format: human, json, sarif, github [default: human]
+  -o, --output <FILE>    Write the report to FILE instead of standard output
+      --color <WHEN>     Colour the human report: auto, always, never [default: auto]
+                         (auto: only on a terminal, and not when NO_COLOR is set)
+  -h, --help             Print help
+
+Exit status: 0 when no error was found, 1 when at least one error was found,
+2 on a usage or I/O error.
+";
+
+pub const FMT_HELP: &str = "\
+Format .sym/.symbi files in place
+
+Usage: symbiont fmt [OPTIONS] [PATH]...
+       symbiont fmt [OPTIONS] -
+
+Arguments:
+  [PATH]...  Files and directories to format [default: .]
+             Directories are searched for .sym and .symbi files, honouring .gitignore.
+  -          Read from standard input and write the result to standard output
+
+Options:
+      --check  Write nothing; list the files that would change
+  -h, --help   Print help
+
+Files with syntax errors are reported and left untouched. Files are only rewritten when
+their formatting changes, through a temporary file renamed over the original.
+
+Exit status: 0 when all is well; 1 when a file has syntax errors or, with --check, would
+change; 2 on a usage or I/O error.
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Human,
+    Json,
+    Sarif,
+    Github,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug)]
+pub struct CheckOptions {
+    pub paths: Vec<PathBuf>,
+    pub format: ReportFormat,
+    pub output: Option<PathBuf>,
+    pub color: ColorChoice,
+}
+
+#[derive(Debug)]
+pub struct FmtOptions {
+    pub paths: Vec<PathBuf>,
+    /// `-`: standard input to standard output.
+    pub stdin: bool,
+    pub check: bool,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Help(&'static str),
+    Version,
+    Check(CheckOptions),
+    Fmt(FmtOptions),
+}
+
+/// A usage error, and which command's help explains it.
+#[derive(Debug)]
+pub struct UsageError {
+    pub message: String,
+    pub command: Option<&'static str>,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl UsageError {
+    fn new(message: impl Into<String>, command: Option<&'static str>) -> Self {
+        UsageError { message: message.into(), command }
+    }
+
+    /// Where to look for help.
+    pub fn hint(&self) -> String {
+        match self.command {
+            Some(command) => format!("For more information, try 'symbiont {command} --help'."),
+            None => "For more information, try 'symbiont --help'.".to_string(),
+        }
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut parser = Parser::from_args(args);
+    let in_main = |e: lexopt::Error| UsageError::new(e.to_string(), None);
+    match parser.next().map_err(in_main)? {
+        None => Err(UsageError::new("no command given", None)),
+        Some(Arg::Short('h') | Arg::Long("help")) => Ok(Command::Help(MAIN_HELP)),
+        Some(Arg::Short('V') | Arg::Long("version")) => Ok(Command::Version),
+        Some(Arg::Value(command)) => match command.string().map_err(in_main)?.as_str() {
+            "check" => parse_check(&mut parser),
+            "fmt" => parse_fmt(&mut parser),
+            "help" => match parser.next().map_err(in_main)? {
+                None => Ok(Command::Help(MAIN_HELP)),
+                Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {
+                    "check" => Ok(Command::Help(CHECK_HELP)),
+                    "fmt" => Ok(Command::Help(FMT_HELP)),
+                    "help" => Ok(Command::Help(MAIN_HELP)),
+                    other => Err(UsageError::new(format!("unknown command '{other}'"), None)),
+                },
+                Some(arg) => Err(in_main(arg.unexpected())),
+            },
+            other => Err(UsageError::new(format!("unknown command '{other}' (expected 'check' or 'fmt')"), None)),
+        },
+        Some(arg) => Err(in_main(arg.unexpected())),
+    }
+}
+
+fn parse_check(parser: &mut Parser) -> Result<Command, UsageError> {
+    let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("check"));
+    let mut options = CheckOptions { paths: Vec::new(), format: ReportFormat::Human, output: None, color: ColorChoice::Auto };
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help(CHECK_HELP)),
+            Arg::Long("format") => {
+                options.format = match parser.value().map_err(err)?.string().map_err(err)?.as_str() {
+                    "human" => ReportFormat::Human,
+                    "json" => ReportFormat::Json,
+                    "sarif" => ReportFormat::Sarif,
+                    "github" => ReportFormat::Github,
+                    other => {
+                        return Err(UsageError::new(
+                            format!("invalid value '{other}' for '--format' (expected human, json, sarif or github)"),
+                            Some("check"),
+                        ))
+                    }
+                }
+            }
+            Arg::Short('o') | Arg::Long("output") => options.output = Some(parser.value().map_err(err)?.into()),
+            Arg::Long("color") => {
+                options.color = match parser.value().map_err(err)?.string().map_err(err)?.as_str() {
+                    "auto" => ColorChoice::Auto,
+                    "always" => ColorChoice::Always,
+                    "never" => ColorChoice::Never,
+                    other => {
+                        return Err(UsageError::new(
+                            format!("invalid value '{other}' for '--color' (expected auto, always or never)"),
+                            Some("check"),
+                        ))
+                    }
+                }
+            }
+            Arg::Value(path) => options.paths.push(path.into()),
+            arg => return Err(err(arg.unexpected())),
+        }
+    }
+    if options.paths.is_empty() {
+        options.paths.push(PathBuf::from("."));
+    }
+    Ok(Command::Check(options))
+}
+
+fn parse_fmt(parser: &mut Parser) -> Result<Command, UsageError> {
+    let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("fmt"));
+    let mut options = FmtOptions { paths: Vec::new(), stdin: false, check: false };
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help(FMT_HELP)),
+            Arg::Long("check") => options.check = true,
+            Arg::Value(path) if path == "-" => options.stdin = true,
+            Arg::Value(path) => options.paths.push(path.into()),
+            arg => return Err(err(arg.unexpected())),
+        }
+    }
+    if options.stdin && !options.paths.is_empty() {
+        return Err(UsageError::new("'-' (standard input) cannot be combined with paths", Some("fmt")));
+    }
+    if options.paths.is_empty() && !options.stdin {
+        options.paths.push(PathBuf::from("."));
+    }
+    Ok(Command::Fmt(options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str]) -> Result<Command, UsageError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn check_options() {
+        let Ok(Command::Check(options)) = parse_str(&["check", "--format=json", "-o", "out.json", "--color", "never", "a", "b"]) else {
+            panic!("expected check")
+        };
+        assert_eq!(options.format, ReportFormat::Json);
+        assert_eq!(options.output, Some(PathBuf::from("out.json")));
+        assert_eq!(options.color, ColorChoice::Never);
+        assert_eq!(options.paths, [PathBuf::from("a"), PathBuf::from("b")]);
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(parse_str(&[]).is_err());
+        assert!(parse_str(&["lint"]).is_err());
+        assert!(parse_str(&["check", "--format", "xml"]).is_err());
+        assert!(parse_str(&["check", "--bogus"]).is_err());
+        assert!(parse_str(&["fmt", "-", "a.sym"]).is_err());
+        assert!(matches!(parse_str(&["fmt", "--check", "-"]), Ok(Command::Fmt(FmtOptions { stdin: true, check: true, .. }))));
+    }
+}

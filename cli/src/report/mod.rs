@@ -1,0 +1,241 @@
+//! The report of `symbiont check`: diagnostics with every position resolved once, in a model
+//! that each renderer (`human`, `json`, `sarif`, `github`) only formats.
+
+pub mod github;
+pub mod human;
+pub mod json;
+pub mod sarif;
+
+use std::{
+    collections::HashMap,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
+
+use symbiont_analysis::{AnalysisHost, Diagnostic, Rule, Severity};
+use symbiont_syntax::TextRange;
+
+use crate::position::{Position, SourceText};
+
+/// Everything a renderer needs, in output order (by path, then by position).
+pub struct Report {
+    pub files_checked: usize,
+    pub diagnostics: Vec<Item>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub errors: usize,
+    pub warnings: usize,
+    pub infos: usize,
+    pub hints: usize,
+    /// How many distinct files have at least one diagnostic.
+    pub files_with_diagnostics: usize,
+}
+
+/// One diagnostic, resolved.
+pub struct Item {
+    pub rule: &'static Rule,
+    pub severity: Severity,
+    pub message: String,
+    pub location: Location,
+    /// The primary range's first line, when the file's text is known.
+    pub snippet: Option<Snippet>,
+    pub related: Vec<RelatedItem>,
+    pub fix: Option<FixItem>,
+}
+
+/// A range in a file, with both ends resolved.
+pub struct Location {
+    pub path: ReportPath,
+    pub start: Position,
+    pub end: Position,
+}
+
+/// A path as reports show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportPath {
+    /// For people: the path as given (relative to the working directory when it is inside it).
+    pub display: String,
+    /// For machines: a relative URI reference with forward slashes when the path is relative,
+    /// otherwise an absolute `file://` URI. Percent-encoded.
+    pub uri: String,
+    pub is_relative: bool,
+}
+
+/// The source line under a diagnostic's start, and which of its chars to underline.
+pub struct Snippet {
+    /// 1-based line number.
+    pub line: u32,
+    pub text: String,
+    /// 0-based index, in chars, of the first underlined char.
+    pub underline_start: usize,
+    /// How many chars to underline: at least 1; a range spanning lines is underlined to the end
+    /// of its first line.
+    pub underline_len: usize,
+}
+
+pub struct RelatedItem {
+    pub location: Location,
+    pub message: String,
+}
+
+pub struct FixItem {
+    pub title: String,
+    pub edits: Vec<EditItem>,
+}
+
+pub struct EditItem {
+    pub location: Location,
+    pub new_text: String,
+}
+
+impl Report {
+    /// Resolves diagnostics whose files' texts the host holds. Files the host does not hold
+    /// (unreadable ones) resolve every range to their first position.
+    pub fn build(host: &AnalysisHost, files_checked: usize, diagnostics: Vec<(PathBuf, Vec<Diagnostic>)>) -> Report {
+        let mut resolver = Resolver { host, texts: HashMap::new() };
+        let mut summary = Summary::default();
+        let mut items = Vec::new();
+        for (path, mut diagnostics) in diagnostics {
+            if diagnostics.is_empty() {
+                continue;
+            }
+            summary.files_with_diagnostics += 1;
+            diagnostics.sort_by_key(|d| (d.range.start(), d.range.end(), d.rule.code));
+            for diagnostic in diagnostics {
+                match diagnostic.severity {
+                    Severity::Error => summary.errors += 1,
+                    Severity::Warning => summary.warnings += 1,
+                    Severity::Info => summary.infos += 1,
+                    Severity::Hint => summary.hints += 1,
+                }
+                items.push(resolver.item(&path, diagnostic));
+            }
+        }
+        Report { files_checked, diagnostics: items, summary }
+    }
+}
+
+struct Resolver<'h> {
+    host: &'h AnalysisHost,
+    texts: HashMap<PathBuf, Option<Arc<str>>>,
+}
+
+impl Resolver<'_> {
+    fn text(&mut self, path: &Path) -> Option<Arc<str>> {
+        self.texts.entry(path.to_path_buf()).or_insert_with(|| self.host.file_text(path)).clone()
+    }
+
+    fn location(&mut self, path: &Path, range: TextRange) -> Location {
+        let (start, end) = match self.text(path) {
+            Some(text) => {
+                let source = SourceText::new(&text);
+                (source.position(range.start()), source.position(range.end()))
+            }
+            None => (Position::START, Position::START),
+        };
+        Location { path: ReportPath::new(path), start, end }
+    }
+
+    fn item(&mut self, path: &Path, diagnostic: Diagnostic) -> Item {
+        let location = self.location(path, diagnostic.range);
+        let snippet = self.text(path).map(|text| {
+            let source = SourceText::new(&text);
+            let line_text = source.line_text(location.start.line);
+            let line_chars = line_text.chars().count();
+            let underline_start = (location.start.column - 1) as usize;
+            let underline_end = if location.end.line == location.start.line { (location.end.column - 1) as usize } else { line_chars };
+            Snippet {
+                line: location.start.line,
+                text: line_text.to_string(),
+                underline_start,
+                underline_len: underline_end.saturating_sub(underline_start).max(1),
+            }
+        });
+        let related =
+            diagnostic.related.into_iter().map(|r| RelatedItem { location: self.location(&r.path, r.range), message: r.message }).collect();
+        let fix = diagnostic.fix.map(|fix| FixItem {
+            title: fix.title,
+            edits: fix.edits.into_iter().map(|e| EditItem { location: self.location(&e.path, e.range), new_text: e.new_text }).collect(),
+        });
+        Item { rule: diagnostic.rule, severity: diagnostic.severity, message: diagnostic.message, location, snippet, related, fix }
+    }
+}
+
+impl ReportPath {
+    pub fn new(path: &Path) -> ReportPath {
+        let display = path.display().to_string();
+        if path.is_absolute() {
+            let mut uri = String::from("file://");
+            for component in path.components() {
+                match component {
+                    Component::RootDir => {}
+                    // Windows: `C:` becomes `/C:`.
+                    Component::Prefix(prefix) => {
+                        uri.push('/');
+                        uri.push_str(&prefix.as_os_str().to_string_lossy().replace('\\', "/"));
+                    }
+                    other => {
+                        uri.push('/');
+                        percent_encode(other.as_os_str(), &mut uri);
+                    }
+                }
+            }
+            if uri == "file://" {
+                uri.push('/');
+            }
+            ReportPath { display, uri, is_relative: false }
+        } else {
+            let mut uri = String::new();
+            for component in path.components() {
+                if matches!(component, Component::CurDir) {
+                    continue;
+                }
+                if !uri.is_empty() {
+                    uri.push('/');
+                }
+                percent_encode(component.as_os_str(), &mut uri);
+            }
+            ReportPath { display, uri, is_relative: true }
+        }
+    }
+}
+
+/// Appends a path component to a URI, percent-encoding every byte but RFC 3986's unreserved
+/// characters.
+pub fn percent_encode(component: &std::ffi::OsStr, out: &mut String) {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(component).to_vec();
+    #[cfg(not(unix))]
+    let bytes = component.to_string_lossy().into_owned().into_bytes();
+    for byte in bytes {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
+/// "1 error", "3 warnings".
+pub fn plural(count: usize, word: &str) -> String {
+    if count == 1 {
+        format!("{count} {word}")
+    } else {
+        format!("{count} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert_eq!(ReportPath::new(Path::new("./a b/c.sym")).uri, "a%20b/c.sym");
+        assert_eq!(ReportPath::new(Path::new("/tmp/x#1.sym")).uri, "file:///tmp/x%231.sym");
+        assert_eq!(ReportPath::new(Path::new("/")).uri, "file:///");
+    }
+}
