@@ -44,9 +44,7 @@ fn main() -> ExitCode {
             list();
             Ok(())
         }
-        other => Err(format!(
-            "unknown benchmark `{other}`; run `bench/run` with no arguments to list them"
-        )),
+        other => Err(format!("unknown benchmark `{other}`; run `bench/run` with no arguments to list them")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,20 +78,12 @@ struct ParseOptions {
 }
 
 fn parse_options(args: &[String]) -> Result<ParseOptions, String> {
-    let mut options = ParseOptions {
-        mb: 10.0,
-        iters: 7,
-        file_kb: 100,
-        peak_mb: Some(100.0),
-    };
+    let mut options = ParseOptions { mb: 10.0, iters: 7, file_kb: 100, peak_mb: Some(100.0) };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |what: &str| -> Result<f64, String> {
             let v = args.next().ok_or_else(|| format!("`{arg}` needs {what}"))?;
-            v.parse::<f64>()
-                .ok()
-                .filter(|v| *v > 0.0)
-                .ok_or_else(|| format!("`{arg}` needs {what}, found `{v}`"))
+            v.parse::<f64>().ok().filter(|v| *v > 0.0).ok_or_else(|| format!("`{arg}` needs {what}, found `{v}`"))
         };
         match arg.as_str() {
             "--mb" => options.mb = value("a size in MB")?,
@@ -165,27 +155,16 @@ fn byte_scan(files: &[(PathBuf, Arc<str>)]) -> (usize, usize) {
 }
 
 fn lex_all(files: &[(PathBuf, Arc<str>)]) -> usize {
-    files
-        .iter()
-        .map(|(_, text)| symbiont_syntax::lexer::tokenize(text).0.len())
-        .sum()
+    files.iter().map(|(_, text)| symbiont_syntax::lexer::tokenize(text).0.len()).sum()
 }
 
 fn parse_all(files: &[(PathBuf, Arc<str>)]) -> Vec<symbiont_syntax::Parse> {
-    files
-        .iter()
-        .map(|(_, text)| symbiont_syntax::parse(text))
-        .collect()
+    files.iter().map(|(_, text)| symbiont_syntax::parse(text)).collect()
 }
 
 /// Parse and full analysis from a fresh host: every file set, then every diagnostic computed.
 /// Returns the host too, so that its drop happens outside the timed region.
-fn analyse_all(
-    files: &[(PathBuf, Arc<str>)],
-) -> (
-    AnalysisHost,
-    Vec<(PathBuf, Vec<symbiont_analysis::Diagnostic>)>,
-) {
+fn analyse_all(files: &[(PathBuf, Arc<str>)]) -> (AnalysisHost, Vec<(PathBuf, Vec<symbiont_analysis::Diagnostic>)>) {
     let mut host = AnalysisHost::new();
     for (path, text) in files {
         host.set_file(path.clone(), text.clone());
@@ -223,30 +202,18 @@ fn parse_bench(args: &[String]) -> Result<(), String> {
     if counts.is_empty() {
         println!("workload check: no diagnostics (names are unique per copy)");
     } else {
-        let list: Vec<String> = counts
-            .iter()
-            .map(|(code, n)| format!("{code}×{n}"))
-            .collect();
-        println!(
-            "workload check: WARNING, the workload has diagnostics: {}",
-            list.join(", ")
-        );
+        let list: Vec<String> = counts.iter().map(|(code, n)| format!("{code}×{n}")).collect();
+        println!("workload check: WARNING, the workload has diagnostics: {}", list.join(", "));
     }
 
-    println!(
-        "timing: single thread, 1 warm-up + {} timed iterations per stage\n",
-        options.iters
-    );
+    println!("timing: single thread, 1 warm-up + {} timed iterations per stage\n", options.iters);
     let stages = [
         measure("baseline (byte scan)", options.iters, || byte_scan(&files)),
         measure("lex", options.iters, || lex_all(&files)),
         measure("parse", options.iters, || parse_all(&files)),
         measure("parse + analysis", options.iters, || analyse_all(&files)),
     ];
-    println!(
-        "{:<22} {:>10} {:>10} {:>11} {:>11}",
-        "stage", "best ms", "median ms", "best MB/s", "median MB/s"
-    );
+    println!("{:<22} {:>10} {:>10} {:>11} {:>11}", "stage", "best ms", "median ms", "best MB/s", "median MB/s");
     for stage in &stages {
         println!(
             "{:<22} {:>10.2} {:>10.2} {:>11.1} {:>11.1}",
@@ -279,12 +246,7 @@ fn parse_bench(args: &[String]) -> Result<(), String> {
             peak.seconds
         );
         // `peak_rss_mb_100mb` with the default `--peak-mb 100`.
-        peak_keys = format!(
-            " peak_rss_mb_{}mb={:.1} peak_rss_ratio={:.2}",
-            peak_mb,
-            peak.vmhwm_bytes as f64 / MB,
-            ratio
-        );
+        peak_keys = format!(" peak_rss_mb_{}mb={:.1} peak_rss_ratio={:.2}", peak_mb, peak.vmhwm_bytes as f64 / MB, ratio);
     }
 
     println!(
@@ -312,19 +274,14 @@ struct Peak {
 }
 
 fn run_peak_child(mb: f64, file_kb: usize) -> Result<Peak, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the bench binary to re-run it: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the bench binary to re-run it: {e}"))?;
     let output = Command::new(&exe)
         .args([PEAK_SUBCOMMAND, &mb.to_string(), &file_kb.to_string()])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        return Err(format!(
-            "the peak-memory child failed ({}):\n{stdout}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(format!("the peak-memory child failed ({}):\n{stdout}{}", output.status, String::from_utf8_lossy(&output.stderr)));
     }
     let line = stdout
         .lines()
@@ -346,8 +303,7 @@ fn run_peak_child(mb: f64, file_kb: usize) -> Result<Peak, String> {
 
 /// A kB field of `/proc/self/status` (`VmHWM`, `VmRSS`).
 fn proc_status_kb(field: &str) -> Result<u64, String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
@@ -358,10 +314,7 @@ fn proc_status_kb(field: &str) -> Result<u64, String> {
 /// The child: builds the workload, parses and analyses it from a fresh host, and prints
 /// `PEAK input_bytes=… vmhwm_kb=… before_kb=… seconds=…`.
 fn peak_child(args: &[String]) -> Result<(), String> {
-    let mb: f64 = args
-        .first()
-        .and_then(|v| v.parse().ok())
-        .ok_or("usage: __peak-rss MB [FILE_KB]")?;
+    let mb: f64 = args.first().and_then(|v| v.parse().ok()).ok_or("usage: __peak-rss MB [FILE_KB]")?;
     let file_kb: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(100);
     let workload = Workload::from_corpus_dir(&workload::corpus_dir())?;
     let files = workload.build((mb * MB) as usize, file_kb * 1000);

@@ -15,21 +15,15 @@ use std::{
 
 use symbiont_syntax::{lexer, SyntaxKind};
 
-const ITEM_WORDS: &[&str] = &[
-    "agent", "policy", "memory", "webhook", "schedule", "channel", "type", "function",
-];
+const ITEM_WORDS: &[&str] = &["agent", "policy", "memory", "webhook", "schedule", "channel", "type", "function"];
 
 /// The corpus directory: `$SYMBIONT_CORPUS`, or `../shared/corpus/upstream-agents` beside the
 /// repository root.
 pub fn corpus_dir() -> PathBuf {
-    std::env::var_os("SYMBIONT_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("bench/ lives in the repository");
-            root.join("../shared/corpus/upstream-agents")
-        })
+    std::env::var_os("SYMBIONT_CORPUS").map(PathBuf::from).unwrap_or_else(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ lives in the repository");
+        root.join("../shared/corpus/upstream-agents")
+    })
 }
 
 enum Piece {
@@ -84,28 +78,16 @@ fn tokens(text: &str) -> Vec<(SyntaxKind, &str)> {
 impl Workload {
     pub fn from_corpus_dir(dir: &Path) -> Result<Workload, String> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| {
-                format!(
-                    "cannot read the corpus at {} (set SYMBIONT_CORPUS to override): {e}",
-                    dir.display()
-                )
-            })?
+            .map_err(|e| format!("cannot read the corpus at {} (set SYMBIONT_CORPUS to override): {e}", dir.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("sym" | "symbi")
-                )
-            })
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("sym" | "symbi")))
             .collect();
         paths.sort();
         if paths.is_empty() {
             return Err(format!("no .sym or .symbi files in {}", dir.display()));
         }
-        let texts: Vec<String> = paths
-            .iter()
-            .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
-            .collect::<Result<_, _>>()?;
+        let texts: Vec<String> =
+            paths.iter().map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))).collect::<Result<_, _>>()?;
         Ok(Workload::from_texts(&texts))
     }
 
@@ -113,10 +95,7 @@ impl Workload {
         // Every name defined anywhere in the corpus.
         let mut names = BTreeSet::new();
         for text in texts {
-            let significant: Vec<(SyntaxKind, &str)> = tokens(text)
-                .into_iter()
-                .filter(|(k, _)| !k.is_trivia())
-                .collect();
+            let significant: Vec<(SyntaxKind, &str)> = tokens(text).into_iter().filter(|(k, _)| !k.is_trivia()).collect();
             for pair in significant.windows(2) {
                 if let [(SyntaxKind::IDENT, word), (SyntaxKind::IDENT, name)] = pair {
                     if ITEM_WORDS.contains(word) && SyntaxKind::keyword(name).is_none() {
@@ -135,14 +114,8 @@ impl Workload {
                 };
                 for (kind, s) in tokens(text) {
                     match kind {
-                        SyntaxKind::IDENT if names.contains(s) => {
-                            pieces.push(Piece::Name(s.to_string()))
-                        }
-                        SyntaxKind::STRING
-                            if s.len() >= 2
-                                && s.ends_with('"')
-                                && names.contains(&s[1..s.len() - 1]) =>
-                        {
+                        SyntaxKind::IDENT if names.contains(s) => pieces.push(Piece::Name(s.to_string())),
+                        SyntaxKind::STRING if s.len() >= 2 && s.ends_with('"') && names.contains(&s[1..s.len() - 1]) => {
                             push_text(&mut pieces, "\"");
                             pieces.push(Piece::Name(s[1..s.len() - 1].to_string()));
                             push_text(&mut pieces, "\"");
@@ -153,10 +126,7 @@ impl Workload {
                 Template { pieces }
             })
             .collect();
-        Workload {
-            templates,
-            copy_bytes: texts.iter().map(String::len).sum(),
-        }
+        Workload { templates, copy_bytes: texts.iter().map(String::len).sum() }
     }
 
     pub fn file_count(&self) -> usize {
