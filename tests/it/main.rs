@@ -3,6 +3,7 @@
 
 mod corpus;
 mod diagnostics_docs;
+mod dsl_reference;
 mod incremental;
 mod malformed;
 mod policy;
