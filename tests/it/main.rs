@@ -1,6 +1,7 @@
 //! Integration tests for the whole toolchain, in one binary to keep link times down.
 //! Tests are data: fixtures on disk with expected output beside them (insta snapshots).
 
+mod cli;
 mod corpus;
 mod diagnostics_docs;
 mod dsl_reference;
