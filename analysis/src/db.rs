@@ -63,6 +63,7 @@ pub fn config(db: &dyn Db, ws: Workspace) -> (Config, Option<ConfigError>) {
 pub fn file_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
     let mut all: Vec<Diagnostic> = crate::checks::local_diagnostics(db, file).clone();
     all.extend(crate::resolve::resolve_diagnostics(db, ws, file).iter().cloned());
+    all.extend(crate::policies::policy_diagnostics(db, ws, file).iter().cloned());
     all.sort_by_key(|d| (d.range.start(), d.range.end(), d.rule.code));
     all
 }

@@ -61,6 +61,14 @@ rules! {
     MISMATCHED_COMPARISON = ("SYM0107", "mismatched-comparison", Error, "A comparison between values of different kinds is never meaningful.");
     WRONG_VALUE_KIND = ("SYM0108", "wrong-value-kind", Error, "A setting is given a value of the wrong kind.");
     UNKNOWN_QUALIFIER = ("SYM0109", "unknown-qualifier", Warning, "A rule phrase uses a qualifier word the language gives no meaning to.");
+    UNKNOWN_OPERATION = ("SYM0201", "unknown-operation", Warning, "An operation name is neither in the catalogue nor declared by the project.");
+    ALLOW_DENY_CONFLICT = ("SYM0202", "allow-deny-conflict", Warning, "One policy both allows and denies the same operation.");
+    UNREACHABLE_ALLOW = ("SYM0203", "unreachable-allow", Error, "An allow tries to weaken an inherited deny and can never take effect.");
+    DENIED_CAPABILITY = ("SYM0204", "denied-capability", Warning, "An agent declares a capability its effective policy never allows.");
+    CONDITION_CONFLICT = ("SYM0205", "condition-conflict", Warning, "Two policies state the same condition differently.");
+    UNKNOWN_LEVEL = ("SYM0206", "unknown-level", Error, "A clearance or classification comparison names no known level.");
+    UNEVALUABLE_GUARD = ("SYM0207", "unevaluable-guard", Warning, "A guard uses something the policy engine cannot evaluate, so it fails closed.");
+    NOT_AN_OPERATION = ("SYM0208", "not-an-operation", Error, "An allow or deny rule names no operation.");
 }
 
 /// Looks a rule up by its code (`SYM0101`) or name (`duplicate-definition`).

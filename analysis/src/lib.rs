@@ -11,6 +11,7 @@ pub mod checks;
 pub mod db;
 pub mod diagnostics;
 pub mod items;
+pub mod policies;
 pub mod resolve;
 pub mod settings;
 

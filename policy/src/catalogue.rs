@@ -33,9 +33,9 @@ pub static OPERATIONS: &[Operation] = &[
     op("file_delete", Some("file_system_write"), "Delete files or directories."),
     // Network.
     op("network_access", None, "Any network connection."),
-    op("http_request", Some("network_access"), "An HTTP request, plain or TLS."),
-    op("https_request", Some("http_request"), "An HTTP request over TLS."),
-    op("web_request", Some("http_request"), "Fetch a web page or API response."),
+    op("http_request", Some("network_access"), "An HTTP request in plain text (no TLS)."),
+    op("https_request", Some("network_access"), "An HTTP request over TLS."),
+    op("web_request", Some("network_access"), "Fetch a web page or API response, over HTTP or HTTPS."),
     op("dns_lookup", Some("network_access"), "Resolve a host name."),
     op("socket_connect", Some("network_access"), "Open a raw TCP/UDP connection or WebSocket."),
     // Processes and code.
@@ -65,17 +65,6 @@ pub fn lookup(name: &str) -> Option<&'static Operation> {
     OPERATIONS.iter().find(|o| o.name == name)
 }
 
-/// `name` and the operations above it, narrowest first (`https_request`, `http_request`,
-/// `network_access`). Unknown names have no ancestors.
-pub fn with_ancestors(name: &str) -> impl Iterator<Item = &str> {
-    let mut next = Some(name);
-    std::iter::from_fn(move || {
-        let current = next?;
-        next = lookup(current).and_then(|o| o.parent);
-        Some(current)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,9 +76,9 @@ mod tests {
             if let Some(parent) = o.parent {
                 assert!(lookup(parent).is_some(), "{}: unknown parent {parent}", o.name);
             }
-            assert!(with_ancestors(o.name).count() < 8, "{}: the hierarchy has a cycle", o.name);
+            assert!(Operations::default().ancestors(o.name).count() < 8, "{}: the hierarchy has a cycle", o.name);
         }
-        assert_eq!(with_ancestors("https_request").collect::<Vec<_>>(), ["https_request", "http_request", "network_access"]);
+        assert_eq!(Operations::default().ancestors("file_delete").collect::<Vec<_>>(), ["file_delete", "file_system_write", "file_access"]);
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Every policy and agent of a workspace, with its configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Universe {
     policies: HashMap<String, PolicyDef>,
     agents: BTreeMap<String, AgentDef>,

@@ -391,12 +391,10 @@ impl Lowerer<'_> {
             Expr::Lit(Value::String(s)) => Some(s.clone()),
             _ => None,
         };
-        let is_ordered = !matches!(op, CmpOp::Eq | CmpOp::Ne);
-        let Some(literal) = literal else { return Expr::Cmp(op, Box::new(lhs), Box::new(rhs)) };
-        let named_level = attribute.is_some_and(|a| a.contains("clearance") || a.contains("classification"));
-        if !is_ordered && !named_level {
+        // Equality compares spelling; only ordered comparisons need ranks.
+        let Some(literal) = literal.filter(|_| !matches!(op, CmpOp::Eq | CmpOp::Ne)) else {
             return Expr::Cmp(op, Box::new(lhs), Box::new(rhs));
-        }
+        };
         match self.levels.kind_for(attribute, &literal) {
             Some(kind) => {
                 if self.levels.rank(kind, &literal).is_none() {

@@ -39,6 +39,7 @@ fn editing_a_body_rechecks_only_that_file() {
         executed(&host),
         counts(&[
             ("file_items", 1),
+            ("file_policy_model", 1),
             ("file_symbols", 1),
             ("local_diagnostics", 1),
             ("parse", 1),

@@ -1,0 +1,203 @@
+//! Static checks of policies: the policy engine's own model (`symbiont-policy`), lowered once per
+//! file and resolved per agent, so the editor reports exactly what the runtime will enforce.
+
+use std::{collections::HashSet, path::PathBuf};
+
+use symbiont_policy::{
+    effective::EffectivePolicy,
+    model::{FileModel, IssueKind, RuleKind, SourceLoc},
+    Universe,
+};
+
+use crate::{
+    db::{config, parse, Db, SourceFile, Workspace},
+    diagnostics::{self as rules, Diagnostic, TextEdit},
+};
+
+/// What one file says about policies, in the engine's model.
+#[salsa::tracked(returns(ref))]
+pub fn file_policy_model(db: &dyn Db, ws: Workspace, file: SourceFile) -> FileModel {
+    let path = file.path(db).to_string_lossy();
+    symbiont_policy::lower::lower_file(&path, file.text(db), &parse(db, file).tree(), &config(db, ws).0.levels)
+}
+
+/// Every policy and agent of the workspace, with `symbiont.toml`.
+#[salsa::tracked(returns(ref))]
+pub fn policy_universe(db: &dyn Db, ws: Workspace) -> Universe {
+    let models: Vec<&FileModel> = ws.files(db).iter().map(|&f| file_policy_model(db, ws, f)).collect();
+    Universe::new(models, config(db, ws).0.clone())
+}
+
+fn related_path(loc: &SourceLoc) -> PathBuf {
+    PathBuf::from(&*loc.file)
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
+    let model = file_policy_model(db, ws, file);
+    let universe = policy_universe(db, ws);
+    let path = file.path(db).clone();
+    let here = path.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+
+    for issue in &model.issues {
+        let rule = match issue.kind {
+            IssueKind::UnevaluableGuard => &rules::UNEVALUABLE_GUARD,
+            IssueKind::NotAnOperation => &rules::NOT_AN_OPERATION,
+            IssueKind::UnknownLevel => &rules::UNKNOWN_LEVEL,
+        };
+        out.push(Diagnostic::new(rule, issue.loc.range, issue.message.clone()));
+    }
+
+    // Unknown operation names, in rules and capabilities.
+    let operations = symbiont_policy::catalogue::Operations::new(&universe.config().operations);
+    let policies = model.policies.iter().chain(model.agents.iter().flat_map(|a| a.inline.iter()));
+    let named_ops = policies.flat_map(|p| p.rules.iter()).flat_map(|r| r.ops.iter().map(|o| (o.name.clone(), o.loc.clone())));
+    let capabilities = model.agents.iter().flat_map(|a| a.capabilities.iter().cloned());
+    for (name, loc) in named_ops.chain(capabilities) {
+        if operations.is_known(&name) {
+            continue;
+        }
+        let mut d = Diagnostic::new(
+            &rules::UNKNOWN_OPERATION,
+            loc.range,
+            format!("`{name}` is not a catalogue operation (docs/operations.md) nor declared in `symbiont.toml` [operations]"),
+        );
+        if let Some(best) = symbiont_syntax::suggest::closest(&name, operations.names()) {
+            let quoted =
+                file.text(db).get(usize::from(loc.range.start())..usize::from(loc.range.end())).is_some_and(|t| t.starts_with('"'));
+            let new_text = if quoted { format!("\"{best}\"") } else { best.to_string() };
+            let range = if quoted { loc.range } else { symbiont_syntax::TextRange::at(loc.range.start(), (name.len() as u32).into()) };
+            d.message.push_str(&format!("; did you mean `{best}`?"));
+            d = d.with_fix(format!("Replace with `{best}`"), vec![TextEdit { path: path.clone(), range, new_text }]);
+        }
+        out.push(d);
+    }
+
+    // Conflicts, from every scope this file defines: each top-level policy, each agent.
+    let mut scopes: Vec<(Option<String>, EffectivePolicy)> = Vec::new();
+    for policy in &model.policies {
+        if universe.policy(&policy.name).is_some_and(|p| p.loc == policy.loc) {
+            if let Some(effective) = universe.effective_of_policy(&policy.name) {
+                scopes.push((None, effective));
+            }
+        }
+    }
+    for agent in &model.agents {
+        if universe.agent(&agent.name).is_some_and(|a| a.loc == agent.loc) {
+            if let Ok(effective) = universe.effective(Some(&agent.name)) {
+                scopes.push((Some(agent.name.clone()), effective));
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (agent, effective) in &scopes {
+        for shadow in &effective.shadowed {
+            let allow = &effective.rules[shadow.allow];
+            let deny = &effective.rules[shadow.deny];
+            if !seen.insert((allow.rule.loc.clone(), deny.rule.loc.clone(), shadow.operation.clone())) {
+                continue;
+            }
+            let deny_policy = &effective.policies[deny.policy].name;
+            let allow_policy = &effective.policies[allow.policy].name;
+            let (rule, range, message) = if shadow.same_policy {
+                (
+                    &rules::ALLOW_DENY_CONFLICT,
+                    allow.rule.loc.range,
+                    format!("`{}` is both allowed and denied in policy `{allow_policy}`: the deny wins", shadow.operation),
+                )
+            } else if *allow.rule.loc.file == *here {
+                (
+                    &rules::UNREACHABLE_ALLOW,
+                    allow.rule.loc.range,
+                    format!(
+                        "this allow of `{}` never takes effect: policy `{deny_policy}` denies it, and a deny cannot be weakened",
+                        shadow.operation
+                    ),
+                )
+            } else if let Some(agent) = agent {
+                let Some(def) = model.agents.iter().find(|a| &a.name == agent) else { continue };
+                (
+                    &rules::UNREACHABLE_ALLOW,
+                    def.loc.range,
+                    format!(
+                        "in agent `{agent}`, the allow of `{}` in policy `{allow_policy}` ({}) never takes effect: policy `{deny_policy}` denies it",
+                        shadow.operation, allow.rule.loc
+                    ),
+                )
+            } else {
+                continue;
+            };
+            if *allow.rule.loc.file != *here && agent.is_none() {
+                continue;
+            }
+            out.push(Diagnostic::new(rule, range, message).with_related(
+                related_path(&deny.rule.loc),
+                deny.rule.loc.range,
+                format!("denied here by `{deny_policy}`"),
+            ));
+        }
+        for conflict in &effective.condition_conflicts {
+            let (kept, other) = (&conflict.kept, &conflict.other);
+            if !seen.insert((kept.1.clone(), other.1.clone(), conflict.key.clone())) {
+                continue;
+            }
+            let (primary, secondary) = if *other.1.file == *here { (other, kept) } else { (kept, other) };
+            if *primary.1.file != *here {
+                continue;
+            }
+            out.push(
+                Diagnostic::new(
+                    &rules::CONDITION_CONFLICT,
+                    primary.1.range,
+                    format!(
+                        "condition `{}` is stated as {} here and {} elsewhere; the most restrictive, {}, applies",
+                        conflict.key, primary.0, secondary.0, kept.0
+                    ),
+                )
+                .with_related(
+                    related_path(&secondary.1),
+                    secondary.1.range,
+                    format!("`{}` is {} here", conflict.key, secondary.0),
+                ),
+            );
+        }
+        if let Some(agent) = agent {
+            if let Some(def) = model.agents.iter().find(|a| &a.name == agent) {
+                capability_checks(def, effective, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// A declared capability the effective policy denies, or that no rule allows.
+fn capability_checks(agent: &symbiont_policy::model::AgentDef, effective: &EffectivePolicy, out: &mut Vec<Diagnostic>) {
+    for (capability, loc) in &agent.capabilities {
+        let covering: Vec<&str> = effective.operations.ancestors(capability).collect();
+        let names = |kind: RuleKind| {
+            effective
+                .rules
+                .iter()
+                .filter(move |r| r.rule.kind == kind)
+                .filter(|r| r.rule.ops.iter().any(|o| covering.contains(&o.name.as_str())))
+        };
+        if let Some(deny) = names(RuleKind::Deny).find(|r| r.rule.is_unconditional()) {
+            let policy = &effective.policies[deny.policy].name;
+            out.push(
+                Diagnostic::new(
+                    &rules::DENIED_CAPABILITY,
+                    loc.range,
+                    format!("agent `{}` declares capability `{capability}`, but policy `{policy}` denies it", agent.name),
+                )
+                .with_related(related_path(&deny.rule.loc), deny.rule.loc.range, "denied here"),
+            );
+        } else if names(RuleKind::Allow).next().is_none() {
+            out.push(Diagnostic::new(
+                &rules::DENIED_CAPABILITY,
+                loc.range,
+                format!("agent `{}` declares capability `{capability}`, but no rule of its policies allows it (default deny)", agent.name),
+            ));
+        }
+    }
+}
