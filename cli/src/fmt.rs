@@ -27,6 +27,12 @@ pub fn run(options: &FmtOptions) -> Exit {
         let display = path.display().to_string();
         let text = match fsutil::read_source(path) {
             Ok(text) => text,
+            Err(e @ fsutil::ReadError::NotUtf8(_)) => {
+                // Like a syntax error: the file is not one the formatter can take.
+                let _ = writeln!(std::io::stderr(), "{display}: {e}; not formatted");
+                refused += 1;
+                continue;
+            }
             Err(e) => {
                 io_errors.push(format!("{display}: {e}"));
                 continue;
@@ -84,7 +90,9 @@ fn run_stdin(check: bool) -> Exit {
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
-            return Exit::failure(format!("standard input is not valid UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+            let offset = e.utf8_error().valid_up_to();
+            let _ = writeln!(std::io::stderr(), "-: the input is not valid UTF-8 (invalid byte at offset {offset}); not formatted");
+            return Exit::Problems;
         }
     };
     let formatted = match format_text("-", &text) {

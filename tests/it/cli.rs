@@ -505,6 +505,17 @@ fn fmt_refuses_files_with_syntax_errors_and_leaves_them_byte_identical() {
 }
 
 #[test]
+fn fmt_refuses_files_that_are_not_utf8() {
+    let ws = Workspace::new();
+    let latin1 = b"agent  caf\xe9() -> R {capabilities=[\"read\"]}\n";
+    ws.write("latin1.sym", latin1);
+    let run = ws.run(&["fmt"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("latin1.sym: the file is not valid UTF-8"), "{}", run.stderr);
+    assert_eq!(ws.read("latin1.sym"), latin1);
+}
+
+#[test]
 fn fmt_filters_standard_input() {
     let ws = Workspace::new();
     let run = ws.run_with_stdin(&["fmt", "-"], Some(UNFORMATTED));
