@@ -7,6 +7,7 @@
 mod workload;
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     process::{Command, ExitCode},
     sync::Arc,
@@ -162,6 +163,15 @@ fn parse_all(files: &[(PathBuf, Arc<str>)]) -> Vec<symbiont_syntax::Parse> {
     files.iter().map(|(_, text)| symbiont_syntax::parse(text)).collect()
 }
 
+/// How many diagnostics of each code a fresh analysis of `files` reports.
+fn diagnostic_counts(files: &[(PathBuf, Arc<str>)]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for diagnostic in analyse_all(files).1.iter().flat_map(|(_, d)| d) {
+        *counts.entry(diagnostic.code().to_string()).or_default() += 1;
+    }
+    counts
+}
+
 /// Parse and full analysis from a fresh host: every file set, then every diagnostic computed.
 /// Returns the host too, so that its drop happens outside the timed region.
 fn analyse_all(files: &[(PathBuf, Arc<str>)]) -> (AnalysisHost, Vec<(PathBuf, Vec<symbiont_analysis::Diagnostic>)>) {
@@ -193,17 +203,27 @@ fn parse_bench(args: &[String]) -> Result<(), String> {
         corpus.display()
     );
 
-    // Sanity: the workload must be clean, or the analysis numbers measure error paths.
-    let (_, diagnostics) = analyse_all(&files);
-    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for diagnostic in diagnostics.iter().flat_map(|(_, d)| d) {
-        *counts.entry(diagnostic.code()).or_default() += 1;
-    }
-    if counts.is_empty() {
-        println!("workload check: no diagnostics (names are unique per copy)");
+    // Sanity: the copies must not interact. Every copy must get exactly the diagnostics one copy
+    // of the corpus gets on its own; a duplicate or a cross-copy reference would break that.
+    let copies = workload.copies_for(target_bytes);
+    let per_copy = diagnostic_counts(&workload.build(1, options.file_kb * 1000));
+    let whole = diagnostic_counts(&files);
+    let expected: BTreeMap<String, usize> = per_copy.iter().map(|(code, n)| (code.clone(), n * copies)).collect();
+    let list = |counts: &BTreeMap<String, usize>| {
+        if counts.is_empty() {
+            "none".to_string()
+        } else {
+            counts.iter().map(|(code, n)| format!("{code}×{n}")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    if whole == expected {
+        println!("workload check: the copies do not interact; diagnostics of one copy of the corpus: {}", list(&per_copy));
     } else {
-        let list: Vec<String> = counts.iter().map(|(code, n)| format!("{code}×{n}")).collect();
-        println!("workload check: WARNING, the workload has diagnostics: {}", list.join(", "));
+        println!(
+            "workload check: WARNING, the copies interact: expected {copies} × the diagnostics of one copy ({}), found {}",
+            list(&per_copy),
+            list(&whole)
+        );
     }
 
     println!("timing: single thread, 1 warm-up + {} timed iterations per stage\n", options.iters);
