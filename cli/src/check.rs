@@ -71,7 +71,7 @@ pub fn run(options: &CheckOptions) -> Exit {
     }
     if !collected.errors.is_empty() {
         for error in &collected.errors {
-            eprintln!("error: {error}");
+            crate::print_error(error);
         }
         return Exit::Failure;
     }

@@ -230,7 +230,28 @@ pub fn plural(count: usize, word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use symbiont_analysis::diagnostics::SYNTAX_ERROR;
+
     use super::*;
+
+    #[test]
+    fn snippets_underline_at_least_one_char_and_only_the_first_line() {
+        let text = "policy p {\n    allow: [\"read\"]\n}\n";
+        let mut host = AnalysisHost::new();
+        host.set_file("a.sym", text);
+        let start = text.find("allow").unwrap() as u32;
+        let diagnostic = |end: u32| Diagnostic::new(&SYNTAX_ERROR, TextRange::new(start.into(), end.into()), "m");
+        let diagnostics = vec![(PathBuf::from("a.sym"), vec![diagnostic(text.len() as u32), diagnostic(start)])];
+        let report = Report::build(&host, 1, diagnostics);
+        let underlines: Vec<(u32, usize, usize)> = report
+            .diagnostics
+            .iter()
+            .map(|item| item.snippet.as_ref().map(|s| (s.line, s.underline_start, s.underline_len)).unwrap())
+            .collect();
+        assert_eq!(underlines, [(2, 4, 1), (2, 4, "allow: [\"read\"]".len())]);
+        assert_eq!(report.diagnostics[1].location.end, Position { line: 4, column: 1, column_utf16: 1, offset: text.len() as u32 });
+        assert_eq!(report.summary, Summary { errors: 2, files_with_diagnostics: 1, ..Summary::default() });
+    }
 
     #[test]
     fn uris() {
