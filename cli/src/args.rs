@@ -12,6 +12,7 @@ Usage: symbiont <COMMAND> [OPTIONS] [PATH]...
 Commands:
   check   Report problems in .sym/.symbi files
   fmt     Format .sym/.symbi files in place
+  policy  Evaluate a request against an agent's policy, or explain the policy
   help    Print the help of a command
 
 Options:
@@ -66,6 +67,54 @@ Exit status: 0 when all is well; 1 when a file has syntax errors or, with --chec
 change; 2 on a usage or I/O error.
 ";
 
+pub const POLICY_HELP: &str = "\
+Evaluate requests against an agent's effective policy, or explain it
+
+Usage: symbiont policy eval --agent NAME --operation OP [OPTIONS] [PATH]...
+       symbiont policy explain --agent NAME [OPTIONS] [PATH]...
+
+Arguments:
+  [PATH]...  Files and directories holding the workspace's .sym/.symbi files [default: .]
+             symbiont.toml is read from the nearest ancestor directory of the first path.
+
+Options:
+      --agent <NAME>      The agent whose effective policy decides
+      --operation <OP>    (eval) The operation requested, e.g. file_read
+      --context <JSON>    (eval) A JSON object whose top-level keys are the names guards use,
+                          e.g. '{\"context\": {\"user\": {\"role\": \"viewer\"}}}'
+      --args <JSON>       (eval) The operation's arguments: a JSON array (bound to the rule's
+                          parameters by position) or object (by name)
+      --format <FORMAT>   eval: human, json; explain: human, json, dot [default: human]
+  -h, --help              Print help
+
+Exit status: 0 whatever the decision; 2 on an error (unknown agent, bad JSON, a workspace that
+does not parse).
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFormat {
+    Human,
+    Json,
+    Dot,
+}
+
+#[derive(Debug)]
+pub struct PolicyEvalOptions {
+    pub paths: Vec<PathBuf>,
+    pub agent: String,
+    pub operation: String,
+    pub context: Option<String>,
+    pub args: Option<String>,
+    pub format: PolicyFormat,
+}
+
+#[derive(Debug)]
+pub struct PolicyExplainOptions {
+    pub paths: Vec<PathBuf>,
+    pub agent: String,
+    pub format: PolicyFormat,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportFormat {
     Human,
@@ -103,6 +152,8 @@ pub enum Command {
     Version,
     Check(CheckOptions),
     Fmt(FmtOptions),
+    PolicyEval(PolicyEvalOptions),
+    PolicyExplain(PolicyExplainOptions),
 }
 
 /// A usage error, and which command's help explains it.
@@ -142,17 +193,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         Some(Arg::Value(command)) => match command.string().map_err(in_main)?.as_str() {
             "check" => parse_check(&mut parser),
             "fmt" => parse_fmt(&mut parser),
+            "policy" => parse_policy(&mut parser),
             "help" => match parser.next().map_err(in_main)? {
                 None => Ok(Command::Help(MAIN_HELP)),
                 Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {
                     "check" => Ok(Command::Help(CHECK_HELP)),
                     "fmt" => Ok(Command::Help(FMT_HELP)),
+                    "policy" => Ok(Command::Help(POLICY_HELP)),
                     "help" => Ok(Command::Help(MAIN_HELP)),
                     other => Err(UsageError::new(format!("unknown command '{other}'"), None)),
                 },
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
-            other => Err(UsageError::new(format!("unknown command '{other}' (expected 'check' or 'fmt')"), None)),
+            other => Err(UsageError::new(format!("unknown command '{other}' (expected 'check', 'fmt' or 'policy')"), None)),
         },
         Some(arg) => Err(in_main(arg.unexpected())),
     }
@@ -221,6 +274,53 @@ fn parse_fmt(parser: &mut Parser) -> Result<Command, UsageError> {
         options.paths.push(PathBuf::from("."));
     }
     Ok(Command::Fmt(options))
+}
+
+fn parse_policy(parser: &mut Parser) -> Result<Command, UsageError> {
+    let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("policy"));
+    let usage = |m: &str| UsageError::new(m, Some("policy"));
+    let explain = match parser.next().map_err(err)? {
+        Some(Arg::Short('h') | Arg::Long("help")) | None => return Ok(Command::Help(POLICY_HELP)),
+        Some(Arg::Value(sub)) => match sub.string().map_err(err)?.as_str() {
+            "eval" => false,
+            "explain" => true,
+            other => return Err(usage(&format!("unknown policy command '{other}' (expected 'eval' or 'explain')"))),
+        },
+        Some(arg) => return Err(err(arg.unexpected())),
+    };
+    let (mut paths, mut agent, mut operation, mut context, mut args, mut format) =
+        (Vec::new(), None, None, None, None, PolicyFormat::Human);
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help(POLICY_HELP)),
+            Arg::Long("agent") => agent = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("operation") if !explain => operation = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("context") if !explain => context = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("args") if !explain => args = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("format") => {
+                format = match (parser.value().map_err(err)?.string().map_err(err)?.as_str(), explain) {
+                    ("human", _) => PolicyFormat::Human,
+                    ("json", _) => PolicyFormat::Json,
+                    ("dot", true) => PolicyFormat::Dot,
+                    (other, _) => {
+                        let expected = if explain { "human, json or dot" } else { "human or json" };
+                        return Err(usage(&format!("invalid value '{other}' for '--format' (expected {expected})")));
+                    }
+                }
+            }
+            Arg::Value(path) => paths.push(PathBuf::from(path)),
+            arg => return Err(err(arg.unexpected())),
+        }
+    }
+    if paths.is_empty() {
+        paths.push(PathBuf::from("."));
+    }
+    let agent = agent.ok_or_else(|| usage("missing '--agent NAME'"))?;
+    if explain {
+        return Ok(Command::PolicyExplain(PolicyExplainOptions { paths, agent, format }));
+    }
+    let operation = operation.ok_or_else(|| usage("missing '--operation OP'"))?;
+    Ok(Command::PolicyEval(PolicyEvalOptions { paths, agent, operation, context, args, format }))
 }
 
 #[cfg(test)]

@@ -1,16 +1,13 @@
 //! `symbiont check`: read the files, hand them to the analysis, render its diagnostics.
 
-use std::{
-    io::{IsTerminal, Write},
-    path::{Path, PathBuf},
-};
+use std::io::{IsTerminal, Write};
 
 use symbiont_analysis::{diagnostics::INVALID_FILE, AnalysisHost, Diagnostic};
 use symbiont_syntax::{TextRange, TextSize};
 
 use crate::{
     args::{CheckOptions, ColorChoice, ReportFormat},
-    fsutil, report, walk, Exit,
+    fsutil, report, workspace, Exit,
 };
 
 pub fn run(options: &CheckOptions) -> Exit {
@@ -18,32 +15,23 @@ pub fn run(options: &CheckOptions) -> Exit {
         Ok(cwd) => cwd,
         Err(e) => return Exit::failure(format!("cannot read the current directory: {e}")),
     };
-    let collected = match walk::collect(&options.paths, &cwd) {
-        Ok(collected) => collected,
+    let sources = match workspace::read(&options.paths, &cwd) {
+        Ok(sources) => sources,
         Err(message) => return Exit::failure(message),
     };
 
     let mut host = AnalysisHost::new();
+    host.set_config(sources.config);
+    for (path, text) in sources.files {
+        host.set_file(path, text);
+    }
     // Files the analysis cannot take (unreadable, not UTF-8) are reported here.
-    let mut unreadable: Vec<(PathBuf, Vec<Diagnostic>)> = Vec::new();
-    let config_start = options.paths.first().map_or(Path::new("."), PathBuf::as_path);
-    if let Some(config) = walk::find_config(config_start, &cwd) {
-        match fsutil::read_source(&config) {
-            Ok(text) => host.set_config(Some((config, text))),
-            Err(e) => unreadable.push((config, vec![invalid_file(e)])),
-        }
-    }
-    for path in &collected.files {
-        match fsutil::read_source(path) {
-            Ok(text) => host.set_file(path.clone(), text),
-            Err(e) => unreadable.push((path.clone(), vec![invalid_file(e)])),
-        }
-    }
+    let unreadable = sources.unreadable.into_iter().map(|(path, e)| (path, vec![invalid_file(e)]));
 
     let mut diagnostics = host.all_diagnostics();
     diagnostics.extend(unreadable);
     diagnostics.sort_by(|a, b| a.0.cmp(&b.0));
-    let report = report::Report::build(&host, collected.files.len(), diagnostics);
+    let report = report::Report::build(&host, sources.files_found, diagnostics);
 
     let color = match options.color {
         ColorChoice::Always => true,
@@ -69,8 +57,8 @@ pub fn run(options: &CheckOptions) -> Exit {
     if let Err(message) = written {
         return Exit::failure(message);
     }
-    if !collected.errors.is_empty() {
-        for error in &collected.errors {
+    if !sources.walk_errors.is_empty() {
+        for error in &sources.walk_errors {
             crate::print_error(error);
         }
         return Exit::Failure;

@@ -4,6 +4,7 @@
 //!   and `symbiont.toml` to `symbiont-analysis`, and renders its diagnostics for people
 //!   (`human`), programs (`json`), code-scanning services (`sarif`) or GitHub Actions (`github`).
 //! - `symbiont fmt [--check] [PATH…|-]` rewrites files with `symbiont-syntax`'s formatter.
+//! - `symbiont policy eval|explain` asks `symbiont-policy` for a decision or an explanation.
 //!
 //! This crate is the I/O shell around those two crates: it walks, reads, renders and writes, and
 //! decides nothing about the language. The contract is in `docs/cli.md`.
@@ -22,9 +23,11 @@ mod args;
 mod check;
 mod fmt;
 mod fsutil;
+mod policy;
 mod position;
 mod report;
 mod walk;
+mod workspace;
 
 use std::{io::Write, process::ExitCode};
 
@@ -67,6 +70,8 @@ fn main() -> ExitCode {
         }
         Ok(Command::Check(options)) => check::run(&options),
         Ok(Command::Fmt(options)) => fmt::run(&options),
+        Ok(Command::PolicyEval(options)) => policy::eval(&options),
+        Ok(Command::PolicyExplain(options)) => policy::explain(&options),
         Err(error) => {
             print_error(&error);
             let _ = writeln!(std::io::stderr(), "\n{}", error.hint());

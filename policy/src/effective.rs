@@ -52,6 +52,8 @@ pub struct ReachedPolicy {
     /// How many `extends` steps from where it entered (0 = base, applied or inline itself).
     pub depth: usize,
     pub loc: SourceLoc,
+    /// The parents its definition names, reached or not.
+    pub extends: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,7 +226,8 @@ impl Collector<'_> {
                 continue;
             }
             let index = self.effective.policies.len();
-            self.effective.policies.push(ReachedPolicy { name: policy.name.clone(), via, depth, loc: policy.loc.clone() });
+            let extends = policy.extends.iter().map(|(name, _)| name.clone()).collect();
+            self.effective.policies.push(ReachedPolicy { name: policy.name.clone(), via, depth, loc: policy.loc.clone(), extends });
             for rule in &policy.rules {
                 self.effective.rules.push(EffectiveRule { rule: rule.clone(), policy: index });
             }

@@ -43,19 +43,19 @@ fn binary() -> &'static Path {
 }
 
 /// A temporary directory to run `symbiont` in.
-struct Workspace {
+pub(crate) struct Workspace {
     dir: tempfile::TempDir,
 }
 
 /// What a run printed and how it exited.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Workspace {
-    fn new() -> Workspace {
+    pub(crate) fn new() -> Workspace {
         Workspace { dir: tempfile::tempdir().expect("a temporary directory") }
     }
 
@@ -63,7 +63,7 @@ impl Workspace {
         self.dir.path().join(relative)
     }
 
-    fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> &Self {
+    pub(crate) fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> &Self {
         let path = self.path(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, contents).unwrap();
@@ -74,7 +74,7 @@ impl Workspace {
         std::fs::read(self.path(relative)).unwrap()
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_with_stdin(args, None)
     }
 

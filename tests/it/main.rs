@@ -8,6 +8,7 @@ mod dsl_reference;
 mod incremental;
 mod malformed;
 mod policy;
+mod policy_cli;
 mod policy_docs;
 mod policy_properties;
 mod properties;
