@@ -1,6 +1,8 @@
 //! Integration tests for the whole toolchain, in one binary to keep link times down.
 //! Tests are data: fixtures on disk with expected output beside them (insta snapshots).
 
+mod alloc;
+mod checks;
 mod cli;
 mod corpus;
 mod diagnostics_docs;
@@ -13,3 +15,6 @@ mod policy_docs;
 mod policy_properties;
 mod properties;
 mod valid;
+
+#[global_allocator]
+static ALLOCATOR: alloc::CountingAllocator = alloc::CountingAllocator;

@@ -6,7 +6,7 @@ use std::path::Path;
 use symbiont_analysis::{AnalysisHost, LineIndex};
 
 /// Renders every diagnostic of `text` as `line:col..line:col CODE severity: message`, 1-based.
-fn render(name: &str, text: &str) -> String {
+pub(crate) fn render(name: &str, text: &str) -> String {
     let mut host = AnalysisHost::new();
     host.set_file(name, text);
     let index = LineIndex::new(text);

@@ -49,3 +49,22 @@ fn secure_development_denies_network_writes_and_unnamed_operations() {
         assert_eq!((decision.effect, decision.reason), (Effect::Deny, Reason::NotAllowed), "{op}");
     }
 }
+
+#[test]
+fn deciding_does_not_allocate_in_the_common_case() {
+    let engine = engine("secure_development.sym", "reviewer");
+    let env = env(GOOD_ENV);
+    assert!(crate::alloc::count(|| vec![0u8; 16]).1 > 0, "the allocation counter counts");
+    let requests = ["read", "network_access", "spawn_process", "analyze", "no_such_operation"];
+    let (effects, allocations) = crate::alloc::count(|| {
+        let mut allowed = 0;
+        for _ in 0..1000 {
+            for op in requests {
+                allowed += usize::from(engine.decide(op, &Value::Null, &env).effect == Effect::Allow);
+            }
+        }
+        allowed
+    });
+    assert_eq!(effects, 2000, "read and analyze are allowed");
+    assert_eq!(allocations, 0, "decide allocated on the hot path");
+}
