@@ -2,11 +2,15 @@
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let len = word.chars().count();
+    let limit = (len / 3).max(1);
+    let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
         .filter(|c| *c != word)
-        .map(|c| (levenshtein(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        // The distance is at least the difference in length: skip what cannot be within `limit`.
+        .filter(|c| c.chars().count().abs_diff(len) <= limit)
+        .map(|c| (levenshtein(&lower, &c.to_ascii_lowercase()), c))
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, c)| (d, c))
         .map(|(_, c)| c)
