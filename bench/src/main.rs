@@ -19,11 +19,20 @@ use symbiont_analysis::AnalysisHost;
 use crate::workload::Workload;
 
 /// Benchmarks: name, arguments, one-line description.
-const BENCHMARKS: &[(&str, &str, &str)] = &[(
-    "parse",
-    "[--mb N] [--iters N] [--file-kb N] [--peak-mb N | --no-peak]",
-    "lex, parse and parse+analysis throughput on a ~10 MB workload built from the corpus, a byte-scan baseline, and peak RSS for 100 MB",
-)];
+/// `policy` is not in this binary: it lives in `bench/policy-vs-cedar`, a crate outside the
+/// workspace (it builds cedar-policy), which `bench/run policy` builds and runs.
+const BENCHMARKS: &[(&str, &str, &str)] = &[
+    (
+        "parse",
+        "[--mb N] [--iters N] [--file-kb N] [--peak-mb N | --no-peak]",
+        "lex, parse and parse+analysis throughput on a ~10 MB workload built from the corpus, a byte-scan baseline, and peak RSS for 100 MB",
+    ),
+    (
+        "policy",
+        "[--requests N] [--seed N] [--runs N] [--run-ms N] [--samples N]",
+        "symbiont-policy decisions/s and latency on a 10-policy set with guards, against cedar-policy on the same rules (first build ~20 min)",
+    ),
+];
 
 /// The hidden subcommand the `parse` benchmark re-executes itself with to measure peak memory in
 /// a fresh process.
@@ -41,6 +50,7 @@ fn main() -> ExitCode {
     let result = match name.as_str() {
         "parse" => parse_bench(&rest),
         PEAK_SUBCOMMAND => peak_child(&rest),
+        "policy" => Err("`policy` is built separately (bench/policy-vs-cedar): run it with `bench/run policy`".to_string()),
         "list" | "-h" | "--help" | "help" => {
             list();
             Ok(())
