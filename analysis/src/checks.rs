@@ -11,7 +11,7 @@ use symbiont_syntax::{
 };
 
 use crate::{
-    db::{parse, Db, SourceFile},
+    db::{Db, SourceFile},
     diagnostics::{self as rules, Diagnostic, TextEdit},
     items::agent_local_defs,
     settings::{self, ValueKind},
@@ -19,8 +19,12 @@ use crate::{
 
 #[salsa::tracked(returns(ref))]
 pub fn local_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
-    let parse = parse(db, file);
-    let mut checker = Checker { path: file.path(db).clone(), diagnostics: Vec::new() };
+    crate::db::file_summary(db, file).local_diagnostics.clone()
+}
+
+/// The one-file checks of a parsed file.
+pub fn check_file(path: &std::path::Path, parse: &symbiont_syntax::Parse) -> Vec<Diagnostic> {
+    let mut checker = Checker { path: path.to_path_buf(), diagnostics: Vec::new() };
     for error in parse.errors() {
         checker.diagnostics.push(Diagnostic::new(&rules::SYNTAX_ERROR, error.range, error.message.clone()));
     }

@@ -1,10 +1,11 @@
 //! The salsa database: inputs (files, workspace configuration) and the queries over them.
 //!
 //! Query graph, from inputs to outputs:
-//! `parse(file)` → `file_items(file)` → `workspace_index(ws)` → `resolve_diagnostics(ws, file)`;
-//! `parse(file)` → `local_diagnostics(file)`; both → `file_diagnostics(ws, file)`.
-//! Editing one file's body re-runs only its own `parse`, `file_items` and `local_diagnostics`: when
-//! its item index is unchanged, `workspace_index` is backdated and no other file is re-checked.
+//! `file_summary(file)` (one parse) → `file_items(file)` → `file_symbols(file)` →
+//! `workspace_index(ws)` → `resolve_diagnostics(ws, file)`; `file_summary` → `local_diagnostics(file)`;
+//! `file_summary` → `file_policy_model(file)` → `policy_universe(ws)` → `policy_diagnostics(ws, file)`.
+//! Editing one file's body re-runs only its own queries: when its names are unchanged,
+//! `workspace_index` is backdated and no other file is re-checked.
 
 use std::{
     path::PathBuf,
@@ -15,7 +16,9 @@ use symbiont_syntax::Parse;
 
 use symbiont_policy::config::{Config, ConfigError};
 
-use crate::diagnostics::Diagnostic;
+use symbiont_policy::model::FileModel;
+
+use crate::{diagnostics::Diagnostic, items::FileItems};
 
 #[salsa::input(debug)]
 pub struct SourceFile {
@@ -41,9 +44,34 @@ pub trait Db: salsa::Database {}
 #[salsa::db]
 impl<T: salsa::Database> Db for T {}
 
-#[salsa::tracked(returns(ref))]
+/// A file's tree, for features that need one (the language server's navigation). Trees are
+/// several times larger than their text and cheap to rebuild, so only recently used ones are kept.
+#[salsa::tracked(returns(ref), lru = 128)]
 pub fn parse(db: &dyn Db, file: SourceFile) -> Parse {
     symbiont_syntax::parse(file.text(db))
+}
+
+/// Everything the analysis derives from one parse of a file: its item index, its one-file
+/// diagnostics and its policy model. The tree is dropped as soon as these are built, so checking a
+/// workspace never holds every tree at once; the narrower queries below read their part, so that
+/// an edit which changes one part re-runs only what depends on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSummary {
+    pub items: FileItems,
+    pub local_diagnostics: Vec<Diagnostic>,
+    pub policy_model: FileModel,
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn file_summary(db: &dyn Db, file: SourceFile) -> FileSummary {
+    let parse = symbiont_syntax::parse(file.text(db));
+    let tree = parse.tree();
+    let path = file.path(db);
+    FileSummary {
+        items: crate::items::collect(&tree),
+        local_diagnostics: crate::checks::check_file(path, &parse),
+        policy_model: symbiont_policy::lower::lower_file(&path.to_string_lossy(), file.text(db), &tree),
+    }
 }
 
 /// The workspace configuration, or the defaults with the error when `symbiont.toml` is malformed.
@@ -58,8 +86,8 @@ pub fn config(db: &dyn Db, ws: Workspace) -> (Config, Option<ConfigError>) {
     }
 }
 
-/// All diagnostics of one file, sorted by position.
-#[salsa::tracked(returns(ref))]
+/// All diagnostics of one file, sorted by position. Not memoized itself: its parts are, and a
+/// second copy of every diagnostic would cost memory for nothing.
 pub fn file_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
     let mut all: Vec<Diagnostic> = crate::checks::local_diagnostics(db, file).clone();
     all.extend(crate::resolve::resolve_diagnostics(db, ws, file).iter().cloned());

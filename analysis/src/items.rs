@@ -9,7 +9,7 @@ use symbiont_syntax::{
     SyntaxKind, TextRange,
 };
 
-use crate::db::{parse, Db, SourceFile};
+use crate::db::{Db, SourceFile};
 
 /// The namespaces of workspace-level definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,7 +84,11 @@ pub struct FileSymbols {
 
 #[salsa::tracked(returns(ref))]
 pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems {
-    let tree = parse(db, file).tree();
+    crate::db::file_summary(db, file).items.clone()
+}
+
+/// What a tree defines and references.
+pub fn collect(tree: &ast::SourceFile) -> FileItems {
     let mut items = FileItems::default();
     for item in tree.items() {
         collect_item(&item, &mut items);

@@ -121,7 +121,7 @@ impl AnalysisHost {
     /// Diagnostics of one source file, or of `symbiont.toml` when given its path.
     pub fn diagnostics(&self, path: &Path) -> Vec<Diagnostic> {
         if let Some(&file) = self.files.get(path) {
-            return db::file_diagnostics(&self.db, self.workspace, file).clone();
+            return db::file_diagnostics(&self.db, self.workspace, file);
         }
         match self.workspace.config_file(&self.db) {
             Some((config_path, _)) if config_path == path => resolve::config_diagnostics(&self.db, self.workspace).clone(),
@@ -132,7 +132,7 @@ impl AnalysisHost {
     /// Diagnostics of every file (and `symbiont.toml`), in path order.
     pub fn all_diagnostics(&self) -> Vec<(PathBuf, Vec<Diagnostic>)> {
         let mut all: Vec<(PathBuf, Vec<Diagnostic>)> =
-            self.files.iter().map(|(path, &file)| (path.clone(), db::file_diagnostics(&self.db, self.workspace, file).clone())).collect();
+            self.files.iter().map(|(path, &file)| (path.clone(), db::file_diagnostics(&self.db, self.workspace, file))).collect();
         if let Some((config_path, _)) = self.workspace.config_file(&self.db) {
             all.push((config_path.clone(), resolve::config_diagnostics(&self.db, self.workspace).clone()));
             all.sort_by(|a, b| a.0.cmp(&b.0));

@@ -10,22 +10,35 @@ use symbiont_policy::{
 };
 
 use crate::{
-    db::{config, parse, Db, SourceFile, Workspace},
+    db::{config, Db, SourceFile, Workspace},
     diagnostics::{self as rules, Diagnostic, TextEdit},
 };
 
 /// What one file says about policies, in the engine's model.
 #[salsa::tracked(returns(ref))]
-pub fn file_policy_model(db: &dyn Db, ws: Workspace, file: SourceFile) -> FileModel {
-    let path = file.path(db).to_string_lossy();
-    symbiont_policy::lower::lower_file(&path, file.text(db), &parse(db, file).tree(), &config(db, ws).0.levels)
+pub fn file_policy_model(db: &dyn Db, file: SourceFile) -> FileModel {
+    crate::db::file_summary(db, file).policy_model.clone()
 }
 
 /// Every policy and agent of the workspace, with `symbiont.toml`.
 #[salsa::tracked(returns(ref))]
 pub fn policy_universe(db: &dyn Db, ws: Workspace) -> Universe {
-    let models: Vec<&FileModel> = ws.files(db).iter().map(|&f| file_policy_model(db, ws, f)).collect();
+    let models: Vec<&FileModel> = ws.files(db).iter().map(|&f| file_policy_model(db, f)).collect();
     Universe::new(models, config(db, ws).0.clone())
+}
+
+/// An operation name, interned so that suggestions are computed once per distinct name.
+#[salsa::interned]
+pub struct OperationName<'db> {
+    #[returns(ref)]
+    pub text: String,
+}
+
+/// The known operation closest to an unknown one.
+#[salsa::tracked(returns(ref))]
+pub fn operation_suggestion<'db>(db: &'db dyn Db, ws: Workspace, name: OperationName<'db>) -> Option<String> {
+    let operations = symbiont_policy::catalogue::Operations::new(&config(db, ws).0.operations);
+    symbiont_syntax::suggest::closest(name.text(db), operations.names()).map(str::to_string)
 }
 
 fn related_path(loc: &SourceLoc) -> PathBuf {
@@ -34,7 +47,7 @@ fn related_path(loc: &SourceLoc) -> PathBuf {
 
 #[salsa::tracked(returns(ref))]
 pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
-    let model = file_policy_model(db, ws, file);
+    let model = file_policy_model(db, file);
     let universe = policy_universe(db, ws);
     let path = file.path(db).clone();
     let here = path.to_string_lossy().into_owned();
@@ -44,9 +57,19 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
         let rule = match issue.kind {
             IssueKind::UnevaluableGuard => &rules::UNEVALUABLE_GUARD,
             IssueKind::NotAnOperation => &rules::NOT_AN_OPERATION,
-            IssueKind::UnknownLevel => &rules::UNKNOWN_LEVEL,
         };
         out.push(Diagnostic::new(rule, issue.loc.range, issue.message.clone()));
+    }
+
+    // Level names in ordered comparisons, against the workspace's levels.
+    let levels = &universe.config().levels;
+    for literal in &model.level_literals {
+        let message = match literal.kind.or_else(|| levels.kind_of_name(&literal.name)) {
+            Some(kind) if levels.rank(kind, &literal.name).is_some() => continue,
+            Some(kind) => format!("`{}` is not a {} level (levels, lowest first: {})", literal.name, kind.as_str(), levels.list(kind).join(", ")),
+            None => format!("`{}` is neither a clearance nor a classification level, and strings have no order", literal.name),
+        };
+        out.push(Diagnostic::new(&rules::UNKNOWN_LEVEL, literal.loc.range, message));
     }
 
     // Unknown operation names, in rules and capabilities.
@@ -63,7 +86,7 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
             loc.range,
             format!("`{name}` is not a catalogue operation (docs/operations.md) nor declared in `symbiont.toml` [operations]"),
         );
-        if let Some(best) = symbiont_syntax::suggest::closest(&name, operations.names()) {
+        if let Some(best) = operation_suggestion(db, ws, OperationName::new(db, name.clone())) {
             let quoted =
                 file.text(db).get(usize::from(loc.range.start())..usize::from(loc.range.end())).is_some_and(|t| t.starts_with('"'));
             let new_text = if quoted { format!("\"{best}\"") } else { best.to_string() };

@@ -6,6 +6,10 @@
 
 mod workload;
 
+/// The same allocator as the `symbiont` binary, so the numbers are the tool's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     collections::BTreeMap,
     path::PathBuf,

@@ -1,7 +1,10 @@
 //! The effective policy of an agent: every rule that applies to it, found by walking the
 //! hierarchy, with where each came from; merged conditions; and the conflicts worth reporting.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use symbiont_syntax::quantity::{self, Quantity};
 
@@ -15,8 +18,8 @@ use crate::{
 /// Every policy and agent of a workspace, with its configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Universe {
-    policies: HashMap<String, PolicyDef>,
-    agents: BTreeMap<String, AgentDef>,
+    policies: HashMap<String, Arc<PolicyDef>>,
+    agents: BTreeMap<String, Arc<AgentDef>>,
     config: Config,
 }
 
@@ -58,7 +61,7 @@ pub struct ReachedPolicy {
 
 #[derive(Debug, Clone)]
 pub struct EffectiveRule {
-    pub rule: Rule,
+    pub rule: Arc<Rule>,
     /// Index into [`EffectivePolicy::policies`].
     pub policy: usize,
 }
@@ -141,15 +144,15 @@ impl Universe {
     }
 
     pub fn agents(&self) -> impl Iterator<Item = &AgentDef> {
-        self.agents.values()
+        self.agents.values().map(|a| &**a)
     }
 
     pub fn agent(&self, name: &str) -> Option<&AgentDef> {
-        self.agents.get(name)
+        self.agents.get(name).map(|a| &**a)
     }
 
     pub fn policy(&self, name: &str) -> Option<&PolicyDef> {
-        self.policies.get(name)
+        self.policies.get(name).map(|p| &**p)
     }
 
     /// The effective policy of an agent, or of code bound to no agent (`None`: the base policy).
@@ -218,7 +221,7 @@ impl Collector<'_> {
         }
     }
 
-    fn enter(&mut self, policy: &PolicyDef, via: Via, depth: usize) {
+    fn enter(&mut self, policy: &Arc<PolicyDef>, via: Via, depth: usize) {
         // Depth-first with an explicit stack, so a long `extends` chain cannot overflow.
         let mut stack = vec![(policy.clone(), via, depth)];
         while let Some((policy, via, depth)) = stack.pop() {

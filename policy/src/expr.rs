@@ -97,8 +97,9 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     Cmp(CmpOp, Box<Expr>, Box<Expr>),
     /// An ordered comparison of levels (`user_clearance >= "developer"`): both sides must be
-    /// level names of `kind`.
-    LevelCmp(CmpOp, LevelKind, Box<Expr>, Box<Expr>),
+    /// level names of one list: the list the attribute names, or (`None`) the one list the
+    /// right-hand name belongs to, decided at evaluation against the workspace's levels.
+    LevelCmp(CmpOp, Option<LevelKind>, Box<Expr>, Box<Expr>),
     In(Box<Expr>, Box<Expr>),
     Arith(ArithOp, Box<Expr>, Box<Expr>),
     Neg(Box<Expr>),
@@ -117,7 +118,7 @@ pub enum Expr {
 pub enum EvalError {
     Missing { path: String },
     Type { expected: &'static str, found: &'static str, context: &'static str },
-    UnknownLevel { kind: LevelKind, value: String },
+    UnknownLevel { kind: Option<LevelKind>, value: String },
     Unsupported(String),
 }
 
@@ -126,7 +127,8 @@ impl std::fmt::Display for EvalError {
         match self {
             EvalError::Missing { path } => write!(f, "`{path}` is not in the request"),
             EvalError::Type { expected, found, context } => write!(f, "{context} needs {expected}, found {found}"),
-            EvalError::UnknownLevel { kind, value } => write!(f, "`{value}` is not a {} level", kind.as_str()),
+            EvalError::UnknownLevel { kind: Some(kind), value } => write!(f, "`{value}` is not a {} level", kind.as_str()),
+            EvalError::UnknownLevel { kind: None, value } => write!(f, "`{value}` is neither a clearance nor a classification level"),
             EvalError::Unsupported(what) => write!(f, "the engine cannot evaluate {what}"),
         }
     }
@@ -184,8 +186,16 @@ impl Expr {
             Expr::Or(a, b) => Cow::Owned(Value::Bool(a.test(scope)? || b.test(scope)?)),
             Expr::Cmp(op, a, b) => Cow::Owned(Value::Bool(compare(*op, a.eval(scope)?.as_ref(), b.eval(scope)?.as_ref())?)),
             Expr::LevelCmp(op, kind, a, b) => {
-                let a = level(scope, *kind, a.eval(scope)?.as_ref())?;
-                let b = level(scope, *kind, b.eval(scope)?.as_ref())?;
+                let (a, b) = (a.eval(scope)?, b.eval(scope)?);
+                let kind = match kind {
+                    Some(kind) => *kind,
+                    None => {
+                        let name = b.as_str().unwrap_or_default();
+                        scope.levels.kind_of_name(name).ok_or_else(|| EvalError::UnknownLevel { kind: None, value: name.to_string() })?
+                    }
+                };
+                let a = level(scope, kind, a.as_ref())?;
+                let b = level(scope, kind, b.as_ref())?;
                 Cow::Owned(Value::Bool(op.holds(a.cmp(&b))))
             }
             Expr::In(item, collection) => {
@@ -217,7 +227,7 @@ impl Expr {
 
 fn level(scope: &Scope<'_>, kind: LevelKind, value: &Value) -> Result<usize> {
     let name = value.as_str().ok_or(EvalError::Type { expected: "a level name", found: value.kind(), context: "a level comparison" })?;
-    scope.levels.rank(kind, name).ok_or_else(|| EvalError::UnknownLevel { kind, value: name.to_string() })
+    scope.levels.rank(kind, name).ok_or_else(|| EvalError::UnknownLevel { kind: Some(kind), value: name.to_string() })
 }
 
 fn compare(op: CmpOp, a: &Value, b: &Value) -> Result<bool> {

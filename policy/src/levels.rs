@@ -9,6 +9,17 @@ pub enum LevelKind {
 }
 
 impl LevelKind {
+    /// The list an attribute's name says it holds a level of.
+    pub fn from_attribute(attribute: &str) -> Option<LevelKind> {
+        if attribute.contains("clearance") {
+            Some(LevelKind::Clearance)
+        } else if attribute.contains("classification") {
+            Some(LevelKind::Classification)
+        } else {
+            None
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             LevelKind::Clearance => "clearance",
@@ -51,14 +62,11 @@ impl Levels {
     /// Which list a comparison is about: named by the attribute (`user_clearance`,
     /// `data_classification`), or else by the one list the literal belongs to.
     pub fn kind_for(&self, attribute: Option<&str>, literal: &str) -> Option<LevelKind> {
-        if let Some(attribute) = attribute {
-            if attribute.contains("clearance") {
-                return Some(LevelKind::Clearance);
-            }
-            if attribute.contains("classification") {
-                return Some(LevelKind::Classification);
-            }
-        }
+        attribute.and_then(LevelKind::from_attribute).or_else(|| self.kind_of_name(literal))
+    }
+
+    /// The one list a level name belongs to (none when it is in both or neither).
+    pub fn kind_of_name(&self, literal: &str) -> Option<LevelKind> {
         match (self.rank(LevelKind::Clearance, literal), self.rank(LevelKind::Classification, literal)) {
             (Some(_), None) => Some(LevelKind::Clearance),
             (None, Some(_)) => Some(LevelKind::Classification),

@@ -29,7 +29,7 @@ pub use crate::{
 pub fn load<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>, config: config::Config) -> Universe {
     let models: Vec<model::FileModel> = sources
         .into_iter()
-        .map(|(path, text)| lower::lower_file(path, text, &symbiont_syntax::parse(text).tree(), &config.levels))
+        .map(|(path, text)| lower::lower_file(path, text, &symbiont_syntax::parse(text).tree()))
         .collect();
     Universe::new(&models, config)
 }

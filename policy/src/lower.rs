@@ -12,17 +12,20 @@ use symbiont_syntax::{
 use crate::{
     expr::{ArithOp, CmpOp, Expr, Method, Root},
     model::*,
-    Levels, Value,
+    LevelKind, Value,
 };
 
 /// Lowers every policy and agent of one file.
-pub fn lower_file(path: &str, text: &str, tree: &ast::SourceFile, levels: &Levels) -> FileModel {
-    let mut cx = Lowerer { file: Arc::from(path), index: LineIndex::new(text), text, levels, model: FileModel::default() };
+///
+/// The model does not depend on the workspace configuration: level names are resolved when the
+/// policy is evaluated, and checked against the configured levels by the static checks.
+pub fn lower_file(path: &str, text: &str, tree: &ast::SourceFile) -> FileModel {
+    let mut cx = Lowerer { file: Arc::from(path), index: LineIndex::new(text), text, model: FileModel::default() };
     for item in tree.items() {
         match item {
             Item::Policy(policy) => {
                 if let Some(def) = cx.policy(&policy, None) {
-                    cx.model.policies.push(def);
+                    cx.model.policies.push(Arc::new(def));
                 }
             }
             Item::Agent(agent) => cx.agent(&agent),
@@ -36,13 +39,17 @@ struct Lowerer<'a> {
     file: Arc<str>,
     index: LineIndex,
     text: &'a str,
-    levels: &'a Levels,
     model: FileModel,
 }
 
-/// Collapses a node's text to one line for explanations.
+/// A node's text on one line, for explanations: whitespace runs become one space, comments go.
 fn one_line(node: &SyntaxNode) -> String {
-    let mut out = String::new();
+    // Most rules are written on one line already: then the text is the answer.
+    let text = node.text().to_string();
+    if !text.contains(['\n', '\r', '\t', '#', '/']) && !text.contains("  ") {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
     for token in node.descendants_with_tokens().filter_map(|e| e.into_token()) {
         match token.kind() {
             SyntaxKind::WHITESPACE => {
@@ -89,16 +96,16 @@ impl Lowerer<'_> {
         }
         for policy in agent.policies() {
             if let Some(p) = self.policy(&policy, Some(agent_name.clone())) {
-                def.inline.push(p);
+                def.inline.push(Arc::new(p));
             }
         }
-        self.model.agents.push(def);
+        self.model.agents.push(Arc::new(def));
     }
 
     fn policy(&mut self, policy: &ast::Policy, owner: Option<String>) -> Option<PolicyDef> {
         let name = policy.name()?;
         let extends = policy.extends().map(|p| (p.text(), self.loc(p.syntax().text_range()))).collect();
-        let rules = policy.rules().filter_map(|r| self.rule(&r)).collect();
+        let rules = policy.rules().filter_map(|r| self.rule(&r)).map(Arc::new).collect();
         Some(PolicyDef { name: name.text(), extends, rules, loc: self.loc(name.syntax().text_range()), owner })
     }
 
@@ -395,27 +402,10 @@ impl Lowerer<'_> {
         let Some(literal) = literal.filter(|_| !matches!(op, CmpOp::Eq | CmpOp::Ne)) else {
             return Expr::Cmp(op, Box::new(lhs), Box::new(rhs));
         };
-        match self.levels.kind_for(attribute, &literal) {
-            Some(kind) => {
-                if self.levels.rank(kind, &literal).is_none() {
-                    let known = self.levels.list(kind).join(", ");
-                    self.issue(
-                        IssueKind::UnknownLevel,
-                        rhs_ast.syntax().text_range(),
-                        format!("`{literal}` is not a {} level (levels, lowest first: {known})", kind.as_str()),
-                    );
-                }
-                Expr::LevelCmp(op, kind, Box::new(lhs), Box::new(rhs))
-            }
-            None => {
-                self.issue(
-                    IssueKind::UnknownLevel,
-                    rhs_ast.syntax().text_range(),
-                    format!("`{literal}` is neither a clearance nor a classification level, and strings have no order"),
-                );
-                Expr::Cmp(op, Box::new(lhs), Box::new(rhs))
-            }
-        }
+        let kind = attribute.and_then(LevelKind::from_attribute);
+        let loc = self.loc(rhs_ast.syntax().text_range());
+        self.model.level_literals.push(LevelLiteral { kind, name: literal, loc });
+        Expr::LevelCmp(op, kind, Box::new(lhs), Box::new(rhs))
     }
 }
 

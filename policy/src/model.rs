@@ -95,7 +95,8 @@ impl Rule {
 pub struct PolicyDef {
     pub name: String,
     pub extends: Vec<(String, SourceLoc)>,
-    pub rules: Vec<Rule>,
+    /// Shared: the effective policies of every agent that reaches this one point at the same rules.
+    pub rules: Vec<Arc<Rule>>,
     pub loc: SourceLoc,
     /// The agent an inline policy belongs to.
     pub owner: Option<String>,
@@ -108,7 +109,7 @@ pub struct AgentDef {
     /// Named top-level policies applied with `policies = [...]`.
     pub applied: Vec<(String, SourceLoc)>,
     /// Inline `policy NAME { … }` blocks.
-    pub inline: Vec<PolicyDef>,
+    pub inline: Vec<Arc<PolicyDef>>,
     pub loc: SourceLoc,
 }
 
@@ -126,14 +127,22 @@ pub enum IssueKind {
     UnevaluableGuard,
     /// A rule body that names no operation.
     NotAnOperation,
-    /// A level literal that is in no level list.
-    UnknownLevel,
+}
+
+/// A level name written in an ordered comparison, checked against the workspace's levels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelLiteral {
+    /// The list the compared attribute names, if its name says.
+    pub kind: Option<crate::LevelKind>,
+    pub name: String,
+    pub loc: SourceLoc,
 }
 
 /// Everything one file says about policies.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileModel {
-    pub policies: Vec<PolicyDef>,
-    pub agents: Vec<AgentDef>,
+    pub policies: Vec<Arc<PolicyDef>>,
+    pub agents: Vec<Arc<AgentDef>>,
     pub issues: Vec<LowerIssue>,
+    pub level_literals: Vec<LevelLiteral>,
 }

@@ -30,7 +30,7 @@ fn editing_a_body_rechecks_only_that_file() {
     host.record_executions();
     assert!(host.all_diagnostics().iter().all(|(_, d)| d.is_empty()));
     let first = executed(&host);
-    assert_eq!(first.get("parse"), Some(&2), "{first:?}");
+    assert_eq!(first.get("file_summary"), Some(&2), "{first:?}");
 
     // Change a body in a.sym: every range after the edit moves, but no name changes.
     host.set_file("a.sym", A.replace("return 1;", "let x = 40 + 2;\n        return x;"));
@@ -42,7 +42,7 @@ fn editing_a_body_rechecks_only_that_file() {
             ("file_policy_model", 1),
             ("file_symbols", 1),
             ("local_diagnostics", 1),
-            ("parse", 1),
+            ("file_summary", 1),
             ("resolve_diagnostics", 1),
         ]),
         "only a.sym's queries re-run; the workspace index is reused, b.sym is not re-checked, and\n         a.sym's diagnostics, unchanged, are not recombined"
@@ -69,5 +69,5 @@ fn renaming_a_definition_rechecks_its_dependents() {
     let runs = executed(&host);
     assert_eq!(runs.get("workspace_index"), Some(&1), "{runs:?}");
     assert_eq!(runs.get("resolve_diagnostics"), Some(&2), "{runs:?}");
-    assert_eq!(runs.get("parse"), Some(&1), "b.sym is not re-parsed: {runs:?}");
+    assert_eq!(runs.get("file_summary"), Some(&1), "b.sym is not re-parsed: {runs:?}");
 }
