@@ -66,7 +66,9 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
     for literal in &model.level_literals {
         let message = match literal.kind.or_else(|| levels.kind_of_name(&literal.name)) {
             Some(kind) if levels.rank(kind, &literal.name).is_some() => continue,
-            Some(kind) => format!("`{}` is not a {} level (levels, lowest first: {})", literal.name, kind.as_str(), levels.list(kind).join(", ")),
+            Some(kind) => {
+                format!("`{}` is not a {} level (levels, lowest first: {})", literal.name, kind.as_str(), levels.list(kind).join(", "))
+            }
             None => format!("`{}` is neither a clearance nor a classification level, and strings have no order", literal.name),
         };
         out.push(Diagnostic::new(&rules::UNKNOWN_LEVEL, literal.loc.range, message));

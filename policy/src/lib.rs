@@ -27,9 +27,7 @@ pub use crate::{
 /// Parses and lowers `(path, text)` sources into a [`Universe`]: the one way both the runtime and
 /// the tools build a workspace's policies from files.
 pub fn load<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>, config: config::Config) -> Universe {
-    let models: Vec<model::FileModel> = sources
-        .into_iter()
-        .map(|(path, text)| lower::lower_file(path, text, &symbiont_syntax::parse(text).tree()))
-        .collect();
+    let models: Vec<model::FileModel> =
+        sources.into_iter().map(|(path, text)| lower::lower_file(path, text, &symbiont_syntax::parse(text).tree())).collect();
     Universe::new(&models, config)
 }

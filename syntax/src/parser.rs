@@ -3,7 +3,7 @@
 //!
 //! The grammar itself lives in `grammar.rs`; this module knows nothing of the language.
 
-use rowan::{GreenNode, GreenNodeBuilder, TextRange, TextSize};
+use rowan::{GreenNode, GreenToken, NodeOrToken, TextRange, TextSize};
 
 use crate::{
     lexer::{self, Token},
@@ -277,13 +277,13 @@ impl<'t> Parser<'t> {
 
     pub(crate) fn finish(self, raw: &[Token]) -> (GreenNode, Vec<SyntaxError>) {
         let Parser { text, mut events, errors, .. } = self;
-        let mut builder = GreenNodeBuilder::new();
+        let mut builder = TreeBuilder::default();
         let mut raw_pos = 0usize;
         let mut offset = 0usize;
         let mut open_nodes = 0usize;
         let mut forward_parents = Vec::new();
 
-        let emit_trivia = |builder: &mut GreenNodeBuilder<'_>, raw_pos: &mut usize, offset: &mut usize| {
+        let emit_trivia = |builder: &mut TreeBuilder, raw_pos: &mut usize, offset: &mut usize| {
             while let Some(token) = raw.get(*raw_pos) {
                 if !token.kind.is_trivia() {
                     break;
@@ -351,6 +351,39 @@ impl<'t> Parser<'t> {
             }
         }
         (builder.finish(), errors)
+    }
+}
+
+/// Builds green nodes directly. rowan's `GreenNodeBuilder` interns every token and small node in
+/// a hash table to share identical subtrees; that hashing was a fifth of parse time, and the
+/// sharing saves little now that the analysis drops trees after one use.
+#[derive(Default)]
+struct TreeBuilder {
+    /// Open nodes: kind and where their children start in `children`.
+    parents: Vec<(rowan::SyntaxKind, usize)>,
+    children: Vec<NodeOrToken<GreenNode, GreenToken>>,
+}
+
+impl TreeBuilder {
+    fn start_node(&mut self, kind: rowan::SyntaxKind) {
+        self.parents.push((kind, self.children.len()));
+    }
+
+    fn token(&mut self, kind: rowan::SyntaxKind, text: &str) {
+        self.children.push(NodeOrToken::Token(GreenToken::new(kind, text)));
+    }
+
+    fn finish_node(&mut self) {
+        let (kind, first) = self.parents.pop().expect("finish_node matches a start_node");
+        let node = GreenNode::new(kind, self.children.drain(first..));
+        self.children.push(NodeOrToken::Node(node));
+    }
+
+    fn finish(mut self) -> GreenNode {
+        match self.children.pop() {
+            Some(NodeOrToken::Node(root)) if self.children.is_empty() && self.parents.is_empty() => root,
+            _ => unreachable!("the events describe exactly one root node"),
+        }
     }
 }
 
