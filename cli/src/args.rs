@@ -13,6 +13,7 @@ Commands:
   check   Report problems in .sym/.symbi files
   fmt     Format .sym/.symbi files in place
   policy  Evaluate a request against an agent's policy, or explain the policy
+  audit   Append to, verify, inspect and prove signed audit logs
   help    Print the help of a command
 
 Options:
@@ -154,6 +155,7 @@ pub enum Command {
     Fmt(FmtOptions),
     PolicyEval(PolicyEvalOptions),
     PolicyExplain(PolicyExplainOptions),
+    Audit(crate::audit::AuditCommand),
 }
 
 /// A usage error, and which command's help explains it.
@@ -170,7 +172,7 @@ impl fmt::Display for UsageError {
 }
 
 impl UsageError {
-    fn new(message: impl Into<String>, command: Option<&'static str>) -> Self {
+    pub fn new(message: impl Into<String>, command: Option<&'static str>) -> Self {
         UsageError { message: message.into(), command }
     }
 
@@ -194,18 +196,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "check" => parse_check(&mut parser),
             "fmt" => parse_fmt(&mut parser),
             "policy" => parse_policy(&mut parser),
+            "audit" => crate::audit::parse(&mut parser),
             "help" => match parser.next().map_err(in_main)? {
                 None => Ok(Command::Help(MAIN_HELP)),
                 Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {
                     "check" => Ok(Command::Help(CHECK_HELP)),
                     "fmt" => Ok(Command::Help(FMT_HELP)),
                     "policy" => Ok(Command::Help(POLICY_HELP)),
+                    "audit" => Ok(Command::Help(crate::audit::AUDIT_HELP)),
                     "help" => Ok(Command::Help(MAIN_HELP)),
                     other => Err(UsageError::new(format!("unknown command '{other}'"), None)),
                 },
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
-            other => Err(UsageError::new(format!("unknown command '{other}' (expected 'check', 'fmt' or 'policy')"), None)),
+            other => Err(UsageError::new(format!("unknown command '{other}' (expected 'check', 'fmt', 'policy' or 'audit')"), None)),
         },
         Some(arg) => Err(in_main(arg.unexpected())),
     }

@@ -5,6 +5,7 @@
 //!   (`human`), programs (`json`), code-scanning services (`sarif`) or GitHub Actions (`github`).
 //! - `symbiont fmt [--check] [PATH…|-]` rewrites files with `symbiont-syntax`'s formatter.
 //! - `symbiont policy eval|explain` asks `symbiont-policy` for a decision or an explanation.
+//! - `symbiont audit …` writes, verifies and proves audit logs with `symbiont-audit`.
 //!
 //! This crate is the I/O shell around those two crates: it walks, reads, renders and writes, and
 //! decides nothing about the language. The contract is in `docs/cli.md`.
@@ -20,6 +21,7 @@
 //!   error).
 
 mod args;
+mod audit;
 mod check;
 mod fmt;
 mod fsutil;
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Ok(Command::Fmt(options)) => fmt::run(&options),
         Ok(Command::PolicyEval(options)) => policy::eval(&options),
         Ok(Command::PolicyExplain(options)) => policy::explain(&options),
+        Ok(Command::Audit(command)) => audit::run(&command),
         Err(error) => {
             print_error(&error);
             let _ = writeln!(std::io::stderr(), "\n{}", error.hint());

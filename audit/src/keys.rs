@@ -1,0 +1,143 @@
+//! Signing keys: a [`Signer`] trait (a key on disk, or one that never leaves an HSM), key files
+//! written with mode 0600, and key ids.
+
+use std::{
+    fs::{self, OpenOptions},
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// Something that signs with an Ed25519 key.
+pub trait Signer: Send + Sync {
+    fn key_id(&self) -> &str;
+    fn public_key(&self) -> [u8; 32];
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], Error>;
+}
+
+/// A key's id: the first 8 bytes of SHA-256 over a domain tag and the public key, in hex.
+pub fn key_id(public_key: &[u8; 32]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"symbiont-audit-key-id\0");
+    hasher.update(public_key);
+    hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An Ed25519 key held in memory, loaded from a key file.
+pub struct FileSigner {
+    key: SigningKey,
+    id: String,
+}
+
+impl FileSigner {
+    pub fn from_seed(seed: [u8; 32]) -> FileSigner {
+        let key = SigningKey::from_bytes(&seed);
+        let id = key_id(&key.verifying_key().to_bytes());
+        FileSigner { key, id }
+    }
+
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Result<FileSigner, Error> {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|e| Error::Key(format!("the operating system gave no randomness: {e}")))?;
+        Ok(FileSigner::from_seed(seed))
+    }
+
+    pub fn load(path: &Path) -> Result<FileSigner, Error> {
+        let text = fs::read_to_string(path).map_err(|e| Error::Key(format!("{}: cannot read the key: {e}", path.display())))?;
+        let body = text
+            .trim()
+            .strip_prefix(PRIVATE_HEADER)
+            .and_then(|t| t.strip_suffix(PRIVATE_FOOTER))
+            .ok_or_else(|| Error::Key(format!("{}: not a Symbiont private key (expected `{PRIVATE_HEADER}`)", path.display())))?;
+        let seed: [u8; 32] = B64
+            .decode(body.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::Key(format!("{}: the key is not 32 base64-encoded bytes", path.display())))?;
+        Ok(FileSigner::from_seed(seed))
+    }
+
+    /// Writes the private key to `path` (mode 0600, never over an existing file) and the public
+    /// key to `path.pub`.
+    pub fn write(&self, path: &Path) -> Result<PathBuf, Error> {
+        let private = format!("{PRIVATE_HEADER}\n{}\n{PRIVATE_FOOTER}\n", B64.encode(self.key.to_bytes()));
+        create_new_0600(path, private.as_bytes())?;
+        let public_path = public_path(path);
+        let public = format!("{} {}\n", PUBLIC_PREFIX, B64.encode(self.public_key()));
+        create_new_0600(&public_path, public.as_bytes())?;
+        Ok(public_path)
+    }
+}
+
+const PRIVATE_HEADER: &str = "-----BEGIN SYMBIONT ED25519 PRIVATE KEY-----";
+const PRIVATE_FOOTER: &str = "-----END SYMBIONT ED25519 PRIVATE KEY-----";
+const PUBLIC_PREFIX: &str = "symbiont-ed25519";
+
+pub fn public_path(private: &Path) -> PathBuf {
+    let mut name = private.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+fn create_new_0600(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Key(format!("{}: cannot create the key file: {e}", path.display())))?;
+    file.write_all(contents)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::Key(format!("{}: cannot write the key file: {e}", path.display())))
+}
+
+impl Signer for FileSigner {
+    fn key_id(&self) -> &str {
+        &self.id
+    }
+
+    fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], Error> {
+        Ok(self.key.sign(message).to_bytes())
+    }
+}
+
+/// A public key a verifier trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub id: String,
+    pub key: VerifyingKey,
+}
+
+impl PublicKey {
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, Error> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::Key("not a valid Ed25519 public key".into()))?;
+        Ok(PublicKey { id: key_id(bytes), key })
+    }
+
+    /// Reads a `FILE.pub` written by `keygen`.
+    pub fn load(path: &Path) -> Result<PublicKey, Error> {
+        let text = fs::read_to_string(path).map_err(|e| Error::Key(format!("{}: cannot read the public key: {e}", path.display())))?;
+        let encoded = text
+            .trim()
+            .strip_prefix(PUBLIC_PREFIX)
+            .map(str::trim)
+            .ok_or_else(|| Error::Key(format!("{}: not a Symbiont public key (expected `{PUBLIC_PREFIX} BASE64`)", path.display())))?;
+        let bytes: [u8; 32] = B64
+            .decode(encoded)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::Key(format!("{}: the public key is not 32 base64-encoded bytes", path.display())))?;
+        PublicKey::from_bytes(&bytes).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
+    }
+}

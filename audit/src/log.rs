@@ -1,0 +1,515 @@
+//! Writing a log: one writer at a time (a file lock), entries signed in the appending threads and
+//! committed in order by one committer thread with group commit (a batch, one write, one
+//! `fdatasync`), acknowledged only once durable; signed checkpoints every N entries or T
+//! milliseconds and on close; recovery of a torn tail on open.
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, File, OpenOptions},
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    sync::{Arc, Condvar, Mutex, MutexGuard, RwLock},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    entry::{self, pae, sha256, Checkpoint, Entry, Record, CHECKPOINT_TYPE, ENTRY_TYPE, GENESIS_PREV, ROTATION_OPERATION, ROTATION_TYPE},
+    io_error,
+    keys::Signer,
+    merkle::{self, Frontier},
+    store,
+    verify::{self, Finding, VerifyOptions},
+    Error,
+};
+
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Write a checkpoint after this many entries...
+    pub checkpoint_every: u64,
+    /// ...or when this much time has passed with entries not yet covered.
+    pub checkpoint_interval: Duration,
+    /// Entries per segment file; full segments are sealed (never written again).
+    pub segment_entries: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { checkpoint_every: 1000, checkpoint_interval: Duration::from_secs(1), segment_entries: 65_536 }
+    }
+}
+
+/// What opening a log found and did.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub created: bool,
+    pub entries: u64,
+    pub checkpoints: u64,
+    /// An unfinished last entry that was cut off (it was never acknowledged).
+    pub truncated: Option<Finding>,
+}
+
+/// The writer's position in the chain.
+struct Chain {
+    next_seq: u64,
+    prev: String,
+    last_ts: i64,
+    signer: Arc<dyn Signer>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Signed lines waiting to be written, by seq.
+    ready: BTreeMap<u64, Vec<u8>>,
+    /// Entries durable on disk: every seq below this.
+    durable: u64,
+    failed: Option<String>,
+    shutdown: bool,
+    checkpoint_requested: bool,
+}
+
+struct Shared {
+    dir: PathBuf,
+    origin: String,
+    options: LogOptions,
+    chain: Mutex<Chain>,
+    queue: Mutex<Queue>,
+    /// The committer waits on this for work.
+    work: Condvar,
+    /// Appenders wait on this for durability.
+    durable: Condvar,
+    latest_checkpoint: RwLock<Option<Checkpoint>>,
+}
+
+/// The one writer of a log directory.
+pub struct Log {
+    shared: Arc<Shared>,
+    committer: Option<JoinHandle<()>>,
+    /// Held for the writer's lifetime: the lock is released when the file is closed.
+    _lock: File,
+}
+
+/// An entry accepted for writing; [`Ticket::wait`] returns once it is durable.
+pub struct Ticket {
+    seq: u64,
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Ticket {
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Blocks until the entry is on disk (its batch was `fdatasync`ed).
+    pub fn wait(self) -> Result<u64, Error> {
+        let mut queue = lock(&self.shared.queue);
+        loop {
+            if queue.durable > self.seq {
+                return Ok(self.seq);
+            }
+            if let Some(failure) = &queue.failed {
+                return Err(Error::WriterFailed(failure.clone()));
+            }
+            queue = self.shared.durable.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+fn create_dir_0700(path: &Path) -> Result<(), Error> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+fn open_append_0600(path: &Path) -> Result<File, Error> {
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(io_error(path))
+}
+
+fn sync_dir(path: &Path) -> Result<(), Error> {
+    File::open(path).and_then(|d| d.sync_all()).map_err(io_error(path))
+}
+
+fn random_id() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Key(format!("the operating system gave no randomness: {e}")))?;
+    Ok(entry::hex(&bytes))
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it when absent. Takes the writer's lock, records the
+    /// signer's public key, verifies everything committed (refusing a corrupt log), and cuts an
+    /// unfinished last entry.
+    pub fn open(dir: &Path, signer: Arc<dyn Signer>, options: LogOptions) -> Result<(Log, OpenReport), Error> {
+        create_dir_0700(dir)?;
+        let lock_path = dir.join(store::LOCK_FILE);
+        let lock_file =
+            OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path).map_err(io_error(&lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
+        }
+        let mut report = OpenReport::default();
+        let origin_path = dir.join(store::ORIGIN_FILE);
+        if !origin_path.exists() {
+            let origin = format!("symbiont.audit/{}", random_id()?);
+            let tmp = dir.join(".origin.tmp");
+            let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_error(&tmp))?;
+            file.write_all(format!("{origin}\n").as_bytes()).and_then(|_| file.sync_all()).map_err(io_error(&tmp))?;
+            fs::rename(&tmp, &origin_path).map_err(io_error(&origin_path))?;
+            create_dir_0700(&dir.join(store::SEGMENTS_DIR))?;
+            sync_dir(dir)?;
+            report.created = true;
+        }
+        let origin = store::read_origin(dir)?;
+        record_key(dir, signer.as_ref())?;
+
+        let verified = verify::verify_log(dir, &VerifyOptions::default())?;
+        if let Some(finding) = verified.finding {
+            return Err(Error::Corrupt(finding));
+        }
+        if let Some(torn) = &verified.torn_tail {
+            let file = OpenOptions::new().write(true).open(&torn.path).map_err(io_error(&torn.path))?;
+            file.set_len(torn.offset).and_then(|_| file.sync_all()).map_err(io_error(&torn.path))?;
+            report.truncated = Some(torn.clone());
+        }
+        cut_torn_checkpoint(dir)?;
+        report.entries = verified.entries;
+        report.checkpoints = verified.checkpoints;
+
+        let last_ts =
+            if verified.last_ts.is_empty() { i64::MIN } else { crate::time::parse_rfc3339(&verified.last_ts).unwrap_or(i64::MIN) };
+        let prev = verified.last_body_hash.map_or(GENESIS_PREV.to_string(), |h| entry::hex(&h));
+        let mut frontier = Frontier::default();
+        verified.leaves.iter().for_each(|l| frontier.push(*l));
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            origin,
+            options,
+            chain: Mutex::new(Chain { next_seq: verified.entries, prev, last_ts, signer }),
+            queue: Mutex::new(Queue { durable: verified.entries, ..Queue::default() }),
+            work: Condvar::new(),
+            durable: Condvar::new(),
+            latest_checkpoint: RwLock::new(verified.latest_checkpoint.clone()),
+        });
+        let committer = Committer::new(shared.clone(), frontier, verified.latest_checkpoint.map_or(0, |c| c.size))?;
+        let handle = std::thread::Builder::new()
+            .name("audit-committer".into())
+            .spawn(move || committer.run())
+            .map_err(|e| Error::WriterFailed(format!("cannot start the committer thread: {e}")))?;
+        Ok((Log { shared, committer: Some(handle), _lock: lock_file }, report))
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Signs `record` and queues it; the ticket says when it is durable. Signing happens in the
+    /// calling thread, so several appending threads sign in parallel.
+    pub fn submit(&self, record: Record) -> Result<Ticket, Error> {
+        let mut details = serde_json::Value::Object(record.details);
+        entry::redact(&mut details);
+        let serde_json::Value::Object(details) = details else { unreachable!("redaction keeps an object an object") };
+        let (mut entry, body, signer) = {
+            let mut chain = lock(&self.shared.chain);
+            if let Some(failure) = &lock(&self.shared.queue).failed {
+                return Err(Error::WriterFailed(failure.clone()));
+            }
+            let ts = crate::time::now_micros().max(chain.last_ts);
+            let entry = Entry {
+                v: entry::FORMAT_VERSION,
+                log: self.shared.origin.clone(),
+                seq: chain.next_seq,
+                ts: crate::time::format_micros(ts),
+                agent: record.agent,
+                operation: record.operation,
+                decision: record.decision,
+                details,
+                key_id: chain.signer.key_id().to_string(),
+                prev: chain.prev.clone(),
+                sig: String::new(),
+                cosig: None,
+            };
+            let body = entry.body()?;
+            chain.prev = entry::hex(&sha256(&body));
+            chain.next_seq += 1;
+            chain.last_ts = ts;
+            (entry, body, chain.signer.clone())
+        };
+        let signed = signer.sign(&pae(ENTRY_TYPE, &body));
+        self.queue_signed(&mut entry, signed)
+    }
+
+    fn queue_signed(&self, entry: &mut Entry, signed: Result<[u8; 64], Error>) -> Result<Ticket, Error> {
+        let seq = entry.seq;
+        let line = signed.and_then(|sig| {
+            entry.sig = entry::b64(&sig);
+            let mut line = entry.line()?;
+            line.push(b'\n');
+            Ok(line)
+        });
+        let mut queue = lock(&self.shared.queue);
+        match line {
+            Ok(line) => {
+                queue.ready.insert(seq, line);
+                self.shared.work.notify_one();
+                Ok(Ticket { seq, shared: self.shared.clone() })
+            }
+            Err(e) => {
+                // The seq is taken and cannot be filled: stop rather than leave a hole.
+                queue.failed = Some(format!("signing entry {seq} failed: {e}"));
+                self.shared.durable.notify_all();
+                self.shared.work.notify_one();
+                Err(e)
+            }
+        }
+    }
+
+    /// Appends one record and returns its seq once it is durable.
+    pub fn append(&self, record: Record) -> Result<u64, Error> {
+        self.submit(record)?.wait()
+    }
+
+    /// Hands signing over to `new`: appends a `key_rotation` entry signed by the current key and
+    /// countersigned by the new one, then signs everything after it with the new key.
+    pub fn rotate(&self, new: Arc<dyn Signer>) -> Result<u64, Error> {
+        record_key(&self.shared.dir, new.as_ref())?;
+        let (mut entry, body, old) = {
+            let mut chain = lock(&self.shared.chain);
+            let ts = crate::time::now_micros().max(chain.last_ts);
+            let mut details = serde_json::Map::new();
+            details.insert("new_key_id".into(), new.key_id().into());
+            details.insert("new_public_key".into(), entry::b64(&new.public_key()).into());
+            let mut entry = Entry {
+                v: entry::FORMAT_VERSION,
+                log: self.shared.origin.clone(),
+                seq: chain.next_seq,
+                ts: crate::time::format_micros(ts),
+                agent: "symbiont".into(),
+                operation: ROTATION_OPERATION.into(),
+                decision: "allow".into(),
+                details,
+                key_id: chain.signer.key_id().to_string(),
+                prev: chain.prev.clone(),
+                sig: String::new(),
+                cosig: None,
+            };
+            let body = entry.body()?;
+            // Countersigned under the lock: no later entry may be signed before the hand-over.
+            let cosig = new.sign(&pae(ROTATION_TYPE, &body))?;
+            entry.cosig = Some(entry::b64(&cosig));
+            chain.prev = entry::hex(&sha256(&body));
+            chain.next_seq += 1;
+            chain.last_ts = ts;
+            let old = std::mem::replace(&mut chain.signer, new);
+            (entry, body, old)
+        };
+        let signed = old.sign(&pae(ENTRY_TYPE, &body));
+        self.queue_signed(&mut entry, signed)?.wait()
+    }
+
+    /// The latest checkpoint written.
+    pub fn latest_checkpoint(&self) -> Option<Checkpoint> {
+        self.shared.latest_checkpoint.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits for everything submitted, writes a final checkpoint and releases the lock.
+    pub fn close(mut self) -> Result<Option<Checkpoint>, Error> {
+        self.stop()?;
+        Ok(self.latest_checkpoint())
+    }
+
+    fn stop(&mut self) -> Result<(), Error> {
+        {
+            let mut queue = lock(&self.shared.queue);
+            queue.shutdown = true;
+            self.shared.work.notify_one();
+        }
+        if let Some(handle) = self.committer.take() {
+            let _ = handle.join();
+        }
+        match &lock(&self.shared.queue).failed {
+            Some(failure) => Err(Error::WriterFailed(failure.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks for a checkpoint now, whatever the thresholds.
+    pub fn request_checkpoint(&self) {
+        lock(&self.shared.queue).checkpoint_requested = true;
+        self.shared.work.notify_one();
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Adds the signer's public key to `keys.jsonl` when it is not there yet.
+fn record_key(dir: &Path, signer: &dyn Signer) -> Result<(), Error> {
+    let known = verify::read_log_keys(dir)?;
+    if known.iter().any(|k| k.id == signer.key_id()) {
+        return Ok(());
+    }
+    let path = dir.join(store::KEYS_FILE);
+    let line = serde_json::json!({ "key_id": signer.key_id(), "public_key": entry::b64(&signer.public_key()) });
+    let mut file = open_append_0600(&path)?;
+    file.write_all(format!("{line}\n").as_bytes()).and_then(|_| file.sync_all()).map_err(io_error(&path))
+}
+
+fn cut_torn_checkpoint(dir: &Path) -> Result<(), Error> {
+    let path = dir.join(store::CHECKPOINTS_FILE);
+    if let Some(last) = store::read_lines(&path)?.last().filter(|l| !l.complete) {
+        let file = OpenOptions::new().write(true).open(&path).map_err(io_error(&path))?;
+        file.set_len(last.offset).and_then(|_| file.sync_all()).map_err(io_error(&path))?;
+    }
+    Ok(())
+}
+
+struct Committer {
+    shared: Arc<Shared>,
+    frontier: Frontier,
+    segment: File,
+    segment_entries: u64,
+    checkpointed: u64,
+    last_checkpoint: Instant,
+}
+
+impl Committer {
+    fn new(shared: Arc<Shared>, frontier: Frontier, checkpointed: u64) -> Result<Committer, Error> {
+        let size = frontier.size();
+        let segments = store::segments(&shared.dir)?;
+        let (first, path) = match segments.last() {
+            Some((first, path)) => (*first, path.clone()),
+            None => (0, shared.dir.join(store::SEGMENTS_DIR).join(store::segment_name(0))),
+        };
+        let segment = open_append_0600(&path)?;
+        Ok(Committer { shared, frontier, segment, segment_entries: size - first, checkpointed, last_checkpoint: Instant::now() })
+    }
+
+    fn run(mut self) {
+        if let Err(e) = self.run_inner() {
+            let mut queue = lock(&self.shared.queue);
+            queue.failed = Some(e.to_string());
+            self.shared.durable.notify_all();
+        }
+    }
+
+    fn run_inner(&mut self) -> Result<(), Error> {
+        loop {
+            let (batch, shutdown, checkpoint_requested) = {
+                let mut queue = lock(&self.shared.queue);
+                loop {
+                    let next = self.frontier.size();
+                    let ready = queue.ready.contains_key(&next);
+                    if ready || queue.shutdown || queue.checkpoint_requested || queue.failed.is_some() {
+                        break;
+                    }
+                    let due = self.shared.options.checkpoint_interval.saturating_sub(self.last_checkpoint.elapsed());
+                    if self.checkpointed < next && due.is_zero() {
+                        break;
+                    }
+                    let wait = if self.checkpointed < next { due } else { Duration::from_secs(3600) };
+                    queue = self.shared.work.wait_timeout(queue, wait).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                if queue.failed.is_some() {
+                    return Ok(());
+                }
+                let mut batch = Vec::new();
+                let mut next = self.frontier.size();
+                while let Some(line) = queue.ready.remove(&next) {
+                    batch.push(line);
+                    next += 1;
+                }
+                let requested = std::mem::take(&mut queue.checkpoint_requested);
+                (batch, queue.shutdown && queue.ready.is_empty(), requested)
+            };
+            if !batch.is_empty() {
+                self.write(&batch)?;
+                let mut queue = lock(&self.shared.queue);
+                queue.durable = self.frontier.size();
+                self.shared.durable.notify_all();
+            }
+            let pending = self.frontier.size() - self.checkpointed;
+            let due = self.last_checkpoint.elapsed() >= self.shared.options.checkpoint_interval;
+            if pending > 0 && (shutdown || checkpoint_requested || pending >= self.shared.options.checkpoint_every || due) {
+                self.checkpoint()?;
+            }
+            if shutdown {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One write and one `fdatasync` per segment touched.
+    fn write(&mut self, batch: &[Vec<u8>]) -> Result<(), Error> {
+        let mut buffer = Vec::with_capacity(batch.iter().map(Vec::len).sum());
+        for line in batch {
+            if self.segment_entries == self.shared.options.segment_entries {
+                self.flush(&mut buffer)?;
+                self.seal_and_start_segment()?;
+            }
+            buffer.extend_from_slice(line);
+            self.segment_entries += 1;
+            self.frontier.push(merkle::leaf_hash(&line[..line.len() - 1]));
+        }
+        self.flush(&mut buffer)
+    }
+
+    fn flush(&mut self, buffer: &mut Vec<u8>) -> Result<(), Error> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let path = self.segment_path();
+        self.segment.write_all(buffer).and_then(|_| self.segment.sync_data()).map_err(io_error(&path))?;
+        buffer.clear();
+        Ok(())
+    }
+
+    fn segment_path(&self) -> PathBuf {
+        let first = self.frontier.size() - self.segment_entries;
+        self.shared.dir.join(store::SEGMENTS_DIR).join(store::segment_name(first))
+    }
+
+    fn seal_and_start_segment(&mut self) -> Result<(), Error> {
+        let path = self.shared.dir.join(store::SEGMENTS_DIR).join(store::segment_name(self.frontier.size()));
+        self.segment = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&path).map_err(io_error(&path))?;
+        self.segment_entries = 0;
+        sync_dir(&self.shared.dir.join(store::SEGMENTS_DIR))
+    }
+
+    fn checkpoint(&mut self) -> Result<(), Error> {
+        let signer = lock(&self.shared.chain).signer.clone();
+        let mut checkpoint = Checkpoint {
+            origin: self.shared.origin.clone(),
+            size: self.frontier.size(),
+            root: entry::b64(&self.frontier.root()),
+            ts: crate::time::format_micros(crate::time::now_micros()),
+            key_id: signer.key_id().to_string(),
+            sig: String::new(),
+        };
+        let sig = signer.sign(&pae(CHECKPOINT_TYPE, checkpoint.note_body().as_bytes()))?;
+        checkpoint.sig = entry::b64(&sig);
+        let path = self.shared.dir.join(store::CHECKPOINTS_FILE);
+        let line = serde_json::to_string(&checkpoint).map_err(|e| Error::Input(e.to_string()))?;
+        let mut file = open_append_0600(&path)?;
+        file.write_all(format!("{line}\n").as_bytes()).and_then(|_| file.sync_data()).map_err(io_error(&path))?;
+        self.checkpointed = checkpoint.size;
+        self.last_checkpoint = Instant::now();
+        *self.shared.latest_checkpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
+        Ok(())
+    }
+}

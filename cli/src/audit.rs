@@ -1,0 +1,412 @@
+//! `symbiont audit …`: keys, appends, verification, inspection and proofs of audit logs, through
+//! `symbiont-audit` alone (no runtime).
+
+use std::{
+    io::{BufRead, Write},
+    path::{Path, PathBuf},
+    sync::{mpsc, Arc},
+};
+
+use lexopt::{Arg, Parser, ValueExt};
+use serde_json::json;
+use symbiont_audit::{
+    entry::{self, Checkpoint, Record},
+    keys::{FileSigner, PublicKey},
+    merkle, time,
+    verify::{self, VerifyOptions},
+    Log, LogOptions,
+};
+
+use crate::{args::UsageError, Exit};
+
+pub const AUDIT_HELP: &str = "\
+Signed, tamper-evident audit logs
+
+Usage: symbiont audit <COMMAND> [OPTIONS]
+
+Commands:
+  keygen --key FILE                       Write a new Ed25519 key to FILE (0600) and FILE.pub
+  append LOG --key FILE [--json JSON]     Append one entry, or one per JSON line on stdin;
+                                          prints each entry's seq once it is durable
+  verify LOG [--key FILE.pub]... [--checkpoint FILE] [--follow] [--format human|json]
+                                          Check signatures, chain, sequence, Merkle checkpoints;
+                                          exit 0 valid, 1 invalid (naming the first bad entry)
+  show LOG [--agent A] [--since T] [--format human|json]
+                                          Print entries (T: RFC 3339 time, or 15m/2h/7d ago)
+  checkpoint LOG                          Print the latest checkpoint (save it for --checkpoint)
+  prove LOG --seq N                       Print an inclusion proof of entry N (JSON)
+  verify-proof [--proof FILE] [--key FILE.pub]...
+                                          Check a proof (from FILE or stdin)
+  rotate LOG --key OLD --new-key NEW      Hand signing over to a new key, signed by both
+
+A JSON record has `agent`, `operation` and `decision`; other fields go into the details.
+Exit status: 0 success (a valid log); 1 an invalid log or proof; 2 a usage or I/O error.
+";
+
+#[derive(Debug)]
+pub enum AuditCommand {
+    Keygen { key: PathBuf },
+    Append { log: PathBuf, key: PathBuf, json: Option<String> },
+    Verify { log: PathBuf, keys: Vec<PathBuf>, checkpoint: Option<PathBuf>, follow: bool, json: bool },
+    Show { log: PathBuf, agent: Option<String>, since: Option<String>, json: bool },
+    Checkpoint { log: PathBuf },
+    Prove { log: PathBuf, seq: u64 },
+    VerifyProof { proof: Option<PathBuf>, keys: Vec<PathBuf> },
+    Rotate { log: PathBuf, key: PathBuf, new_key: PathBuf },
+}
+
+pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
+    let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("audit"));
+    let usage = |m: String| UsageError::new(m, Some("audit"));
+    let sub = match parser.next().map_err(err)? {
+        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(crate::args::Command::Help(AUDIT_HELP)),
+        Some(Arg::Value(v)) => v.string().map_err(err)?,
+        Some(arg) => return Err(err(arg.unexpected())),
+    };
+    let (mut positional, mut keys, mut key, mut new_key, mut json_arg, mut checkpoint, mut proof) =
+        (Vec::new(), Vec::new(), None, None, None, None, None);
+    let (mut follow, mut json, mut agent, mut since, mut seq) = (false, false, None, None, None);
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(AUDIT_HELP)),
+            Arg::Long("key") => {
+                let path: PathBuf = parser.value().map_err(err)?.into();
+                key = Some(path.clone());
+                keys.push(path);
+            }
+            Arg::Long("new-key") => new_key = Some(PathBuf::from(parser.value().map_err(err)?)),
+            Arg::Long("json") => json_arg = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("checkpoint") => checkpoint = Some(PathBuf::from(parser.value().map_err(err)?)),
+            Arg::Long("proof") => proof = Some(PathBuf::from(parser.value().map_err(err)?)),
+            Arg::Long("follow") => follow = true,
+            Arg::Long("agent") => agent = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("since") => since = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("seq") => seq = Some(parser.value().map_err(err)?.parse::<u64>().map_err(err)?),
+            Arg::Long("format") => {
+                json = match parser.value().map_err(err)?.string().map_err(err)?.as_str() {
+                    "json" => true,
+                    "human" => false,
+                    other => return Err(usage(format!("invalid value '{other}' for '--format' (expected human or json)"))),
+                }
+            }
+            Arg::Value(v) => positional.push(PathBuf::from(v)),
+            arg => return Err(err(arg.unexpected())),
+        }
+    }
+    let mut positional = positional.into_iter();
+    let mut log = || positional.next().ok_or_else(|| usage(format!("'audit {sub}' needs the log directory")));
+    let need = |v: Option<PathBuf>, flag: &str| v.ok_or_else(|| usage(format!("'audit {sub}' needs '{flag}'")));
+    let command = match sub.as_str() {
+        "keygen" => AuditCommand::Keygen { key: need(key, "--key FILE")? },
+        "append" => AuditCommand::Append { log: log()?, key: need(key, "--key FILE")?, json: json_arg },
+        "verify" => AuditCommand::Verify { log: log()?, keys, checkpoint, follow, json },
+        "show" => AuditCommand::Show { log: log()?, agent, since, json },
+        "checkpoint" => AuditCommand::Checkpoint { log: log()? },
+        "prove" => AuditCommand::Prove { log: log()?, seq: seq.ok_or_else(|| usage("'audit prove' needs '--seq N'".into()))? },
+        "verify-proof" => AuditCommand::VerifyProof { proof, keys },
+        "rotate" => AuditCommand::Rotate { log: log()?, key: need(key, "--key OLD")?, new_key: need(new_key, "--new-key NEW")? },
+        other => return Err(usage(format!("unknown audit command '{other}'"))),
+    };
+    Ok(crate::args::Command::Audit(command))
+}
+
+fn out(text: &str) -> Exit {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Exit::failure(format!("cannot write the output: {e}")),
+        _ => Exit::Clean,
+    }
+}
+
+pub fn run(command: &AuditCommand) -> Exit {
+    match command {
+        AuditCommand::Keygen { key } => match FileSigner::generate().and_then(|s| s.write(key).map(|p| (s, p))) {
+            Ok((signer, public)) => out(&format!(
+                "key {} written to {} (0600), public key to {}\n",
+                symbiont_audit::Signer::key_id(&signer),
+                key.display(),
+                public.display()
+            )),
+            Err(e) => Exit::failure(e),
+        },
+        AuditCommand::Append { log, key, json } => append(log, key, json.as_deref()),
+        AuditCommand::Verify { log, keys, checkpoint, follow, json } => verify_cmd(log, keys, checkpoint.as_deref(), *follow, *json),
+        AuditCommand::Show { log, agent, since, json } => show(log, agent.as_deref(), since.as_deref(), *json),
+        AuditCommand::Checkpoint { log } => match verify::verify_log(log, &VerifyOptions::default()) {
+            Ok(report) => match report.latest_checkpoint {
+                Some(cp) => out(&format!("{}\n", serde_json::to_string(&cp).unwrap_or_default())),
+                None => Exit::failure(format!("{}: the log has no checkpoint yet", log.display())),
+            },
+            Err(e) => Exit::failure(e),
+        },
+        AuditCommand::Prove { log, seq } => prove(log, *seq),
+        AuditCommand::VerifyProof { proof, keys } => verify_proof(proof.as_deref(), keys),
+        AuditCommand::Rotate { log, key, new_key } => {
+            let result = (|| {
+                let old = Arc::new(FileSigner::load(key)?);
+                let new = Arc::new(FileSigner::load(new_key)?);
+                let (log, _) = Log::open(log, old, LogOptions::default())?;
+                let seq = log.rotate(new)?;
+                log.close()?;
+                Ok::<u64, symbiont_audit::Error>(seq)
+            })();
+            match result {
+                Ok(seq) => out(&format!("key rotation recorded as entry {seq}\n")),
+                Err(e) => Exit::failure(e),
+            }
+        }
+    }
+}
+
+fn parse_record(text: &str) -> Result<Record, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    Record::from_json(value).map_err(|e| e.to_string())
+}
+
+/// Appends records; each seq is printed (and flushed) once its entry is durable, in order.
+fn append(dir: &Path, key: &Path, json: Option<&str>) -> Exit {
+    let signer = match FileSigner::load(key) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return Exit::failure(e),
+    };
+    let (log, report) = match Log::open(dir, signer, LogOptions::default()) {
+        Ok(opened) => opened,
+        Err(e) => return Exit::failure(e),
+    };
+    if let Some(torn) = &report.truncated {
+        eprintln!("warning: cut an unfinished last entry at {}, byte {} (it was never acknowledged)", torn.path.display(), torn.offset);
+    }
+    if let Some(text) = json {
+        let record = match parse_record(text) {
+            Ok(r) => r,
+            Err(e) => return Exit::failure(format!("--json: {e}")),
+        };
+        return match log.append(record).and_then(|seq| log.close().map(|_| seq)) {
+            Ok(seq) => out(&format!("{seq}\n")),
+            Err(e) => Exit::failure(e),
+        };
+    }
+    // Stdin: submit as lines arrive (group commit batches them); acknowledge in order.
+    let (sender, receiver) = mpsc::channel::<symbiont_audit::Ticket>();
+    let printer = std::thread::spawn(move || -> Result<(), String> {
+        let stdout = std::io::stdout();
+        for ticket in receiver {
+            let seq = ticket.wait().map_err(|e| e.to_string())?;
+            let mut lock = stdout.lock();
+            writeln!(lock, "{seq}").and_then(|_| lock.flush()).map_err(|e| format!("cannot write the output: {e}"))?;
+        }
+        Ok(())
+    });
+    let mut failure = None;
+    for (number, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                failure = Some(format!("cannot read standard input: {e}"));
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_record(&line).map_err(|e| format!("line {}: {e}", number + 1)).and_then(|r| log.submit(r).map_err(|e| e.to_string())) {
+            Ok(ticket) => {
+                if sender.send(ticket).is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let printed = printer.join().unwrap_or_else(|_| Err("the acknowledgement thread panicked".into()));
+    let closed = log.close().map_err(|e| e.to_string());
+    match failure.or(printed.err()).or(closed.err()) {
+        Some(message) => Exit::failure(message),
+        None => Exit::Clean,
+    }
+}
+
+fn load_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, symbiont_audit::Error> {
+    paths.iter().map(|p| PublicKey::load(p)).collect()
+}
+
+fn load_checkpoint(path: &Path) -> Result<Checkpoint, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(text.trim()).map_err(|e| format!("{}: not a checkpoint: {e}", path.display()))
+}
+
+fn verify_cmd(dir: &Path, key_paths: &[PathBuf], checkpoint: Option<&Path>, follow: bool, json: bool) -> Exit {
+    let trusted_keys = match load_keys(key_paths) {
+        Ok(keys) => keys,
+        Err(e) => return Exit::failure(e),
+    };
+    let saved_checkpoint = match checkpoint.map(load_checkpoint).transpose() {
+        Ok(cp) => cp,
+        Err(e) => return Exit::failure(e),
+    };
+    let options = VerifyOptions { trusted_keys, saved_checkpoint };
+    let mut reported = 0u64;
+    loop {
+        let report = match verify::verify_log(dir, &options) {
+            Ok(r) => r,
+            Err(e) => return Exit::failure(e),
+        };
+        if follow && report.is_valid() {
+            if report.entries > reported || reported == 0 {
+                eprintln!("verified {} entries, root {}", report.entries, entry::b64(&report.root));
+                reported = report.entries.max(1);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            continue;
+        }
+        let text = if json {
+            let finding = report.finding.as_ref().map(|f| json!({ "seq": f.seq, "path": f.path, "offset": f.offset, "reason": f.reason }));
+            let value = json!({
+                "valid": report.is_valid(),
+                "origin": report.origin,
+                "entries": report.entries,
+                "checkpoints": report.checkpoints,
+                "root": entry::b64(&report.root),
+                "first_bad": finding,
+                "torn_tail": report.torn_tail.as_ref().map(|f| json!({ "path": f.path, "offset": f.offset })),
+                "warnings": report.warnings,
+            });
+            format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default())
+        } else {
+            let mut text = String::new();
+            for warning in &report.warnings {
+                text.push_str(&format!("warning: {warning}\n"));
+            }
+            if let Some(torn) = &report.torn_tail {
+                text.push_str(&format!("note: {torn}\n"));
+            }
+            match &report.finding {
+                None => text.push_str(&format!(
+                    "valid: {} entries, {} checkpoints, root {} ({})\n",
+                    report.entries,
+                    report.checkpoints,
+                    entry::b64(&report.root),
+                    report.origin
+                )),
+                Some(f) => text.push_str(&format!("INVALID: {f}\n")),
+            }
+            text
+        };
+        let exit = out(&text);
+        if exit != Exit::Clean {
+            return exit;
+        }
+        return if report.is_valid() { Exit::Clean } else { Exit::Problems };
+    }
+}
+
+fn show(dir: &Path, agent: Option<&str>, since: Option<&str>, json: bool) -> Exit {
+    let since = match since.map(|s| time::parse_since(s, time::now_micros()).ok_or(s)) {
+        Some(Err(s)) => return Exit::failure(format!("--since: `{s}` is neither an RFC 3339 time nor a duration like 15m, 2h, 7d")),
+        Some(Ok(t)) => Some(t),
+        None => None,
+    };
+    let report = match verify::verify_log_keeping(dir, &VerifyOptions::default()) {
+        Ok(r) => r,
+        Err(e) => return Exit::failure(e),
+    };
+    let mut text = String::new();
+    for (entry, _) in &report.kept {
+        if agent.is_some_and(|a| a != entry.agent) || since.is_some_and(|t| time::parse_rfc3339(&entry.ts).is_some_and(|ts| ts < t)) {
+            continue;
+        }
+        if json {
+            text.push_str(&serde_json::to_string(entry).unwrap_or_default());
+            text.push('\n');
+        } else {
+            let details =
+                if entry.details.is_empty() { String::new() } else { format!(" {}", serde_json::Value::Object(entry.details.clone())) };
+            text.push_str(&format!(
+                "{:>6}  {}  {:<16} {:<24} {}{details}\n",
+                entry.seq, entry.ts, entry.agent, entry.operation, entry.decision
+            ));
+        }
+    }
+    if let Some(f) = &report.finding {
+        eprintln!("warning: the log is invalid from {f}; entries after it are not shown");
+    }
+    out(&text)
+}
+
+fn prove(dir: &Path, seq: u64) -> Exit {
+    let report = match verify::verify_log_keeping(dir, &VerifyOptions::default()) {
+        Ok(r) => r,
+        Err(e) => return Exit::failure(e),
+    };
+    if let Some(f) = &report.finding {
+        return Exit::failure(format!("the log is invalid ({f}): no proof is given from it"));
+    }
+    let Some(checkpoint) = report.latest_checkpoint.clone() else { return Exit::failure("the log has no checkpoint yet") };
+    if seq >= checkpoint.size {
+        return Exit::failure(format!("entry {seq} is not covered by the latest checkpoint (size {})", checkpoint.size));
+    }
+    let leaves = &report.leaves[..checkpoint.size as usize];
+    let path = merkle::inclusion_proof(seq as usize, leaves);
+    let line = String::from_utf8_lossy(&report.kept[seq as usize].1.bytes).into_owned();
+    let proof = json!({
+        "index": seq,
+        "entry": line,
+        "path": path.iter().map(|h| entry::b64(h)).collect::<Vec<_>>(),
+        "checkpoint": checkpoint,
+    });
+    out(&format!("{}\n", serde_json::to_string_pretty(&proof).unwrap_or_default()))
+}
+
+fn verify_proof(proof: Option<&Path>, key_paths: &[PathBuf]) -> Exit {
+    let text = match proof {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())),
+        None => std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read standard input: {e}")),
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => return Exit::failure(e),
+    };
+    let keys = match load_keys(key_paths) {
+        Ok(k) => k,
+        Err(e) => return Exit::failure(e),
+    };
+    let result = (|| -> Result<u64, String> {
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not a proof: {e}"))?;
+        let checkpoint: Checkpoint =
+            serde_json::from_value(value["checkpoint"].clone()).map_err(|e| format!("the proof's checkpoint: {e}"))?;
+        let index = value["index"].as_u64().ok_or("the proof has no `index`")?;
+        let line = value["entry"].as_str().ok_or("the proof has no `entry`")?;
+        let path: Vec<merkle::Hash> = value["path"]
+            .as_array()
+            .ok_or("the proof has no `path`")?
+            .iter()
+            .map(|h| h.as_str().and_then(entry::unb64::<32>).ok_or("a path hash is not 32 base64 bytes"))
+            .collect::<Result<_, _>>()?;
+        if !keys.is_empty() {
+            let map = keys.into_iter().map(|k| (k.id, k.key)).collect();
+            verify::checkpoint_signature_ok(&checkpoint, &map)?;
+        }
+        let entry: symbiont_audit::Entry = serde_json::from_str(line).map_err(|e| format!("the proof's entry: {e}"))?;
+        if entry.seq != index || entry.log != checkpoint.origin {
+            return Err("the entry does not match the proof's index or log".into());
+        }
+        let root = checkpoint.root_hash().ok_or("the checkpoint root is not 32 base64 bytes")?;
+        if !merkle::verify_inclusion(index, checkpoint.size, &merkle::leaf_hash(line.as_bytes()), &path, &root) {
+            return Err("the entry is not included in the checkpoint's tree (the proof does not verify)".into());
+        }
+        Ok(index)
+    })();
+    match result {
+        Ok(index) => {
+            let note = if key_paths.is_empty() { " (checkpoint signature not checked: no --key given)" } else { "" };
+            out(&format!("valid: entry {index} is included in the checkpoint{note}\n"))
+        }
+        Err(reason) => {
+            let _ = out(&format!("INVALID: {reason}\n"));
+            Exit::Problems
+        }
+    }
+}
