@@ -123,8 +123,20 @@ impl Verifier {
         // Batch and strict verification can disagree on adversarial signatures: every signature
         // must pass `verify_strict` too. After a passing batch only the cheap strict checks of the
         // encoding remain, so both run; a failed batch names its culprit this way.
-        let bad = self.pending.iter().find(|p| !batch_ok || p.key.verify_strict(&p.message, &p.signature).is_err());
-        let finding = bad.map(|p| finding(Some(p.seq), &p.line, "the signature does not verify"));
+        let bad = self.pending.iter().find(|p| p.key.verify_strict(&p.message, &p.signature).is_err());
+        let finding = match (bad, batch_ok) {
+            (Some(p), _) => Some(finding(Some(p.seq), &p.line, "the signature does not verify")),
+            (None, true) => None,
+            // Every signature passes alone but not together: refuse rather than guess.
+            (None, false) => {
+                let p = &self.pending[0];
+                Some(finding(
+                    Some(p.seq),
+                    &p.line,
+                    "batch verification fails for the entries from here, though each passes strict verification",
+                ))
+            }
+        };
         self.pending.clear();
         finding
     }

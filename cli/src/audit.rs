@@ -164,6 +164,11 @@ fn parse_record(text: &str) -> Result<Record, String> {
 
 /// Appends records; each seq is printed (and flushed) once its entry is durable, in order.
 fn append(dir: &Path, key: &Path, json: Option<&str>) -> Exit {
+    // A bad record is a usage error: report it before touching the log.
+    let record = match json.map(parse_record).transpose() {
+        Ok(record) => record,
+        Err(e) => return Exit::failure(format!("--json: {e}")),
+    };
     let signer = match FileSigner::load(key) {
         Ok(s) => Arc::new(s),
         Err(e) => return Exit::failure(e),
@@ -175,11 +180,7 @@ fn append(dir: &Path, key: &Path, json: Option<&str>) -> Exit {
     if let Some(torn) = &report.truncated {
         eprintln!("warning: cut an unfinished last entry at {}, byte {} (it was never acknowledged)", torn.path.display(), torn.offset);
     }
-    if let Some(text) = json {
-        let record = match parse_record(text) {
-            Ok(r) => r,
-            Err(e) => return Exit::failure(format!("--json: {e}")),
-        };
+    if let Some(record) = record {
         return match log.append(record).and_then(|seq| log.close().map(|_| seq)) {
             Ok(seq) => out(&format!("{seq}\n")),
             Err(e) => Exit::failure(e),

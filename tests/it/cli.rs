@@ -59,7 +59,7 @@ impl Workspace {
         Workspace { dir: tempfile::tempdir().expect("a temporary directory") }
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
 
