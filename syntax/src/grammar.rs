@@ -16,14 +16,28 @@ const ITEM_WORDS: &[&str] = &["metadata", "agent", "policy", "type", "function",
 pub const RULE_KINDS: &[&str] = &["allow", "deny", "require", "audit", "conditions"];
 
 fn rule_kind_kw(word: &str) -> Option<SyntaxKind> {
-    Some(match word {
-        "allow" => ALLOW_KW,
-        "deny" => DENY_KW,
-        "require" => REQUIRE_KW,
-        "audit" => AUDIT_KW,
-        "conditions" => CONDITIONS_KW,
-        _ => return None,
-    })
+    SyntaxKind::keyword(word).filter(|kw| matches!(kw, ALLOW_KW | DENY_KW | REQUIRE_KW | AUDIT_KW | CONDITIONS_KW))
+}
+
+/// Opens a braced body: reports a missing `{` (saying what it opens) or nesting beyond the limit,
+/// else consumes the `{` and returns the body's marker. The caller closes with [`close_braced`].
+fn open_braced(p: &mut Parser<'_>, what: &str) -> Option<crate::parser::Marker> {
+    if !p.at(L_BRACE) {
+        p.error(format!("expected `{{`{what}, found {}", p.found()));
+        return None;
+    }
+    if !p.enter() {
+        return None;
+    }
+    let m = p.start();
+    p.bump();
+    Some(m)
+}
+
+fn close_braced(p: &mut Parser<'_>, m: crate::parser::Marker, closes: &str, kind: SyntaxKind) {
+    p.expect(R_BRACE, closes);
+    m.complete(p, kind);
+    p.leave();
 }
 
 #[derive(Clone, Copy, Default)]
@@ -113,15 +127,7 @@ fn entry_item(p: &mut Parser<'_>, kw: SyntaxKind, kind: SyntaxKind) {
 
 /// `{ entry … }` where entries are `key = v`, `key: v`, `key v`, `key { … }` or `policy NAME { … }`.
 fn entry_block(p: &mut Parser<'_>) {
-    if !p.at(L_BRACE) {
-        p.error(format!("expected `{{`, found {}", p.found()));
-        return;
-    }
-    if !p.enter() {
-        return;
-    }
-    let m = p.start();
-    p.bump();
+    let Some(m) = open_braced(p, "") else { return };
     while !p.at(R_BRACE) && !p.at_eof() {
         if at_item_start(p) && p.newline_before() && p.nth(1) == IDENT && p.nth(2) == L_BRACE && !p.at_word("policy") {
             // `agent x {` at the start of a line: the block lost its `}`; let the item take over.
@@ -129,9 +135,7 @@ fn entry_block(p: &mut Parser<'_>) {
         }
         entry(p);
     }
-    p.expect(R_BRACE, "to close the block");
-    m.complete(p, ENTRY_BLOCK);
-    p.leave();
+    close_braced(p, m, "to close the block", ENTRY_BLOCK);
 }
 
 fn entry(p: &mut Parser<'_>) {
@@ -365,15 +369,7 @@ fn at_rule_start(p: &Parser<'_>) -> bool {
 }
 
 fn policy_body(p: &mut Parser<'_>) {
-    if !p.at(L_BRACE) {
-        p.error(format!("expected `{{` to open the policy body, found {}", p.found()));
-        return;
-    }
-    if !p.enter() {
-        return;
-    }
-    let m = p.start();
-    p.bump();
+    let Some(m) = open_braced(p, " to open the policy body") else { return };
     while !p.at(R_BRACE) && !p.at_eof() {
         if at_rule_start(p) {
             rule(p);
@@ -385,9 +381,7 @@ fn policy_body(p: &mut Parser<'_>) {
             p.err_recover_line(format!("expected a rule (`allow:`, `deny:`, `require:`, `audit:` or `conditions:`), found {}", p.found()));
         }
     }
-    p.expect(R_BRACE, "to close the policy body");
-    m.complete(p, POLICY_BODY);
-    p.leave();
+    close_braced(p, m, "to close the policy body", POLICY_BODY);
 }
 
 fn rule(p: &mut Parser<'_>) {
@@ -485,15 +479,7 @@ fn type_def(p: &mut Parser<'_>) {
 // Statements
 
 fn block(p: &mut Parser<'_>) {
-    if !p.at(L_BRACE) {
-        p.error(format!("expected `{{` to open a block, found {}", p.found()));
-        return;
-    }
-    if !p.enter() {
-        return;
-    }
-    let m = p.start();
-    p.bump();
+    let Some(m) = open_braced(p, " to open a block") else { return };
     while !p.at(R_BRACE) && !p.at_eof() {
         if p.eat(SEMI) {
             continue;
@@ -509,9 +495,7 @@ fn block(p: &mut Parser<'_>) {
         }
         stmt(p);
     }
-    p.expect(R_BRACE, "to close the block");
-    m.complete(p, BLOCK);
-    p.leave();
+    close_braced(p, m, "to close the block", BLOCK);
 }
 
 fn is_block_like(kind: SyntaxKind) -> bool {
@@ -951,15 +935,7 @@ fn if_expr(p: &mut Parser<'_>) {
 }
 
 fn match_arms(p: &mut Parser<'_>) {
-    if !p.at(L_BRACE) {
-        p.error(format!("expected `{{` to open the match arms, found {}", p.found()));
-        return;
-    }
-    if !p.enter() {
-        return;
-    }
-    let list = p.start();
-    p.bump();
+    let Some(list) = open_braced(p, " to open the match arms") else { return };
     while !p.at(R_BRACE) && !p.at_eof() {
         let arm = p.start();
         pattern(p);
@@ -984,7 +960,5 @@ fn match_arms(p: &mut Parser<'_>) {
             break;
         }
     }
-    p.expect(R_BRACE, "to close the match arms");
-    list.complete(p, MATCH_ARM_LIST);
-    p.leave();
+    close_braced(p, list, "to close the match arms", MATCH_ARM_LIST);
 }
