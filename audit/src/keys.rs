@@ -6,6 +6,7 @@ use std::{
     io::Write,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
@@ -70,10 +71,29 @@ impl FileSigner {
         let private = format!("{PRIVATE_HEADER}\n{}\n{PRIVATE_FOOTER}\n", B64.encode(self.key.to_bytes()));
         create_new_0600(path, private.as_bytes())?;
         let public_path = public_path(path);
-        let public = format!("{} {}\n", PUBLIC_PREFIX, B64.encode(self.public_key()));
-        create_new_0600(&public_path, public.as_bytes())?;
+        write_public_key(&public_path, &self.public_key())?;
         Ok(public_path)
     }
+}
+
+/// Loads a signing key from a key reference: an RFC 7512 `pkcs11:` URI names a key in an HSM
+/// ([`crate::pkcs11::Pkcs11Signer`]); anything else is the path of a key file ([`FileSigner`]).
+pub fn load_signer(spec: &str) -> Result<Arc<dyn Signer>, Error> {
+    if crate::pkcs11::is_uri(spec) {
+        Ok(Arc::new(crate::pkcs11::Pkcs11Signer::open(spec)?))
+    } else {
+        Ok(Arc::new(FileSigner::load(Path::new(spec))?))
+    }
+}
+
+/// A public key file's one line, `symbiont-ed25519 BASE64` (what [`PublicKey::load`] reads).
+pub fn public_key_line(public_key: &[u8; 32]) -> String {
+    format!("{PUBLIC_PREFIX} {}\n", B64.encode(public_key))
+}
+
+/// Writes a public key file (never over an existing file).
+pub fn write_public_key(path: &Path, public_key: &[u8; 32]) -> Result<(), Error> {
+    create_new_0600(path, public_key_line(public_key).as_bytes())
 }
 
 const PRIVATE_HEADER: &str = "-----BEGIN SYMBIONT ED25519 PRIVATE KEY-----";

@@ -15,14 +15,16 @@ pub mod entry;
 pub mod keys;
 pub mod log;
 pub mod merkle;
+pub mod pkcs11;
 pub mod store;
 pub mod time;
 pub mod verify;
 
 pub use crate::{
     entry::{Checkpoint, Entry, Record},
-    keys::{FileSigner, PublicKey, Signer},
+    keys::{load_signer, FileSigner, PublicKey, Signer},
     log::{Log, LogOptions, OpenReport, Ticket},
+    pkcs11::Pkcs11Signer,
     verify::{verify_log, Finding, VerifyOptions, VerifyReport},
 };
 
