@@ -11,8 +11,10 @@ use lexopt::{Arg, Parser, ValueExt};
 use serde_json::json;
 use symbiont_audit::{
     entry::{self, Checkpoint, Record},
-    keys::{FileSigner, PublicKey},
-    merkle, time,
+    keys::{self, FileSigner, PublicKey, Signer},
+    merkle,
+    pkcs11::{self, Pkcs11Signer},
+    time,
     verify::{self, VerifyOptions},
     Log, LogOptions,
 };
@@ -26,7 +28,9 @@ Usage: symbiont audit <COMMAND> [OPTIONS]
 
 Commands:
   keygen --key FILE                       Write a new Ed25519 key to FILE (0600) and FILE.pub
-  append LOG --key FILE [--json JSON]     Append one entry, or one per JSON line on stdin;
+  keygen --key PKCS11-URI [--pub FILE]    Generate an Ed25519 key inside an HSM token (it never
+                                          leaves it); write its public key to FILE, or print it
+  append LOG --key KEY [--json JSON]      Append one entry, or one per JSON line on stdin;
                                           prints each entry's seq once it is durable
   verify LOG [--key FILE.pub]... [--checkpoint FILE] [--follow] [--format human|json]
                                           Check signatures, chain, sequence, Merkle checkpoints;
@@ -37,7 +41,13 @@ Commands:
   prove LOG --seq N                       Print an inclusion proof of entry N (JSON)
   verify-proof [--proof FILE] [--key FILE.pub]...
                                           Check a proof (from FILE or stdin)
-  rotate LOG --key OLD --new-key NEW      Hand signing over to a new key, signed by both
+  rotate LOG --key OLD --new-key NEW      Hand signing over to a new key, signed by both (OLD and
+                                          NEW are KEYs)
+
+A KEY is a key file from keygen, or an RFC 7512 PKCS#11 URI naming a key in an HSM:
+  pkcs11:token=LABEL;object=KEY-LABEL?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=FILE
+The user PIN comes from pin-source=FILE (its first line), pin-value=PIN, or the environment
+variable SYMBIONT_PKCS11_PIN; it is never printed. Quote the URI in a shell (it has ; ? &).
 
 A JSON record has `agent`, `operation` and `decision`; other fields go into the details.
 Exit status: 0 success (a valid log); 1 an invalid log or proof; 2 a usage or I/O error.
@@ -45,7 +55,7 @@ Exit status: 0 success (a valid log); 1 an invalid log or proof; 2 a usage or I/
 
 #[derive(Debug)]
 pub enum AuditCommand {
-    Keygen { key: PathBuf },
+    Keygen { key: PathBuf, public: Option<PathBuf> },
     Append { log: PathBuf, key: PathBuf, json: Option<String> },
     Verify { log: PathBuf, keys: Vec<PathBuf>, checkpoint: Option<PathBuf>, follow: bool, json: bool },
     Show { log: PathBuf, agent: Option<String>, since: Option<String>, json: bool },
@@ -66,6 +76,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
     let (mut positional, mut keys, mut key, mut new_key, mut json_arg, mut checkpoint, mut proof) =
         (Vec::new(), Vec::new(), None, None, None, None, None);
     let (mut follow, mut json, mut agent, mut since, mut seq) = (false, false, None, None, None);
+    let mut public = None;
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(AUDIT_HELP)),
@@ -74,6 +85,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
                 key = Some(path.clone());
                 keys.push(path);
             }
+            Arg::Long("pub") => public = Some(PathBuf::from(parser.value().map_err(err)?)),
             Arg::Long("new-key") => new_key = Some(PathBuf::from(parser.value().map_err(err)?)),
             Arg::Long("json") => json_arg = Some(parser.value().map_err(err)?.string().map_err(err)?),
             Arg::Long("checkpoint") => checkpoint = Some(PathBuf::from(parser.value().map_err(err)?)),
@@ -97,7 +109,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
     let mut log = || positional.next().ok_or_else(|| usage(format!("'audit {sub}' needs the log directory")));
     let need = |v: Option<PathBuf>, flag: &str| v.ok_or_else(|| usage(format!("'audit {sub}' needs '{flag}'")));
     let command = match sub.as_str() {
-        "keygen" => AuditCommand::Keygen { key: need(key, "--key FILE")? },
+        "keygen" => AuditCommand::Keygen { key: need(key, "--key FILE")?, public },
         "append" => AuditCommand::Append { log: log()?, key: need(key, "--key FILE")?, json: json_arg },
         "verify" => AuditCommand::Verify { log: log()?, keys, checkpoint, follow, json },
         "show" => AuditCommand::Show { log: log()?, agent, since, json },
@@ -119,15 +131,7 @@ fn out(text: &str) -> Exit {
 
 pub fn run(command: &AuditCommand) -> Exit {
     match command {
-        AuditCommand::Keygen { key } => match FileSigner::generate().and_then(|s| s.write(key).map(|p| (s, p))) {
-            Ok((signer, public)) => out(&format!(
-                "key {} written to {} (0600), public key to {}\n",
-                symbiont_audit::Signer::key_id(&signer),
-                key.display(),
-                public.display()
-            )),
-            Err(e) => Exit::failure(e),
-        },
+        AuditCommand::Keygen { key, public } => keygen(key, public.as_deref()),
         AuditCommand::Append { log, key, json } => append(log, key, json.as_deref()),
         AuditCommand::Verify { log, keys, checkpoint, follow, json } => verify_cmd(log, keys, checkpoint.as_deref(), *follow, *json),
         AuditCommand::Show { log, agent, since, json } => show(log, agent.as_deref(), since.as_deref(), *json),
@@ -142,8 +146,8 @@ pub fn run(command: &AuditCommand) -> Exit {
         AuditCommand::VerifyProof { proof, keys } => verify_proof(proof.as_deref(), keys),
         AuditCommand::Rotate { log, key, new_key } => {
             let result = (|| {
-                let old = Arc::new(FileSigner::load(key)?);
-                let new = Arc::new(FileSigner::load(new_key)?);
+                let old = signer(key)?;
+                let new = signer(new_key)?;
                 let (log, _) = Log::open(log, old, LogOptions::default())?;
                 let seq = log.rotate(new)?;
                 log.close()?;
@@ -153,6 +157,54 @@ pub fn run(command: &AuditCommand) -> Exit {
                 Ok(seq) => out(&format!("key rotation recorded as entry {seq}\n")),
                 Err(e) => Exit::failure(e),
             }
+        }
+    }
+}
+
+/// The signing key `--key` names: a `pkcs11:` URI (a key in an HSM) or a key file.
+fn signer(key: &Path) -> Result<Arc<dyn Signer>, symbiont_audit::Error> {
+    match key.to_str() {
+        Some(spec) => keys::load_signer(spec),
+        None => Ok(Arc::new(FileSigner::load(key)?)),
+    }
+}
+
+/// A key file (and FILE.pub), or with a `pkcs11:` URI a key generated inside the token: its public
+/// key goes to `--pub FILE`, or alone to stdout (so `> FILE` saves it) with the note on stderr.
+fn keygen(key: &Path, public: Option<&Path>) -> Exit {
+    let Some(uri) = key.to_str().filter(|k| pkcs11::is_uri(k)) else {
+        if public.is_some() {
+            return Exit::failure("--pub is for a key generated in an HSM (--key pkcs11:…); a key file's public key goes to FILE.pub");
+        }
+        return match FileSigner::generate().and_then(|s| s.write(key).map(|p| (s, p))) {
+            Ok((signer, public)) => {
+                out(&format!("key {} written to {} (0600), public key to {}\n", signer.key_id(), key.display(), public.display()))
+            }
+            Err(e) => Exit::failure(e),
+        };
+    };
+    // Refuse before generating: a key made in the token but not exported would be left behind.
+    if let Some(path) = public.filter(|p| p.exists()) {
+        return Exit::failure(format!("{}: already exists (keygen never overwrites a key file)", path.display()));
+    }
+    let signer = match Pkcs11Signer::generate(uri) {
+        Ok(signer) => signer,
+        Err(e) => return Exit::failure(e),
+    };
+    let what = format!(
+        "key {} generated in token `{}` as `{}` (it cannot leave the token)",
+        signer.key_id(),
+        signer.token_label(),
+        signer.label()
+    );
+    match public {
+        Some(path) => match keys::write_public_key(path, &signer.public_key()) {
+            Ok(()) => out(&format!("{what}, public key to {}\n", path.display())),
+            Err(e) => Exit::failure(format!("{what}, but its public key was not written: {e}")),
+        },
+        None => {
+            eprintln!("{what}; its public key follows");
+            out(&keys::public_key_line(&signer.public_key()))
         }
     }
 }
@@ -169,8 +221,8 @@ fn append(dir: &Path, key: &Path, json: Option<&str>) -> Exit {
         Ok(record) => record,
         Err(e) => return Exit::failure(format!("--json: {e}")),
     };
-    let signer = match FileSigner::load(key) {
-        Ok(s) => Arc::new(s),
+    let signer = match signer(key) {
+        Ok(s) => s,
         Err(e) => return Exit::failure(e),
     };
     let (log, report) = match Log::open(dir, signer, LogOptions::default()) {
