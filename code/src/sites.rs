@@ -1,0 +1,395 @@
+//! Finding where code performs something: every call, construction and notable reference, with the
+//! callee resolved to a qualified name through the file's imports and aliases
+//! (`import requests as r; r.get(u)` is `requests.get`; `use std::fs::write; write(p, b)` is
+//! `std::fs::write`). Names defined in the file shadow imports and globals, so a local function
+//! called `fetch` is not the global `fetch`.
+
+use std::collections::{HashMap, HashSet};
+
+use tree_sitter::Node;
+
+use crate::lang::{Family, Lang};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SiteKind {
+    /// `f(…)`
+    Call,
+    /// `new F(…)`
+    Construct,
+    /// A qualified name used without a call (`os.environ`, `process.env`).
+    Reference,
+}
+
+/// An argument as far as rules care: its keyword (Python `mode=`) and its value when it is a
+/// string or boolean literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arg {
+    pub keyword: Option<String>,
+    pub literal: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub kind: SiteKind,
+    /// The resolved callee, e.g. `requests.get`, `fs.promises.writeFile`, `std::fs::write`, or for
+    /// method chains on a constructed value `pathlib.Path().write_text`.
+    pub qualified: String,
+    /// The whole call (or reference), in bytes.
+    pub start: usize,
+    pub end: usize,
+    /// The callee expression, in bytes (what an SDK rewrite replaces).
+    pub callee_start: usize,
+    pub callee_end: usize,
+    pub args: Vec<Arg>,
+}
+
+/// Bindings from local names to what they stand for, and the names the file defines itself.
+#[derive(Default)]
+struct Scope {
+    bindings: HashMap<String, String>,
+    shadowed: HashSet<String>,
+}
+
+const PY_BUILTINS: &[&str] = &["open", "eval", "exec", "compile", "__import__"];
+
+pub fn sites(lang: Lang, tree: &tree_sitter::Tree, text: &str) -> Vec<Site> {
+    let src = text.as_bytes();
+    let root = tree.root_node();
+    let mut scope = Scope::default();
+    let mut stack = vec![root];
+    // First pass: imports, aliases and local definitions, wherever they are.
+    while let Some(node) = stack.pop() {
+        bind(lang.family(), node, src, &mut scope);
+        push_children(node, &mut stack);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if let Some(site) = site(lang.family(), node, src, &scope) {
+            out.push(site);
+        }
+        push_children(node, &mut stack);
+    }
+    out.sort_by_key(|s| (s.start, s.end));
+    out
+}
+
+fn push_children<'t>(node: Node<'t>, stack: &mut Vec<Node<'t>>) {
+    let mut cursor = node.walk();
+    let children: Vec<Node<'t>> = node.named_children(&mut cursor).collect();
+    stack.extend(children.into_iter().rev());
+}
+
+fn text<'s>(node: Node<'_>, src: &'s [u8]) -> &'s str {
+    node.utf8_text(src).unwrap_or("")
+}
+
+/// A path's text without whitespace (`std :: fs` is `std::fs`).
+fn compact(node: Node<'_>, src: &[u8]) -> String {
+    text(node, src).chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+fn string_value(node: Node<'_>, src: &[u8]) -> Option<String> {
+    match node.kind() {
+        "string" | "string_literal" | "raw_string_literal" | "template_string" => {
+            let t = text(node, src);
+            let t = t.trim_start_matches(|c: char| c.is_ascii_alphabetic() && c != '"' && c != '\'');
+            let trimmed = t.trim_matches(|c| c == '"' || c == '\'' || c == '`');
+            Some(trimmed.to_string())
+        }
+        "true" | "false" | "boolean_literal" => Some(text(node, src).to_string()),
+        _ => None,
+    }
+}
+
+fn js_module(name: &str) -> String {
+    name.strip_prefix("node:").unwrap_or(name).replace('/', ".")
+}
+
+fn bind(family: Family, node: Node<'_>, src: &[u8], scope: &mut Scope) {
+    match (family, node.kind()) {
+        (Family::Python, "import_statement") => {
+            let mut cursor = node.walk();
+            for name in node.children_by_field_name("name", &mut cursor) {
+                match name.kind() {
+                    "dotted_name" => {
+                        let full = text(name, src).to_string();
+                        let first = full.split('.').next().unwrap_or(&full).to_string();
+                        scope.bindings.insert(first.clone(), first);
+                    }
+                    "aliased_import" => {
+                        if let (Some(n), Some(a)) = (name.child_by_field_name("name"), name.child_by_field_name("alias")) {
+                            scope.bindings.insert(text(a, src).to_string(), text(n, src).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (Family::Python, "import_from_statement") => {
+            let Some(module) = node.child_by_field_name("module_name") else { return };
+            let module = text(module, src).to_string();
+            let mut cursor = node.walk();
+            for name in node.children_by_field_name("name", &mut cursor) {
+                let (imported, local) = match name.kind() {
+                    "dotted_name" => (text(name, src).to_string(), text(name, src).to_string()),
+                    "aliased_import" => match (name.child_by_field_name("name"), name.child_by_field_name("alias")) {
+                        (Some(n), Some(a)) => (text(n, src).to_string(), text(a, src).to_string()),
+                        _ => continue,
+                    },
+                    _ => continue,
+                };
+                scope.bindings.insert(local, format!("{module}.{imported}"));
+            }
+        }
+        (Family::Python, "function_definition" | "class_definition") => {
+            if let Some(name) = node.child_by_field_name("name") {
+                scope.shadowed.insert(text(name, src).to_string());
+            }
+        }
+        (Family::Js, "import_statement") => {
+            let Some(source) = node.child_by_field_name("source").and_then(|s| string_value(s, src)) else { return };
+            let module = js_module(&source);
+            let mut cursor = node.walk();
+            for clause in node.named_children(&mut cursor).filter(|c| c.kind() == "import_clause") {
+                let mut inner = clause.walk();
+                for part in clause.named_children(&mut inner) {
+                    match part.kind() {
+                        "identifier" => {
+                            scope.bindings.insert(text(part, src).to_string(), module.clone());
+                        }
+                        "namespace_import" => {
+                            let mut c = part.walk();
+                            let id = part.named_children(&mut c).find(|n| n.kind() == "identifier");
+                            if let Some(id) = id {
+                                scope.bindings.insert(text(id, src).to_string(), module.clone());
+                            }
+                        }
+                        "named_imports" => {
+                            let mut c = part.walk();
+                            for spec in part.named_children(&mut c).filter(|n| n.kind() == "import_specifier") {
+                                let Some(name) = spec.child_by_field_name("name") else { continue };
+                                let local = spec.child_by_field_name("alias").unwrap_or(name);
+                                scope.bindings.insert(text(local, src).to_string(), format!("{module}.{}", text(name, src)));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        (Family::Js, "variable_declarator") => {
+            let (Some(name), value) = (node.child_by_field_name("name"), node.child_by_field_name("value")) else { return };
+            match value.and_then(|v| required_module(v, src)) {
+                Some(module) => match name.kind() {
+                    "identifier" => {
+                        scope.bindings.insert(text(name, src).to_string(), module);
+                    }
+                    "object_pattern" => {
+                        let mut c = name.walk();
+                        for prop in name.named_children(&mut c) {
+                            match prop.kind() {
+                                "shorthand_property_identifier_pattern" => {
+                                    let p = text(prop, src).to_string();
+                                    scope.bindings.insert(p.clone(), format!("{module}.{p}"));
+                                }
+                                "pair_pattern" => {
+                                    if let (Some(k), Some(v)) = (prop.child_by_field_name("key"), prop.child_by_field_name("value")) {
+                                        scope.bindings.insert(text(v, src).to_string(), format!("{module}.{}", text(k, src)));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+                None => {
+                    if name.kind() == "identifier" {
+                        scope.shadowed.insert(text(name, src).to_string());
+                    }
+                }
+            }
+        }
+        (Family::Js, "function_declaration" | "class_declaration" | "generator_function_declaration") => {
+            if let Some(name) = node.child_by_field_name("name") {
+                scope.shadowed.insert(text(name, src).to_string());
+            }
+        }
+        (Family::Rust, "use_declaration") => {
+            if let Some(argument) = node.child_by_field_name("argument") {
+                bind_rust_use(argument, "", src, scope);
+            }
+        }
+        (Family::Rust, "function_item") => {
+            if let Some(name) = node.child_by_field_name("name") {
+                scope.shadowed.insert(text(name, src).to_string());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `require("m")`, `require("m").x`: the module (and member) a value stands for.
+fn required_module(value: Node<'_>, src: &[u8]) -> Option<String> {
+    match value.kind() {
+        "call_expression" => {
+            let function = value.child_by_field_name("function")?;
+            if text(function, src) != "require" {
+                return None;
+            }
+            let args = value.child_by_field_name("arguments")?;
+            let mut c = args.walk();
+            let first = args.named_children(&mut c).next()?;
+            string_value(first, src).map(|m| js_module(&m))
+        }
+        "member_expression" => {
+            let object = required_module(value.child_by_field_name("object")?, src)?;
+            Some(format!("{object}.{}", text(value.child_by_field_name("property")?, src)))
+        }
+        "await_expression" | "parenthesized_expression" => {
+            let mut c = value.walk();
+            let inner = value.named_children(&mut c).next()?;
+            required_module(inner, src)
+        }
+        _ => None,
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}::{name}")
+    }
+}
+
+fn bind_rust_use(node: Node<'_>, prefix: &str, src: &[u8], scope: &mut Scope) {
+    match node.kind() {
+        "identifier" | "scoped_identifier" | "crate" | "self" | "super" => {
+            let full = join(prefix, &compact(node, src));
+            let last = full.rsplit("::").next().unwrap_or(&full).to_string();
+            let full = if last == "self" { full.trim_end_matches("::self").to_string() } else { full };
+            let local = full.rsplit("::").next().unwrap_or(&full).to_string();
+            scope.bindings.insert(local, full);
+        }
+        "use_as_clause" => {
+            if let (Some(path), Some(alias)) = (node.child_by_field_name("path"), node.child_by_field_name("alias")) {
+                scope.bindings.insert(text(alias, src).to_string(), join(prefix, &compact(path, src)));
+            }
+        }
+        "scoped_use_list" => {
+            let path = node.child_by_field_name("path").map(|p| join(prefix, &compact(p, src))).unwrap_or_else(|| prefix.to_string());
+            if let Some(list) = node.child_by_field_name("list") {
+                bind_rust_use(list, &path, src, scope);
+            }
+        }
+        "use_list" => {
+            let mut c = node.walk();
+            for item in node.named_children(&mut c) {
+                bind_rust_use(item, prefix, src, scope);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The qualified name an expression stands for, when it is a name, a path, a member of one, or a
+/// call in a method chain (`Path("x")` in `Path("x").write_text(…)` is `pathlib.Path()`).
+fn qualify(family: Family, node: Node<'_>, src: &[u8], scope: &Scope) -> Option<String> {
+    match node.kind() {
+        "identifier" | "type_identifier" => {
+            let name = text(node, src);
+            if let Some(bound) = scope.bindings.get(name) {
+                return Some(bound.clone());
+            }
+            if scope.shadowed.contains(name) {
+                return None;
+            }
+            if family == Family::Python && PY_BUILTINS.contains(&name) {
+                return Some(format!("builtins.{name}"));
+            }
+            Some(name.to_string())
+        }
+        "attribute" => {
+            let object = qualify(family, node.child_by_field_name("object")?, src, scope)?;
+            Some(format!("{object}.{}", text(node.child_by_field_name("attribute")?, src)))
+        }
+        "member_expression" => {
+            let object = qualify(family, node.child_by_field_name("object")?, src, scope)?;
+            Some(format!("{object}.{}", text(node.child_by_field_name("property")?, src)))
+        }
+        "scoped_identifier" | "scoped_type_identifier" => {
+            let name = text(node.child_by_field_name("name")?, src);
+            match node.child_by_field_name("path") {
+                Some(path) => Some(format!("{}::{name}", qualify(family, path, src, scope)?)),
+                None => Some(name.to_string()),
+            }
+        }
+        "generic_function" | "generic_type" => {
+            qualify(family, node.child_by_field_name("function").or(node.child_by_field_name("type"))?, src, scope)
+        }
+        "call" | "call_expression" => Some(format!("{}()", qualify(family, node.child_by_field_name("function")?, src, scope)?)),
+        "field_expression" => {
+            let value = node.child_by_field_name("value")?;
+            // Only method chains on calls resolve: a variable's type is unknown here.
+            if value.kind() != "call_expression" {
+                return None;
+            }
+            Some(format!("{}.{}", qualify(family, value, src, scope)?, text(node.child_by_field_name("field")?, src)))
+        }
+        "parenthesized_expression" | "await_expression" | "non_null_expression" => {
+            let mut c = node.walk();
+            let inner = node.named_children(&mut c).next()?;
+            qualify(family, inner, src, scope)
+        }
+        _ => None,
+    }
+}
+
+fn args(node: Option<Node<'_>>, src: &[u8]) -> Vec<Arg> {
+    let Some(node) = node else { return Vec::new() };
+    let mut c = node.walk();
+    node.named_children(&mut c)
+        .filter(|a| a.kind() != "comment")
+        .map(|a| match a.kind() {
+            "keyword_argument" => Arg {
+                keyword: a.child_by_field_name("name").map(|n| text(n, src).to_string()),
+                literal: a.child_by_field_name("value").and_then(|v| string_value(v, src)),
+            },
+            _ => Arg { keyword: None, literal: string_value(a, src) },
+        })
+        .collect()
+}
+
+fn site(family: Family, node: Node<'_>, src: &[u8], scope: &Scope) -> Option<Site> {
+    let (kind, callee, arguments) = match (family, node.kind()) {
+        (_, "call" | "call_expression") => (SiteKind::Call, node.child_by_field_name("function")?, node.child_by_field_name("arguments")),
+        (Family::Js, "new_expression") => {
+            (SiteKind::Construct, node.child_by_field_name("constructor")?, node.child_by_field_name("arguments"))
+        }
+        (Family::Python, "attribute") | (Family::Js, "member_expression") => {
+            // A reference only when it is not itself the callee or the object of a longer name.
+            let parent = node.parent()?;
+            if matches!(parent.kind(), "call" | "call_expression" | "new_expression" | "attribute" | "member_expression") {
+                let is_callee = parent.child_by_field_name("function").or(parent.child_by_field_name("constructor")) == Some(node);
+                let is_object = parent.child_by_field_name("object") == Some(node);
+                if is_callee || is_object {
+                    return None;
+                }
+            }
+            (SiteKind::Reference, node, None)
+        }
+        _ => return None,
+    };
+    let qualified = qualify(family, callee, src, scope)?;
+    Some(Site {
+        kind,
+        qualified,
+        start: node.start_byte(),
+        end: node.end_byte(),
+        callee_start: callee.start_byte(),
+        callee_end: callee.end_byte(),
+        args: args(arguments, src),
+    })
+}
