@@ -20,6 +20,13 @@ pub mod store;
 pub mod time;
 pub mod verify;
 
+/// WORM backups to S3 with Object Lock (feature `s3`).
+#[cfg(feature = "s3")]
+pub mod backup;
+/// The small S3 client behind [`backup`] (feature `s3`).
+#[cfg(feature = "s3")]
+pub mod s3;
+
 pub use crate::{
     entry::{Checkpoint, Entry, Record},
     keys::{load_signer, FileSigner, PublicKey, Signer},
@@ -43,6 +50,8 @@ pub enum Error {
     Input(String),
     /// The writer stopped after an I/O error; nothing more is acknowledged.
     WriterFailed(String),
+    /// A remote store (S3) refused or failed a request, or holds something unusable.
+    Remote(String),
 }
 
 impl std::fmt::Display for Error {
@@ -53,6 +62,7 @@ impl std::fmt::Display for Error {
             Error::Corrupt(finding) => write!(f, "the log is corrupt: {finding}"),
             Error::Key(message) | Error::Input(message) => f.write_str(message),
             Error::WriterFailed(message) => write!(f, "the log writer stopped: {message}"),
+            Error::Remote(message) => f.write_str(message),
         }
     }
 }

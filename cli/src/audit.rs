@@ -35,6 +35,14 @@ Commands:
   verify LOG [--key FILE.pub]... [--checkpoint FILE] [--follow] [--format human|json]
                                           Check signatures, chain, sequence, Merkle checkpoints;
                                           exit 0 valid, 1 invalid (naming the first bad entry)
+  verify s3://BUCKET/PREFIX [--endpoint URL] [--key FILE.pub]... [--checkpoint FILE] [--format F]
+                                          The same checks on a backup (see `backup`)
+  backup LOG --to s3://BUCKET/PREFIX [--endpoint URL] [--retain DURATION] [--include-active]
+                                          Upload what is new (sealed segments, checkpoints) to a
+                                          bucket with Object Lock, locked in COMPLIANCE mode for
+                                          DURATION (7y, 90d, 36h; default 7y). S3 credentials:
+                                          AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION;
+                                          the endpoint may also come from AWS_ENDPOINT_URL
   show LOG [--agent A] [--since T] [--format human|json]
                                           Print entries (T: RFC 3339 time, or 15m/2h/7d ago)
   checkpoint LOG                          Print the latest checkpoint (save it for --checkpoint)
@@ -63,6 +71,8 @@ pub enum AuditCommand {
     Prove { log: PathBuf, seq: u64 },
     VerifyProof { proof: Option<PathBuf>, keys: Vec<PathBuf> },
     Rotate { log: PathBuf, key: PathBuf, new_key: PathBuf },
+    Backup(crate::audit_backup::Backup),
+    VerifyRemote(crate::audit_backup::VerifyRemote),
 }
 
 pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
@@ -77,6 +87,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
         (Vec::new(), Vec::new(), None, None, None, None, None);
     let (mut follow, mut json, mut agent, mut since, mut seq) = (false, false, None, None, None);
     let mut public = None;
+    let (mut to, mut endpoint, mut retain, mut include_active) = (None, None, None, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(AUDIT_HELP)),
@@ -91,6 +102,10 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
             Arg::Long("checkpoint") => checkpoint = Some(PathBuf::from(parser.value().map_err(err)?)),
             Arg::Long("proof") => proof = Some(PathBuf::from(parser.value().map_err(err)?)),
             Arg::Long("follow") => follow = true,
+            Arg::Long("to") => to = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("endpoint") => endpoint = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("retain") => retain = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("include-active") => include_active = true,
             Arg::Long("agent") => agent = Some(parser.value().map_err(err)?.string().map_err(err)?),
             Arg::Long("since") => since = Some(parser.value().map_err(err)?.string().map_err(err)?),
             Arg::Long("seq") => seq = Some(parser.value().map_err(err)?.parse::<u64>().map_err(err)?),
@@ -111,7 +126,24 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
     let command = match sub.as_str() {
         "keygen" => AuditCommand::Keygen { key: need(key, "--key FILE")?, public },
         "append" => AuditCommand::Append { log: log()?, key: need(key, "--key FILE")?, json: json_arg },
-        "verify" => AuditCommand::Verify { log: log()?, keys, checkpoint, follow, json },
+        "verify" => match log()? {
+            log if log.to_str().is_some_and(|l| l.starts_with("s3://")) => {
+                if follow {
+                    return Err(usage("'--follow' is for a local log, not a backup".into()));
+                }
+                let target = log.to_string_lossy().into_owned();
+                AuditCommand::VerifyRemote(crate::audit_backup::VerifyRemote { target, endpoint, keys, checkpoint, json })
+            }
+            log => AuditCommand::Verify { log, keys, checkpoint, follow, json },
+        },
+        "backup" => {
+            let retain = retain.unwrap_or_else(|| symbiont_audit::backup::DEFAULT_RETAIN.into());
+            let retain = symbiont_audit::backup::parse_duration(&retain).ok_or_else(|| {
+                usage(format!("invalid value '{retain}' for '--retain' (expected a count and a unit: 7y, 90d, 36h, 30m)"))
+            })?;
+            let to = to.ok_or_else(|| usage("'audit backup' needs '--to s3://BUCKET/PREFIX'".into()))?;
+            AuditCommand::Backup(crate::audit_backup::Backup { log: log()?, to, endpoint, retain, include_active, json })
+        }
         "show" => AuditCommand::Show { log: log()?, agent, since, json },
         "checkpoint" => AuditCommand::Checkpoint { log: log()? },
         "prove" => AuditCommand::Prove { log: log()?, seq: seq.ok_or_else(|| usage("'audit prove' needs '--seq N'".into()))? },
@@ -122,7 +154,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
     Ok(crate::args::Command::Audit(command))
 }
 
-fn out(text: &str) -> Exit {
+pub(crate) fn out(text: &str) -> Exit {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Exit::failure(format!("cannot write the output: {e}")),
         _ => Exit::Clean,
@@ -134,6 +166,8 @@ pub fn run(command: &AuditCommand) -> Exit {
         AuditCommand::Keygen { key, public } => keygen(key, public.as_deref()),
         AuditCommand::Append { log, key, json } => append(log, key, json.as_deref()),
         AuditCommand::Verify { log, keys, checkpoint, follow, json } => verify_cmd(log, keys, checkpoint.as_deref(), *follow, *json),
+        AuditCommand::Backup(backup) => crate::audit_backup::backup(backup),
+        AuditCommand::VerifyRemote(verify) => crate::audit_backup::verify_remote(verify),
         AuditCommand::Show { log, agent, since, json } => show(log, agent.as_deref(), since.as_deref(), *json),
         AuditCommand::Checkpoint { log } => match verify::verify_log(log, &VerifyOptions::default()) {
             Ok(report) => match report.latest_checkpoint {
@@ -282,11 +316,11 @@ fn append(dir: &Path, key: &Path, json: Option<&str>) -> Exit {
     }
 }
 
-fn load_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, symbiont_audit::Error> {
+pub(crate) fn load_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, symbiont_audit::Error> {
     paths.iter().map(|p| PublicKey::load(p)).collect()
 }
 
-fn load_checkpoint(path: &Path) -> Result<Checkpoint, String> {
+pub(crate) fn load_checkpoint(path: &Path) -> Result<Checkpoint, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(text.trim()).map_err(|e| format!("{}: not a checkpoint: {e}", path.display()))
 }
@@ -315,44 +349,49 @@ fn verify_cmd(dir: &Path, key_paths: &[PathBuf], checkpoint: Option<&Path>, foll
             std::thread::sleep(std::time::Duration::from_millis(250));
             continue;
         }
-        let text = if json {
-            let finding = report.finding.as_ref().map(|f| json!({ "seq": f.seq, "path": f.path, "offset": f.offset, "reason": f.reason }));
-            let value = json!({
-                "valid": report.is_valid(),
-                "origin": report.origin,
-                "entries": report.entries,
-                "checkpoints": report.checkpoints,
-                "root": entry::b64(&report.root),
-                "first_bad": finding,
-                "torn_tail": report.torn_tail.as_ref().map(|f| json!({ "path": f.path, "offset": f.offset })),
-                "warnings": report.warnings,
-            });
-            format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default())
-        } else {
-            let mut text = String::new();
-            for warning in &report.warnings {
-                text.push_str(&format!("warning: {warning}\n"));
-            }
-            if let Some(torn) = &report.torn_tail {
-                text.push_str(&format!("note: {torn}\n"));
-            }
-            match &report.finding {
-                None => text.push_str(&format!(
-                    "valid: {} entries, {} checkpoints, root {} ({})\n",
-                    report.entries,
-                    report.checkpoints,
-                    entry::b64(&report.root),
-                    report.origin
-                )),
-                Some(f) => text.push_str(&format!("INVALID: {f}\n")),
-            }
-            text
-        };
+        let text = render_report(&report, json);
         let exit = out(&text);
         if exit != Exit::Clean {
             return exit;
         }
         return if report.is_valid() { Exit::Clean } else { Exit::Problems };
+    }
+}
+
+/// A verification report, as `verify` prints it (`--format human|json`).
+pub(crate) fn render_report(report: &verify::VerifyReport, json: bool) -> String {
+    if json {
+        let finding = report.finding.as_ref().map(|f| json!({ "seq": f.seq, "path": f.path, "offset": f.offset, "reason": f.reason }));
+        let value = json!({
+            "valid": report.is_valid(),
+            "origin": report.origin,
+            "entries": report.entries,
+            "checkpoints": report.checkpoints,
+            "root": entry::b64(&report.root),
+            "first_bad": finding,
+            "torn_tail": report.torn_tail.as_ref().map(|f| json!({ "path": f.path, "offset": f.offset })),
+            "warnings": report.warnings,
+        });
+        format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default())
+    } else {
+        let mut text = String::new();
+        for warning in &report.warnings {
+            text.push_str(&format!("warning: {warning}\n"));
+        }
+        if let Some(torn) = &report.torn_tail {
+            text.push_str(&format!("note: {torn}\n"));
+        }
+        match &report.finding {
+            None => text.push_str(&format!(
+                "valid: {} entries, {} checkpoints, root {} ({})\n",
+                report.entries,
+                report.checkpoints,
+                entry::b64(&report.root),
+                report.origin
+            )),
+            Some(f) => text.push_str(&format!("INVALID: {f}\n")),
+        }
+        text
     }
 }
 

@@ -22,6 +22,7 @@
 
 mod args;
 mod audit;
+mod audit_backup;
 mod check;
 mod fmt;
 mod fsutil;

@@ -17,7 +17,7 @@ use symbiont_tests::repo_root;
 /// The `symbiont` binary, built on first use: cargo builds integration tests' dependencies but
 /// not another package's binaries, so the tests build it themselves (a no-op when it is fresh),
 /// into the target directory they run from. `SYMBIONT_BIN` names a prebuilt binary instead.
-fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         if let Some(path) = std::env::var_os("SYMBIONT_BIN") {

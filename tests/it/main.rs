@@ -3,6 +3,7 @@
 
 mod alloc;
 mod audit_pkcs11;
+mod audit_s3;
 mod audit_tamper;
 mod checks;
 mod cli;
