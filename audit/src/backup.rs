@@ -194,6 +194,9 @@ fn check_bucket(client: &Client) -> Result<(), Error> {
 /// uploads, in an order that keeps the backup a valid log at every step, every object not yet
 /// there, each locked in COMPLIANCE mode for `options.retain`.
 pub fn backup(dir: &Path, client: &Client, target: &Target, options: &BackupOptions) -> Result<BackupReport, Error> {
+    // Listed before verifying: every segment sealed by then is immutable, and verified below. A
+    // writer may go on appending; only what this verification covered is uploaded.
+    let segments = store::segments(dir)?;
     let local = verify::verify_log(dir, &VerifyOptions::default())?;
     if let Some(finding) = local.finding {
         return Err(Error::Corrupt(finding));
@@ -213,14 +216,14 @@ pub fn backup(dir: &Path, client: &Client, target: &Target, options: &BackupOpti
     let keys_path = dir.join(store::KEYS_FILE);
     let keys = complete_lines(&keys_path)?;
     plan.push(Planned { name: format!("keys/{:020}.jsonl", keys.len()), bytes: joined(&keys), path: keys_path });
-    let segments = store::segments(dir)?;
     let active_first = segments.last().map_or(0, |(first, _)| *first);
     for (_, path) in segments.iter().take(segments.len().saturating_sub(1)) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         plan.push(Planned { name: format!("segments/{name}"), bytes: fs::read(path).map_err(io_error(path))?, path: path.clone() });
     }
     let checkpoints_path = dir.join(store::CHECKPOINTS_FILE);
-    let checkpoint_lines = complete_lines(&checkpoints_path)?;
+    let mut checkpoint_lines = complete_lines(&checkpoints_path)?;
+    checkpoint_lines.truncate(local.checkpoints as usize);
     let mut sizes = Vec::new();
     for line in &checkpoint_lines {
         let cp: Checkpoint = serde_json::from_slice(&line.bytes)
@@ -231,17 +234,18 @@ pub fn backup(dir: &Path, client: &Client, target: &Target, options: &BackupOpti
     let mut covered = active_first;
     if options.include_active && latest > active_first {
         if let Some((_, path)) = segments.last() {
+            // Capped by the segment's length: a writer may have sealed it since it was listed.
             let lines = complete_lines(path)?;
-            let count = (latest - active_first) as usize;
-            if lines.len() < count {
-                return Err(Error::Input(format!("{}: shorter than the latest checkpoint says", path.display())));
+            let count = ((latest - active_first) as usize).min(lines.len());
+            let end = active_first + count as u64;
+            if end > active_first {
+                plan.push(Planned {
+                    name: format!("active/{active_first:020}-{end:020}.jsonl"),
+                    bytes: joined(&lines[..count]),
+                    path: path.clone(),
+                });
+                covered = end;
             }
-            plan.push(Planned {
-                name: format!("active/{active_first:020}-{latest:020}.jsonl"),
-                bytes: joined(&lines[..count]),
-                path: path.clone(),
-            });
-            covered = latest;
         }
     }
     let mut checkpoint = None;

@@ -230,9 +230,8 @@ impl Client {
         let sha_hex = crate::entry::hex(&sha);
         let sha_b64 = crate::entry::b64(&sha);
         let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
-        let length = body.len().to_string();
+        // ureq sends Content-Length itself (unsigned, as SigV4 allows).
         let mut headers = vec![
-            ("content-length", length.as_str()),
             ("content-md5", md5.as_str()),
             ("content-type", "application/octet-stream"),
             ("x-amz-checksum-sha256", sha_b64.as_str()),
@@ -287,8 +286,7 @@ impl Client {
             retention.mode, retention.retain_until
         );
         let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
-        let length = body.len().to_string();
-        let headers = [("content-length", length.as_str()), ("content-md5", md5.as_str()), ("content-type", "application/xml")];
+        let headers = [("content-md5", md5.as_str()), ("content-type", "application/xml")];
         self.send(Method::Put, Some(key), &[("retention", ""), ("versionId", version)], &headers, Some(body.as_bytes())).map(drop)
     }
 
