@@ -330,6 +330,8 @@ pub struct Download {
     /// part that is not a prefix of the segment sealed later, a body that does not match the
     /// SHA-256 recorded at upload.
     pub problems: Vec<Finding>,
+    /// Where each checkpoint object starts in the laid-out `checkpoints.jsonl`, with its URL.
+    checkpoint_objects: Vec<(u64, String)>,
 }
 
 impl Download {
@@ -346,6 +348,20 @@ impl Download {
     pub fn remote_path(&self, path: &Path) -> PathBuf {
         self.sources.iter().find(|(p, _)| p == path).map_or_else(|| path.to_path_buf(), |(_, url)| PathBuf::from(url))
     }
+
+    /// A finding about the laid-out log, about the object (and the offset in it) instead.
+    pub fn remote_finding(&self, finding: &Finding) -> Finding {
+        let mut remote = finding.clone();
+        if finding.path == self.dir.path().join(store::CHECKPOINTS_FILE) {
+            if let Some((start, url)) = self.checkpoint_objects.iter().rev().find(|(start, _)| *start <= finding.offset) {
+                remote.path = PathBuf::from(url);
+                remote.offset = finding.offset - start;
+                return remote;
+            }
+        }
+        remote.path = self.remote_path(&finding.path);
+        remote
+    }
 }
 
 fn numbered(name: &str, dir: &str, ext: &str) -> Option<u64> {
@@ -361,7 +377,7 @@ pub fn download(client: &Client, target: &Target) -> Result<Download, Error> {
         return Err(Error::Remote(format!("{}: no backup here (no objects under this prefix)", target.url(""))));
     }
     let dir = TempDir::new()?;
-    let mut download = Download { sources: Vec::new(), warnings: Vec::new(), problems: Vec::new(), dir };
+    let mut download = Download { sources: Vec::new(), warnings: Vec::new(), problems: Vec::new(), checkpoint_objects: Vec::new(), dir };
     let root = download.dir.path().to_path_buf();
     fs::DirBuilder::new().mode(0o700).create(root.join(store::SEGMENTS_DIR)).map_err(io_error(&root))?;
 
@@ -475,7 +491,9 @@ pub fn download(client: &Client, target: &Target) -> Result<Download, Error> {
     }
     let mut all = Vec::new();
     for (name, version) in checkpoints.values() {
-        all.extend(fetch(name, version, &mut download)?);
+        let bytes = fetch(name, version, &mut download)?;
+        download.checkpoint_objects.push((all.len() as u64, target.url(name)));
+        all.extend(bytes);
     }
     if !all.is_empty() {
         write(root.join(store::CHECKPOINTS_FILE), &all, target.url("checkpoints/"), &mut download)?;

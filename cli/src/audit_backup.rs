@@ -126,7 +126,7 @@ pub fn verify_remote(args: &VerifyRemote) -> Exit {
     };
     // Name the objects, not the temporary files they were laid out in.
     for finding in report.finding.iter_mut().chain(report.torn_tail.iter_mut()) {
-        finding.path = download.remote_path(&finding.path);
+        *finding = download.remote_finding(finding);
     }
     let mut warnings = download.warnings.clone();
     warnings.extend(report.warnings.iter().map(|w| download.remote_text(w)));

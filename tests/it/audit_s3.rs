@@ -355,6 +355,12 @@ fn backup_to_seaweedfs_under_object_lock() {
     let human = symbiont(&verify[..verify.len() - 2]);
     assert!(human.stdout.starts_with("valid: 27 entries"), "{human:?}");
 
+    // Findings name the objects: with a key that did not sign the log, entry 0 of the first segment.
+    let stranger = FileSigner::generate().unwrap().write(&work.path().join("stranger")).unwrap();
+    let run = symbiont(&["audit", "verify", url.as_str(), "--endpoint", endpoint, "--key", stranger.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains(&format!("INVALID: entry 0 ({url}{}, byte 0): signed by key", segment(0))), "{run:?}");
+
     // S3 refuses to delete the locked version, even asking to bypass a governance lock…
     let refused = |result: Result<(), symbiont_audit::s3::S3Error>, what: &str| {
         let error = result.expect_err(&format!("{what} was allowed under a COMPLIANCE lock"));
