@@ -9,6 +9,8 @@
 //! client can extend it, and can delete an unlocked object, so the refusals are the lock's);
 //! writing over or deleting a key leaves the locked first version, which `verify` still uses; and
 //! after the local log is tampered with, the backup still verifies while the local log does not.
+//! What SeaweedFS does not enforce is shown too: its filer's own HTTP API (not S3) can delete a
+//! locked version, and `verify s3://…` then reports the hole.
 //!
 //! `weed` is `$SYMBIONT_WEED`, else `weed` on `PATH`, else `.venv-test/bin/weed` (which
 //! `scripts/test` installs). Without it the test prints `SKIPPED: …` and returns, except when
@@ -424,4 +426,32 @@ fn backup_to_seaweedfs_under_object_lock() {
     let run = symbiont(&["audit", "verify", &format!("s3://{LOCKED}/nothing"), "--endpoint", endpoint]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("no backup here"), "{run:?}");
+
+    // What SeaweedFS does not enforce: the lock is its S3 gateway's. Its filer's HTTP API (another
+    // port, unauthenticated unless configured) can delete a locked version outright. When it
+    // does, `verify s3://…` reports the hole.
+    let key = format!("logs/one/{}", segment(10));
+    let version = worm.head_object(&key, None).unwrap().and_then(|i| i.version_id).expect("segment 10 is there");
+    let status = filer_delete(server.ports[4], &format!("/buckets/{LOCKED}/{key}.versions/v_{version}"));
+    if (200..300).contains(&status) {
+        println!("SeaweedFS {}: its filer API deleted a COMPLIANCE-locked version (HTTP {status})", server.version);
+        assert_eq!(worm.head_object(&key, Some(&version)).unwrap().map(|i| i.size), None);
+        let run = symbiont(&verify[..verify.len() - 2]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stdout.contains("INVALID: entry 10") && run.stdout.contains("sequence break"), "{run:?}");
+    } else {
+        println!("SeaweedFS {}: its filer API refused to delete a locked version (HTTP {status})", server.version);
+        assert!(worm.head_object(&key, Some(&version)).unwrap().is_some());
+    }
+}
+
+/// `DELETE path` on SeaweedFS's filer HTTP API (not S3): the status code.
+fn filer_delete(port: u16, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the filer listens");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(stream, "DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
