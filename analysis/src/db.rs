@@ -36,6 +36,9 @@ pub struct Workspace {
     /// `symbiont.toml`: its path and text, if the workspace has one.
     #[returns(ref)]
     pub config_file: Option<(PathBuf, Arc<str>)>,
+    /// Agent code in the four languages, sorted by path.
+    #[returns(ref)]
+    pub code_files: Vec<SourceFile>,
 }
 
 #[salsa::db]

@@ -38,11 +38,13 @@ pub struct Rule {
     pub name: &'static str,
     pub severity: Severity,
     pub summary: &'static str,
+    /// The page documenting it (`docs/diagnostics.md` or `docs/code-rules.md`).
+    pub page: &'static str,
 }
 
 macro_rules! rules {
     ($($ident:ident = ($code:literal, $name:literal, $severity:ident, $summary:literal);)*) => {
-        $(pub static $ident: Rule = Rule { code: $code, name: $name, severity: Severity::$severity, summary: $summary };)*
+        $(pub static $ident: Rule = Rule { code: $code, name: $name, severity: Severity::$severity, summary: $summary, page: "docs/diagnostics.md" };)*
         /// Every rule, in code order.
         pub static RULES: &[&Rule] = &[$(&$ident),*];
     };
@@ -69,11 +71,33 @@ rules! {
     UNKNOWN_LEVEL = ("SYM0206", "unknown-level", Error, "A clearance or classification comparison names no known level.");
     UNEVALUABLE_GUARD = ("SYM0207", "unevaluable-guard", Warning, "A guard uses something the policy engine cannot evaluate, so it fails closed.");
     NOT_AN_OPERATION = ("SYM0208", "not-an-operation", Error, "An allow or deny rule names no operation.");
+    CUSTOM_CODE_RULE = ("SYM0399", "custom-code-rule", Error, "A custom rule from `symbiont.toml` found code performing an operation the policy denies.");
+    UNDECLARED_OPERATION = ("SYM0402", "undeclared-operation", Warning, "Agent code performs an operation the agent does not declare in `capabilities`.");
+    UNJUSTIFIED_SUPPRESSION = ("SYM0403", "unjustified-suppression", Error, "A `symbiont: allow` comment has no justification.");
+}
+
+/// The code analysis's built-in rules (`symbiont-code`), as diagnostic rules: documented in
+/// `docs/code-rules.md`, reported as errors when the policy denies what they find.
+static CODE_RULES: std::sync::LazyLock<Vec<Rule>> = std::sync::LazyLock::new(|| {
+    symbiont_code::rules::RULES
+        .iter()
+        .map(|r| Rule { code: r.code, name: r.name, severity: Severity::Error, summary: r.summary, page: "docs/code-rules.md" })
+        .collect()
+});
+
+/// The diagnostic rule of a code rule's code.
+pub fn code_rule(code: &str) -> Option<&'static Rule> {
+    CODE_RULES.iter().find(|r| r.code == code)
+}
+
+/// Every rule: the analysis's own and the code analysis's.
+pub fn all_rules() -> impl Iterator<Item = &'static Rule> {
+    RULES.iter().copied().chain(CODE_RULES.iter())
 }
 
 /// Looks a rule up by its code (`SYM0101`) or name (`duplicate-definition`).
 pub fn rule(code_or_name: &str) -> Option<&'static Rule> {
-    RULES.iter().copied().find(|r| r.code == code_or_name || r.name == code_or_name)
+    all_rules().find(|r| r.code == code_or_name || r.name == code_or_name)
 }
 
 /// A location elsewhere that explains a diagnostic ("first defined here").
@@ -97,6 +121,8 @@ pub struct TextEdit {
 pub struct Fix {
     pub title: String,
     pub edits: Vec<TextEdit>,
+    /// Safe to apply without review (`symbiont check --fix` applies only these).
+    pub safe: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -121,7 +147,7 @@ impl Diagnostic {
     }
 
     pub fn with_fix(mut self, title: impl Into<String>, edits: Vec<TextEdit>) -> Self {
-        self.fix = Some(Fix { title: title.into(), edits });
+        self.fix = Some(Fix { title: title.into(), edits, safe: true });
         self
     }
 

@@ -8,6 +8,7 @@
 //! nothing of LSP, terminals or the runtime.
 
 pub mod checks;
+pub mod code;
 pub mod db;
 pub mod diagnostics;
 pub mod items;
@@ -30,6 +31,17 @@ pub use crate::{
     db::{RootDatabase, SourceFile, Workspace},
     diagnostics::{Diagnostic, Fix, Related, Rule, Severity, TextEdit, RULES},
 };
+
+fn file_diagnostics_in(db: &RootDatabase, workspace: Workspace, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
+    if is_code_path(path) {
+        code::code_diagnostics(db, workspace, file).clone()
+    } else {
+        db::file_diagnostics(db, workspace, file)
+    }
+}
+
+/// Whether a path is agent code the analysis checks against its policy.
+pub use code::is_code_path;
 
 /// Whether a path names a file of the language (`.sym` or `.symbi`).
 pub fn is_source_path(path: &Path) -> bool {
@@ -55,7 +67,7 @@ impl Default for AnalysisHost {
 impl AnalysisHost {
     pub fn new() -> Self {
         let db = RootDatabase::default();
-        let workspace = Workspace::new(&db, Vec::new(), None);
+        let workspace = Workspace::new(&db, Vec::new(), None, Vec::new());
         AnalysisHost { db, workspace, files: BTreeMap::new() }
     }
 
@@ -63,7 +75,8 @@ impl AnalysisHost {
         &self.db
     }
 
-    /// Adds a file or replaces its text.
+    /// Adds a file (a `.sym`/`.symbi` file, or agent code in one of the four languages) or
+    /// replaces its text.
     pub fn set_file(&mut self, path: impl Into<PathBuf>, text: impl Into<Arc<str>>) {
         let path = path.into();
         let text = text.into();
@@ -96,8 +109,17 @@ impl AnalysisHost {
     }
 
     fn sync_file_list(&mut self) {
-        let files: Vec<SourceFile> = self.files.values().copied().collect();
-        self.workspace.set_files(&mut self.db).to(files);
+        // Agent code by its extension; anything else given to the analysis is the language.
+        type Files<'a> = Vec<(&'a PathBuf, &'a SourceFile)>;
+        let (code, sources): (Files<'_>, Files<'_>) = self.files.iter().partition(|(p, _)| is_code_path(p));
+        let sources: Vec<SourceFile> = sources.into_iter().map(|(_, f)| *f).collect();
+        let code: Vec<SourceFile> = code.into_iter().map(|(_, f)| *f).collect();
+        if *self.workspace.files(&self.db) != sources {
+            self.workspace.set_files(&mut self.db).to(sources);
+        }
+        if *self.workspace.code_files(&self.db) != code {
+            self.workspace.set_code_files(&mut self.db).to(code);
+        }
     }
 
     pub fn files(&self) -> impl Iterator<Item = &Path> {
@@ -121,7 +143,7 @@ impl AnalysisHost {
     /// Diagnostics of one source file, or of `symbiont.toml` when given its path.
     pub fn diagnostics(&self, path: &Path) -> Vec<Diagnostic> {
         if let Some(&file) = self.files.get(path) {
-            return db::file_diagnostics(&self.db, self.workspace, file);
+            return self.file_diagnostics(path, file);
         }
         match self.workspace.config_file(&self.db) {
             Some((config_path, _)) if config_path == path => resolve::config_diagnostics(&self.db, self.workspace).clone(),
@@ -132,12 +154,49 @@ impl AnalysisHost {
     /// Diagnostics of every file (and `symbiont.toml`), in path order.
     pub fn all_diagnostics(&self) -> Vec<(PathBuf, Vec<Diagnostic>)> {
         let mut all: Vec<(PathBuf, Vec<Diagnostic>)> =
-            self.files.iter().map(|(path, &file)| (path.clone(), db::file_diagnostics(&self.db, self.workspace, file))).collect();
+            self.files.iter().map(|(path, &file)| (path.clone(), self.file_diagnostics(path, file))).collect();
         if let Some((config_path, _)) = self.workspace.config_file(&self.db) {
             all.push((config_path.clone(), resolve::config_diagnostics(&self.db, self.workspace).clone()));
             all.sort_by(|a, b| a.0.cmp(&b.0));
         }
         all
+    }
+
+    /// [`AnalysisHost::all_diagnostics`] on every core, calling `progress(done, total)` as files
+    /// finish. Each worker reads through its own handle on the same database.
+    pub fn all_diagnostics_parallel(&self, progress: &(dyn Fn(usize, usize) + Sync)) -> Vec<(PathBuf, Vec<Diagnostic>)> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let files: Vec<(PathBuf, SourceFile)> = self.files.iter().map(|(p, f)| (p.clone(), *f)).collect();
+        let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
+        let workspace = self.workspace;
+        let mut all: Vec<(PathBuf, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    // A database handle is `Send` but not `Sync`: each worker gets its own.
+                    let db = self.db.clone();
+                    let (files, next, done) = (&files, &next, &done);
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        while let Some((path, file)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            out.push((path.clone(), file_diagnostics_in(&db, workspace, path, *file)));
+                            progress(done.fetch_add(1, Ordering::Relaxed) + 1, files.len());
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
+        if let Some((config_path, _)) = self.workspace.config_file(&self.db) {
+            all.push((config_path.clone(), resolve::config_diagnostics(&self.db, self.workspace).clone()));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    fn file_diagnostics(&self, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
+        file_diagnostics_in(&self.db, self.workspace, path, file)
     }
 
     /// Starts recording which queries execute (see [`RootDatabase::take_executions`]).

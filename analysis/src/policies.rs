@@ -4,8 +4,8 @@
 use std::{collections::HashSet, path::PathBuf};
 
 use symbiont_policy::{
-    effective::EffectivePolicy,
-    model::{FileModel, IssueKind, RuleKind, SourceLoc},
+    effective::{EffectivePolicy, StaticVerdict},
+    model::{FileModel, IssueKind, SourceLoc},
     Universe,
 };
 
@@ -199,30 +199,25 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
 /// A declared capability the effective policy denies, or that no rule allows.
 fn capability_checks(agent: &symbiont_policy::model::AgentDef, effective: &EffectivePolicy, out: &mut Vec<Diagnostic>) {
     for (capability, loc) in &agent.capabilities {
-        let covering: Vec<&str> = effective.operations.ancestors(capability).collect();
-        let names = |kind: RuleKind| {
-            effective
-                .rules
-                .iter()
-                .filter(move |r| r.rule.kind == kind)
-                .filter(|r| r.rule.ops.iter().any(|o| covering.contains(&o.name.as_str())))
-        };
-        if let Some(deny) = names(RuleKind::Deny).find(|r| r.rule.is_unconditional()) {
-            let policy = &effective.policies[deny.policy].name;
-            out.push(
-                Diagnostic::new(
-                    &rules::DENIED_CAPABILITY,
-                    loc.range,
-                    format!("agent `{}` declares capability `{capability}`, but policy `{policy}` denies it", agent.name),
-                )
-                .with_related(related_path(&deny.rule.loc), deny.rule.loc.range, "denied here"),
-            );
-        } else if names(RuleKind::Allow).next().is_none() {
-            out.push(Diagnostic::new(
+        match effective.static_verdict(capability) {
+            StaticVerdict::DeniedBy(i) => {
+                let deny = &effective.rules[i];
+                let policy = &effective.policies[deny.policy].name;
+                out.push(
+                    Diagnostic::new(
+                        &rules::DENIED_CAPABILITY,
+                        loc.range,
+                        format!("agent `{}` declares capability `{capability}`, but policy `{policy}` denies it", agent.name),
+                    )
+                    .with_related(related_path(&deny.rule.loc), deny.rule.loc.range, "denied here"),
+                );
+            }
+            StaticVerdict::NeverAllowed => out.push(Diagnostic::new(
                 &rules::DENIED_CAPABILITY,
                 loc.range,
                 format!("agent `{}` declares capability `{capability}`, but no rule of its policies allows it (default deny)", agent.name),
-            ));
+            )),
+            StaticVerdict::Conditional | StaticVerdict::Allowed => {}
         }
     }
 }

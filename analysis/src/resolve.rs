@@ -87,7 +87,7 @@ pub fn resolve_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<
         let (original_file, original) = if first_file {
             (file, items.defs.iter().find(|d| d.kind == def.kind && d.name == def.name))
         } else {
-            let other = definers[0];
+            let Some(&other) = definers.first() else { continue };
             (other, file_items(db, other).defs.iter().find(|d| d.kind == def.kind && d.name == def.name))
         };
         let Some(original) = original else { continue };
@@ -154,6 +154,9 @@ pub fn config_diagnostics(db: &dyn Db, ws: Workspace) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     if let Some(error) = error {
         diagnostics.push(Diagnostic::new(&rules::INVALID_CONFIG, error.range, format!("invalid `symbiont.toml`: {}", error.message)));
+    }
+    if let Some(error) = &crate::code::code_rules(db, ws).error {
+        diagnostics.push(Diagnostic::new(&rules::INVALID_CONFIG, TextRange::empty(0.into()), format!("invalid `symbiont.toml`: {error}")));
     }
     if let Some((base, range)) = &config.base_policy {
         let index = workspace_index(db, ws);

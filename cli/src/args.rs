@@ -10,7 +10,7 @@ symbiont: check and format Symbiont agent definitions (.sym and .symbi files)
 Usage: symbiont <COMMAND> [OPTIONS] [PATH]...
 
 Commands:
-  check   Report problems in .sym/.symbi files
+  check   Report problems in .sym/.symbi files and in agent code (Rust, Python, JS, TS)
   fmt     Format .sym/.symbi files in place
   policy  Evaluate a request against an agent's policy, or explain the policy
   audit   Append to, verify, inspect and prove signed audit logs
@@ -25,7 +25,7 @@ Run 'symbiont <COMMAND> --help' for a command's options.
 ";
 
 pub const CHECK_HELP: &str = "\
-Report problems in .sym/.symbi files
+Report problems in .sym/.symbi files and in agent code (Rust, Python, JS, TS)
 
 Usage: symbiont check [OPTIONS] [PATH]...
 
@@ -38,6 +38,7 @@ Arguments:
 Options:
       --format <FORMAT>  Report format: human, json, sarif, github [default: human]
   -o, --output <FILE>    Write the report to FILE instead of standard output
+      --fix              Apply the fixes that need no review, then report what remains
       --color <WHEN>     Colour the human report: auto, always, never [default: auto]
                          (auto: only on a terminal, and not when NO_COLOR is set)
   -h, --help             Print help
@@ -134,6 +135,7 @@ pub enum ColorChoice {
 #[derive(Debug)]
 pub struct CheckOptions {
     pub paths: Vec<PathBuf>,
+    pub fix: bool,
     pub format: ReportFormat,
     pub output: Option<PathBuf>,
     pub color: ColorChoice,
@@ -217,7 +219,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
 
 fn parse_check(parser: &mut Parser) -> Result<Command, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("check"));
-    let mut options = CheckOptions { paths: Vec::new(), format: ReportFormat::Human, output: None, color: ColorChoice::Auto };
+    let mut options = CheckOptions { paths: Vec::new(), fix: false, format: ReportFormat::Human, output: None, color: ColorChoice::Auto };
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help(CHECK_HELP)),
@@ -236,6 +238,7 @@ fn parse_check(parser: &mut Parser) -> Result<Command, UsageError> {
                 }
             }
             Arg::Short('o') | Arg::Long("output") => options.output = Some(parser.value().map_err(err)?.into()),
+            Arg::Long("fix") => options.fix = true,
             Arg::Long("color") => {
                 options.color = match parser.value().map_err(err)?.string().map_err(err)?.as_str() {
                     "auto" => ColorChoice::Auto,

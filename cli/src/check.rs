@@ -1,6 +1,10 @@
 //! `symbiont check`: read the files, hand them to the analysis, render its diagnostics.
 
-use std::io::{IsTerminal, Write};
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal, Write},
+    path::PathBuf,
+};
 
 use symbiont_analysis::{diagnostics::INVALID_FILE, AnalysisHost, Diagnostic};
 use symbiont_syntax::{TextRange, TextSize};
@@ -28,7 +32,17 @@ pub fn run(options: &CheckOptions) -> Exit {
     // Files the analysis cannot take (unreadable, not UTF-8) are reported here.
     let unreadable = sources.unreadable.into_iter().map(|(path, e)| (path, vec![invalid_file(e)]));
 
-    let mut diagnostics = host.all_diagnostics();
+    let mut diagnostics = analyse(&host);
+    if options.fix {
+        match apply_safe_fixes(&mut host, &diagnostics) {
+            Ok(0) => {}
+            Ok(applied) => {
+                eprintln!("applied {applied} safe fix{}", if applied == 1 { "" } else { "es" });
+                diagnostics = analyse(&host);
+            }
+            Err(message) => return Exit::failure(message),
+        }
+    }
     diagnostics.extend(unreadable);
     diagnostics.sort_by(|a, b| a.0.cmp(&b.0));
     let report = report::Report::build(&host, sources.files_found, diagnostics);
@@ -68,6 +82,49 @@ pub fn run(options: &CheckOptions) -> Exit {
     } else {
         Exit::Clean
     }
+}
+
+/// Every file's diagnostics, on every core; a progress line on a terminal for long runs.
+fn analyse(host: &AnalysisHost) -> Vec<(PathBuf, Vec<Diagnostic>)> {
+    let show = std::io::stderr().is_terminal() && host.files().count() >= 500;
+    let progress = |done: usize, total: usize| {
+        if show && (done.is_multiple_of(100) || done == total) {
+            let _ = write!(std::io::stderr(), "\rchecking {done}/{total} files{}", if done == total { "\n" } else { "" });
+        }
+    };
+    host.all_diagnostics_parallel(&progress)
+}
+
+/// Applies every safe fix (those that need no review), file by file, skipping edits that overlap
+/// an earlier one; each file is rewritten atomically and reloaded. Returns how many fixes applied.
+fn apply_safe_fixes(host: &mut AnalysisHost, diagnostics: &[(PathBuf, Vec<Diagnostic>)]) -> Result<usize, String> {
+    let mut per_file: BTreeMap<PathBuf, Vec<&symbiont_analysis::TextEdit>> = BTreeMap::new();
+    let mut fixes = 0;
+    for fix in diagnostics.iter().flat_map(|(_, ds)| ds.iter()).filter_map(|d| d.fix.as_ref()).filter(|f| f.safe) {
+        fixes += 1;
+        for edit in &fix.edits {
+            per_file.entry(edit.path.clone()).or_default().push(edit);
+        }
+    }
+    for (path, mut edits) in per_file {
+        let Some(text) = host.file_text(&path) else { continue };
+        edits.sort_by_key(|e| (e.range.start(), e.range.end()));
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0usize;
+        for edit in edits {
+            let (start, end) = (usize::from(edit.range.start()), usize::from(edit.range.end()));
+            if start < at || end > text.len() {
+                continue;
+            }
+            out.push_str(&text[at..start]);
+            out.push_str(&edit.new_text);
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        fsutil::write_atomic(&path, out.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        host.set_file(path, out);
+    }
+    Ok(fixes)
 }
 
 fn invalid_file(error: fsutil::ReadError) -> Diagnostic {

@@ -16,7 +16,7 @@ pub fn run(options: &FmtOptions) -> Exit {
         Ok(cwd) => cwd,
         Err(e) => return Exit::failure(format!("cannot read the current directory: {e}")),
     };
-    let collected = match walk::collect(&options.paths, &cwd) {
+    let collected = match walk::collect(&options.paths, &cwd, false) {
         Ok(collected) => collected,
         Err(message) => return Exit::failure(message),
     };

@@ -6,7 +6,7 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use symbiont_analysis::{is_source_path, CONFIG_FILE_NAME};
+use symbiont_analysis::{is_code_path, is_source_path, CONFIG_FILE_NAME};
 
 /// The files found, sorted by path, and the problems met on the way (unreadable directories).
 pub struct Collected {
@@ -15,7 +15,8 @@ pub struct Collected {
 }
 
 /// Collects the files under `paths`. A path that does not exist is an error.
-pub fn collect(paths: &[PathBuf], cwd: &Path) -> Result<Collected, String> {
+/// With `code`, agent code in the four languages is taken too.
+pub fn collect(paths: &[PathBuf], cwd: &Path, code: bool) -> Result<Collected, String> {
     let mut files = BTreeSet::new();
     let mut errors = Vec::new();
     for path in paths {
@@ -32,7 +33,9 @@ pub fn collect(paths: &[PathBuf], cwd: &Path) -> Result<Collected, String> {
         for entry in ignore::WalkBuilder::new(path).require_git(false).build() {
             match entry {
                 Ok(entry) => {
-                    if entry.file_type().is_some_and(|t| t.is_file()) && is_source_path(entry.path()) {
+                    if entry.file_type().is_some_and(|t| t.is_file())
+                        && (is_source_path(entry.path()) || code && is_code_path(entry.path()))
+                    {
                         files.insert(normalize(entry.path(), cwd));
                     }
                 }

@@ -18,7 +18,7 @@ pub struct Sources {
 
 /// Reads every source under `paths` and the `symbiont.toml` of the first path's nearest ancestor.
 pub fn read(paths: &[PathBuf], cwd: &Path) -> Result<Sources, String> {
-    let collected = walk::collect(paths, cwd)?;
+    let collected = walk::collect(paths, cwd, true)?;
     let mut sources = Sources {
         files: Vec::new(),
         config: None,
@@ -33,8 +33,18 @@ pub fn read(paths: &[PathBuf], cwd: &Path) -> Result<Sources, String> {
             Err(e) => sources.unreadable.push((config, e)),
         }
     }
-    for path in collected.files {
-        match fsutil::read_source(&path) {
+    // Large repositories: read in parallel, keep path order.
+    use rayon::prelude::*;
+    let read: Vec<(PathBuf, Result<String, fsutil::ReadError>)> = collected
+        .files
+        .into_par_iter()
+        .map(|path| {
+            let text = fsutil::read_source(&path);
+            (path, text)
+        })
+        .collect();
+    for (path, text) in read {
+        match text {
             Ok(text) => sources.files.push((path, text)),
             Err(e) => sources.unreadable.push((path, e)),
         }

@@ -8,7 +8,9 @@
 //! It never runs or loads the code it reads, never does I/O, and never panics on any input: a file
 //! that does not parse is scanned as far as it parses.
 
+pub mod fix;
 pub mod lang;
+pub mod paths;
 pub mod rules;
 pub mod scan;
 pub mod sites;

@@ -66,10 +66,13 @@ pub struct Rule {
     /// A line of code the rule flags, and the same code without the operation.
     pub example: &'static str,
     pub negative: &'static str,
-    /// The capability SDK call a flagged call can be rewritten to, for the broker to perform.
+    /// The capability SDK module a flagged call can be rewritten to (keeping the method name:
+    /// `requests.get` becomes `symbiont.net.get`), so that the runtime's broker performs it.
     pub sdk: Option<&'static str>,
 }
 
+/// One row of the table; the fields a row rarely sets (argument checks, site kinds, SDK) default.
+#[allow(clippy::too_many_arguments)]
 const fn rule(
     code: &'static str,
     name: &'static str,
@@ -88,7 +91,7 @@ use Family::{Js, Python as Py, Rust as Rs};
 pub static RULES: &[Rule] = &[
     // ---- Python -------------------------------------------------------------------------
     Rule {
-        sdk: Some("symbiont.net.request"),
+        sdk: Some("symbiont.net"),
         ..rule(
             "SYM0301",
             "py-network",
@@ -243,7 +246,7 @@ pub static RULES: &[Rule] = &[
     ),
     // ---- JavaScript and TypeScript --------------------------------------------------------
     Rule {
-        sdk: Some("symbiont.net.fetch"),
+        sdk: Some("symbiont.net"),
         ..rule(
             "SYM0311",
             "js-network",
@@ -415,7 +418,7 @@ pub static RULES: &[Rule] = &[
     },
     // ---- Rust -------------------------------------------------------------------------------
     Rule {
-        sdk: Some("symbiont::net::get"),
+        sdk: Some("symbiont::net"),
         ..rule(
             "SYM0321",
             "rs-network",

@@ -11,6 +11,9 @@
 //! [operations.deploy]            # a project-defined operation
 //! description = "Roll out a release"
 //! parent = "execute_code"        # optional: a catalogue operation it is a case of
+//!
+//! [code]                         # rules for agent code (docs/code-rules.md)
+//! builtin_rules = true
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,6 +30,8 @@ pub struct Config {
     pub levels: Levels,
     /// Project-defined operations, by name.
     pub operations: BTreeMap<String, CustomOperation>,
+    /// The `[code]` table, as TOML text: the code analysis gives it meaning.
+    pub code: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -50,6 +55,9 @@ struct RawConfig {
     levels: Option<RawLevels>,
     #[serde(default)]
     operations: BTreeMap<String, CustomOperation>,
+    /// Rules for agent code; read by `symbiont-code` (`[code]`, `[[code.rules]]`).
+    #[serde(default)]
+    code: toml::Table,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +113,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         }
     }
     config.operations = raw.operations;
+    config.code = toml::to_string(&raw.code).unwrap_or_default();
     Ok(config)
 }
 

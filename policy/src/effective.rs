@@ -244,7 +244,41 @@ impl Collector<'_> {
     }
 }
 
+/// What a policy says of an operation before any request is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaticVerdict {
+    /// An unconditional deny covers it (the rule's index).
+    DeniedBy(usize),
+    /// No allow rule covers it: default deny.
+    NeverAllowed,
+    /// Allowed by some rule, but a guard or a deny's guard decides at run time.
+    Conditional,
+    /// An unconditional allow covers it and no deny does.
+    Allowed,
+}
+
 impl EffectivePolicy {
+    /// The verdict on `operation` independent of the request: what the static checks report.
+    pub fn static_verdict(&self, operation: &str) -> StaticVerdict {
+        let covering: Vec<&str> = self.operations.ancestors(operation).collect();
+        let covers = |r: &EffectiveRule| r.rule.ops.iter().any(|o| covering.contains(&o.name.as_str()));
+        let unconditional = |r: &EffectiveRule| r.rule.is_unconditional() && r.rule.ops.iter().all(|o| o.params.iter().all(|p| p == "any"));
+        if let Some(i) = self.rules.iter().position(|r| r.rule.kind == RuleKind::Deny && covers(r) && unconditional(r)) {
+            return StaticVerdict::DeniedBy(i);
+        }
+        let allows: Vec<&EffectiveRule> = self.rules.iter().filter(|r| r.rule.kind == RuleKind::Allow && covers(r)).collect();
+        if allows.is_empty() {
+            return StaticVerdict::NeverAllowed;
+        }
+        let denied_sometimes = self.rules.iter().any(|r| r.rule.kind == RuleKind::Deny && covers(r));
+        let required = self.rules.iter().any(|r| r.rule.kind == RuleKind::Require);
+        if allows.iter().any(|r| unconditional(r)) && !denied_sometimes && !required {
+            StaticVerdict::Allowed
+        } else {
+            StaticVerdict::Conditional
+        }
+    }
+
     fn finish(&mut self) {
         self.find_shadowed();
         self.merge_conditions();

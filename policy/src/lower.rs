@@ -83,9 +83,12 @@ impl Lowerer<'_> {
             capabilities: Vec::new(),
             applied: Vec::new(),
             inline: Vec::new(),
+            implementation: Vec::new(),
             loc: self.loc(name.syntax().text_range()),
         };
-        for (field, target) in [("capabilities", &mut def.capabilities), ("policies", &mut def.applied)] {
+        for (field, target) in
+            [("capabilities", &mut def.capabilities), ("policies", &mut def.applied), ("implementation", &mut def.implementation)]
+        {
             if let Some(Ast::ArrayExpr(list)) = agent.field(field).and_then(|f| f.value()) {
                 for element in list.elements() {
                     if let Some(word) = word(&element) {

@@ -110,6 +110,8 @@ pub struct AgentDef {
     pub applied: Vec<(String, SourceLoc)>,
     /// Inline `policy NAME { … }` blocks.
     pub inline: Vec<Arc<PolicyDef>>,
+    /// `implementation = [...]`: source files or globs, relative to the `.sym` file's directory.
+    pub implementation: Vec<(String, SourceLoc)>,
     pub loc: SourceLoc,
 }
 

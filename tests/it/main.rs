@@ -7,6 +7,7 @@ mod audit_s3;
 mod audit_tamper;
 mod checks;
 mod cli;
+mod code_docs;
 mod corpus;
 mod diagnostics_docs;
 mod dsl_reference;

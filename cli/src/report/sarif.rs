@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use symbiont_analysis::{Rule, Severity, RULES};
+use symbiont_analysis::{diagnostics::all_rules, Rule, Severity};
 
 use super::{Location, Report, ReportPath};
 
@@ -30,7 +30,7 @@ fn level(severity: Severity) -> &'static str {
 /// (the anchor GitHub and most Markdown renderers give its `## SYM0101: duplicate-definition`
 /// heading).
 pub fn docs_path(rule: &Rule) -> String {
-    format!("docs/diagnostics.md#{}-{}", rule.code.to_ascii_lowercase(), rule.name)
+    format!("{}#{}-{}", rule.page, rule.code.to_ascii_lowercase(), rule.name)
 }
 
 fn rule(rule: &Rule) -> Value {
@@ -85,7 +85,7 @@ pub fn render(report: &Report, root: &Path) -> String {
                 "message": { "text": item.message },
                 "locations": [{ "physicalLocation": physical_location(&item.location) }],
             });
-            if let Some(index) = RULES.iter().position(|r| r.code == item.rule.code) {
+            if let Some(index) = all_rules().position(|r| r.code == item.rule.code) {
                 result["ruleIndex"] = json!(index);
             }
             if !item.related.is_empty() {
@@ -135,7 +135,7 @@ pub fn render(report: &Report, root: &Path) -> String {
         "name": "symbiont",
         "version": env!("CARGO_PKG_VERSION"),
         "semanticVersion": env!("CARGO_PKG_VERSION"),
-        "rules": RULES.iter().map(|r| rule(r)).collect::<Vec<_>>(),
+        "rules": all_rules().map(rule).collect::<Vec<_>>(),
     });
     if !REPOSITORY.is_empty() {
         driver["informationUri"] = json!(REPOSITORY);

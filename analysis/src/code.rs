@@ -1,0 +1,205 @@
+//! Agent code in the analysis: each code file is scanned once (`symbiont-code`), bound to the
+//! agents whose `implementation` names it (or to the workspace base policy), and each finding is
+//! judged against the binding's effective policy: denied → error, performed but not declared in
+//! `capabilities` → warning, suppressed → reported as suppressed, never silently.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use serde::Deserialize;
+use symbiont_code::{fix, CustomRule, Finding, Lang, RuleSet};
+use symbiont_policy::effective::{EffectivePolicy, StaticVerdict};
+use symbiont_syntax::{TextRange, TextSize};
+
+use crate::{
+    db::{config, Db, SourceFile, Workspace},
+    diagnostics::{self as rules, Diagnostic, Fix, TextEdit},
+    policies::policy_universe,
+};
+
+/// Whether a path is agent code the analysis scans.
+pub fn is_code_path(path: &Path) -> bool {
+    Lang::from_path(path).is_some()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeConfig {
+    #[serde(default = "yes")]
+    builtin_rules: bool,
+    #[serde(default)]
+    rules: Vec<CustomRule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The compiled rules, or why `[code]` in `symbiont.toml` is invalid. Equal when built from the
+/// same configuration text.
+pub struct CodeRules {
+    source: String,
+    pub rules: Arc<RuleSet>,
+    pub error: Option<String>,
+}
+
+impl PartialEq for CodeRules {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn code_rules(db: &dyn Db, ws: Workspace) -> CodeRules {
+    let source = config(db, ws).0.code.clone();
+    let built = toml::from_str::<CodeConfig>(&source)
+        .map_err(|e| format!("invalid [code] table: {}", e.message()))
+        .and_then(|c| RuleSet::new(c.builtin_rules, c.rules).map_err(|e| e.to_string()));
+    match built {
+        Ok(rules) => CodeRules { source, rules: Arc::new(rules), error: None },
+        // Fail closed: with the configuration broken, the built-in rules still run.
+        Err(error) => CodeRules { source, rules: Arc::new(RuleSet::default()), error: Some(error) },
+    }
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn code_findings(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Finding> {
+    let Some(lang) = Lang::from_path(file.path(db)) else { return Vec::new() };
+    code_rules(db, ws).rules.scan(lang, file.text(db)).findings
+}
+
+/// Which agents each code file implements, by `implementation` globs relative to the directory
+/// of the `.sym` file that declares the agent.
+#[salsa::tracked(returns(ref))]
+pub fn code_bindings(db: &dyn Db, ws: Workspace) -> BTreeMap<PathBuf, Vec<String>> {
+    let universe = policy_universe(db, ws);
+    let mut bindings: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for &file in ws.code_files(db) {
+        let path = file.path(db);
+        for agent in universe.agents() {
+            let base = Path::new(&*agent.loc.file).parent().unwrap_or(Path::new(""));
+            let Ok(relative) = path.strip_prefix(base) else { continue };
+            let relative = relative.to_string_lossy().replace('\\', "/");
+            if agent.implementation.iter().any(|(pattern, _)| symbiont_code::paths::matches(pattern, &relative)) {
+                bindings.entry(path.clone()).or_default().push(agent.name.clone());
+            }
+        }
+    }
+    bindings
+}
+
+fn range(start: usize, end: usize) -> TextRange {
+    TextRange::new(TextSize::from(start as u32), TextSize::from(end as u32))
+}
+
+fn code_rule_of(finding: &Finding) -> &'static rules::Rule {
+    rules::code_rule(&finding.rule).unwrap_or(&rules::CUSTOM_CODE_RULE)
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn code_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
+    let path = file.path(db).clone();
+    let Some(lang) = Lang::from_path(&path) else { return Vec::new() };
+    let text = file.text(db);
+    let universe = policy_universe(db, ws);
+    let agents = code_bindings(db, ws).get(&path).cloned().unwrap_or_default();
+    // Code bound to no agent answers to the workspace base policy alone.
+    let scopes: Vec<(Option<String>, EffectivePolicy)> = if agents.is_empty() {
+        universe.effective(None).ok().map(|e| (None, e)).into_iter().collect()
+    } else {
+        agents.iter().filter_map(|a| universe.effective(Some(a)).ok().map(|e| (Some(a.clone()), e))).collect()
+    };
+    let mut out = Vec::new();
+    for finding in code_findings(db, ws, file) {
+        let at = range(finding.start, finding.end);
+        let what = if finding.qualified.is_empty() { "this code".to_string() } else { format!("`{}`", finding.qualified) };
+        if let Some(suppression) = &finding.suppression {
+            let unjustified = suppression.reason.is_empty() || suppression.reason == fix::REASON_PLACEHOLDER;
+            let d = if unjustified {
+                Diagnostic::new(
+                    &rules::UNJUSTIFIED_SUPPRESSION,
+                    range(suppression.start, suppression.end),
+                    format!("this suppression of `{}` has no justification: write one after `--`", finding.operation),
+                )
+            } else {
+                let mut d = Diagnostic::new(
+                    code_rule_of(finding),
+                    at,
+                    format!("suppressed: {what} performs `{}` ({})", finding.operation, suppression.reason),
+                );
+                d.severity = rules::Severity::Info;
+                d
+            };
+            out.push(d);
+            continue;
+        }
+        for (agent, effective) in &scopes {
+            let who = match agent {
+                Some(a) => format!("agent `{a}`"),
+                None => "code bound to no agent (the workspace base policy)".to_string(),
+            };
+            let verdict = effective.static_verdict(&finding.operation);
+            let mut d = match verdict {
+                StaticVerdict::DeniedBy(i) => {
+                    let deny = &effective.rules[i];
+                    let policy = &effective.policies[deny.policy].name;
+                    Diagnostic::new(
+                        code_rule_of(finding),
+                        at,
+                        format!("{what} performs `{}`, which policy `{policy}` of {who} denies", finding.operation),
+                    )
+                    .with_related(
+                        PathBuf::from(&*deny.rule.loc.file),
+                        deny.rule.loc.range,
+                        format!("`{}` denied here", finding.operation),
+                    )
+                }
+                StaticVerdict::NeverAllowed => Diagnostic::new(
+                    code_rule_of(finding),
+                    at,
+                    format!("{what} performs `{}`, which no rule of {who} allows (default deny)", finding.operation),
+                ),
+                StaticVerdict::Conditional | StaticVerdict::Allowed => {
+                    let declared = agent
+                        .as_deref()
+                        .and_then(|a| universe.agent(a))
+                        .map(|a| a.capabilities.iter().any(|(c, _)| effective.operations.ancestors(&finding.operation).any(|op| op == c)));
+                    if declared == Some(false) {
+                        out.push(Diagnostic::new(
+                            &rules::UNDECLARED_OPERATION,
+                            at,
+                            format!("{what} performs `{}`, which {who} does not declare in `capabilities`", finding.operation),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            d.severity = rules::Severity::Error;
+            d.fix = best_fix(lang, text, finding, &path);
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// The fixes of a denied finding, best first: the SDK rewrite (the broker then performs the
+/// operation under the policy), else a suppression comment to justify.
+fn best_fix(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Option<Fix> {
+    let to_fix = |title: String, edits: Vec<fix::Edit>, safe: bool| Fix {
+        title,
+        edits: edits
+            .into_iter()
+            .map(|e| TextEdit { path: path.to_path_buf(), range: range(e.start, e.end), new_text: e.new_text })
+            .collect(),
+        safe,
+    };
+    let sdk = symbiont_code::rules::lookup(&finding.rule).and_then(|r| r.sdk);
+    if let Some(edits) = sdk.and_then(|module| fix::sdk_rewrite(lang, text, finding, module)) {
+        return Some(to_fix(format!("Route through the Symbiont SDK ({})", sdk.unwrap_or_default()), edits, true));
+    }
+    fix::suppression(lang, text, finding)
+        .map(|edits| to_fix(format!("Suppress with a justified `symbiont: allow {}` comment", finding.operation), edits, false))
+}
