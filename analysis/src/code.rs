@@ -178,16 +178,24 @@ pub fn code_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Dia
                 }
             };
             d.severity = rules::Severity::Error;
-            d.fix = best_fix(lang, text, finding, &path);
+            let mut fixes = code_fixes(lang, text, finding, &path);
+            if let Some(agent) = agent {
+                fixes.extend(policy_fix(db, ws, agent, effective, verdict, &finding.operation));
+            }
+            // Preferred: the SDK rewrite (safe), then a policy edit, then a suppression to justify.
+            fixes.sort_by_key(|f| (!f.safe, f.title.starts_with("Suppress")));
+            let mut fixes = fixes.into_iter();
+            d.fix = fixes.next();
+            d.alternatives = fixes.collect();
             out.push(d);
         }
     }
     out
 }
 
-/// The fixes of a denied finding, best first: the SDK rewrite (the broker then performs the
-/// operation under the policy), else a suppression comment to justify.
-fn best_fix(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Option<Fix> {
+/// The code-side fixes of a denied finding: the SDK rewrite (the broker then performs the
+/// operation under the policy) and a suppression comment to justify.
+fn code_fixes(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Vec<Fix> {
     let to_fix = |title: String, edits: Vec<fix::Edit>, safe: bool| Fix {
         title,
         edits: edits
@@ -196,10 +204,99 @@ fn best_fix(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Option<Fi
             .collect(),
         safe,
     };
-    let sdk = symbiont_code::rules::lookup(&finding.rule).and_then(|r| r.sdk);
-    if let Some(edits) = sdk.and_then(|module| fix::sdk_rewrite(lang, text, finding, module)) {
-        return Some(to_fix(format!("Route through the Symbiont SDK ({})", sdk.unwrap_or_default()), edits, true));
+    let mut fixes = Vec::new();
+    if let Some(sdk) = symbiont_code::rules::lookup(&finding.rule).and_then(|r| r.sdk) {
+        if let Some(edits) = fix::sdk_rewrite(lang, text, finding, sdk) {
+            fixes.push(to_fix(format!("Route through the Symbiont SDK ({sdk})"), edits, true));
+        }
     }
-    fix::suppression(lang, text, finding)
-        .map(|edits| to_fix(format!("Suppress with a justified `symbiont: allow {}` comment", finding.operation), edits, false))
+    if let Some(edits) = fix::suppression(lang, text, finding) {
+        fixes.push(to_fix(format!("Suppress with a justified `symbiont: allow {}` comment", finding.operation), edits, false));
+    }
+    fixes
+}
+
+/// The `.sym` side: allow the operation in the agent's own policy, or drop it from a deny list of
+/// the agent's own inline policy. An inherited deny cannot be weakened (SYM0203), so none is offered
+/// then. Never safe to apply unreviewed: it widens what the agent may do.
+fn policy_fix(db: &dyn Db, ws: Workspace, agent: &str, effective: &EffectivePolicy, verdict: StaticVerdict, operation: &str) -> Option<Fix> {
+    let fix = policy_fix_unchecked(db, ws, agent, effective, verdict, operation)?;
+    // Like every fix, verified by re-parsing the result.
+    let edit = fix.edits.first()?;
+    let text = ws.files(db).iter().find(|f| *f.path(db) == edit.path)?.text(db);
+    let (start, end) = (usize::from(edit.range.start()), usize::from(edit.range.end()));
+    let edited = format!("{}{}{}", &text[..start], edit.new_text, &text[end..]);
+    (symbiont_syntax::parse(&edited).errors().len() <= symbiont_syntax::parse(text).errors().len()).then_some(fix)
+}
+
+fn policy_fix_unchecked(
+    db: &dyn Db,
+    ws: Workspace,
+    agent: &str,
+    effective: &EffectivePolicy,
+    verdict: StaticVerdict,
+    operation: &str,
+) -> Option<Fix> {
+    use symbiont_syntax::ast::{self, AstNode};
+    let universe = policy_universe(db, ws);
+    let def = universe.agent(agent)?;
+    let file = ws.files(db).iter().copied().find(|f| f.path(db).to_string_lossy() == *def.loc.file)?;
+    let text = file.text(db);
+    let tree = crate::db::parse(db, file).tree();
+    let agent_node = tree.items().find_map(|i| match i {
+        ast::Item::Agent(a) if a.name().is_some_and(|n| n.text() == agent) => Some(a),
+        _ => None,
+    })?;
+    let path = file.path(db).clone();
+    let edit = |range: TextRange, new_text: String| TextEdit { path: path.clone(), range, new_text };
+    let quoted = format!("\"{operation}\"");
+    match verdict {
+        StaticVerdict::DeniedBy(i) => {
+            let deny = &effective.rules[i];
+            if effective.policies[deny.policy].via != symbiont_policy::effective::Via::Inline {
+                return None;
+            }
+            // The deny's array element naming exactly this operation.
+            let rule = agent_node.policies().flat_map(|p| p.rules().collect::<Vec<_>>()).find(|r| r.syntax().text_range() == deny.rule.loc.range)?;
+            let ast::Expr::ArrayExpr(list) = rule.body()? else { return None };
+            let elements: Vec<ast::Expr> = list.elements().collect();
+            let index = elements.iter().position(|e| e.syntax().text() == quoted.as_str())?;
+            let element = elements[index].syntax().text_range();
+            // Remove the element with the separator that joins it to a neighbour.
+            let range = if let Some(next) = elements.get(index + 1) {
+                TextRange::new(element.start(), next.syntax().text_range().start())
+            } else if index > 0 {
+                TextRange::new(elements[index - 1].syntax().text_range().end(), element.end())
+            } else {
+                element
+            };
+            Some(Fix { title: format!("Remove `{operation}` from the deny list of `{}`", effective.policies[deny.policy].name), edits: vec![edit(range, String::new())], safe: false })
+        }
+        StaticVerdict::NeverAllowed => {
+            // Add to the first allow list of the agent's own policies, else add an allow rule.
+            for policy in agent_node.policies() {
+                for rule in policy.rules() {
+                    if let (Some(ast::RuleKind::Allow), None, Some(ast::Expr::ArrayExpr(list))) = (rule.kind(), rule.guard(), rule.body()) {
+                        let close = list.syntax().last_token()?.text_range();
+                        let sep = if list.elements().next().is_some() { ", " } else { "" };
+                        return Some(Fix {
+                            title: format!("Allow `{operation}` in policy `{}`", policy.name()?.text()),
+                            edits: vec![edit(TextRange::empty(close.start()), format!("{sep}{quoted}"))],
+                            safe: false,
+                        });
+                    }
+                }
+            }
+            let body = agent_node.body()?;
+            let close = body.syntax().last_token()?.text_range();
+            let line_start = text[..usize::from(close.start())].rfind('\n').map_or(0, |i| i + 1);
+            let at = TextSize::from(line_start as u32);
+            Some(Fix {
+                title: format!("Allow `{operation}` in a policy of agent `{agent}`"),
+                edits: vec![edit(TextRange::empty(at), format!("    policy code_permissions {{\n        allow: [{quoted}]\n    }}\n"))],
+                safe: false,
+            })
+        }
+        StaticVerdict::Conditional | StaticVerdict::Allowed => None,
+    }
 }

@@ -134,11 +134,13 @@ pub struct Diagnostic {
     pub range: TextRange,
     pub related: Vec<Related>,
     pub fix: Option<Fix>,
+    /// Other fixes, for editors to offer beside the preferred one.
+    pub alternatives: Vec<Fix>,
 }
 
 impl Diagnostic {
     pub fn new(rule: &'static Rule, range: TextRange, message: impl Into<String>) -> Self {
-        Diagnostic { rule, severity: rule.severity, message: message.into(), range, related: Vec::new(), fix: None }
+        Diagnostic { rule, severity: rule.severity, message: message.into(), range, related: Vec::new(), fix: None, alternatives: Vec::new() }
     }
 
     pub fn with_related(mut self, path: PathBuf, range: TextRange, message: impl Into<String>) -> Self {
