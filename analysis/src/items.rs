@@ -56,6 +56,17 @@ pub enum RefContext {
     AppliedPolicy { agent: String },
     /// `agent: NAME` in a schedule, channel or webhook.
     AgentTarget { owner: &'static str },
+    /// A type name in a signature or type definition; an undefined one is a host type.
+    TypeUse,
+    /// A call of a plain name; an undefined one is a host function.
+    Call,
+}
+
+impl RefContext {
+    /// Whether a reference that resolves to nothing is an error.
+    pub fn must_resolve(&self) -> bool {
+        !matches!(self, RefContext::TypeUse | RefContext::Call)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -92,6 +103,37 @@ pub fn collect(tree: &ast::SourceFile) -> FileItems {
     let mut items = FileItems::default();
     for item in tree.items() {
         collect_item(&item, &mut items);
+    }
+    // Uses of workspace types and functions, for navigation: `-> Review`, `classify(text)`.
+    for node in tree.syntax().descendants() {
+        match node.kind() {
+            SyntaxKind::PATH_TYPE => {
+                let segments: Vec<ast::NameRef> = node.children().filter_map(ast::NameRef::cast).collect();
+                if let [only] = segments.as_slice() {
+                    items.references.push(Reference {
+                        namespace: DefKind::Type,
+                        name: only.text(),
+                        range: only.syntax().text_range(),
+                        quoted: false,
+                        context: RefContext::TypeUse,
+                    });
+                }
+            }
+            SyntaxKind::CALL_EXPR => {
+                let Some(Expr::PathExpr(path)) = ast::CallExpr::cast(node.clone()).and_then(|c| c.callee()) else { continue };
+                let segments: Vec<ast::NameRef> = path.segments().collect();
+                if let [only] = segments.as_slice() {
+                    items.references.push(Reference {
+                        namespace: DefKind::Function,
+                        name: only.text(),
+                        range: only.syntax().text_range(),
+                        quoted: false,
+                        context: RefContext::Call,
+                    });
+                }
+            }
+            _ => {}
+        }
     }
     items
 }

@@ -11,6 +11,9 @@ pub mod checks;
 pub mod code;
 pub mod db;
 pub mod diagnostics;
+pub mod ide;
+mod ide_hover;
+mod ide_refactor;
 pub mod items;
 pub mod policies;
 pub mod resolve;
@@ -32,7 +35,7 @@ pub use crate::{
     diagnostics::{Diagnostic, Fix, Related, Rule, Severity, TextEdit, RULES},
 };
 
-fn file_diagnostics_in(db: &RootDatabase, workspace: Workspace, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
+pub(crate) fn file_diagnostics_in(db: &RootDatabase, workspace: Workspace, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
     if is_code_path(path) {
         code::code_diagnostics(db, workspace, file).clone()
     } else {
@@ -197,6 +200,12 @@ impl AnalysisHost {
 
     fn file_diagnostics(&self, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
         file_diagnostics_in(&self.db, self.workspace, path, file)
+    }
+
+    /// A read-only snapshot for another thread. Changing the inputs cancels the snapshot's
+    /// queries: they return `Err(Cancelled)` instead of stale answers.
+    pub fn snapshot(&self) -> ide::Analysis {
+        ide::Analysis { db: self.db.clone(), workspace: self.workspace, files: self.files.clone() }
     }
 
     /// Starts recording which queries execute (see [`RootDatabase::take_executions`]).

@@ -102,7 +102,7 @@ pub fn resolve_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<
     }
 
     for reference in &items.references {
-        if !index.lookup(reference.namespace, &reference.name).is_empty() {
+        if !reference.context.must_resolve() || !index.lookup(reference.namespace, &reference.name).is_empty() {
             continue;
         }
         let what = reference.namespace.as_str();
@@ -114,6 +114,7 @@ pub fn resolve_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<
                 format!("agent `{agent}` applies policy `{}`, but no top-level policy has that name", reference.name)
             }
             RefContext::AgentTarget { owner } => format!("this {owner} targets agent `{}`, but no agent has that name", reference.name),
+            RefContext::TypeUse | RefContext::Call => continue,
         };
         let mut diagnostic = Diagnostic::new(&rules::UNRESOLVED_REFERENCE, reference.range, message);
         if let Some(best) = symbiont_syntax::suggest::closest(&reference.name, index.names(reference.namespace)) {

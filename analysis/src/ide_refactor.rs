@@ -1,0 +1,85 @@
+//! Refactorings offered as code actions on `.sym` files: extract an inline policy to a named
+//! top-level policy, and apply a named policy to an agent.
+
+use std::path::Path;
+
+use symbiont_syntax::{
+    ast::{self, AstNode},
+    TextRange, TextSize,
+};
+
+use crate::{
+    db::{self, SourceFile},
+    diagnostics::{Fix, TextEdit},
+    ide::{Action, Analysis},
+    items::DefKind,
+};
+
+pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: TextRange) -> Vec<Action> {
+    let tree = db::parse(&analysis.db, file).tree();
+    let text = file.text(&analysis.db);
+    let mut out = Vec::new();
+    let edit = |range: TextRange, new_text: String| TextEdit { path: path.to_path_buf(), range, new_text };
+    for item in tree.items() {
+        let ast::Item::Agent(agent) = item else { continue };
+        if !agent.syntax().text_range().contains_range(range) {
+            continue;
+        }
+        let agent_start = agent.syntax().text_range().start();
+        // Extract the inline policy under the cursor.
+        for policy in agent.policies() {
+            if !policy.syntax().text_range().contains_range(range) {
+                continue;
+            }
+            let Some(name) = policy.name() else { continue };
+            let policy_range = policy.syntax().text_range();
+            // Remove the whole line(s) of the inline policy, and insert it before the agent.
+            let line_start = TextSize::from(text[..usize::from(policy_range.start())].rfind('\n').map_or(0, |i| i + 1) as u32);
+            let line_end = TextSize::from(text[usize::from(policy_range.end())..].find('\n').map_or(text.len(), |i| usize::from(policy_range.end()) + i + 1) as u32);
+            let body = dedent(&text[policy_range]);
+            let mut edits = vec![edit(TextRange::empty(agent_start), format!("{body}\n\n")), edit(TextRange::new(line_start, line_end), String::new())];
+            edits.extend(add_to_policies(&agent, text, &name.text(), path));
+            out.push(Action {
+                fix: Fix { title: format!("Extract inline policy `{}` to a named top-level policy", name.text()), edits, safe: false },
+                diagnostic: None,
+                refactor: true,
+            });
+        }
+        // Apply each top-level policy the agent does not apply yet.
+        let applied: Vec<String> = agent
+            .field("policies")
+            .and_then(|f| f.value())
+            .map(|v| v.syntax().descendants().filter_map(ast::NameRef::cast).map(|n| n.text()).collect())
+            .unwrap_or_default();
+        let index = crate::resolve::workspace_index(&analysis.db, analysis.workspace);
+        for policy in index.names(DefKind::Policy).filter(|p| !applied.iter().any(|a| a == p)).take(20) {
+            out.push(Action {
+                fix: Fix { title: format!("Apply policy `{policy}` to agent `{}`", agent.name().map(|n| n.text()).unwrap_or_default()), edits: add_to_policies(&agent, text, policy, path), safe: false },
+                diagnostic: None,
+                refactor: true,
+            });
+        }
+    }
+    out
+}
+
+/// Edits adding `name` to the agent's `policies = [...]`, creating the field when absent.
+fn add_to_policies(agent: &ast::Agent, text: &str, name: &str, path: &Path) -> Vec<TextEdit> {
+    let edit = |range: TextRange, new_text: String| TextEdit { path: path.to_path_buf(), range, new_text };
+    if let Some(ast::Expr::ArrayExpr(list)) = agent.field("policies").and_then(|f| f.value()) {
+        let Some(close) = list.syntax().last_token() else { return Vec::new() };
+        let sep = if list.elements().next().is_some() { ", " } else { "" };
+        return vec![edit(TextRange::empty(close.text_range().start()), format!("{sep}{name}"))];
+    }
+    let Some(open) = agent.body().and_then(|b| b.syntax().first_token()) else { return Vec::new() };
+    let at = open.text_range().end();
+    let indent = text[usize::from(at)..].split('\n').nth(1).map(|l| l.chars().take_while(|c| c.is_whitespace()).collect::<String>()).unwrap_or_else(|| "    ".into());
+    vec![edit(TextRange::empty(at), format!("\n{indent}policies = [{name}]"))]
+}
+
+/// Removes the common leading indentation of all lines but the first.
+fn dedent(text: &str) -> String {
+    let indent = text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+    let indent = indent.saturating_sub(4);
+    text.lines().enumerate().map(|(i, l)| if i == 0 || l.len() < indent { l.trim_start().to_string() } else { l[indent..].to_string() }).collect::<Vec<_>>().join("\n")
+}
