@@ -38,12 +38,32 @@ fn reparses(lang: Lang, before: &str, after: &str) -> bool {
 }
 
 /// `# symbiont: allow OP -- REASON REQUIRED` on its own line above the finding.
+/// Among JSX children, where a line comment would be text, `{/* symbiont: allow OP -- … */}`.
 pub fn suppression(lang: Lang, text: &str, finding: &Finding) -> Option<Vec<Edit>> {
     let line_start = text[..finding.start].rfind('\n').map_or(0, |i| i + 1);
     let indent: String = text[line_start..].chars().take_while(|c| *c == ' ' || *c == '\t').collect();
-    let comment = format!("{indent}{} {} {} -- {REASON_PLACEHOLDER}\n", lang.line_comment(), scan::SUPPRESSION_MARKER, finding.operation);
+    let body = format!("{} {} -- {REASON_PLACEHOLDER}", scan::SUPPRESSION_MARKER, finding.operation);
+    let comment = if in_jsx_children(lang, text, line_start + indent.len()) {
+        format!("{indent}{{/* {body} */}}\n")
+    } else {
+        format!("{indent}{} {body}\n", lang.line_comment())
+    };
     let edits = vec![Edit { start: line_start, end: line_start, new_text: comment }];
     reparses(lang, text, &apply(text, &edits)).then_some(edits)
+}
+
+/// Whether the line starting at `at` (its first non-blank byte) is among a JSX element's children.
+fn in_jsx_children(lang: Lang, text: &str, at: usize) -> bool {
+    if !matches!(lang, Lang::JavaScript | Lang::Tsx) {
+        return false;
+    }
+    let Some(tree) = scan::parse(lang, text) else { return false };
+    let Some(mut node) = tree.root_node().descendant_for_byte_range(at, at) else { return false };
+    // The largest node that starts there: `<li>` is a child, `<ul>` after `return (` is not.
+    while let Some(parent) = node.parent().filter(|p| p.start_byte() == node.start_byte()) {
+        node = parent;
+    }
+    node.parent().is_some_and(|p| matches!(p.kind(), "jsx_element" | "jsx_fragment"))
 }
 
 /// Rewrites the callee to the SDK module's function of the same name (`requests.get(url)` becomes
@@ -51,24 +71,71 @@ pub fn suppression(lang: Lang, text: &str, finding: &Finding) -> Option<Vec<Edit
 /// when the language needs one.
 pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, sdk_module: &str) -> Option<Vec<Edit>> {
     let method = finding.qualified.rsplit(['.', ':']).next().filter(|m| !m.is_empty() && *m != "()")?;
+    // The SDK's function keeps the callee's last name, which must be an identifier: a module
+    // called as a function (`import fetch from "node-fetch"`) has none to keep, and
+    // `symbiont.net.node-fetch(u)` would parse as a subtraction.
+    let identifier = |m: &str| {
+        m.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$')
+            && m.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+    };
+    if !identifier(method) {
+        return None;
+    }
     let callee = match lang.family() {
         Family::Rust => format!("{sdk_module}::{method}"),
         Family::Python | Family::Js => format!("{sdk_module}.{method}"),
     };
     let mut edits = vec![Edit { start: finding.callee_start, end: finding.callee_end, new_text: callee }];
-    match lang.family() {
-        Family::Python if !has_line(text, "import symbiont") => edits.push(Edit { start: 0, end: 0, new_text: "import symbiont\n".into() }),
+    let import = match lang.family() {
+        Family::Python if !has_line(text, "import symbiont") => Some("import symbiont\n"),
         Family::Js if !text.contains("from \"symbiont\"") && !text.contains("require(\"symbiont\")") => {
-            let line = if text.contains("require(") && !text.contains("import ") {
-                "const symbiont = require(\"symbiont\");\n"
+            if text.contains("require(") && !text.contains("import ") {
+                Some("const symbiont = require(\"symbiont\");\n")
             } else {
-                "import * as symbiont from \"symbiont\";\n"
-            };
-            edits.push(Edit { start: 0, end: 0, new_text: line.into() })
+                Some("import * as symbiont from \"symbiont\";\n")
+            }
         }
-        _ => {}
+        _ => None,
+    };
+    if let Some(import) = import {
+        let (at, newline) = import_offset(lang, text);
+        let new_text = if newline { format!("\n{import}") } else { import.to_string() };
+        edits.push(Edit { start: at, end: at, new_text });
     }
     reparses(lang, text, &apply(text, &edits)).then_some(edits)
+}
+
+/// Where an added import goes: after what must stay first in the file — a shebang, Python's
+/// encoding cookie, module docstring and `from __future__` imports, JavaScript's directives
+/// (`"use strict"`). The flag says the file ends there without a newline.
+fn import_offset(lang: Lang, text: &str) -> (usize, bool) {
+    let Some(tree) = scan::parse(lang, text) else { return (0, false) };
+    let root = tree.root_node();
+    let mut cursor = root.walk();
+    let mut end = None;
+    for (i, node) in root.children(&mut cursor).enumerate() {
+        let node_text = &text[node.byte_range()];
+        let only_string = || node.named_child_count() == 1 && node.named_child(0).is_some_and(|c| c.kind() == "string");
+        let first = match (lang.family(), node.kind()) {
+            (Family::Js, "hash_bang_line") => true,
+            (Family::Js, "expression_statement") => only_string(),
+            (Family::Python, "comment") => node_text.starts_with("#!") || (node.start_position().row < 2 && node_text.contains("coding")),
+            (Family::Python, "expression_statement") => i == end.map_or(0, |(j, _)| j + 1) && only_string(),
+            (Family::Python, "future_import_statement") => true,
+            _ => false,
+        };
+        if !first {
+            break;
+        }
+        end = Some((i, node.end_byte()));
+    }
+    match end {
+        None => (0, false),
+        Some((_, end)) => match text[end..].find('\n') {
+            Some(newline) => (end + newline + 1, false),
+            None => (text.len(), true),
+        },
+    }
 }
 
 fn has_line(text: &str, line: &str) -> bool {

@@ -12,8 +12,9 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgCheck {
     Any,
-    /// Python `open(path, mode)`: the mode (2nd positional or `mode=`) writes (`w`, `a`, `x`, `+`);
-    /// the rule's other callees match whatever their arguments.
+    /// Python `open(path, mode)` (and `Path(path).open(mode)`): the mode (`mode=`, or the 2nd
+    /// positional argument, the 1st of `Path.open`) writes (`w`, `a`, `x`, `+`); the rule's other
+    /// callees match whatever their arguments.
     OpenModeWrites,
     /// Python `open(path)` or a read-only mode.
     OpenModeReads,
@@ -22,14 +23,16 @@ pub enum ArgCheck {
 impl ArgCheck {
     fn holds(self, site: &Site) -> bool {
         // Only `open` has a mode; the rule's other callees always write (or read).
-        if !matches!(site.qualified.as_str(), "builtins.open" | "io.open") {
-            return true;
-        }
+        let position = match site.qualified.as_str() {
+            "builtins.open" | "io.open" => 1,
+            "pathlib.Path().open" => 0,
+            _ => return true,
+        };
         let mode = || {
             site.args
                 .iter()
                 .find(|a| a.keyword.as_deref() == Some("mode"))
-                .or_else(|| site.args.iter().filter(|a| a.keyword.is_none()).nth(1))
+                .or_else(|| site.args.iter().filter(|a| a.keyword.is_none()).nth(position))
                 .map(|a| a.literal.clone())
         };
         match self {
@@ -147,6 +150,7 @@ pub static RULES: &[Rule] = &[
                 "io.open",
                 "pathlib.Path().write_text",
                 "pathlib.Path().write_bytes",
+                "pathlib.Path().open",
                 "pathlib.Path().mkdir",
                 "pathlib.Path().unlink",
                 "pathlib.Path().rmdir",
@@ -180,7 +184,16 @@ pub static RULES: &[Rule] = &[
             "py-file-read",
             Py,
             "file_read",
-            &["builtins.open", "io.open", "pathlib.Path().read_text", "pathlib.Path().read_bytes", "os.listdir", "os.scandir", "os.walk"],
+            &[
+                "builtins.open",
+                "io.open",
+                "pathlib.Path().open",
+                "pathlib.Path().read_text",
+                "pathlib.Path().read_bytes",
+                "os.listdir",
+                "os.scandir",
+                "os.walk",
+            ],
             "File reads from Python: `open` for reading, pathlib readers, directory listings.",
             "with open(\"in.txt\") as f:\n    data = f.read()",
             "data = load_from_memory(\"in.txt\")",

@@ -168,6 +168,23 @@ impl RuleSet {
         }
         findings.sort_by_key(|f| (f.start, f.end));
         findings.dedup_by(|a, b| a.start == b.start && a.end == b.end && a.rule == b.rule);
+        // A method chain on a flagged call performs the operation once: `superagent.get(u).end()`
+        // matches `superagent.*` twice, `OpenOptions::new().create(true).write(true)` both
+        // `new()*.create` and `new()*.write`. Only the chain's innermost flagged call is reported.
+        let chained: Vec<bool> = findings
+            .iter()
+            .map(|f| {
+                findings.iter().any(|g| {
+                    g.rule == f.rule
+                        && g.start == f.start
+                        && g.end < f.end
+                        && !g.qualified.is_empty()
+                        && f.qualified.strip_prefix(g.qualified.as_str()).is_some_and(|rest| rest.starts_with("()"))
+                })
+            })
+            .collect();
+        let mut chained = chained.into_iter();
+        findings.retain(|_| !chained.next().unwrap_or(false));
         for f in &mut findings {
             f.suppression = suppression(lang, text, f.start, &f.operation);
         }
@@ -228,17 +245,28 @@ fn suppression(lang: Lang, text: &str, at: usize, operation: &str) -> Option<Sup
     let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
     let prev_start = if line_start == 0 { None } else { Some(text[..line_start - 1].rfind('\n').map_or(0, |i| i + 1)) };
     let candidates = [Some((line_start, line_end)), prev_start.map(|s| (s, line_start - 1))];
+    // JSX children take no line comments: there a suppression is a `{/* … */}` block comment.
+    let openers: &[&str] = match lang.family() {
+        crate::lang::Family::Js => &["//", "/*"],
+        _ => &[lang.line_comment()],
+    };
     for (start, end) in candidates.into_iter().flatten() {
         let line = &text[start..end];
-        let Some(comment) = line.find(lang.line_comment()) else { continue };
-        let body = line[comment + lang.line_comment().len()..].trim_start();
-        let Some(rest) = body.strip_prefix(SUPPRESSION_MARKER) else { continue };
-        let (ops, reason) = match rest.split_once("--") {
-            Some((ops, reason)) => (ops, reason.trim()),
-            None => (rest, ""),
-        };
-        if ops.split([',', ' ']).map(str::trim).any(|o| o == operation || o == "all") {
-            return Some(Suppression { reason: reason.to_string(), start: start + comment, end });
+        // Every opener on the line, in order: the first may be inside a string
+        // (`fetch("https://…") // symbiont: allow …`).
+        let mut comments: Vec<(usize, &str)> = openers.iter().flat_map(|o| line.match_indices(*o)).collect();
+        comments.sort();
+        for (comment, opener) in comments {
+            let body = line[comment + opener.len()..].trim_start();
+            let Some(rest) = body.strip_prefix(SUPPRESSION_MARKER) else { continue };
+            let (ops, reason) = match rest.split_once("--") {
+                Some((ops, reason)) => (ops, reason.trim()),
+                None => (rest, ""),
+            };
+            let reason = if opener == "/*" { reason.trim_end_matches('}').trim_end().trim_end_matches("*/").trim() } else { reason };
+            if ops.split([',', ' ']).map(str::trim).any(|o| o == operation || o == "all") {
+                return Some(Suppression { reason: reason.to_string(), start: start + comment, end });
+            }
         }
     }
     None

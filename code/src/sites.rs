@@ -52,6 +52,9 @@ struct Scope {
 
 const PY_BUILTINS: &[&str] = &["open", "eval", "exec", "compile", "__import__"];
 
+/// The names of the global object in JavaScript: `window.fetch` is `fetch`.
+const JS_GLOBAL_OBJECTS: &[&str] = &["globalThis", "window", "self", "global"];
+
 pub fn sites(lang: Lang, tree: &tree_sitter::Tree, text: &str) -> Vec<Site> {
     let src = text.as_bytes();
     let root = tree.root_node();
@@ -67,6 +70,9 @@ pub fn sites(lang: Lang, tree: &tree_sitter::Tree, text: &str) -> Vec<Site> {
     while let Some(node) = stack.pop() {
         if let Some(site) = site(lang.family(), node, src, &scope) {
             out.push(site);
+        }
+        if lang.family() == Family::Rust && node.kind() == "token_tree" {
+            macro_sites(node, src, &scope, &mut out);
         }
         push_children(node, &mut stack);
     }
@@ -143,11 +149,27 @@ fn bind(family: Family, node: Node<'_>, src: &[u8], scope: &mut Scope) {
             }
         }
         (Family::Python, "function_definition" | "class_definition") => {
+            // A method (`def open(self)` in a class body) is an attribute of its class: it does
+            // not hide the builtin or import of the same name from the rest of the file.
+            if is_method(node) {
+                return;
+            }
             if let Some(name) = node.child_by_field_name("name") {
                 scope.shadowed.insert(text(name, src).to_string());
             }
         }
         (Family::Js, "import_statement") => {
+            // TypeScript's `import x = require("m")`.
+            let mut cursor = node.walk();
+            if let Some(clause) = node.named_children(&mut cursor).find(|c| c.kind() == "import_require_clause") {
+                let mut c = clause.walk();
+                let id = clause.named_children(&mut c).find(|n| n.kind() == "identifier");
+                let source = clause.child_by_field_name("source").and_then(|s| string_value(s, src));
+                if let (Some(id), Some(source)) = (id, source) {
+                    scope.bindings.insert(text(id, src).to_string(), js_module(&source));
+                }
+                return;
+            }
             let Some(source) = node.child_by_field_name("source").and_then(|s| string_value(s, src)) else { return };
             let module = js_module(&source);
             let mut cursor = node.walk();
@@ -230,12 +252,13 @@ fn bind(family: Family, node: Node<'_>, src: &[u8], scope: &mut Scope) {
     }
 }
 
-/// `require("m")`, `require("m").x`: the module (and member) a value stands for.
+/// `require("m")`, `require("m").x`, `await import("m")`: the module (and member) a value stands
+/// for.
 fn required_module(value: Node<'_>, src: &[u8]) -> Option<String> {
     match value.kind() {
         "call_expression" => {
             let function = value.child_by_field_name("function")?;
-            if text(function, src) != "require" {
+            if text(function, src) != "require" && function.kind() != "import" {
                 return None;
             }
             let args = value.child_by_field_name("arguments")?;
@@ -316,8 +339,17 @@ fn qualify(family: Family, node: Node<'_>, src: &[u8], scope: &Scope) -> Option<
             Some(format!("{object}.{}", text(node.child_by_field_name("attribute")?, src)))
         }
         "member_expression" => {
-            let object = qualify(family, node.child_by_field_name("object")?, src, scope)?;
-            Some(format!("{object}.{}", text(node.child_by_field_name("property")?, src)))
+            let object = node.child_by_field_name("object")?;
+            let property = text(node.child_by_field_name("property")?, src);
+            // `window.fetch`, `globalThis.process.env`: a member of the global object is the
+            // global itself, even where a local of the same name shadows the bare name.
+            if object.kind() == "identifier" && JS_GLOBAL_OBJECTS.contains(&text(object, src)) {
+                let name = text(object, src);
+                if !scope.bindings.contains_key(name) && !scope.shadowed.contains(name) {
+                    return Some(property.to_string());
+                }
+            }
+            Some(format!("{}.{property}", qualify(family, object, src, scope)?))
         }
         "scoped_identifier" | "scoped_type_identifier" => {
             let name = text(node.child_by_field_name("name")?, src);
@@ -329,6 +361,8 @@ fn qualify(family: Family, node: Node<'_>, src: &[u8], scope: &Scope) -> Option<
         "generic_function" | "generic_type" => {
             qualify(family, node.child_by_field_name("function").or(node.child_by_field_name("type"))?, src, scope)
         }
+        // `require("fs").readFileSync(…)`: an inline require (or dynamic import) is the module.
+        "call_expression" if family == Family::Js && required_module(node, src).is_some() => required_module(node, src),
         "call" | "call_expression" => Some(format!("{}()", qualify(family, node.child_by_field_name("function")?, src, scope)?)),
         "field_expression" => {
             let value = node.child_by_field_name("value")?;
@@ -368,6 +402,10 @@ fn site(family: Family, node: Node<'_>, src: &[u8], scope: &Scope) -> Option<Sit
         (Family::Js, "new_expression") => {
             (SiteKind::Construct, node.child_by_field_name("constructor")?, node.child_by_field_name("arguments"))
         }
+        // `from os import environ; environ["X"]`: an imported name used as a value.
+        (Family::Python, "identifier") if scope.bindings.contains_key(text(node, src)) && is_python_value(node) => {
+            (SiteKind::Reference, node, None)
+        }
         (Family::Python, "attribute") | (Family::Js, "member_expression") => {
             // A reference only when it is not itself the callee or the object of a longer name.
             let parent = node.parent()?;
@@ -383,13 +421,138 @@ fn site(family: Family, node: Node<'_>, src: &[u8], scope: &Scope) -> Option<Sit
         _ => return None,
     };
     let qualified = qualify(family, callee, src, scope)?;
+    // tree-sitter-typescript parses `await f<T>(x)` as a call of `await f`: the callee an SDK
+    // rewrite replaces is `f`, and the `await` stays.
+    let mut replaced = callee;
+    while replaced.kind() == "await_expression" {
+        let mut c = replaced.walk();
+        let Some(inner) = replaced.named_children(&mut c).next() else { break };
+        replaced = inner;
+    }
     Some(Site {
         kind,
         qualified,
         start: node.start_byte(),
         end: node.end_byte(),
-        callee_start: callee.start_byte(),
-        callee_end: callee.end_byte(),
+        callee_start: replaced.start_byte(),
+        callee_end: replaced.end_byte(),
         args: args(arguments, src),
     })
+}
+
+/// Whether a Python `def` or `class` is a method or nested class: its body is a class's
+/// (decorators aside).
+fn is_method(node: Node<'_>) -> bool {
+    let mut parent = node.parent();
+    if parent.is_some_and(|p| p.kind() == "decorated_definition") {
+        parent = parent.and_then(|p| p.parent());
+    }
+    parent.is_some_and(|p| p.kind() == "block" && p.parent().is_some_and(|c| c.kind() == "class_definition"))
+}
+
+/// Whether a Python identifier is read as a value: not part of an import, a definition, a
+/// parameter or an assignment target, and not a callee or an attribute's object (those are
+/// sites of their own).
+fn is_python_value(node: Node<'_>) -> bool {
+    let Some(parent) = node.parent() else { return false };
+    if matches!(
+        parent.kind(),
+        "attribute"
+            | "dotted_name"
+            | "aliased_import"
+            | "import_statement"
+            | "import_from_statement"
+            | "parameters"
+            | "lambda_parameters"
+            | "typed_parameter"
+            | "global_statement"
+            | "nonlocal_statement"
+            | "as_pattern_target"
+            | "pattern_list"
+            | "tuple_pattern"
+            | "list_pattern"
+    ) {
+        return false;
+    }
+    !["function", "left", "name", "alias"].iter().any(|field| parent.child_by_field_name(field) == Some(node))
+}
+
+/// Calls inside a Rust macro's arguments (`println!("{}", env::var("X")?)`, `tokio::join!(…)`),
+/// which tree-sitter leaves as flat token trees: a path `a::b::c` followed by a `(…)` group, and
+/// not preceded by `.` (a method), is a call. The path's head resolves through `use` as anywhere
+/// else. Arguments are split at top-level commas; only single literals are kept.
+fn macro_sites(tree: Node<'_>, src: &[u8], scope: &Scope, out: &mut Vec<Site>) {
+    let mut cursor = tree.walk();
+    let tokens: Vec<Node<'_>> = tree.children(&mut cursor).collect();
+    // The path being read, whether the next token may extend it (after `::`), and whether it
+    // follows a `.`.
+    let mut path: Vec<Node<'_>> = Vec::new();
+    let mut open = true;
+    let mut method = false;
+    let mut after_dot = false;
+    for token in tokens {
+        match token.kind() {
+            "identifier" | "self" | "super" | "crate" => {
+                if !open {
+                    path.clear();
+                }
+                if path.is_empty() {
+                    method = after_dot;
+                }
+                path.push(token);
+                open = false;
+            }
+            "::" if !open || path.is_empty() => open = true,
+            "token_tree" if !path.is_empty() && !open && !method && src.get(token.start_byte()) == Some(&b'(') => {
+                let head = text(path[0], src);
+                let resolved = match scope.bindings.get(head) {
+                    Some(bound) => Some(bound.clone()),
+                    None if scope.shadowed.contains(head) => None,
+                    None => Some(head.to_string()),
+                };
+                if let Some(resolved) = resolved {
+                    let rest: Vec<&str> = path[1..].iter().map(|n| text(*n, src)).collect();
+                    let qualified = std::iter::once(resolved.as_str()).chain(rest).collect::<Vec<_>>().join("::");
+                    out.push(Site {
+                        kind: SiteKind::Call,
+                        qualified,
+                        start: path[0].start_byte(),
+                        end: token.end_byte(),
+                        callee_start: path[0].start_byte(),
+                        callee_end: path[path.len() - 1].end_byte(),
+                        args: macro_args(token, src),
+                    });
+                }
+                path.clear();
+                open = true;
+            }
+            _ => {
+                path.clear();
+                open = true;
+            }
+        }
+        after_dot = token.kind() == ".";
+    }
+}
+
+fn macro_args(group: Node<'_>, src: &[u8]) -> Vec<Arg> {
+    let mut cursor = group.walk();
+    let mut args = Vec::new();
+    let mut current: Vec<Node<'_>> = Vec::new();
+    let mut push = |current: &mut Vec<Node<'_>>| {
+        if !current.is_empty() {
+            let literal = if current.len() == 1 { string_value(current[0], src) } else { None };
+            args.push(Arg { keyword: None, literal });
+            current.clear();
+        }
+    };
+    for token in group.children(&mut cursor) {
+        match token.kind() {
+            "(" | ")" => {}
+            "," => push(&mut current),
+            _ => current.push(token),
+        }
+    }
+    push(&mut current);
+    args
 }

@@ -8,6 +8,7 @@ mod audit_tamper;
 mod checks;
 mod cli;
 mod code_docs;
+mod code_rules;
 mod corpus;
 mod diagnostics_docs;
 mod dsl_reference;
