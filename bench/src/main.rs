@@ -4,6 +4,7 @@
 //! Every benchmark prints a table for people and ends with exactly one line
 //! `RESULT <name> key=value …` for scripts.
 
+mod peer_check;
 mod workload;
 
 /// The same allocator as the `symbiont` binary, so the numbers are the tool's.
@@ -32,6 +33,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "lex, parse and parse+analysis throughput on a ~10 MB workload built from the corpus, a byte-scan baseline, and peak RSS for 100 MB",
     ),
     (
+        "peer-check",
+        peer_check::ARGS,
+        "symbiont check against ast-grep and Semgrep (PyPI, in a venv) on requests + express + ripgrep sources, same three rules: files, lines, findings, CPU s",
+    ),
+    (
         "policy",
         "[--requests N] [--seed N] [--runs N] [--run-ms N] [--samples N]",
         "symbiont-policy decisions/s and latency on a 10-policy set with guards, against cedar-policy on the same rules (first build ~20 min)",
@@ -53,6 +59,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match name.as_str() {
         "parse" => parse_bench(&rest),
+        "peer-check" => peer_check::run(&rest),
         PEAK_SUBCOMMAND => peak_child(&rest),
         "policy" => Err("`policy` is built separately (bench/policy-vs-cedar): run it with `bench/run policy`".to_string()),
         "list" | "-h" | "--help" | "help" => {
