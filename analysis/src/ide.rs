@@ -135,18 +135,48 @@ impl Analysis {
         self.files.get(path).copied()
     }
 
+    /// The file when it is in the language: agent code has diagnostics, hover and fixes, but no
+    /// tree of the language to navigate, fold, highlight or format.
+    pub(crate) fn sym_file(&self, path: &Path) -> Option<SourceFile> {
+        if crate::is_code_path(path) {
+            return None;
+        }
+        self.file(path)
+    }
+
     fn catch<T>(&self, f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Cancellable<T> {
         salsa::Cancelled::catch(f)
     }
 
+    /// The text of a file, or of `symbiont.toml` when given its path.
     pub fn file_text(&self, path: &Path) -> Option<std::sync::Arc<str>> {
-        self.file(path).map(|f| f.text(&self.db).clone())
+        if let Some(file) = self.file(path) {
+            return Some(file.text(&self.db).clone());
+        }
+        match self.workspace.config_file(&self.db) {
+            Some((config_path, text)) if config_path == path => Some(text.clone()),
+            _ => None,
+        }
     }
 
+    /// Every file of the workspace (the language's and agent code), in path order.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.keys().map(PathBuf::as_path)
+    }
+
+    /// The path of `symbiont.toml`, if the workspace has one.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.workspace.config_file(&self.db).as_ref().map(|(path, _)| path.clone())
+    }
+
+    /// Diagnostics of one file, or of `symbiont.toml` when given its path.
     pub fn diagnostics(&self, path: &Path) -> Cancellable<Vec<Diagnostic>> {
         self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
             Some(file) => crate::file_diagnostics_in(&self.db, self.workspace, path, file),
-            None => Vec::new(),
+            None => match self.workspace.config_file(&self.db) {
+                Some((config_path, _)) if config_path == path => crate::resolve::config_diagnostics(&self.db, self.workspace).clone(),
+                _ => Vec::new(),
+            },
         }))
     }
 
@@ -156,7 +186,7 @@ impl Analysis {
 
     /// The workspace symbol a position names: a definition's name or a reference to one.
     fn symbol_at(&self, path: &Path, offset: TextSize) -> Option<(DefKind, String, TextRange)> {
-        let file = self.file(path)?;
+        let file = self.sym_file(path)?;
         let items = file_items(&self.db, file);
         if let Some(def) = items.defs.iter().find(|d| d.name_range.contains_inclusive(offset)) {
             return Some((def.kind, def.name.clone(), def.name_range));
@@ -257,7 +287,7 @@ impl Analysis {
 
     pub fn document_symbols(&self, path: &Path) -> Cancellable<Vec<DocumentSymbol>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
-            let Some(file) = self.file(path) else { return Vec::new() };
+            let Some(file) = self.sym_file(path) else { return Vec::new() };
             let tree = ast::SourceFile::cast(self.tree(file)).expect("the root is a source file");
             tree.items().filter_map(|item| symbol_of(item.syntax())).collect()
         }))
@@ -281,7 +311,7 @@ impl Analysis {
 
     pub fn semantic_tokens(&self, path: &Path, within: Option<TextRange>) -> Cancellable<Vec<(TextRange, TokenType)>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
-            let Some(file) = self.file(path) else { return Vec::new() };
+            let Some(file) = self.sym_file(path) else { return Vec::new() };
             let root = self.tree(file);
             let mut out = Vec::new();
             for token in root.descendants_with_tokens().filter_map(|e| e.into_token()) {
@@ -298,7 +328,7 @@ impl Analysis {
 
     pub fn folding_ranges(&self, path: &Path) -> Cancellable<Vec<(TextRange, FoldKind)>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
-            let Some(file) = self.file(path) else { return Vec::new() };
+            let Some(file) = self.sym_file(path) else { return Vec::new() };
             let text = file.text(&self.db);
             let root = self.tree(file);
             let multi_line = |r: TextRange| text[r].contains('\n');
@@ -332,7 +362,7 @@ impl Analysis {
     /// The formatted text of a file, or `None` when it has syntax errors.
     pub fn format(&self, path: &Path) -> Cancellable<Option<String>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
-            let file = self.file(path)?;
+            let file = self.sym_file(path)?;
             symbiont_syntax::format::format_tree(db::parse(&self.db, file), &Default::default()).ok()
         }))
     }
@@ -361,7 +391,7 @@ impl Analysis {
     /// A "Run agent" lens above each agent: its name range and the agent's name.
     pub fn agent_lenses(&self, path: &Path) -> Cancellable<Vec<(TextRange, String)>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
-            let Some(file) = self.file(path) else { return Vec::new() };
+            let Some(file) = self.sym_file(path) else { return Vec::new() };
             file_items(&self.db, file).defs.iter().filter(|d| d.kind == DefKind::Agent).map(|d| (d.name_range, d.name.clone())).collect()
         }))
     }

@@ -23,7 +23,7 @@ pub fn one_line(node: &SyntaxNode) -> String {
 }
 
 fn token_at(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<SyntaxToken> {
-    let file = analysis.files.get(path).copied()?;
+    let file = analysis.sym_file(path)?;
     let root = db::parse(&analysis.db, file).syntax();
     if offset > root.text_range().end() {
         return None;
@@ -72,6 +72,9 @@ fn setting_doc(name: &str, table: &[settings::Setting], what: &str) -> Option<St
 }
 
 pub fn hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(TextRange, String)> {
+    if crate::is_code_path(path) {
+        return code_hover(analysis, path, offset);
+    }
     let token = token_at(analysis, path, offset)?;
     let range = token.text_range();
     if let Some(doc) = keyword_doc(token.kind()) {
@@ -111,6 +114,35 @@ pub fn hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(Text
         return operation_doc(analysis, &word).map(|d| (range, d));
     }
     None
+}
+
+/// On agent code: each finding at the position, with the rule that decided it (the policy's deny,
+/// quoted from its file) and the rule's documentation page.
+fn code_hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(TextRange, String)> {
+    let file = analysis.files.get(path).copied()?;
+    let diagnostics = crate::file_diagnostics_in(&analysis.db, analysis.workspace, path, file);
+    let hits: Vec<_> = diagnostics.iter().filter(|d| d.range.contains_inclusive(offset)).collect();
+    let range = hits.iter().map(|d| d.range).reduce(|a, b| a.cover(b))?;
+    let mut sections = Vec::new();
+    for d in hits {
+        let mut section = format!("**{}** `{}` ({}): {}", d.severity, d.rule.code, d.rule.name, d.message);
+        for related in &d.related {
+            let Some(text) = analysis.files.get(&related.path).map(|f| f.text(&analysis.db).clone()) else { continue };
+            let index = symbiont_syntax::LineIndex::new(&text);
+            let at = index.line_col(&text, related.range.start());
+            let line = index.line_text(&text, at.line).trim();
+            section.push_str(&format!(
+                "\n\n{} at {}:{}:{}:\n```symbiont\n{line}\n```",
+                related.message,
+                related.path.display(),
+                at.line + 1,
+                at.col + 1
+            ));
+        }
+        section.push_str(&format!("\n\n{} See `{}` in {}.", d.rule.summary, d.rule.code, d.rule.page));
+        sections.push(section);
+    }
+    Some((range, sections.join("\n\n---\n\n")))
 }
 
 fn analysis_symbol(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(DefKind, String, TextRange)> {
@@ -202,7 +234,7 @@ const TIERS: &[&str] = &["Tier1", "Tier2", "Tier3", "auto"];
 
 pub fn completions(analysis: &Analysis, path: &Path, offset: TextSize) -> Vec<Completion> {
     let item = |label: &str, kind, detail: &str| Completion { label: label.to_string(), kind, detail: detail.to_string() };
-    let Some(file) = analysis.files.get(path).copied() else { return Vec::new() };
+    let Some(file) = analysis.sym_file(path) else { return Vec::new() };
     let root = db::parse(&analysis.db, file).syntax();
     let text = file.text(&analysis.db);
     let offset = offset.min(root.text_range().end());
