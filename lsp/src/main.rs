@@ -1,0 +1,45 @@
+//! `symbiont-lsp --stdio`: the Symbiont language server.
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: symbiont-lsp [--stdio]
+
+The Symbiont language server. It speaks the Language Server Protocol over stdin and stdout
+(`--stdio`, the default); editors start it themselves. See docs/editors.md.
+
+options:
+  --stdio      serve over stdin/stdout
+  --version    print the version
+  -h, --help   print this help
+";
+
+fn main() -> ExitCode {
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--stdio" => {}
+            "--version" | "-V" => {
+                println!("symbiont-lsp {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprint!("symbiont-lsp: unknown argument `{other}`\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("symbiont-lsp: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clean = runtime.block_on(symbiont_lsp::serve_stdio());
+    // The server's threads block on channels that only close with the process.
+    std::process::exit(if clean { 0 } else { 1 })
+}

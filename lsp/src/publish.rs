@@ -1,0 +1,183 @@
+//! Push diagnostics: after each batch of changes, the changed documents' diagnostics are computed
+//! on a snapshot and published first (the latency an editor feels), then every other file's,
+//! published only when they differ from what the client already has. A newer change cancels the
+//! snapshot; the round starts again on the newer text.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex,
+    },
+};
+
+use symbiont_analysis::{ide::Analysis, Diagnostic};
+use tower_lsp_server::{ls_types as lsp, Client};
+
+use crate::{
+    convert::{self, FileText, Paths},
+    world::{lock, Effects, World},
+};
+
+pub struct Publisher {
+    pub world: Arc<Mutex<World>>,
+    pub client: Client,
+    pub runtime: tokio::runtime::Handle,
+    /// Off when the client pulls diagnostics instead.
+    pub enabled: Arc<AtomicBool>,
+}
+
+/// What the client was last sent for a file.
+struct Sent {
+    diagnostics: Vec<Diagnostic>,
+}
+
+struct Round {
+    snap: Analysis,
+    versions: HashMap<PathBuf, (lsp::Uri, i32)>,
+    paths: Paths,
+}
+
+impl Publisher {
+    pub fn run(self, rx: mpsc::Receiver<Effects>) {
+        let mut sent: HashMap<PathBuf, Sent> = HashMap::new();
+        let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut all = false;
+        let mut next = None;
+        loop {
+            let mut effects = match next.take() {
+                Some(effects) => effects,
+                None => match rx.recv() {
+                    Ok(effects) => effects,
+                    Err(_) => return,
+                },
+            };
+            for more in rx.try_iter() {
+                effects.merge(more);
+            }
+            if !self.enabled.load(Ordering::Relaxed) {
+                continue;
+            }
+            for (path, uri) in effects.removed {
+                dirty.remove(&path);
+                sent.remove(&path);
+                self.send(uri, Vec::new(), None);
+            }
+            // A file whose text changed always gets a publish: the client waits for its version.
+            dirty.extend(effects.changed.iter().cloned());
+            all |= effects.all || !effects.changed.is_empty();
+
+            // The changed files first.
+            let round = self.round();
+            let mut out = Vec::new();
+            let mut cancelled = false;
+            for path in dirty.iter() {
+                match self.compute(&round, path) {
+                    Ok(Some(done)) => out.push(done),
+                    Ok(None) => {}
+                    Err(()) => {
+                        cancelled = true;
+                        break;
+                    }
+                }
+            }
+            drop(round);
+            for (path, uri, lsp_diagnostics, version, diagnostics) in out {
+                dirty.remove(&path);
+                self.send(uri, lsp_diagnostics, version);
+                sent.insert(path, Sent { diagnostics });
+            }
+            if cancelled {
+                dirty.retain(|p| self.known(p));
+                continue;
+            }
+            dirty.clear();
+            if !all {
+                continue;
+            }
+            // Then every other file, when its diagnostics changed. A newer change interrupts.
+            let round = self.round();
+            let mut files: Vec<PathBuf> = round.snap.files().map(Path::to_path_buf).chain(round.snap.config_path()).collect();
+            files.sort_by_key(|p| !round.versions.contains_key(p));
+            let mut out = Vec::new();
+            let mut finished = true;
+            for path in files {
+                if let Ok(effects) = rx.try_recv() {
+                    next = Some(effects);
+                    finished = false;
+                    break;
+                }
+                let Ok(diagnostics) = round.snap.diagnostics(&path) else {
+                    finished = false;
+                    break;
+                };
+                let previous = sent.get(&path).map(|s| &s.diagnostics);
+                if previous == Some(&diagnostics) || (previous.is_none() && diagnostics.is_empty()) {
+                    continue;
+                }
+                let Some((uri, lsp_diagnostics, version)) = self.convert(&round, &path, &diagnostics) else { continue };
+                out.push((path, uri, lsp_diagnostics, version, diagnostics));
+            }
+            drop(round);
+            for (path, uri, lsp_diagnostics, version, diagnostics) in out {
+                self.send(uri, lsp_diagnostics, version);
+                sent.insert(path, Sent { diagnostics });
+            }
+            all = !finished;
+        }
+    }
+
+    fn round(&self) -> Round {
+        let world = lock(&self.world);
+        Round {
+            snap: world.host.snapshot(),
+            versions: world.docs.iter().map(|(p, d)| (p.clone(), (d.uri.clone(), d.version))).collect(),
+            paths: world.paths.clone(),
+        }
+    }
+
+    fn known(&self, path: &Path) -> bool {
+        lock(&self.world).host.file_text(path).is_some()
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn compute(
+        &self,
+        round: &Round,
+        path: &Path,
+    ) -> Result<Option<(PathBuf, lsp::Uri, Vec<lsp::Diagnostic>, Option<i32>, Vec<Diagnostic>)>, ()> {
+        let diagnostics = round.snap.diagnostics(path).map_err(|_| ())?;
+        Ok(self.convert(round, path, &diagnostics).map(|(uri, lsp, version)| (path.to_path_buf(), uri, lsp, version, diagnostics)))
+    }
+
+    fn convert(&self, round: &Round, path: &Path, diagnostics: &[Diagnostic]) -> Option<(lsp::Uri, Vec<lsp::Diagnostic>, Option<i32>)> {
+        let text = FileText::new(round.snap.file_text(path)?);
+        let (uri, version) = match round.versions.get(path) {
+            Some((uri, version)) => (uri.clone(), Some(*version)),
+            None => (convert::uri_of_path(&round.paths, &HashMap::new(), path)?, None),
+        };
+        let open: HashMap<PathBuf, lsp::Uri> = round.versions.iter().map(|(p, (u, _))| (p.clone(), u.clone())).collect();
+        let mut others: HashMap<PathBuf, Option<FileText>> = HashMap::new();
+        let lsp_diagnostics = diagnostics
+            .iter()
+            .map(|d| {
+                convert::diagnostic(d, &text, |other, range| {
+                    let uri = convert::uri_of_path(&round.paths, &open, other)?;
+                    let range = if other == path {
+                        text.range(range)
+                    } else {
+                        let file = others.entry(other.to_path_buf()).or_insert_with(|| round.snap.file_text(other).map(FileText::new));
+                        file.as_ref()?.range(range)
+                    };
+                    Some(lsp::Location { uri, range })
+                })
+            })
+            .collect();
+        Some((uri, lsp_diagnostics, version))
+    }
+
+    fn send(&self, uri: lsp::Uri, diagnostics: Vec<lsp::Diagnostic>, version: Option<i32>) {
+        self.runtime.block_on(self.client.publish_diagnostics(uri, diagnostics, version));
+    }
+}

@@ -1,0 +1,175 @@
+//! Framing between the client and `tower-lsp-server`. Its decoder ends the whole input stream at
+//! the first message it cannot decode, so malformed JSON would stop the server: every message is
+//! read and checked here first. A well-formed one is passed on; a malformed one is answered here
+//! with the JSON-RPC error it deserves (parse error, invalid request) and the server never sees
+//! it. Output from the server and these answers are written whole, one frame at a time.
+
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    sync::mpsc,
+};
+use tower_lsp_server::jsonrpc::{Request, Response};
+
+/// Frames larger than this are refused (and skipped) rather than buffered.
+const MAX_MESSAGE: usize = 256 << 20;
+
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn error_frame(id: Value, code: i64, message: &str) -> Vec<u8> {
+    let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } });
+    frame(body.to_string().as_bytes())
+}
+
+/// One message's headers: `Ok(None)` at the end of the input, `Err` for headers without a valid
+/// `Content-Length`.
+async fn read_headers<R: AsyncRead + Unpin>(input: &mut BufReader<R>) -> std::io::Result<Option<Result<usize, String>>> {
+    let mut length: Option<Result<usize, String>> = None;
+    let mut line = String::new();
+    let mut any = false;
+    loop {
+        line.clear();
+        let mut raw = Vec::new();
+        if input.read_until(b'\n', &mut raw).await? == 0 {
+            return Ok(None);
+        }
+        line.push_str(&String::from_utf8_lossy(&raw));
+        let header = line.trim_end_matches(['\r', '\n']);
+        if header.is_empty() {
+            if !any {
+                continue; // blank lines between messages
+            }
+            return Ok(Some(length.unwrap_or_else(|| Err("a message without a Content-Length header".into()))));
+        }
+        any = true;
+        if let Some((name, value)) = header.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                length = Some(value.trim().parse::<usize>().map_err(|_| format!("invalid Content-Length `{}`", value.trim())));
+            }
+        } else {
+            length = Some(Err(format!("invalid header line `{header}`")));
+        }
+    }
+}
+
+/// What to do with a message body: pass it on, or answer it with an error.
+fn check(body: &[u8]) -> Result<(), Vec<u8>> {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) => return Err(error_frame(Value::Null, -32700, &format!("Parse error: {e}"))),
+    };
+    let Some(object) = value.as_object() else {
+        return Err(error_frame(
+            Value::Null,
+            -32600,
+            "Invalid request: a message must be a JSON object (batches are not part of the protocol)",
+        ));
+    };
+    let id = object.get("id").filter(|id| id.is_string() || id.is_i64() || id.is_u64() || id.is_null()).cloned().unwrap_or(Value::Null);
+    let is_request = object.get("method").is_some_and(Value::is_string);
+    let is_response = object.contains_key("id") && (object.contains_key("result") || object.contains_key("error"));
+    let decodes = if is_request {
+        serde_json::from_value::<Request>(value.clone()).is_ok()
+    } else {
+        is_response && serde_json::from_value::<Response>(value.clone()).is_ok()
+    };
+    if decodes {
+        Ok(())
+    } else {
+        Err(error_frame(id, -32600, "Invalid request: not a JSON-RPC 2.0 request, notification or response"))
+    }
+}
+
+/// Client → server. Ends at the end of the client's input.
+pub async fn pump_input<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(input: R, mut server: W, answers: mpsc::UnboundedSender<Vec<u8>>) {
+    let mut input = BufReader::new(input);
+    loop {
+        let length = match read_headers(&mut input).await {
+            Ok(Some(Ok(length))) => length,
+            Ok(Some(Err(problem))) => {
+                let _ = answers.send(error_frame(Value::Null, -32700, &format!("Parse error: {problem}")));
+                continue;
+            }
+            Ok(None) | Err(_) => break,
+        };
+        if length > MAX_MESSAGE {
+            let _ = answers.send(error_frame(Value::Null, -32600, "Invalid request: the message is too large"));
+            if tokio::io::copy(&mut (&mut input).take(length as u64), &mut tokio::io::sink()).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        let mut body = vec![0; length];
+        if input.read_exact(&mut body).await.is_err() {
+            break;
+        }
+        match check(&body) {
+            Ok(()) => {
+                if server.write_all(&frame(&body)).await.is_err() || server.flush().await.is_err() {
+                    break;
+                }
+            }
+            Err(answer) => {
+                crate::log(format!(
+                    "malformed message answered with an error: {}",
+                    String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                ));
+                let _ = answers.send(answer);
+            }
+        }
+    }
+    let _ = server.shutdown().await;
+}
+
+/// Server → the writer, frame by frame. Ends when the server closes its output.
+pub async fn pump_output<R: AsyncRead + Unpin>(server: R, frames: mpsc::UnboundedSender<Vec<u8>>) {
+    let mut server = BufReader::new(server);
+    while let Ok(Some(Ok(length))) = read_headers(&mut server).await {
+        let mut body = vec![0; length];
+        if server.read_exact(&mut body).await.is_err() {
+            break;
+        }
+        if frames.send(frame(&body)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Writes frames to the client until every sender is gone.
+pub async fn write_frames<W: AsyncWrite + Unpin>(mut output: W, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(frame) = frames.recv().await {
+        if output.write_all(&frame).await.is_err() {
+            return;
+        }
+        // Everything already queued goes out before the flush.
+        while let Ok(more) = frames.try_recv() {
+            if output.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if output.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_messages() {
+        assert!(check(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#).is_ok());
+        assert!(check(br#"{"jsonrpc":"2.0","method":"initialized","params":{}}"#).is_ok());
+        assert!(check(br#"{"jsonrpc":"2.0","id":1,"result":null}"#).is_ok());
+        let answer = |body: &[u8]| String::from_utf8(check(body).unwrap_err()).unwrap();
+        assert!(answer(b"{not json").contains("-32700"));
+        assert!(answer(b"[1,2]").contains("-32600"));
+        assert!(answer(br#"{"jsonrpc":"2.0","id":7}"#).contains(r#""id":7"#));
+        assert!(answer(br#"{"id":3,"method":"x"}"#).contains("-32600"));
+    }
+}
