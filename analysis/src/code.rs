@@ -219,7 +219,14 @@ fn code_fixes(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Vec<Fix
 /// The `.sym` side: allow the operation in the agent's own policy, or drop it from a deny list of
 /// the agent's own inline policy. An inherited deny cannot be weakened (SYM0203), so none is offered
 /// then. Never safe to apply unreviewed: it widens what the agent may do.
-fn policy_fix(db: &dyn Db, ws: Workspace, agent: &str, effective: &EffectivePolicy, verdict: StaticVerdict, operation: &str) -> Option<Fix> {
+fn policy_fix(
+    db: &dyn Db,
+    ws: Workspace,
+    agent: &str,
+    effective: &EffectivePolicy,
+    verdict: StaticVerdict,
+    operation: &str,
+) -> Option<Fix> {
     let fix = policy_fix_unchecked(db, ws, agent, effective, verdict, operation)?;
     // Like every fix, verified by re-parsing the result.
     let edit = fix.edits.first()?;
@@ -257,7 +264,10 @@ fn policy_fix_unchecked(
                 return None;
             }
             // The deny's array element naming exactly this operation.
-            let rule = agent_node.policies().flat_map(|p| p.rules().collect::<Vec<_>>()).find(|r| r.syntax().text_range() == deny.rule.loc.range)?;
+            let rule = agent_node
+                .policies()
+                .flat_map(|p| p.rules().collect::<Vec<_>>())
+                .find(|r| r.syntax().text_range() == deny.rule.loc.range)?;
             let ast::Expr::ArrayExpr(list) = rule.body()? else { return None };
             let elements: Vec<ast::Expr> = list.elements().collect();
             let index = elements.iter().position(|e| e.syntax().text() == quoted.as_str())?;
@@ -270,7 +280,11 @@ fn policy_fix_unchecked(
             } else {
                 element
             };
-            Some(Fix { title: format!("Remove `{operation}` from the deny list of `{}`", effective.policies[deny.policy].name), edits: vec![edit(range, String::new())], safe: false })
+            Some(Fix {
+                title: format!("Remove `{operation}` from the deny list of `{}`", effective.policies[deny.policy].name),
+                edits: vec![edit(range, String::new())],
+                safe: false,
+            })
         }
         StaticVerdict::NeverAllowed => {
             // Add to the first allow list of the agent's own policies, else add an allow rule.

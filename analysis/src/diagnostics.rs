@@ -140,7 +140,15 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(rule: &'static Rule, range: TextRange, message: impl Into<String>) -> Self {
-        Diagnostic { rule, severity: rule.severity, message: message.into(), range, related: Vec::new(), fix: None, alternatives: Vec::new() }
+        Diagnostic {
+            rule,
+            severity: rule.severity,
+            message: message.into(),
+            range,
+            related: Vec::new(),
+            fix: None,
+            alternatives: Vec::new(),
+        }
     }
 
     pub fn with_related(mut self, path: PathBuf, range: TextRange, message: impl Into<String>) -> Self {

@@ -94,7 +94,8 @@ pub enum TokenType {
 }
 
 impl TokenType {
-    pub const LEGEND: &'static [&'static str] = &["keyword", "type", "function", "variable", "property", "string", "number", "comment", "operator", "class"];
+    pub const LEGEND: &'static [&'static str] =
+        &["keyword", "type", "function", "variable", "property", "string", "number", "comment", "operator", "class"];
 
     pub fn index(self) -> u32 {
         self as u32
@@ -198,7 +199,13 @@ impl Analysis {
     }
 
     fn nav(&self, file: SourceFile, def: &ItemDef) -> NavTarget {
-        NavTarget { path: file.path(&self.db).clone(), name: def.name.clone(), kind: def.kind, full_range: def.range, focus_range: def.name_range }
+        NavTarget {
+            path: file.path(&self.db).clone(),
+            name: def.name.clone(),
+            kind: def.kind,
+            full_range: def.range,
+            focus_range: def.name_range,
+        }
     }
 
     fn definitions(&self, kind: DefKind, name: &str) -> Vec<NavTarget> {
@@ -246,7 +253,11 @@ impl Analysis {
             let text = self.file_text(path)?;
             // A quoted reference (`agent: "reviewer"`) renames inside its quotes.
             let written = &text[range];
-            Some(if written.starts_with('"') { TextRange::at(range.start() + TextSize::from(1), TextSize::of(name.as_str())) } else { range })
+            Some(if written.starts_with('"') {
+                TextRange::at(range.start() + TextSize::from(1), TextSize::of(name.as_str()))
+            } else {
+                range
+            })
         }))
     }
 
@@ -440,7 +451,9 @@ fn token_type(token: &SyntaxToken) -> Option<TokenType> {
         SyntaxKind::IDENT => match (parent.kind(), parent.parent().map(|p| p.kind())) {
             (SyntaxKind::NAME, Some(k)) if namespace_of(k).is_some() => TokenType::Class,
             (SyntaxKind::NAME_REF, Some(SyntaxKind::PATH_TYPE | SyntaxKind::EXTENDS_CLAUSE)) => TokenType::Type,
-            (SyntaxKind::NAME, Some(SyntaxKind::AGENT_FIELD | SyntaxKind::WITH_ATTR | SyntaxKind::ENTRY | SyntaxKind::RECORD_FIELD)) => TokenType::Property,
+            (SyntaxKind::NAME, Some(SyntaxKind::AGENT_FIELD | SyntaxKind::WITH_ATTR | SyntaxKind::ENTRY | SyntaxKind::RECORD_FIELD)) => {
+                TokenType::Property
+            }
             (SyntaxKind::NAME_REF, Some(SyntaxKind::FIELD_EXPR)) => TokenType::Property,
             (SyntaxKind::NAME_REF, Some(SyntaxKind::PATH_EXPR)) => {
                 if parent.parent().and_then(|p| p.parent()).is_some_and(|g| g.kind() == SyntaxKind::CALL_EXPR) {
@@ -452,7 +465,9 @@ fn token_type(token: &SyntaxToken) -> Option<TokenType> {
             (SyntaxKind::QUALIFIER, _) => TokenType::Operator,
             _ => TokenType::Variable,
         },
-        SyntaxKind::EQ2 | SyntaxKind::NEQ | SyntaxKind::AMP2 | SyntaxKind::PIPE2 | SyntaxKind::FAT_ARROW | SyntaxKind::THIN_ARROW => TokenType::Operator,
+        SyntaxKind::EQ2 | SyntaxKind::NEQ | SyntaxKind::AMP2 | SyntaxKind::PIPE2 | SyntaxKind::FAT_ARROW | SyntaxKind::THIN_ARROW => {
+            TokenType::Operator
+        }
         _ => return None,
     })
 }

@@ -32,7 +32,13 @@ fn token_at(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<Syntax
         rowan::TokenAtOffset::None => None,
         rowan::TokenAtOffset::Single(t) => Some(t),
         // Prefer the word over the punctuation or space beside it.
-        rowan::TokenAtOffset::Between(a, b) => Some(if b.kind().is_trivia() || !matches!(b.kind(), SyntaxKind::IDENT | SyntaxKind::STRING) && !b.kind().is_keyword() { a } else { b }),
+        rowan::TokenAtOffset::Between(a, b) => {
+            Some(if b.kind().is_trivia() || !matches!(b.kind(), SyntaxKind::IDENT | SyntaxKind::STRING) && !b.kind().is_keyword() {
+                a
+            } else {
+                b
+            })
+        }
     }
 }
 
@@ -106,7 +112,8 @@ pub fn hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(Text
             return Some((range, agent_brief(analysis, &name)));
         }
         let defs = analysis.goto_definition(path, offset).ok()?;
-        let location = defs.first().map(|d| format!(" — defined in {}", d.path.display())).unwrap_or_else(|| " — not defined in the workspace".into());
+        let location =
+            defs.first().map(|d| format!(" — defined in {}", d.path.display())).unwrap_or_else(|| " — not defined in the workspace".into());
         return Some((range, format!("**{}** `{name}`{location}", kind.as_str())));
     }
     // Operation names in rules and capabilities.
@@ -161,7 +168,9 @@ fn inside(node: &SyntaxNode, kind: SyntaxKind, field: &str) -> bool {
 }
 
 fn in_operation_position(token: &SyntaxToken) -> bool {
-    token.parent_ancestors().any(|a| a.kind() == SyntaxKind::RULE && a.children().next().is_some_and(|c| c.text_range().contains_range(token.text_range())))
+    token
+        .parent_ancestors()
+        .any(|a| a.kind() == SyntaxKind::RULE && a.children().next().is_some_and(|c| c.text_range().contains_range(token.text_range())))
         || token
             .parent_ancestors()
             .find(|a| a.kind() == SyntaxKind::AGENT_FIELD)
@@ -176,16 +185,18 @@ fn rule_effect(analysis: &Analysis, path: &Path, rule: &ast::Rule) -> String {
     let range = rule.syntax().text_range();
     let here = path.to_string_lossy();
     let mut notes = Vec::new();
-    let scopes = universe
-        .agents()
-        .filter_map(|a| universe.effective(Some(&a.name)).ok())
-        .chain(rule.syntax().ancestors().find_map(ast::Policy::cast).and_then(|p| p.name()).and_then(|n| universe.effective_of_policy(&n.text())));
+    let scopes = universe.agents().filter_map(|a| universe.effective(Some(&a.name)).ok()).chain(
+        rule.syntax().ancestors().find_map(ast::Policy::cast).and_then(|p| p.name()).and_then(|n| universe.effective_of_policy(&n.text())),
+    );
     for effective in scopes {
         for shadow in &effective.shadowed {
             let allow = &effective.rules[shadow.allow];
             if allow.rule.loc.range == range && *allow.rule.loc.file == *here {
                 let deny = &effective.rules[shadow.deny];
-                let note = format!("- `{}` is overridden by the deny at {} (policy `{}`)", shadow.operation, deny.rule.loc, effective.policies[deny.policy].name);
+                let note = format!(
+                    "- `{}` is overridden by the deny at {} (policy `{}`)",
+                    shadow.operation, deny.rule.loc, effective.policies[deny.policy].name
+                );
                 if !notes.contains(&note) {
                     notes.push(note);
                 }
@@ -207,7 +218,12 @@ fn agent_brief(analysis: &Analysis, agent: &str) -> String {
     let mut allowed = Vec::new();
     let mut denied = Vec::new();
     let mut conditional = Vec::new();
-    let mut ops: Vec<String> = effective.rules.iter().filter(|r| matches!(r.rule.kind, RuleKind::Allow | RuleKind::Deny)).flat_map(|r| r.rule.ops.iter().map(|o| o.name.clone())).collect();
+    let mut ops: Vec<String> = effective
+        .rules
+        .iter()
+        .filter(|r| matches!(r.rule.kind, RuleKind::Allow | RuleKind::Deny))
+        .flat_map(|r| r.rule.ops.iter().map(|o| o.name.clone()))
+        .collect();
     ops.sort();
     ops.dedup();
     for op in ops {
@@ -280,12 +296,18 @@ pub fn completions(analysis: &Analysis, path: &Path, offset: TextSize) -> Vec<Co
     }
     if has(SyntaxKind::PARAM_LIST) || has(SyntaxKind::RET_TYPE) || has(SyntaxKind::TYPE_DEF) {
         let mut types = names(DefKind::Type, CompletionKind::Type);
-        types.extend(["String", "int", "float", "bool", "List", "Map", "Result", "JSON"].iter().map(|t| item(t, CompletionKind::Type, "built-in type")));
+        types.extend(
+            ["String", "int", "float", "bool", "List", "Map", "Result", "JSON"]
+                .iter()
+                .map(|t| item(t, CompletionKind::Type, "built-in type")),
+        );
         return types;
     }
     if has(SyntaxKind::AGENT_BODY) {
-        let mut fields: Vec<Completion> =
-            ["capabilities", "policies", "implementation", "security"].iter().map(|f| item(&format!("{f} = "), CompletionKind::Attribute, "agent field")).collect();
+        let mut fields: Vec<Completion> = ["capabilities", "policies", "implementation", "security"]
+            .iter()
+            .map(|f| item(&format!("{f} = "), CompletionKind::Attribute, "agent field"))
+            .collect();
         fields.extend(["policy", "function", "with"].iter().map(|k| item(k, CompletionKind::Keyword, "agent member")));
         return fields;
     }

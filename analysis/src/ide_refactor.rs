@@ -35,9 +35,12 @@ pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: Text
             let policy_range = policy.syntax().text_range();
             // Remove the whole line(s) of the inline policy, and insert it before the agent.
             let line_start = TextSize::from(text[..usize::from(policy_range.start())].rfind('\n').map_or(0, |i| i + 1) as u32);
-            let line_end = TextSize::from(text[usize::from(policy_range.end())..].find('\n').map_or(text.len(), |i| usize::from(policy_range.end()) + i + 1) as u32);
+            let line_end = TextSize::from(
+                text[usize::from(policy_range.end())..].find('\n').map_or(text.len(), |i| usize::from(policy_range.end()) + i + 1) as u32,
+            );
             let body = dedent(&text[policy_range]);
-            let mut edits = vec![edit(TextRange::empty(agent_start), format!("{body}\n\n")), edit(TextRange::new(line_start, line_end), String::new())];
+            let mut edits =
+                vec![edit(TextRange::empty(agent_start), format!("{body}\n\n")), edit(TextRange::new(line_start, line_end), String::new())];
             edits.extend(add_to_policies(&agent, text, &name.text(), path));
             out.push(Action {
                 fix: Fix { title: format!("Extract inline policy `{}` to a named top-level policy", name.text()), edits, safe: false },
@@ -54,7 +57,11 @@ pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: Text
         let index = crate::resolve::workspace_index(&analysis.db, analysis.workspace);
         for policy in index.names(DefKind::Policy).filter(|p| !applied.iter().any(|a| a == p)).take(20) {
             out.push(Action {
-                fix: Fix { title: format!("Apply policy `{policy}` to agent `{}`", agent.name().map(|n| n.text()).unwrap_or_default()), edits: add_to_policies(&agent, text, policy, path), safe: false },
+                fix: Fix {
+                    title: format!("Apply policy `{policy}` to agent `{}`", agent.name().map(|n| n.text()).unwrap_or_default()),
+                    edits: add_to_policies(&agent, text, policy, path),
+                    safe: false,
+                },
                 diagnostic: None,
                 refactor: true,
             });
@@ -73,7 +80,11 @@ fn add_to_policies(agent: &ast::Agent, text: &str, name: &str, path: &Path) -> V
     }
     let Some(open) = agent.body().and_then(|b| b.syntax().first_token()) else { return Vec::new() };
     let at = open.text_range().end();
-    let indent = text[usize::from(at)..].split('\n').nth(1).map(|l| l.chars().take_while(|c| c.is_whitespace()).collect::<String>()).unwrap_or_else(|| "    ".into());
+    let indent = text[usize::from(at)..]
+        .split('\n')
+        .nth(1)
+        .map(|l| l.chars().take_while(|c| c.is_whitespace()).collect::<String>())
+        .unwrap_or_else(|| "    ".into());
     vec![edit(TextRange::empty(at), format!("\n{indent}policies = [{name}]"))]
 }
 
@@ -81,5 +92,9 @@ fn add_to_policies(agent: &ast::Agent, text: &str, name: &str, path: &Path) -> V
 fn dedent(text: &str) -> String {
     let indent = text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
     let indent = indent.saturating_sub(4);
-    text.lines().enumerate().map(|(i, l)| if i == 0 || l.len() < indent { l.trim_start().to_string() } else { l[indent..].to_string() }).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| if i == 0 || l.len() < indent { l.trim_start().to_string() } else { l[indent..].to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
