@@ -31,10 +31,12 @@ pub fn apply(text: &str, edits: &[Edit]) -> String {
     out
 }
 
-/// Whether the edited text parses with no more errors than the original.
+/// Whether the edited text parses with no more errors than the original. The original's tree is
+/// the scan's (cached per thread), the edited text is parsed incrementally from it.
 fn reparses(lang: Lang, before: &str, after: &str) -> bool {
-    let errors = |t: &str| scan::parse(lang, t).map(|tree| usize::from(tree.root_node().has_error()));
-    matches!((errors(before), errors(after)), (Some(b), Some(a)) if a <= b)
+    let Some(tree) = scan::parse(lang, before) else { return false };
+    let errors = usize::from(tree.root_node().has_error());
+    scan::reparse(lang, &tree, before, after).is_some_and(|edited| usize::from(edited.root_node().has_error()) <= errors)
 }
 
 /// `# symbiont: allow OP -- REASON REQUIRED` on its own line above the finding.

@@ -215,13 +215,63 @@ impl rules::Rule {
 
 thread_local! {
     static PARSERS: RefCell<HashMap<Lang, tree_sitter::Parser>> = RefCell::new(HashMap::new());
+    /// The last text [`parse`] parsed on this thread, and its tree: the fixes of a file's findings
+    /// (`fix.rs`) parse the text that the scan of the file has just parsed, once per finding.
+    static LAST_PARSE: RefCell<Option<(Lang, Box<str>, tree_sitter::Tree)>> = const { RefCell::new(None) };
 }
 
+/// Files over 16 MiB are not parsed.
+const MAX_PARSE_BYTES: usize = 16 << 20;
+
 /// Parses with a parser reused per thread and language. Files over 16 MiB are not parsed.
+/// Parsing the same text again on the same thread returns (a cheap copy of) the same tree.
 pub fn parse(lang: Lang, text: &str) -> Option<tree_sitter::Tree> {
-    if text.len() > 16 << 20 {
+    if text.len() > MAX_PARSE_BYTES {
         return None;
     }
+    let cached = LAST_PARSE.with(|last| {
+        let last = last.borrow();
+        last.as_ref().filter(|(l, t, _)| *l == lang && **t == *text).map(|(_, _, tree)| tree.clone())
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    let tree = parse_with(lang, text, None)?;
+    LAST_PARSE.with(|last| *last.borrow_mut() = Some((lang, text.into(), tree.clone())));
+    Some(tree)
+}
+
+/// Parses `after`, an edit of `before` whose tree is `old` (from [`parse`]), reusing the parts of
+/// `old` the edit left intact: tree-sitter's incremental parsing, which gives the tree a fresh
+/// parse of `after` gives. The edit is taken as one replacement, from the first byte where the
+/// texts differ to the last.
+pub fn reparse(lang: Lang, old: &tree_sitter::Tree, before: &str, after: &str) -> Option<tree_sitter::Tree> {
+    if after.len() > MAX_PARSE_BYTES {
+        return None;
+    }
+    let (b, a) = (before.as_bytes(), after.as_bytes());
+    let prefix = b.iter().zip(a).take_while(|(x, y)| x == y).count();
+    let max_suffix = b.len().min(a.len()) - prefix;
+    let suffix = b.iter().rev().zip(a.iter().rev()).take(max_suffix).take_while(|(x, y)| x == y).count();
+    let (old_end, new_end) = (b.len() - suffix, a.len() - suffix);
+    let point = |text: &[u8], at: usize| {
+        let row = text[..at].iter().filter(|c| **c == b'\n').count();
+        let line_start = text[..at].iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
+        tree_sitter::Point { row, column: at - line_start }
+    };
+    let mut tree = old.clone();
+    tree.edit(&tree_sitter::InputEdit {
+        start_byte: prefix,
+        old_end_byte: old_end,
+        new_end_byte: new_end,
+        start_position: point(b, prefix),
+        old_end_position: point(b, old_end),
+        new_end_position: point(a, new_end),
+    });
+    parse_with(lang, after, Some(&tree))
+}
+
+fn parse_with(lang: Lang, text: &str, old: Option<&tree_sitter::Tree>) -> Option<tree_sitter::Tree> {
     PARSERS.with(|parsers| {
         let mut parsers = parsers.borrow_mut();
         let parser = match parsers.entry(lang) {
@@ -232,7 +282,7 @@ pub fn parse(lang: Lang, text: &str) -> Option<tree_sitter::Tree> {
                 v.insert(parser)
             }
         };
-        parser.parse(text, None)
+        parser.parse(text, old)
     })
 }
 
@@ -270,4 +320,94 @@ fn suppression(lang: Lang, text: &str, at: usize, operation: &str) -> Option<Sup
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query_rule(language: &str, query: &str) -> CustomRule {
+        CustomRule {
+            id: "r".into(),
+            language: language.into(),
+            operation: "network_access".into(),
+            message: "m".into(),
+            pattern: Vec::new(),
+            query: Some(query.into()),
+        }
+    }
+
+    /// tree-sitter's Rust binding evaluates `#eq?` (and `#match?`) while matching: a query rule
+    /// reports only the calls whose callee has the text the predicates name.
+    #[test]
+    fn query_predicates_are_evaluated() {
+        let python = r#"((call function: (attribute object: (identifier) @o attribute: (identifier) @a)) @match
+                         (#eq? @o "requests") (#match? @a "^(get|post)$"))"#;
+        let rules = RuleSet::new(false, vec![query_rule("python", python)]).unwrap();
+        let text = "import requests\nrequests.get(u)\nrequests.put(u)\nsession.get(u)\nrequests.post(u)\n";
+        let found: Vec<&str> = rules.scan(Lang::Python, text).findings.iter().map(|f| &text[f.start..f.end]).collect();
+        assert_eq!(found, ["requests.get(u)", "requests.post(u)"]);
+
+        // Several top-level patterns in one query, each with its own predicates.
+        let rust = r#"((call_expression function: (scoped_identifier path: (identifier) @p name: (identifier) @n)) @match
+                       (#eq? @p "fs") (#eq? @n "write"))
+                      ((call_expression function: (scoped_identifier path: (identifier) @p name: (identifier) @n)) @match
+                       (#eq? @p "File") (#eq? @n "create"))"#;
+        let rules = RuleSet::new(false, vec![query_rule("rust", rust)]).unwrap();
+        let text = "fn f() { fs::write(a, b); File::create(p); File::write(x); fs::create(y); std::fs::write(c, d); }";
+        let found: Vec<&str> = rules.scan(Lang::Rust, text).findings.iter().map(|f| &text[f.start..f.end]).collect();
+        assert_eq!(found, ["fs::write(a, b)", "File::create(p)"]);
+    }
+
+    #[test]
+    fn parsing_the_same_text_again_gives_the_same_tree() {
+        let text = "def f():\n    return requests.get(u)\n";
+        let first = parse(Lang::Python, text).unwrap();
+        let again = parse(Lang::Python, &text.to_string()).unwrap();
+        assert_eq!(first.root_node().to_sexp(), again.root_node().to_sexp());
+        assert!(LAST_PARSE.with(|last| last.borrow().as_ref().is_some_and(|(l, t, _)| *l == Lang::Python && &**t == text)));
+        // Another language, or another text, is parsed anew.
+        let js = parse(Lang::JavaScript, text).unwrap();
+        assert_ne!(js.root_node().to_sexp(), first.root_node().to_sexp());
+        let other = parse(Lang::Python, "x = 1\n").unwrap();
+        assert_eq!(other.root_node().to_sexp(), "(module (expression_statement (assignment left: (identifier) right: (integer))))");
+    }
+
+    /// The incremental reparse that verifies fixes gives the tree a fresh parse gives, errors
+    /// included, for insertions, replacements and deletions anywhere.
+    #[test]
+    fn reparse_matches_a_fresh_parse() {
+        let cases: &[(Lang, &str)] = &[
+            (Lang::Python, "import requests\n\nclass T:\n    def f(self):\n        x = 1 + \\\n            requests.get(u)\n        return \"\"\"a\nb\"\"\"\n"),
+            (Lang::JavaScript, "const a = 1\n(function () {\n  return fetch(`x\n${a}`);\n})();\nconst el = <ul>\n  <li>{fetch(u)}</li>\n</ul>;\n"),
+            (Lang::Rust, "fn main() {\n    let s = \"a\nb\";\n    std::fs::write(p, s).unwrap();\n    /* c */ File::create(q);\n}\n"),
+            (Lang::Tsx, "function f<T>(x: T) {\n  return <div>\n    {fetch(x as any)}\n  </div>;\n}\n"),
+        ];
+        let inserts = ["# symbiont: allow x -- R\n", "// symbiont: allow x -- R\n", "{/* c */}\n", "(", "\"", "\n    ", ""];
+        for (lang, before) in cases {
+            let old = parse(*lang, before).unwrap();
+            let line_starts = std::iter::once(0).chain(before.match_indices('\n').map(|(i, _)| i + 1));
+            for at in line_starts.chain([before.len() / 2, before.len()]).filter(|at| before.is_char_boundary(*at)) {
+                for insert in inserts {
+                    for removed in [0, 1, 4] {
+                        let end = (at + removed).min(before.len());
+                        if !before.is_char_boundary(end) {
+                            continue;
+                        }
+                        let after = format!("{}{insert}{}", &before[..at], &before[end..]);
+                        let fresh = parse_with(*lang, &after, None).unwrap();
+                        let incremental = reparse(*lang, &old, before, &after).unwrap();
+                        assert_eq!(
+                            incremental.root_node().to_sexp(),
+                            fresh.root_node().to_sexp(),
+                            "{lang:?}: {insert:?} at {at} replacing {removed} bytes of {before:?}"
+                        );
+                        assert_eq!(incremental.root_node().has_error(), fresh.root_node().has_error());
+                    }
+                }
+            }
+            // The cached tree of `before` is left as it was.
+            assert_eq!(parse(*lang, before).unwrap().root_node().to_sexp(), parse_with(*lang, before, None).unwrap().root_node().to_sexp());
+        }
+    }
 }
