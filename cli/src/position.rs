@@ -1,6 +1,8 @@
 //! Byte offsets to the positions every report shows: the one place where lines and columns are
 //! computed for the CLI.
 
+use std::borrow::Cow;
+
 use symbiont_analysis::LineIndex;
 use symbiont_syntax::TextSize;
 
@@ -23,12 +25,17 @@ impl Position {
 /// A file's text with its line index, to resolve many offsets in it.
 pub struct SourceText<'t> {
     text: &'t str,
-    index: LineIndex,
+    index: Cow<'t, LineIndex>,
 }
 
 impl<'t> SourceText<'t> {
     pub fn new(text: &'t str) -> Self {
-        SourceText { text, index: LineIndex::new(text) }
+        SourceText { text, index: Cow::Owned(LineIndex::new(text)) }
+    }
+
+    /// With the line index of `text` built before (`LineIndex::new(text)`).
+    pub fn with_index(text: &'t str, index: &'t LineIndex) -> Self {
+        SourceText { text, index: Cow::Borrowed(index) }
     }
 
     pub fn position(&self, offset: TextSize) -> Position {

@@ -249,10 +249,13 @@ pub fn reparse(lang: Lang, old: &tree_sitter::Tree, before: &str, after: &str) -
     if after.len() > MAX_PARSE_BYTES {
         return None;
     }
+    // The longest common suffix first: an inserted line then starts at the newline that ends the
+    // line before (`…\n` + `# comment\n` + `code` is `…` + `\n# comment` + `\ncode`), which
+    // lets tree-sitter reuse far more of Python's tree than an edit inside the indentation.
     let (b, a) = (before.as_bytes(), after.as_bytes());
-    let prefix = b.iter().zip(a).take_while(|(x, y)| x == y).count();
-    let max_suffix = b.len().min(a.len()) - prefix;
-    let suffix = b.iter().rev().zip(a.iter().rev()).take(max_suffix).take_while(|(x, y)| x == y).count();
+    let suffix = b.iter().rev().zip(a.iter().rev()).take_while(|(x, y)| x == y).count();
+    let max_prefix = b.len().min(a.len()) - suffix;
+    let prefix = b.iter().zip(a).take(max_prefix).take_while(|(x, y)| x == y).count();
     let (old_end, new_end) = (b.len() - suffix, a.len() - suffix);
     let point = |text: &[u8], at: usize| {
         let row = text[..at].iter().filter(|c| **c == b'\n').count();

@@ -12,7 +12,7 @@ use std::{
     sync::Arc,
 };
 
-use symbiont_analysis::{AnalysisHost, Diagnostic, Rule, Severity};
+use symbiont_analysis::{AnalysisHost, Diagnostic, LineIndex, Rule, Severity};
 use symbiont_syntax::TextRange;
 
 use crate::position::{Position, SourceText};
@@ -120,20 +120,25 @@ impl Report {
 
 struct Resolver<'h> {
     host: &'h AnalysisHost,
-    texts: HashMap<PathBuf, Option<Arc<str>>>,
+    /// Each file's text and line index, built once: a file can have thousands of diagnostics.
+    texts: HashMap<PathBuf, Option<(Arc<str>, LineIndex)>>,
 }
 
 impl Resolver<'_> {
-    fn text(&mut self, path: &Path) -> Option<Arc<str>> {
-        self.texts.entry(path.to_path_buf()).or_insert_with(|| self.host.file_text(path)).clone()
+    fn source(&mut self, path: &Path) -> Option<SourceText<'_>> {
+        let host = self.host;
+        let entry = self.texts.entry(path.to_path_buf()).or_insert_with(|| {
+            host.file_text(path).map(|text| {
+                let index = LineIndex::new(&text);
+                (text, index)
+            })
+        });
+        entry.as_ref().map(|(text, index)| SourceText::with_index(text, index))
     }
 
     fn location(&mut self, path: &Path, range: TextRange) -> Location {
-        let (start, end) = match self.text(path) {
-            Some(text) => {
-                let source = SourceText::new(&text);
-                (source.position(range.start()), source.position(range.end()))
-            }
+        let (start, end) = match self.source(path) {
+            Some(source) => (source.position(range.start()), source.position(range.end())),
             None => (Position::START, Position::START),
         };
         Location { path: ReportPath::new(path), start, end }
@@ -141,8 +146,7 @@ impl Resolver<'_> {
 
     fn item(&mut self, path: &Path, diagnostic: Diagnostic) -> Item {
         let location = self.location(path, diagnostic.range);
-        let snippet = self.text(path).map(|text| {
-            let source = SourceText::new(&text);
+        let snippet = self.source(path).map(|source| {
             let line_text = source.line_text(location.start.line);
             let line_chars = line_text.chars().count();
             let underline_start = (location.start.column - 1) as usize;
