@@ -265,6 +265,8 @@ fn remove_dir(dir: &Path) -> Result<(), String> {
 struct Tools {
     astgrep: PathBuf,
     semgrep: PathBuf,
+    /// The venv's pip, which downloads the PyPI part of the corpus.
+    pip: PathBuf,
 }
 
 /// The venv with the pinned tools; installed when missing or when the pins changed.
@@ -282,7 +284,7 @@ fn ensure_tools(work: &Path) -> Result<Tools, String> {
         setup(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(wanted.lines()))?;
         write(&stamp, &wanted)?;
     }
-    Ok(Tools { astgrep: venv.join("bin/ast-grep"), semgrep: venv.join("bin/semgrep") })
+    Ok(Tools { astgrep: venv.join("bin/ast-grep"), semgrep: venv.join("bin/semgrep"), pip: venv.join("bin/pip") })
 }
 
 /// The cargo home whose registry cache `cargo fetch` fills.
@@ -309,7 +311,7 @@ fn only_file(dir: &Path) -> Result<PathBuf, String> {
 
 /// Downloads `package`'s source archive into `downloads/` with the registry's own client, unless
 /// it is there already.
-fn download(package: &Package, downloads: &Path) -> Result<PathBuf, String> {
+fn download(package: &Package, downloads: &Path, pip: &Path) -> Result<PathBuf, String> {
     let archive = downloads.join(package.archive());
     if archive.is_file() {
         return Ok(archive);
@@ -322,7 +324,7 @@ fn download(package: &Package, downloads: &Path) -> Result<PathBuf, String> {
     let fetched = match package.registry {
         Registry::PyPI => {
             setup(
-                Command::new("pip")
+                Command::new(pip)
                     .args(["download", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-binary", ":all:", "--dest"])
                     .arg(&scratch)
                     .arg(format!("{}=={}", package.name, package.version)),
@@ -365,10 +367,10 @@ fn download(package: &Package, downloads: &Path) -> Result<PathBuf, String> {
 
 /// The corpus directory, unpacked from the downloads (again when the package list changed), with
 /// the generated `symbiont.toml` and an empty `.semgrepignore` at its root.
-fn ensure_corpus(work: &Path) -> Result<PathBuf, String> {
+fn ensure_corpus(work: &Path, pip: &Path) -> Result<PathBuf, String> {
     let downloads = work.join("downloads");
     create_dir(&downloads)?;
-    let archives = CORPUS.iter().map(|p| download(p, &downloads)).collect::<Result<Vec<_>, _>>()?;
+    let archives = CORPUS.iter().map(|p| download(p, &downloads, pip)).collect::<Result<Vec<_>, _>>()?;
 
     let corpus = work.join("corpus");
     let stamp = work.join("corpus.txt");
@@ -584,7 +586,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let paths = paths()?;
     create_dir(&paths.work)?;
     let tools = ensure_tools(&paths.work)?;
-    let corpus = ensure_corpus(&paths.work)?;
+    let corpus = ensure_corpus(&paths.work, &tools.pip)?;
     let sgconfig = ensure_astgrep_config(&paths.work, &paths.peer_rules)?;
     let semgrep_rules = paths.peer_rules.join("semgrep-rules.yml");
     let out_dir = paths.work.join("out");
