@@ -35,9 +35,15 @@ pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: Text
             let policy_range = policy.syntax().text_range();
             // Remove the whole line(s) of the inline policy, and insert it before the agent.
             let line_start = TextSize::from(text[..usize::from(policy_range.start())].rfind('\n').map_or(0, |i| i + 1) as u32);
-            let line_end = TextSize::from(
+            let mut line_end = TextSize::from(
                 text[usize::from(policy_range.end())..].find('\n').map_or(text.len(), |i| usize::from(policy_range.end()) + i + 1) as u32,
             );
+            // Between two blank lines, one of them goes too.
+            let blank_before = text[..usize::from(line_start)].trim_end_matches([' ', '\t']).ends_with("\n\n");
+            let next_line = &text[usize::from(line_end)..];
+            if blank_before && next_line.split('\n').next().is_some_and(|l| l.trim().is_empty()) && next_line.contains('\n') {
+                line_end += TextSize::from(next_line.find('\n').map_or(0, |i| i + 1) as u32);
+            }
             let body = dedent(&text[policy_range]);
             let mut edits =
                 vec![edit(TextRange::empty(agent_start), format!("{body}\n\n")), edit(TextRange::new(line_start, line_end), String::new())];
@@ -88,13 +94,16 @@ fn add_to_policies(agent: &ast::Agent, text: &str, name: &str, path: &Path) -> V
     vec![edit(TextRange::empty(at), format!("\n{indent}policies = [{name}]"))]
 }
 
-/// Removes the common leading indentation of all lines but the first.
+/// Removes the common leading indentation of all lines but the first (the closing brace's line
+/// is indented like the policy itself, so that is what goes).
 fn dedent(text: &str) -> String {
     let indent = text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
-    let indent = indent.saturating_sub(4);
     text.lines()
         .enumerate()
-        .map(|(i, l)| if i == 0 || l.len() < indent { l.trim_start().to_string() } else { l[indent..].to_string() })
+        .map(|(i, l)| match l.get(..indent) {
+            Some(lead) if i > 0 && lead.bytes().all(|b| b == b' ' || b == b'\t') => l[indent..].to_string(),
+            _ => l.trim_start().to_string(),
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
