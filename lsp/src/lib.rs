@@ -88,12 +88,27 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let id = req.id().cloned();
-        let on_panic = move |panic: Box<dyn Any + Send>| {
-            let error = panic_error(panic.as_ref());
-            Ok(id.map(|id| Response::from_error(id, error)))
+        let method = req.method().to_string();
+        let on_panic = {
+            let id = id.clone();
+            move |panic: Box<dyn Any + Send>| {
+                let error = panic_error(panic.as_ref());
+                Ok(id.map(|id| Response::from_error(id, error)))
+            }
+        };
+        // A request always gets a response: tower-lsp-server answers an unknown `$/` request
+        // with nothing, where the protocol asks for MethodNotFound.
+        let answered = move |response: Option<Response>| match (response, id) {
+            (None, Some(id)) => Some(Response::from_error(
+                id,
+                jsonrpc::Error { code: jsonrpc::ErrorCode::MethodNotFound, message: "Method not found".into(), data: Some(method.into()) },
+            )),
+            (response, _) => response,
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.0.call(req))) {
-            Ok(future) => AssertUnwindSafe(future).catch_unwind().map(|result| result.unwrap_or_else(on_panic)).boxed(),
+            Ok(future) => {
+                AssertUnwindSafe(future).catch_unwind().map(|result| result.unwrap_or_else(on_panic).map(answered)).boxed()
+            }
             Err(panic) => futures::future::ready(on_panic(panic)).boxed(),
         }
     }
