@@ -14,32 +14,10 @@ use serde_json::Value;
 use symbiont_analysis::diagnostics::all_rules;
 use symbiont_tests::repo_root;
 
-/// The `symbiont` binary, built on first use: cargo builds integration tests' dependencies but
-/// not another package's binaries, so the tests build it themselves (a no-op when it is fresh),
-/// into the target directory they run from. `SYMBIONT_BIN` names a prebuilt binary instead.
+/// The `symbiont` binary, built on first use (`SYMBIONT_BIN` names a prebuilt one instead).
 pub(crate) fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("SYMBIONT_BIN") {
-            return PathBuf::from(path);
-        }
-        // This test runs as <target>/<profile>/deps/it-<hash>.
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("<target>");
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).expect("a profile name");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "symbiont-cli", "--bin", "symbiont"]);
-        if profile != "debug" {
-            build.args(["--profile", if profile == "release" { "release" } else { profile }]);
-        }
-        let output = build.env("CARGO_TARGET_DIR", target_dir).current_dir(repo_root()).stdin(Stdio::null()).output().expect("cargo runs");
-        assert!(output.status.success(), "building symbiont failed:\n{}", String::from_utf8_lossy(&output.stderr));
-        let binary = profile_dir.join(format!("symbiont{}", std::env::consts::EXE_SUFFIX));
-        assert!(binary.is_file(), "{} was not built", binary.display());
-        binary
-    })
+    BINARY.get_or_init(|| symbiont_tests::workspace_binary("symbiont-cli", "symbiont", "SYMBIONT_BIN"))
 }
 
 /// A temporary directory to run `symbiont` in.

@@ -13,6 +13,7 @@ mod corpus;
 mod diagnostics_docs;
 mod dsl_reference;
 mod incremental;
+mod lsp;
 mod malformed;
 mod policy;
 mod policy_cli;

@@ -7,6 +7,33 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the repository").to_path_buf()
 }
 
+/// A binary of the workspace, built on first use: cargo builds integration tests' dependencies but
+/// not another package's binaries, so the tests build it themselves (a no-op when it is fresh),
+/// with the profile and into the target directory they run from. The environment variable
+/// `override_var` names a prebuilt binary instead. Callers keep the path (a `OnceLock`).
+pub fn workspace_binary(package: &str, bin: &str, override_var: &str) -> PathBuf {
+    use std::process::{Command, Stdio};
+    if let Some(path) = std::env::var_os(override_var) {
+        return PathBuf::from(path);
+    }
+    // Tests run as <target>/<profile>/deps/it-<hash>.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("<target>");
+    let profile = profile_dir.file_name().and_then(|n| n.to_str()).expect("a profile name");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if profile != "debug" {
+        build.args(["--profile", if profile == "release" { "release" } else { profile }]);
+    }
+    let output = build.env("CARGO_TARGET_DIR", target_dir).current_dir(repo_root()).stdin(Stdio::null()).output().expect("cargo runs");
+    assert!(output.status.success(), "building {bin} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let binary = profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    assert!(binary.is_file(), "{} was not built", binary.display());
+    binary
+}
+
 /// The shared corpus of real `.sym` files written elsewhere.
 pub fn corpus_dir() -> PathBuf {
     std::env::var_os("SYMBIONT_CORPUS").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared/corpus/upstream-agents"))
