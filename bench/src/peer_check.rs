@@ -525,6 +525,15 @@ fn semgrep_findings(stdout: &[u8]) -> Result<(Findings, BTreeSet<String>), Strin
     Ok((findings, scanned))
 }
 
+/// Says which files a tool scanned that Symbiont did not (the corpus's code files), or missed.
+fn same_files(tool: &str, scanned: &BTreeSet<String>, corpus: &BTreeSet<String>) {
+    let extra: Vec<&String> = scanned.difference(corpus).collect();
+    let missed: Vec<&String> = corpus.difference(scanned).collect();
+    if !extra.is_empty() || !missed.is_empty() {
+        println!("note: {tool} scanned {} files Symbiont did not ({extra:?}) and missed {} ({missed:?})", extra.len(), missed.len());
+    }
+}
+
 fn total(findings: &Findings) -> usize {
     findings.values().sum()
 }
@@ -655,6 +664,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         std::fs::write(out_dir.join("astgrep.jsonl"), &last.stdout).map_err(|e| e.to_string())?;
         let findings = astgrep_findings(&last.stdout)?;
         let version = version(Command::new(&tools.astgrep).arg("--version"));
+        same_files("ast-grep", &files, &corpus_files);
         results.push(Tool { name: "ast-grep", version, files: files.len(), lines: lines_of(&files), findings, cold, warm });
     }
     {
@@ -664,6 +674,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         std::fs::write(out_dir.join("semgrep.json"), &last.stdout).map_err(|e| e.to_string())?;
         let (findings, files) = semgrep_findings(&last.stdout)?;
         let version = version(Command::new(&tools.semgrep).args(["--version", "--disable-version-check"]));
+        same_files("semgrep", &files, &corpus_files);
         results.push(Tool { name: "semgrep", version, files: files.len(), lines: lines_of(&files), findings, cold, warm });
     }
 
