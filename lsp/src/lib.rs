@@ -106,9 +106,7 @@ where
             (response, _) => response,
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.0.call(req))) {
-            Ok(future) => {
-                AssertUnwindSafe(future).catch_unwind().map(|result| result.unwrap_or_else(on_panic).map(answered)).boxed()
-            }
+            Ok(future) => AssertUnwindSafe(future).catch_unwind().map(|result| result.unwrap_or_else(on_panic).map(answered)).boxed(),
             Err(panic) => futures::future::ready(on_panic(panic)).boxed(),
         }
     }
