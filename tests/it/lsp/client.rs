@@ -196,15 +196,6 @@ impl Server {
         message["params"]["diagnostics"].clone()
     }
 
-    /// Drains what the server sent in the next `quiet` of silence.
-    pub fn settle(&mut self, quiet: Duration) {
-        while let Some(message) = self.next_message(Instant::now() + quiet) {
-            if message.get("method").is_some() {
-                self.backlog.push(message);
-            }
-        }
-    }
-
     pub fn open(&mut self, uri: &str, language: &str, text: &str) {
         self.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": language, "version": 1, "text": text } }));
     }

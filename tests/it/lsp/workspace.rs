@@ -22,7 +22,7 @@ fn registers_file_watchers_when_the_client_can() {
     // Without the capability, no registration.
     let mut plain = fx.server();
     fx.open(&mut plain, REVIEWER);
-    plain.settle(std::time::Duration::from_millis(200));
+    plain.request("workspace/symbol", json!({ "query": "" })).unwrap();
     assert!(plain.server_requests.is_empty(), "{:?}", plain.server_requests);
 }
 
