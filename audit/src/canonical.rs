@@ -40,42 +40,85 @@ fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), NotCanonicalizable> {
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push(b'{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(key, out);
-                out.push(b':');
-                write(value, out)?;
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(map, out)?,
     }
     Ok(())
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+/// The canonical serialization of a JSON object, appended to `out`.
+pub fn write_object(map: &serde_json::Map<String, Value>, out: &mut Vec<u8>) -> Result<(), NotCanonicalizable> {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    // UTF-16 order is byte order for ASCII keys, the common case.
+    entries.sort_by(|a, b| {
+        if a.0.is_ascii() && b.0.is_ascii() {
+            a.0.as_bytes().cmp(b.0.as_bytes())
+        } else {
+            a.0.encode_utf16().cmp(b.0.encode_utf16())
+        }
+    });
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(key, out);
+        out.push(b':');
+        write(value, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// The canonical serialization of a non-negative integer, appended to `out`: what [`write`] gives
+/// for it as a JSON number (decimal digits; beyond 2^53 it has no canonical form).
+pub fn write_u64(n: u64, out: &mut Vec<u8>) -> Result<(), NotCanonicalizable> {
+    if n > 1 << 53 {
+        return Err(NotCanonicalizable(format!("the integer {n} is beyond 2^53 and cannot be represented exactly")));
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
+    out.extend_from_slice(&digits[i..]);
+    Ok(())
+}
+
+/// A JSON string with the minimal escapes, appended to `out`. Runs of bytes that need no escape
+/// (everything but `"`, `\` and controls; every byte of a multi-byte UTF-8 sequence is >= 0x80)
+/// are copied whole.
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..0x20 => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 

@@ -28,7 +28,13 @@ pub fn sha256(bytes: &[u8]) -> Hash {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 pub fn unhex32(text: &str) -> Option<Hash> {
@@ -108,21 +114,87 @@ pub struct Entry {
     pub cosig: Option<String>,
 }
 
+/// An entry's canonical body, and where its signatures go to make its canonical line.
+///
+/// The canonical JSON of an entry sorts its keys: `agent, cosig, decision, details, key_id, log,
+/// operation, prev, seq, sig, ts, v`. The body is the same object without `sig` and `cosig`, so
+/// the line is the body with `,"cosig":…` spliced in before `,"decision"` and `,"sig":…` before
+/// `,"ts"`; the body is written once and the line costs a copy.
+#[derive(Debug, Clone)]
+pub struct Body {
+    bytes: Vec<u8>,
+    /// Where `,"decision"` starts.
+    cosig_at: usize,
+    /// Where `,"ts"` starts.
+    sig_at: usize,
+}
+
+impl Body {
+    /// What is signed and chained.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The canonical line of the entry with these signatures.
+    pub fn line(&self, sig: &str, cosig: Option<&str>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + sig.len() + cosig.map_or(0, |c| c.len() + 12) + 12);
+        out.extend_from_slice(&self.bytes[..self.cosig_at]);
+        if let Some(cosig) = cosig {
+            out.extend_from_slice(b",\"cosig\":");
+            canonical::write_string(cosig, &mut out);
+        }
+        out.extend_from_slice(&self.bytes[self.cosig_at..self.sig_at]);
+        out.extend_from_slice(b",\"sig\":");
+        canonical::write_string(sig, &mut out);
+        out.extend_from_slice(&self.bytes[self.sig_at..]);
+        out
+    }
+}
+
 impl Entry {
+    /// The canonical body, written directly (the same bytes as the canonical JSON of the entry's
+    /// serde form without `sig` and `cosig`).
+    pub fn canonical_body(&self) -> Result<Body, Error> {
+        let mut out = Vec::with_capacity(256 + self.log.len() + self.agent.len() + self.operation.len() + 64 * self.details.len());
+        let input = |e: canonical::NotCanonicalizable| Error::Input(e.0);
+        let field = |out: &mut Vec<u8>, name: &str, value: &str| {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            canonical::write_string(value, out);
+        };
+        out.extend_from_slice(b"{\"agent\":");
+        canonical::write_string(&self.agent, &mut out);
+        let cosig_at = out.len();
+        field(&mut out, "decision", &self.decision);
+        out.extend_from_slice(b",\"details\":");
+        canonical::write_object(&self.details, &mut out).map_err(input)?;
+        field(&mut out, "key_id", &self.key_id);
+        field(&mut out, "log", &self.log);
+        field(&mut out, "operation", &self.operation);
+        field(&mut out, "prev", &self.prev);
+        out.extend_from_slice(b",\"seq\":");
+        canonical::write_u64(self.seq, &mut out).map_err(input)?;
+        let sig_at = out.len();
+        field(&mut out, "ts", &self.ts);
+        out.extend_from_slice(b",\"v\":");
+        canonical::write_u64(u64::from(self.v), &mut out).map_err(input)?;
+        out.push(b'}');
+        Ok(Body { bytes: out, cosig_at, sig_at })
+    }
+
     /// The canonical JSON of everything but the signatures: what is signed and chained.
     pub fn body(&self) -> Result<Vec<u8>, Error> {
-        let mut value = serde_json::to_value(self).map_err(|e| Error::Input(e.to_string()))?;
-        if let Value::Object(map) = &mut value {
-            map.remove("sig");
-            map.remove("cosig");
-        }
-        canonical::to_vec(&value).map_err(|e| Error::Input(e.0))
+        Ok(self.canonical_body()?.into_bytes())
     }
 
     /// The canonical JSON of the whole entry: the line in the log, and the Merkle leaf.
     pub fn line(&self) -> Result<Vec<u8>, Error> {
-        let value = serde_json::to_value(self).map_err(|e| Error::Input(e.to_string()))?;
-        canonical::to_vec(&value).map_err(|e| Error::Input(e.0))
+        Ok(self.canonical_body()?.line(&self.sig, self.cosig.as_deref()))
     }
 
     /// For a rotation entry: the new key it hands over to.
@@ -186,5 +258,71 @@ impl Checkpoint {
 
     pub fn root_hash(&self) -> Option<Hash> {
         unb64::<32>(&self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The definition: the canonical JSON of the entry's serde form.
+    fn reference(entry: &Entry, with_signatures: bool) -> Result<Vec<u8>, String> {
+        let mut value = serde_json::to_value(entry).map_err(|e| e.to_string())?;
+        if let (Value::Object(map), false) = (&mut value, with_signatures) {
+            map.remove("sig");
+            map.remove("cosig");
+        }
+        canonical::to_vec(&value).map_err(|e| e.0)
+    }
+
+    fn entry(seq: u64, details: Value, cosig: Option<&str>) -> Entry {
+        let Value::Object(details) = details else { panic!("details must be an object") };
+        Entry {
+            v: FORMAT_VERSION,
+            log: "symbiont.audit/0123456789abcdef".into(),
+            seq,
+            ts: "2026-11-27T02:40:15.123456Z".into(),
+            agent: "agent \"q\" \\ \u{1}\u{1f}\u{7f} é €".into(),
+            operation: "file_read".into(),
+            decision: "allow".into(),
+            details,
+            key_id: "0011223344556677".into(),
+            prev: GENESIS_PREV.into(),
+            sig: "c2lnbmF0dXJl+/==".into(),
+            cosig: cosig.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn direct_body_and_line_are_the_canonical_json() {
+        let details = [
+            json!({}),
+            json!({"path": "/data/1", "bytes": 4096, "ok": true, "none": null, "ratio": 0.5, "neg": -3}),
+            json!({"b": [1, "x", {"z": 1, "a": [null]}], "a": {"\u{1F600}": 1, "\u{E000}": 2, "é": 3, "e": 4}, "ctl\n": "\t\u{8}\u{c}\r"}),
+            json!({"big": 1e300, "small": 5e-324, "int": 9007199254740992u64}),
+        ];
+        for seq in [0, 1, 9, 10, 12345, 1 << 53] {
+            for d in &details {
+                for cosig in [None, Some("Y29zaWc=")] {
+                    let e = entry(seq, d.clone(), cosig);
+                    assert_eq!(e.body().unwrap(), reference(&e, false).unwrap(), "body of {e:?}");
+                    assert_eq!(e.line().unwrap(), reference(&e, true).unwrap(), "line of {e:?}");
+                }
+            }
+        }
+        let too_big = entry((1 << 53) + 1, json!({}), None);
+        assert_eq!(too_big.body().unwrap_err().to_string(), reference(&too_big, false).unwrap_err());
+        let bad_number = entry(1, json!({"n": u64::MAX}), None);
+        assert_eq!(bad_number.line().unwrap_err().to_string(), reference(&bad_number, true).unwrap_err());
+    }
+
+    #[test]
+    fn hex_is_lower_case_and_round_trips() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let text = hex(&bytes);
+        assert_eq!(text, bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        assert_eq!(unhex32(&hex(&[0xab; 32])), Some([0xab; 32]));
     }
 }

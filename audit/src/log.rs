@@ -9,7 +9,10 @@ use std::{
     io::Write,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
-    sync::{Arc, Condvar, Mutex, MutexGuard, RwLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Condvar, Mutex, MutexGuard, RwLock,
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -50,6 +53,27 @@ pub struct OpenReport {
     pub truncated: Option<Finding>,
 }
 
+/// What the committer has done since the log was opened: group commit at work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Entries written and made durable.
+    pub entries: u64,
+    /// Batches committed (one write per segment touched, then one `fdatasync`).
+    pub batches: u64,
+    /// `fdatasync` calls, on segments and on the checkpoints file.
+    pub syncs: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    entries: AtomicU64,
+    batches: AtomicU64,
+    syncs: AtomicU64,
+    checkpoints: AtomicU64,
+}
+
 /// The writer's position in the chain.
 struct Chain {
     next_seq: u64,
@@ -67,6 +91,10 @@ struct Queue {
     failed: Option<String>,
     shutdown: bool,
     checkpoint_requested: bool,
+    /// The committer is waiting on `work` (or about to): a new entry must wake it. While it is
+    /// busy it looks at the queue again before it waits, so appenders need not wake it (which
+    /// would cost a system call per entry).
+    committer_waiting: bool,
 }
 
 struct Shared {
@@ -80,6 +108,7 @@ struct Shared {
     /// Appenders wait on this for durability.
     durable: Condvar,
     latest_checkpoint: RwLock<Option<Checkpoint>>,
+    counters: Counters,
 }
 
 /// The one writer of a log directory.
@@ -198,6 +227,7 @@ impl Log {
             work: Condvar::new(),
             durable: Condvar::new(),
             latest_checkpoint: RwLock::new(verified.latest_checkpoint.clone()),
+            counters: Counters::default(),
         });
         let committer = Committer::new(shared.clone(), frontier, verified.latest_checkpoint.map_or(0, |c| c.size))?;
         let handle = std::thread::Builder::new()
@@ -221,7 +251,7 @@ impl Log {
         let mut details = serde_json::Value::Object(record.details);
         entry::redact(&mut details);
         let serde_json::Value::Object(details) = details else { unreachable!("redaction keeps an object an object") };
-        let (mut entry, body, signer) = {
+        let (seq, body, signer) = {
             let mut chain = lock(&self.shared.chain);
             if let Some(failure) = &lock(&self.shared.queue).failed {
                 return Err(Error::WriterFailed(failure.clone()));
@@ -241,29 +271,27 @@ impl Log {
                 sig: String::new(),
                 cosig: None,
             };
-            let body = entry.body()?;
-            chain.prev = entry::hex(&sha256(&body));
+            let body = entry.canonical_body()?;
+            chain.prev = entry::hex(&sha256(body.bytes()));
             chain.next_seq += 1;
             chain.last_ts = ts;
-            (entry, body, chain.signer.clone())
+            (entry.seq, body, chain.signer.clone())
         };
-        let signed = signer.sign(&pae(ENTRY_TYPE, &body));
-        self.queue_signed(&mut entry, signed)
+        let signed = signer.sign(&pae(ENTRY_TYPE, body.bytes()));
+        self.queue_signed(seq, signed.map(|sig| body.line(&entry::b64(&sig), None)))
     }
 
-    fn queue_signed(&self, entry: &mut Entry, signed: Result<[u8; 64], Error>) -> Result<Ticket, Error> {
-        let seq = entry.seq;
-        let line = signed.and_then(|sig| {
-            entry.sig = entry::b64(&sig);
-            let mut line = entry.line()?;
-            line.push(b'\n');
-            Ok(line)
-        });
+    /// Queues the line of entry `seq` (without its newline), or stops the writer when it could
+    /// not be signed.
+    fn queue_signed(&self, seq: u64, line: Result<Vec<u8>, Error>) -> Result<Ticket, Error> {
         let mut queue = lock(&self.shared.queue);
         match line {
-            Ok(line) => {
+            Ok(mut line) => {
+                line.push(b'\n');
                 queue.ready.insert(seq, line);
-                self.shared.work.notify_one();
+                if queue.committer_waiting {
+                    self.shared.work.notify_one();
+                }
                 Ok(Ticket { seq, shared: self.shared.clone() })
             }
             Err(e) => {
@@ -285,13 +313,13 @@ impl Log {
     /// countersigned by the new one, then signs everything after it with the new key.
     pub fn rotate(&self, new: Arc<dyn Signer>) -> Result<u64, Error> {
         record_key(&self.shared.dir, new.as_ref())?;
-        let (mut entry, body, old) = {
+        let (seq, body, cosig, old) = {
             let mut chain = lock(&self.shared.chain);
             let ts = crate::time::now_micros().max(chain.last_ts);
             let mut details = serde_json::Map::new();
             details.insert("new_key_id".into(), new.key_id().into());
             details.insert("new_public_key".into(), entry::b64(&new.public_key()).into());
-            let mut entry = Entry {
+            let entry = Entry {
                 v: entry::FORMAT_VERSION,
                 log: self.shared.origin.clone(),
                 seq: chain.next_seq,
@@ -305,18 +333,17 @@ impl Log {
                 sig: String::new(),
                 cosig: None,
             };
-            let body = entry.body()?;
+            let body = entry.canonical_body()?;
             // Countersigned under the lock: no later entry may be signed before the hand-over.
-            let cosig = new.sign(&pae(ROTATION_TYPE, &body))?;
-            entry.cosig = Some(entry::b64(&cosig));
-            chain.prev = entry::hex(&sha256(&body));
+            let cosig = entry::b64(&new.sign(&pae(ROTATION_TYPE, body.bytes()))?);
+            chain.prev = entry::hex(&sha256(body.bytes()));
             chain.next_seq += 1;
             chain.last_ts = ts;
             let old = std::mem::replace(&mut chain.signer, new);
-            (entry, body, old)
+            (entry.seq, body, cosig, old)
         };
-        let signed = old.sign(&pae(ENTRY_TYPE, &body));
-        self.queue_signed(&mut entry, signed)?.wait()
+        let signed = old.sign(&pae(ENTRY_TYPE, body.bytes()));
+        self.queue_signed(seq, signed.map(|sig| body.line(&entry::b64(&sig), Some(&cosig))))?.wait()
     }
 
     /// The latest checkpoint written.
@@ -342,6 +369,17 @@ impl Log {
         match &lock(&self.shared.queue).failed {
             Some(failure) => Err(Error::WriterFailed(failure.clone())),
             None => Ok(()),
+        }
+    }
+
+    /// What the committer has done since the log was opened.
+    pub fn commit_stats(&self) -> CommitStats {
+        let c = &self.shared.counters;
+        CommitStats {
+            entries: c.entries.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -423,7 +461,9 @@ impl Committer {
                         break;
                     }
                     let wait = if self.checkpointed < next { due } else { Duration::from_secs(3600) };
+                    queue.committer_waiting = true;
                     queue = self.shared.work.wait_timeout(queue, wait).unwrap_or_else(|e| e.into_inner()).0;
+                    queue.committer_waiting = false;
                 }
                 if queue.failed.is_some() {
                     return Ok(());
@@ -439,6 +479,8 @@ impl Committer {
             };
             if !batch.is_empty() {
                 self.write(&batch)?;
+                self.shared.counters.entries.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
                 let mut queue = lock(&self.shared.queue);
                 queue.durable = self.frontier.size();
                 self.shared.durable.notify_all();
@@ -475,6 +517,7 @@ impl Committer {
         }
         let path = self.segment_path();
         self.segment.write_all(buffer).and_then(|_| self.segment.sync_data()).map_err(io_error(&path))?;
+        self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
         buffer.clear();
         Ok(())
     }
@@ -507,6 +550,8 @@ impl Committer {
         let line = serde_json::to_string(&checkpoint).map_err(|e| Error::Input(e.to_string()))?;
         let mut file = open_append_0600(&path)?;
         file.write_all(format!("{line}\n").as_bytes()).and_then(|_| file.sync_data()).map_err(io_error(&path))?;
+        self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        self.shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.checkpointed = checkpoint.size;
         self.last_checkpoint = Instant::now();
         *self.shared.latest_checkpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);

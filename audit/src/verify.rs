@@ -1,8 +1,15 @@
-//! Verifying a log: every signature (batched, with a strict per-entry pass to name the culprit
-//! when a batch fails), the hash chain, sequence continuity, origins, Merkle roots against the
-//! checkpoints, checkpoint signatures, and consistency with a checkpoint saved earlier.
+//! Verifying a log: every signature (`verify_strict`, on every core), the hash chain, sequence
+//! continuity, origins, Merkle roots against the checkpoints, checkpoint signatures, and
+//! consistency with a checkpoint saved earlier.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc,
+    },
+};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
@@ -94,51 +101,118 @@ pub fn read_log_keys(dir: &std::path::Path) -> Result<Vec<PublicKey>, Error> {
     Ok(keys)
 }
 
-/// How many signatures are checked together.
-const BATCH: usize = 64;
+/// How many signatures are handed to the checking threads at a time.
+const CHUNK: usize = 256;
+/// At most this many threads check signatures.
+const MAX_THREADS: usize = 8;
 
+/// A signature to check: entry `seq`, on line `line` of the log.
 struct Pending {
     seq: u64,
-    line: RawLine,
+    line: usize,
     message: Vec<u8>,
     signature: Signature,
     key: VerifyingKey,
+    /// The entry's body hash and time: the report's last valid entry once this one is checked.
+    body_hash: Hash,
+    ts: String,
 }
 
-struct Verifier {
+/// Signatures checked together by every checking thread: each takes the next unchecked one.
+struct Chunk {
+    items: Vec<Pending>,
+    next: AtomicUsize,
+    done: AtomicUsize,
+    first_bad: AtomicUsize,
+}
+
+impl Chunk {
+    fn new(items: Vec<Pending>) -> Chunk {
+        Chunk { items, next: AtomicUsize::new(0), done: AtomicUsize::new(0), first_bad: AtomicUsize::new(usize::MAX) }
+    }
+
+    /// Checks signatures until none is left to take.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(p) = self.items.get(i) else { return };
+            // `verify_strict` alone: batch verification (`verify_batch`) accepts every set of
+            // signatures that each pass `verify_strict` (it checks a random combination of the same
+            // equations), so it adds nothing to the verdict, and it is cofactorless and randomized,
+            // so it cannot replace them.
+            if p.key.verify_strict(&p.message, &p.signature).is_err() {
+                self.first_bad.fetch_min(i, Ordering::Relaxed);
+            }
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Helps check the rest, waits for the other threads, and returns the index of the first bad
+    /// signature.
+    fn finish(&self) -> Option<usize> {
+        self.work();
+        while self.done.load(Ordering::Acquire) < self.items.len() {
+            std::thread::yield_now();
+        }
+        Some(self.first_bad.load(Ordering::Relaxed)).filter(|&i| i < self.items.len())
+    }
+}
+
+/// Checks signatures in order of the entries, on every core: the thread reading the log hands over
+/// a chunk of signatures, reads the next chunk while the other threads check it, then helps them.
+struct Verifier<'a> {
     keys: HashMap<String, VerifyingKey>,
     pending: Vec<Pending>,
+    /// Handed over, not yet known to be good.
+    in_flight: Option<Arc<Chunk>>,
+    workers: &'a [mpsc::Sender<Arc<Chunk>>],
+    /// The body hash and time of the last entry whose signature (and every earlier one) is good.
+    last_good: Option<(Hash, String)>,
 }
 
-impl Verifier {
-    /// Checks the pending signatures; the first bad one, if any.
-    fn flush(&mut self) -> Option<Finding> {
+impl Verifier<'_> {
+    fn push(&mut self, pending: Pending) -> Option<(u64, usize)> {
+        self.pending.push(pending);
+        if self.pending.len() < CHUNK {
+            return None;
+        }
+        let chunk = Arc::new(Chunk::new(std::mem::take(&mut self.pending)));
+        for worker in self.workers {
+            let _ = worker.send(chunk.clone());
+        }
+        let earlier = self.in_flight.replace(chunk);
+        earlier.and_then(|c| self.settle(&c))
+    }
+
+    /// Checks everything handed over or pending; the first bad signature (seq, line), if any.
+    fn flush(&mut self) -> Option<(u64, usize)> {
+        if let Some(chunk) = self.in_flight.take() {
+            if let Some(bad) = self.settle(&chunk) {
+                return Some(bad);
+            }
+        }
         if self.pending.is_empty() {
             return None;
         }
-        let messages: Vec<&[u8]> = self.pending.iter().map(|p| p.message.as_slice()).collect();
-        let signatures: Vec<Signature> = self.pending.iter().map(|p| p.signature).collect();
-        let keys: Vec<VerifyingKey> = self.pending.iter().map(|p| p.key).collect();
-        let batch_ok = ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
-        // Batch and strict verification can disagree on adversarial signatures: every signature
-        // must pass `verify_strict` too. After a passing batch only the cheap strict checks of the
-        // encoding remain, so both run; a failed batch names its culprit this way.
-        let bad = self.pending.iter().find(|p| p.key.verify_strict(&p.message, &p.signature).is_err());
-        let finding = match (bad, batch_ok) {
-            (Some(p), _) => Some(finding(Some(p.seq), &p.line, "the signature does not verify")),
-            (None, true) => None,
-            // Every signature passes alone but not together: refuse rather than guess.
-            (None, false) => {
-                let p = &self.pending[0];
-                Some(finding(
-                    Some(p.seq),
-                    &p.line,
-                    "batch verification fails for the entries from here, though each passes strict verification",
-                ))
+        let chunk = Chunk::new(std::mem::take(&mut self.pending));
+        self.settle(&chunk)
+    }
+
+    fn settle(&mut self, chunk: &Chunk) -> Option<(u64, usize)> {
+        match chunk.finish() {
+            Some(i) => {
+                if let Some(before) = i.checked_sub(1).and_then(|j| chunk.items.get(j)) {
+                    self.last_good = Some((before.body_hash, before.ts.clone()));
+                }
+                Some((chunk.items[i].seq, chunk.items[i].line))
             }
-        };
-        self.pending.clear();
-        finding
+            None => {
+                if let Some(last) = chunk.items.last() {
+                    self.last_good = Some((last.body_hash, last.ts.clone()));
+                }
+                None
+            }
+        }
     }
 }
 
@@ -168,34 +242,81 @@ fn verify_inner(dir: &std::path::Path, options: &VerifyOptions, keep: bool) -> R
     } else {
         options.trusted_keys.clone()
     };
-    let mut verifier = Verifier { keys: trusted.into_iter().map(|k| (k.id, k.key)).collect(), pending: Vec::new() };
+    let keys: HashMap<String, VerifyingKey> = trusted.into_iter().map(|k| (k.id, k.key)).collect();
 
     let segments = store::segments(dir)?;
     let mut frontier = Frontier::default();
-    let mut prev = GENESIS_PREV.to_string();
-    let mut last_ts = String::new();
     let mut lines: Vec<RawLine> = Vec::new();
     for (_, path) in &segments {
         lines.extend(store::read_lines(path)?);
     }
+    let threads = if lines.len() > CHUNK { std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS) } else { 1 };
+    let keys: HashMap<String, VerifyingKey> = std::thread::scope(|scope| {
+        let workers: Vec<mpsc::Sender<Arc<Chunk>>> = (1..threads)
+            .map(|_| {
+                let (sender, receiver) = mpsc::channel::<Arc<Chunk>>();
+                scope.spawn(move || receiver.into_iter().for_each(|chunk| chunk.work()));
+                sender
+            })
+            .collect();
+        let mut verifier = Verifier { keys, pending: Vec::new(), in_flight: None, workers: &workers, last_good: None };
+        check_entries(&lines, &origin, keep, &mut verifier, &mut frontier, &mut report);
+        let (hash, ts) = verifier.last_good.take().unzip();
+        report.last_body_hash = hash;
+        report.last_ts = ts.unwrap_or_default();
+        verifier.keys
+    });
+    if let Some(bad) = &report.finding {
+        // Nothing at or after the first bad entry counts.
+        let valid = bad.seq.unwrap_or(report.entries).min(report.entries) as usize;
+        report.leaves.truncate(valid);
+        report.kept.truncate(valid);
+        report.entries = valid as u64;
+        let mut f = Frontier::default();
+        report.leaves.iter().for_each(|l| f.push(*l));
+        frontier = f;
+    }
+    report.root = frontier.root();
+
+    check_checkpoints(dir, &origin, &keys, &mut report)?;
+    if let Some(saved) = &options.saved_checkpoint {
+        check_saved(saved, &origin, &keys, dir, &mut report);
+    }
+    Ok(report)
+}
+
+/// The entries, in order: structure and chain here, signatures on every core; stops at the first
+/// problem, which goes in `report.finding`.
+fn check_entries(
+    lines: &[RawLine],
+    origin: &str,
+    keep: bool,
+    verifier: &mut Verifier<'_>,
+    frontier: &mut Frontier,
+    report: &mut VerifyReport,
+) {
+    let bad_signature = |(seq, line): (u64, usize)| finding(Some(seq), &lines[line], "the signature does not verify");
+    let mut prev = GENESIS_PREV.to_string();
+    let mut last_ts = String::new();
     let total_lines = lines.len();
-    'entries: for (i, line) in lines.into_iter().enumerate() {
+    for (i, line) in lines.iter().enumerate() {
         let expected_seq = report.entries;
         if !line.complete {
             if i + 1 == total_lines {
                 report.torn_tail = Some(finding(
                     Some(expected_seq),
-                    &line,
+                    line,
                     "the last line is unfinished (a torn write); the writer cuts it on its next open",
                 ));
                 break;
             }
-            report.finding = Some(finding(Some(expected_seq), &line, "an unfinished line in the middle of the log"));
+            report.finding = Some(finding(Some(expected_seq), line, "an unfinished line in the middle of the log"));
             break;
         }
         let structural = (|| -> Result<(Pending, bool), String> {
             let entry: Entry = serde_json::from_slice(&line.bytes).map_err(|e| format!("not a valid entry: {e}"))?;
-            if entry.line().map_err(|e| e.to_string())? != line.bytes {
+            let body = entry.canonical_body().map_err(|e| e.to_string())?;
+            if body.line(&entry.sig, entry.cosig.as_deref()) != line.bytes {
                 return Err("the entry is not in canonical form (it was edited)".into());
             }
             if entry.v != entry::FORMAT_VERSION {
@@ -216,66 +337,47 @@ fn verify_inner(dir: &std::path::Path, options: &VerifyOptions, keep: bool) -> R
             let key = *verifier.keys.get(&entry.key_id).ok_or_else(|| format!("signed by key {}, which is not trusted", entry.key_id))?;
             let signature =
                 entry::unb64::<64>(&entry.sig).map(|s| Signature::from_bytes(&s)).ok_or("the signature is not 64 base64 bytes")?;
-            let body = entry.body().map_err(|e| e.to_string())?;
             let rotation = entry.rotation_key().is_some();
             if let Some(new_key) = entry.rotation_key() {
                 let new = VerifyingKey::from_bytes(&new_key).map_err(|_| "the rotation names an invalid public key")?;
                 let cosig = entry.cosig.as_deref().and_then(entry::unb64::<64>).map(|s| Signature::from_bytes(&s));
                 let Some(cosig) = cosig else { return Err("the key rotation lacks the new key's signature".into()) };
-                new.verify_strict(&pae(ROTATION_TYPE, &body), &cosig)
+                new.verify_strict(&pae(ROTATION_TYPE, body.bytes()), &cosig)
                     .map_err(|_| "the new key's signature on the rotation does not verify")?;
                 verifier.keys.insert(crate::keys::key_id(&new_key), new);
             }
-            prev = entry::hex(&sha256(&body));
-            last_ts = entry.ts.clone();
+            let body_hash = sha256(body.bytes());
+            prev = entry::hex(&body_hash);
+            last_ts.clone_from(&entry.ts);
+            let message = pae(ENTRY_TYPE, body.bytes());
+            let ts = entry.ts.clone();
             if keep {
                 report.kept.push((entry, line.clone()));
             }
-            Ok((Pending { seq: expected_seq, line: line.clone(), message: pae(ENTRY_TYPE, &body), signature, key }, rotation))
+            Ok((Pending { seq: expected_seq, line: i, message, signature, key, body_hash, ts }, rotation))
         })();
         match structural {
             Ok((pending, rotation)) => {
-                verifier.pending.push(pending);
                 let leaf = merkle::leaf_hash(&line.bytes);
                 frontier.push(leaf);
                 report.leaves.push(leaf);
                 report.entries += 1;
-                report.last_body_hash = entry::unhex32(&prev);
+                let bad = verifier.push(pending);
                 // A rotation's own signature must hold before the new key is trusted.
-                if verifier.pending.len() >= BATCH || rotation {
-                    if let Some(bad) = verifier.flush() {
-                        report.finding = Some(bad);
-                        break 'entries;
-                    }
+                if let Some(bad) = bad.or_else(|| if rotation { verifier.flush() } else { None }) {
+                    report.finding = Some(bad_signature(bad));
+                    return;
                 }
             }
             Err(reason) => {
-                report.finding = verifier.flush().or(Some(finding(Some(expected_seq), &line, reason)));
-                break;
+                report.finding = Some(verifier.flush().map_or_else(|| finding(Some(expected_seq), line, reason), bad_signature));
+                return;
             }
         }
     }
     if report.finding.is_none() {
-        report.finding = verifier.flush();
+        report.finding = verifier.flush().map(bad_signature);
     }
-    report.last_ts = last_ts;
-    if let Some(bad) = &report.finding {
-        // Nothing at or after the first bad entry counts.
-        let valid = bad.seq.unwrap_or(report.entries).min(report.entries) as usize;
-        report.leaves.truncate(valid);
-        report.kept.truncate(valid);
-        report.entries = valid as u64;
-        let mut f = Frontier::default();
-        report.leaves.iter().for_each(|l| f.push(*l));
-        frontier = f;
-    }
-    report.root = frontier.root();
-
-    check_checkpoints(dir, &origin, &verifier.keys, &mut report)?;
-    if let Some(saved) = &options.saved_checkpoint {
-        check_saved(saved, &origin, &verifier.keys, dir, &mut report);
-    }
-    Ok(report)
 }
 
 /// Verifies a checkpoint's signature with the trusted keys.
@@ -295,6 +397,9 @@ fn check_checkpoints(
     let path = dir.join(store::CHECKPOINTS_FILE);
     let mut last_size = 0u64;
     let mut last_ts = String::new();
+    // The tree of the first `last_size` leaves, grown checkpoint by checkpoint (sizes never go
+    // down): each root costs the leaves since the previous checkpoint, not the whole prefix.
+    let mut tree = Frontier::default();
     let lines = store::read_lines(&path)?;
     let total = lines.len();
     for (i, line) in lines.into_iter().enumerate() {
@@ -341,7 +446,9 @@ fn check_checkpoints(
             }
             return Ok(());
         }
-        let root = merkle::root(&report.leaves[..cp.size as usize]);
+        let mut grown = tree.clone();
+        report.leaves[grown.size() as usize..cp.size as usize].iter().for_each(|l| grown.push(*l));
+        let root = grown.root();
         if Some(root) != cp.root_hash() {
             if report.finding.is_none() {
                 report.finding = Some(Finding {
@@ -355,6 +462,7 @@ fn check_checkpoints(
         }
         last_size = cp.size;
         last_ts = cp.ts.clone();
+        tree = grown;
         report.checkpoints += 1;
         report.latest_checkpoint = Some(cp);
     }
