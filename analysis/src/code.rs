@@ -99,8 +99,39 @@ fn code_rule_of(finding: &Finding) -> &'static rules::Rule {
     rules::code_rule(&finding.rule).unwrap_or(&rules::CUSTOM_CODE_RULE)
 }
 
+/// Which findings get their fixes computed: each fix is verified by re-parsing the edited file,
+/// a parse per finding, so an editor asks for them only where the cursor is.
+#[derive(Clone, Copy)]
+pub enum Fixes {
+    All,
+    None,
+    Touching(TextRange),
+}
+
+impl Fixes {
+    fn wanted(self, at: TextRange) -> bool {
+        match self {
+            Fixes::All => true,
+            Fixes::None => false,
+            Fixes::Touching(range) => at.intersect(range).is_some() || at.contains_range(range),
+        }
+    }
+}
+
 #[salsa::tracked(returns(ref))]
 pub fn code_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
+    judge(db, ws, file, Fixes::All)
+}
+
+/// [`code_diagnostics`] without fixes: what an editor shows while the code is typed.
+#[salsa::tracked(returns(ref))]
+pub fn code_diagnostics_unfixed(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
+    judge(db, ws, file, Fixes::None)
+}
+
+/// The findings of agent code judged by their agents' effective policies, with the fixes that
+/// `with_fixes` asks for.
+pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) -> Vec<Diagnostic> {
     let path = file.path(db).clone();
     let Some(lang) = Lang::from_path(&path) else { return Vec::new() };
     let text = file.text(db);
@@ -178,6 +209,10 @@ pub fn code_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Dia
                 }
             };
             d.severity = rules::Severity::Error;
+            if !with_fixes.wanted(at) {
+                out.push(d);
+                continue;
+            }
             let mut fixes = code_fixes(lang, text, finding, &path);
             if let Some(agent) = agent {
                 fixes.extend(policy_fix(db, ws, agent, effective, verdict, &finding.operation));

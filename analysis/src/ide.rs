@@ -170,6 +170,18 @@ impl Analysis {
         self.workspace.config_file(&self.db).as_ref().map(|(path, _)| path.clone())
     }
 
+    /// [`Analysis::diagnostics`] without agent code's fixes (each costs a parse of the file):
+    /// what an editor shows while the code is typed. Fixes come with [`Analysis::code_actions`].
+    pub fn diagnostics_unfixed(&self, path: &Path) -> Cancellable<Vec<Diagnostic>> {
+        if !crate::is_code_path(path) {
+            return self.diagnostics(path);
+        }
+        self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
+            Some(file) => crate::file_diagnostics_unfixed_in(&self.db, self.workspace, path, file),
+            None => Vec::new(),
+        }))
+    }
+
     /// Diagnostics of one file, or of `symbiont.toml` when given its path.
     pub fn diagnostics(&self, path: &Path) -> Cancellable<Vec<Diagnostic>> {
         self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
@@ -379,12 +391,17 @@ impl Analysis {
     }
 
     /// Code actions for a range: the fixes of the diagnostics it touches, and the refactorings
-    /// available there.
+    /// available there. Agent code's fixes are computed for those diagnostics only.
     pub fn code_actions(&self, path: &Path, range: TextRange) -> Cancellable<Vec<Action>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
             let mut actions = Vec::new();
             let Some(file) = self.file(path) else { return actions };
-            for d in crate::file_diagnostics_in(&self.db, self.workspace, path, file) {
+            let diagnostics = if crate::is_code_path(path) {
+                crate::code::judge(&self.db, self.workspace, file, crate::code::Fixes::Touching(range))
+            } else {
+                crate::file_diagnostics_in(&self.db, self.workspace, path, file)
+            };
+            for d in diagnostics {
                 if d.range.intersect(range).is_none() && !d.range.contains_range(range) {
                     continue;
                 }

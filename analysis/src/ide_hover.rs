@@ -127,7 +127,7 @@ pub fn hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(Text
 /// quoted from its file) and the rule's documentation page.
 fn code_hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(TextRange, String)> {
     let file = analysis.files.get(path).copied()?;
-    let diagnostics = crate::file_diagnostics_in(&analysis.db, analysis.workspace, path, file);
+    let diagnostics = crate::file_diagnostics_unfixed_in(&analysis.db, analysis.workspace, path, file);
     let hits: Vec<_> = diagnostics.iter().filter(|d| d.range.contains_inclusive(offset)).collect();
     let range = hits.iter().map(|d| d.range).reduce(|a, b| a.cover(b))?;
     let mut sections = Vec::new();

@@ -43,6 +43,16 @@ pub(crate) fn file_diagnostics_in(db: &RootDatabase, workspace: Workspace, path:
     }
 }
 
+/// [`file_diagnostics_in`] without agent code's fixes, which cost a parse each (a `.sym` file's
+/// come with its checks).
+pub(crate) fn file_diagnostics_unfixed_in(db: &RootDatabase, workspace: Workspace, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
+    if is_code_path(path) {
+        code::code_diagnostics_unfixed(db, workspace, file).clone()
+    } else {
+        db::file_diagnostics(db, workspace, file)
+    }
+}
+
 /// Whether a path is agent code the analysis checks against its policy.
 pub use code::is_code_path;
 
