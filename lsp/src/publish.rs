@@ -108,7 +108,7 @@ impl Publisher {
                     finished = false;
                     break;
                 }
-                let Ok(diagnostics) = round.snap.diagnostics(&path) else {
+                let Ok(diagnostics) = round.snap.diagnostics_unfixed(&path) else {
                     finished = false;
                     break;
                 };
@@ -147,7 +147,7 @@ impl Publisher {
         round: &Round,
         path: &Path,
     ) -> Result<Option<(PathBuf, lsp::Uri, Vec<lsp::Diagnostic>, Option<i32>, Vec<Diagnostic>)>, ()> {
-        let diagnostics = round.snap.diagnostics(path).map_err(|_| ())?;
+        let diagnostics = round.snap.diagnostics_unfixed(path).map_err(|_| ())?;
         Ok(self.convert(round, path, &diagnostics).map(|(uri, lsp, version)| (path.to_path_buf(), uri, lsp, version, diagnostics)))
     }
 

@@ -369,7 +369,7 @@ impl LanguageServer for Backend {
 
     async fn diagnostic(&self, params: lsp::DocumentDiagnosticParams) -> Result<lsp::DocumentDiagnosticReportResult> {
         self.read(&params.text_document.uri, |ctx| {
-            let items = ctx.snap.diagnostics(&ctx.path).or_modified()?.iter().map(|d| ctx.diagnostic(d)).collect();
+            let items = ctx.snap.diagnostics_unfixed(&ctx.path).or_modified()?.iter().map(|d| ctx.diagnostic(d)).collect();
             Ok(lsp::DocumentDiagnosticReportResult::Report(lsp::DocumentDiagnosticReport::Full(lsp::RelatedFullDocumentDiagnosticReport {
                 related_documents: None,
                 full_document_diagnostic_report: lsp::FullDocumentDiagnosticReport { result_id: None, items },
