@@ -2,6 +2,7 @@
 //! Tests are data: fixtures on disk with expected output beside them (insta snapshots).
 
 mod alloc;
+mod audit_crash;
 mod audit_pkcs11;
 mod audit_s3;
 mod audit_tamper;
