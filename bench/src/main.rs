@@ -4,6 +4,7 @@
 //! Every benchmark prints a table for people and ends with exactly one line
 //! `RESULT <name> key=value …` for scripts.
 
+mod lsp;
 mod peer_check;
 mod workload;
 
@@ -33,6 +34,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "lex, parse and parse+analysis throughput on a ~10 MB workload built from the corpus, a byte-scan baseline, and peak RSS for 100 MB",
     ),
     (
+        "lsp",
+        lsp::ARGS,
+        "symbiont-lsp over its stdio: didChange → publishDiagnostics latency for 200 edits in a 5,000-line .sym file and a 5,000-line Python file bound to an agent; RSS after opening a 100,000-line workspace",
+    ),
+    (
         "peer-check",
         peer_check::ARGS,
         "symbiont check against ast-grep and Semgrep (PyPI, in a venv) on requests + express + ripgrep sources, same three rules: files, lines, findings, CPU s",
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match name.as_str() {
         "parse" => parse_bench(&rest),
+        "lsp" => lsp::run(&rest),
         "peer-check" => peer_check::run(&rest),
         PEAK_SUBCOMMAND => peak_child(&rest),
         "policy" => Err("`policy` is built separately (bench/policy-vs-cedar): run it with `bench/run policy`".to_string()),
