@@ -31,17 +31,40 @@ pub fn apply(text: &str, edits: &[Edit]) -> String {
     out
 }
 
-/// Whether the edited text parses with no more errors than the original. The original's tree is
-/// the scan's (cached per thread), the edited text is parsed incrementally from it.
-fn reparses(lang: Lang, before: &str, after: &str) -> bool {
-    let Some(tree) = scan::parse(lang, before) else { return false };
-    let errors = usize::from(tree.root_node().has_error());
-    scan::reparse(lang, &tree, before, after).is_some_and(|edited| usize::from(edited.root_node().has_error()) <= errors)
+/// Files larger than this get no fixes. Each fix is verified by reparsing the whole file, and the
+/// number of findings grows with the size too, so a minified bundle of megabytes with thousands of
+/// findings would take minutes to check; its findings are still reported. (Fixing minified or
+/// generated code is moot anyway: the next build regenerates it.)
+pub const MAX_FIX_BYTES: usize = 256 << 10;
+
+/// Whether `text` with `edits` applied parses with no more errors than the original. The
+/// original's tree is the scan's (cached per thread); the edits are applied one at a time, each
+/// reparsed incrementally: taken together, an import at the top and a call far below would make
+/// one replacement of everything between them.
+fn reparses(lang: Lang, text: &str, edits: &[Edit]) -> bool {
+    if text.len() > MAX_FIX_BYTES {
+        return false;
+    }
+    let Some(mut tree) = scan::parse(lang, text) else { return false };
+    let errors = tree.root_node().has_error();
+    let mut sorted: Vec<&Edit> = edits.iter().collect();
+    // From the end backwards, so that the offsets of the edits still to apply stay valid.
+    sorted.sort_by_key(|e| std::cmp::Reverse((e.start, e.end)));
+    let mut current = text.to_string();
+    for edit in sorted {
+        let next = apply(&current, std::slice::from_ref(edit));
+        let Some(edited) = scan::reparse(lang, &tree, &current, &next) else { return false };
+        (tree, current) = (edited, next);
+    }
+    !tree.root_node().has_error() || errors
 }
 
 /// `# symbiont: allow OP -- REASON REQUIRED` on its own line above the finding.
 /// Among JSX children, where a line comment would be text, `{/* symbiont: allow OP -- … */}`.
 pub fn suppression(lang: Lang, text: &str, finding: &Finding) -> Option<Vec<Edit>> {
+    if text.len() > MAX_FIX_BYTES {
+        return None;
+    }
     let line_start = text[..finding.start].rfind('\n').map_or(0, |i| i + 1);
     let indent: String = text[line_start..].chars().take_while(|c| *c == ' ' || *c == '\t').collect();
     let body = format!("{} {} -- {REASON_PLACEHOLDER}", scan::SUPPRESSION_MARKER, finding.operation);
@@ -51,7 +74,7 @@ pub fn suppression(lang: Lang, text: &str, finding: &Finding) -> Option<Vec<Edit
         format!("{indent}{} {body}\n", lang.line_comment())
     };
     let edits = vec![Edit { start: line_start, end: line_start, new_text: comment }];
-    reparses(lang, text, &apply(text, &edits)).then_some(edits)
+    reparses(lang, text, &edits).then_some(edits)
 }
 
 /// Whether the line starting at `at` (its first non-blank byte) is among a JSX element's children.
@@ -72,6 +95,9 @@ fn in_jsx_children(lang: Lang, text: &str, at: usize) -> bool {
 /// `symbiont.net.get(url)`, `fetch(u)` becomes `symbiont.net.fetch(u)`), adding the SDK's import
 /// when the language needs one.
 pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, sdk_module: &str) -> Option<Vec<Edit>> {
+    if text.len() > MAX_FIX_BYTES {
+        return None;
+    }
     let method = finding.qualified.rsplit(['.', ':']).next().filter(|m| !m.is_empty() && *m != "()")?;
     // The SDK's function keeps the callee's last name, which must be an identifier: a module
     // called as a function (`import fetch from "node-fetch"`) has none to keep, and
@@ -104,7 +130,7 @@ pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, sdk_module: &str) 
         let new_text = if newline { format!("\n{import}") } else { import.to_string() };
         edits.push(Edit { start: at, end: at, new_text });
     }
-    reparses(lang, text, &apply(text, &edits)).then_some(edits)
+    reparses(lang, text, &edits).then_some(edits)
 }
 
 /// Where an added import goes: after what must stay first in the file — a shebang, Python's

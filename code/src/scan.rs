@@ -171,12 +171,13 @@ impl RuleSet {
         // A method chain on a flagged call performs the operation once: `superagent.get(u).end()`
         // matches `superagent.*` twice, `OpenOptions::new().create(true).write(true)` both
         // `new()*.create` and `new()*.write`. Only the chain's innermost flagged call is reported.
+        // Findings are sorted by start: a chain's calls are neighbours.
         let chained: Vec<bool> = findings
             .iter()
             .map(|f| {
-                findings.iter().any(|g| {
+                let same_start = findings.partition_point(|g| g.start < f.start);
+                findings[same_start..].iter().take_while(|g| g.start == f.start).any(|g| {
                     g.rule == f.rule
-                        && g.start == f.start
                         && g.end < f.end
                         && !g.qualified.is_empty()
                         && f.qualified.strip_prefix(g.qualified.as_str()).is_some_and(|rest| rest.starts_with("()"))
@@ -185,8 +186,12 @@ impl RuleSet {
             .collect();
         let mut chained = chained.into_iter();
         findings.retain(|_| !chained.next().unwrap_or(false));
+        // Each line's comments are read once: a minified file is one long line with thousands of
+        // findings.
+        let lines: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let mut comments = HashMap::new();
         for f in &mut findings {
-            f.suppression = suppression(lang, text, f.start, &f.operation);
+            f.suppression = suppression(lang, text, &lines, &mut comments, f.start, &f.operation);
         }
         Scan { findings, syntax_errors }
     }
@@ -292,34 +297,60 @@ fn parse_with(lang: Lang, text: &str, old: Option<&tree_sitter::Tree>) -> Option
 /// The marker of a suppression comment.
 pub const SUPPRESSION_MARKER: &str = "symbiont: allow";
 
-/// A `symbiont: allow OP -- reason` comment on the finding's line or the line above.
-fn suppression(lang: Lang, text: &str, at: usize, operation: &str) -> Option<Suppression> {
-    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-    let prev_start = if line_start == 0 { None } else { Some(text[..line_start - 1].rfind('\n').map_or(0, |i| i + 1)) };
-    let candidates = [Some((line_start, line_end)), prev_start.map(|s| (s, line_start - 1))];
+/// A `symbiont: allow OP -- reason` comment: where it starts, the operations it names, its reason.
+struct SuppressionComment {
+    start: usize,
+    operations: Vec<String>,
+    reason: String,
+}
+
+/// The suppression comments of the line `start..end`.
+fn suppression_comments(lang: Lang, text: &str, start: usize, end: usize) -> Vec<SuppressionComment> {
+    let line = &text[start..end];
     // JSX children take no line comments: there a suppression is a `{/* … */}` block comment.
     let openers: &[&str] = match lang.family() {
         crate::lang::Family::Js => &["//", "/*"],
         _ => &[lang.line_comment()],
     };
-    for (start, end) in candidates.into_iter().flatten() {
-        let line = &text[start..end];
-        // Every opener on the line, in order: the first may be inside a string
-        // (`fetch("https://…") // symbiont: allow …`).
-        let mut comments: Vec<(usize, &str)> = openers.iter().flat_map(|o| line.match_indices(*o)).collect();
-        comments.sort();
-        for (comment, opener) in comments {
-            let body = line[comment + opener.len()..].trim_start();
-            let Some(rest) = body.strip_prefix(SUPPRESSION_MARKER) else { continue };
-            let (ops, reason) = match rest.split_once("--") {
-                Some((ops, reason)) => (ops, reason.trim()),
-                None => (rest, ""),
-            };
-            let reason = if opener == "/*" { reason.trim_end_matches('}').trim_end().trim_end_matches("*/").trim() } else { reason };
-            if ops.split([',', ' ']).map(str::trim).any(|o| o == operation || o == "all") {
-                return Some(Suppression { reason: reason.to_string(), start: start + comment, end });
-            }
+    // Every opener on the line, in order: the first may be inside a string
+    // (`fetch("https://…") // symbiont: allow …`).
+    let mut openings: Vec<(usize, &str)> = openers.iter().flat_map(|o| line.match_indices(*o)).collect();
+    openings.sort();
+    let mut out = Vec::new();
+    for (comment, opener) in openings {
+        let body = line[comment + opener.len()..].trim_start();
+        let Some(rest) = body.strip_prefix(SUPPRESSION_MARKER) else { continue };
+        let (ops, reason) = match rest.split_once("--") {
+            Some((ops, reason)) => (ops, reason.trim()),
+            None => (rest, ""),
+        };
+        let reason = if opener == "/*" { reason.trim_end_matches('}').trim_end().trim_end_matches("*/").trim() } else { reason };
+        out.push(SuppressionComment {
+            start: start + comment,
+            operations: ops.split([',', ' ']).map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect(),
+            reason: reason.to_string(),
+        });
+    }
+    out
+}
+
+/// A `symbiont: allow OP -- reason` comment on the finding's line or the line above. `lines` are
+/// the offsets where lines start; `cache` keeps each line's comments, by line.
+fn suppression(
+    lang: Lang,
+    text: &str,
+    lines: &[usize],
+    cache: &mut HashMap<usize, Vec<SuppressionComment>>,
+    at: usize,
+    operation: &str,
+) -> Option<Suppression> {
+    let line = lines.partition_point(|&start| start <= at).saturating_sub(1);
+    for line in [Some(line), line.checked_sub(1)].into_iter().flatten() {
+        let start = lines[line];
+        let end = lines.get(line + 1).map_or(text.len(), |next| next - 1);
+        let comments = cache.entry(line).or_insert_with(|| suppression_comments(lang, text, start, end));
+        if let Some(c) = comments.iter().find(|c| c.operations.iter().any(|o| o == operation || o == "all")) {
+            return Some(Suppression { reason: c.reason.clone(), start: c.start, end });
         }
     }
     None

@@ -66,15 +66,19 @@ pub fn sites(lang: Lang, tree: &tree_sitter::Tree, text: &str) -> Vec<Site> {
         push_children(node, &mut stack);
     }
     let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
-        if let Some(site) = site(lang.family(), node, src, &scope) {
+    // Each node with its parent: tree-sitter finds a node's parent by descending from the root,
+    // which deep trees make quadratic.
+    let mut stack = vec![(root, None)];
+    while let Some((node, parent)) = stack.pop() {
+        if let Some(site) = site(lang.family(), node, parent, src, &scope) {
             out.push(site);
         }
         if lang.family() == Family::Rust && node.kind() == "token_tree" {
             macro_sites(node, src, &scope, &mut out);
         }
-        push_children(node, &mut stack);
+        let mut cursor = node.walk();
+        let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
+        stack.extend(children.into_iter().rev().map(|child| (child, Some(node))));
     }
     out.sort_by_key(|s| (s.start, s.end));
     out
@@ -240,7 +244,7 @@ fn bind(family: Family, node: Node<'_>, src: &[u8], scope: &mut Scope) {
         }
         (Family::Rust, "use_declaration") => {
             if let Some(argument) = node.child_by_field_name("argument") {
-                bind_rust_use(argument, "", src, scope);
+                bind_rust_use(argument, src, scope);
             }
         }
         (Family::Rust, "function_item") => {
@@ -253,30 +257,39 @@ fn bind(family: Family, node: Node<'_>, src: &[u8], scope: &mut Scope) {
 }
 
 /// `require("m")`, `require("m").x`, `await import("m")`: the module (and member) a value stands
-/// for.
+/// for. Iterative, and bounded like [`qualify`].
 fn required_module(value: Node<'_>, src: &[u8]) -> Option<String> {
-    match value.kind() {
-        "call_expression" => {
-            let function = value.child_by_field_name("function")?;
-            if text(function, src) != "require" && function.kind() != "import" {
-                return None;
+    let mut members: Vec<&str> = Vec::new();
+    let mut value = value;
+    for _ in 0..MAX_QUALIFY_DEPTH {
+        match value.kind() {
+            "call_expression" => {
+                let function = value.child_by_field_name("function")?;
+                if text(function, src) != "require" && function.kind() != "import" {
+                    return None;
+                }
+                let args = value.child_by_field_name("arguments")?;
+                let mut c = args.walk();
+                let first = args.named_children(&mut c).next()?;
+                let mut module = js_module(&string_value(first, src)?);
+                for member in members.iter().rev() {
+                    module.push('.');
+                    module.push_str(member);
+                }
+                return Some(module);
             }
-            let args = value.child_by_field_name("arguments")?;
-            let mut c = args.walk();
-            let first = args.named_children(&mut c).next()?;
-            string_value(first, src).map(|m| js_module(&m))
+            "member_expression" => {
+                members.push(text(value.child_by_field_name("property")?, src));
+                value = value.child_by_field_name("object")?;
+            }
+            "await_expression" | "parenthesized_expression" => {
+                let mut c = value.walk();
+                value = value.named_children(&mut c).next()?;
+            }
+            _ => return None,
         }
-        "member_expression" => {
-            let object = required_module(value.child_by_field_name("object")?, src)?;
-            Some(format!("{object}.{}", text(value.child_by_field_name("property")?, src)))
-        }
-        "await_expression" | "parenthesized_expression" => {
-            let mut c = value.walk();
-            let inner = value.named_children(&mut c).next()?;
-            required_module(inner, src)
-        }
-        _ => None,
     }
+    None
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -287,98 +300,137 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-fn bind_rust_use(node: Node<'_>, prefix: &str, src: &[u8], scope: &mut Scope) {
-    match node.kind() {
-        "identifier" | "scoped_identifier" | "crate" | "self" | "super" => {
-            let full = join(prefix, &compact(node, src));
-            let last = full.rsplit("::").next().unwrap_or(&full).to_string();
-            let full = if last == "self" { full.trim_end_matches("::self").to_string() } else { full };
-            let local = full.rsplit("::").next().unwrap_or(&full).to_string();
-            scope.bindings.insert(local, full);
+/// The bindings of a `use` tree. Iterative, with nesting bounded like [`qualify`].
+fn bind_rust_use(node: Node<'_>, src: &[u8], scope: &mut Scope) {
+    // Each tree still to bind, with the path it is under and how deep it nests.
+    let mut stack = vec![(node, String::new(), 0)];
+    while let Some((node, prefix, depth)) = stack.pop() {
+        if depth > MAX_QUALIFY_DEPTH {
+            continue;
         }
-        "use_as_clause" => {
-            if let (Some(path), Some(alias)) = (node.child_by_field_name("path"), node.child_by_field_name("alias")) {
-                scope.bindings.insert(text(alias, src).to_string(), join(prefix, &compact(path, src)));
+        match node.kind() {
+            "identifier" | "scoped_identifier" | "crate" | "self" | "super" => {
+                let full = join(&prefix, &compact(node, src));
+                let last = full.rsplit("::").next().unwrap_or(&full).to_string();
+                let full = if last == "self" { full.trim_end_matches("::self").to_string() } else { full };
+                let local = full.rsplit("::").next().unwrap_or(&full).to_string();
+                scope.bindings.insert(local, full);
             }
-        }
-        "scoped_use_list" => {
-            let path = node.child_by_field_name("path").map(|p| join(prefix, &compact(p, src))).unwrap_or_else(|| prefix.to_string());
-            if let Some(list) = node.child_by_field_name("list") {
-                bind_rust_use(list, &path, src, scope);
+            "use_as_clause" => {
+                if let (Some(path), Some(alias)) = (node.child_by_field_name("path"), node.child_by_field_name("alias")) {
+                    scope.bindings.insert(text(alias, src).to_string(), join(&prefix, &compact(path, src)));
+                }
             }
-        }
-        "use_list" => {
-            let mut c = node.walk();
-            for item in node.named_children(&mut c) {
-                bind_rust_use(item, prefix, src, scope);
+            "scoped_use_list" => {
+                let path = node.child_by_field_name("path").map(|p| join(&prefix, &compact(p, src))).unwrap_or(prefix);
+                if let Some(list) = node.child_by_field_name("list") {
+                    stack.push((list, path, depth + 1));
+                }
             }
+            "use_list" => {
+                let mut c = node.walk();
+                for item in node.named_children(&mut c) {
+                    stack.push((item, prefix.clone(), depth + 1));
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 
+/// How many levels of member access, calls and paths a qualified name may have. Real callees have
+/// a handful; minified and generated code chains thousands (`a.then(f).then(g)…`), which are
+/// not resolved: giving up keeps every call of such a chain from walking all of it.
+const MAX_QUALIFY_DEPTH: usize = 64;
+
 /// The qualified name an expression stands for, when it is a name, a path, a member of one, or a
 /// call in a method chain (`Path("x")` in `Path("x").write_text(…)` is `pathlib.Path()`).
+/// Iterative: it walks from the outermost expression down to the name the chain starts with,
+/// collecting what each level appends.
 fn qualify(family: Family, node: Node<'_>, src: &[u8], scope: &Scope) -> Option<String> {
-    match node.kind() {
-        "identifier" | "type_identifier" => {
-            let name = text(node, src);
-            if let Some(bound) = scope.bindings.get(name) {
-                return Some(bound.clone());
-            }
-            if scope.shadowed.contains(name) {
-                return None;
-            }
-            if family == Family::Python && PY_BUILTINS.contains(&name) {
-                return Some(format!("builtins.{name}"));
-            }
-            Some(name.to_string())
+    let mut suffixes: Vec<String> = Vec::new();
+    let mut node = node;
+    let mut depth = 0;
+    let base = loop {
+        depth += 1;
+        if depth > MAX_QUALIFY_DEPTH {
+            return None;
         }
-        "attribute" => {
-            let object = qualify(family, node.child_by_field_name("object")?, src, scope)?;
-            Some(format!("{object}.{}", text(node.child_by_field_name("attribute")?, src)))
-        }
-        "member_expression" => {
-            let object = node.child_by_field_name("object")?;
-            let property = text(node.child_by_field_name("property")?, src);
-            // `window.fetch`, `globalThis.process.env`: a member of the global object is the
-            // global itself, even where a local of the same name shadows the bare name.
-            if object.kind() == "identifier" && JS_GLOBAL_OBJECTS.contains(&text(object, src)) {
-                let name = text(object, src);
-                if !scope.bindings.contains_key(name) && !scope.shadowed.contains(name) {
-                    return Some(property.to_string());
+        match node.kind() {
+            "identifier" | "type_identifier" => {
+                let name = text(node, src);
+                if let Some(bound) = scope.bindings.get(name) {
+                    break bound.clone();
+                }
+                if scope.shadowed.contains(name) {
+                    return None;
+                }
+                if family == Family::Python && PY_BUILTINS.contains(&name) {
+                    break format!("builtins.{name}");
+                }
+                break name.to_string();
+            }
+            "attribute" => {
+                suffixes.push(format!(".{}", text(node.child_by_field_name("attribute")?, src)));
+                node = node.child_by_field_name("object")?;
+            }
+            "member_expression" => {
+                let object = node.child_by_field_name("object")?;
+                let property = text(node.child_by_field_name("property")?, src);
+                // `window.fetch`, `globalThis.process.env`: a member of the global object is the
+                // global itself, even where a local of the same name shadows the bare name.
+                if object.kind() == "identifier" && JS_GLOBAL_OBJECTS.contains(&text(object, src)) {
+                    let name = text(object, src);
+                    if !scope.bindings.contains_key(name) && !scope.shadowed.contains(name) {
+                        break property.to_string();
+                    }
+                }
+                suffixes.push(format!(".{property}"));
+                node = object;
+            }
+            "scoped_identifier" | "scoped_type_identifier" => {
+                let name = text(node.child_by_field_name("name")?, src);
+                match node.child_by_field_name("path") {
+                    Some(path) => {
+                        suffixes.push(format!("::{name}"));
+                        node = path;
+                    }
+                    None => break name.to_string(),
                 }
             }
-            Some(format!("{}.{property}", qualify(family, object, src, scope)?))
-        }
-        "scoped_identifier" | "scoped_type_identifier" => {
-            let name = text(node.child_by_field_name("name")?, src);
-            match node.child_by_field_name("path") {
-                Some(path) => Some(format!("{}::{name}", qualify(family, path, src, scope)?)),
-                None => Some(name.to_string()),
+            "generic_function" | "generic_type" => {
+                node = node.child_by_field_name("function").or(node.child_by_field_name("type"))?;
             }
-        }
-        "generic_function" | "generic_type" => {
-            qualify(family, node.child_by_field_name("function").or(node.child_by_field_name("type"))?, src, scope)
-        }
-        // `require("fs").readFileSync(…)`: an inline require (or dynamic import) is the module.
-        "call_expression" if family == Family::Js && required_module(node, src).is_some() => required_module(node, src),
-        "call" | "call_expression" => Some(format!("{}()", qualify(family, node.child_by_field_name("function")?, src, scope)?)),
-        "field_expression" => {
-            let value = node.child_by_field_name("value")?;
-            // Only method chains on calls resolve: a variable's type is unknown here.
-            if value.kind() != "call_expression" {
-                return None;
+            // `require("fs").readFileSync(…)`: an inline require (or dynamic import) is the module.
+            "call_expression" if family == Family::Js && required_module(node, src).is_some() => {
+                break required_module(node, src)?;
             }
-            Some(format!("{}.{}", qualify(family, value, src, scope)?, text(node.child_by_field_name("field")?, src)))
+            "call" | "call_expression" => {
+                suffixes.push("()".to_string());
+                node = node.child_by_field_name("function")?;
+            }
+            "field_expression" => {
+                let value = node.child_by_field_name("value")?;
+                // Only method chains on calls resolve: a variable's type is unknown here.
+                if value.kind() != "call_expression" {
+                    return None;
+                }
+                suffixes.push(format!(".{}", text(node.child_by_field_name("field")?, src)));
+                node = value;
+            }
+            "parenthesized_expression" | "await_expression" | "non_null_expression" => {
+                let mut c = node.walk();
+                let inner = node.named_children(&mut c).next()?;
+                node = inner;
+            }
+            _ => return None,
         }
-        "parenthesized_expression" | "await_expression" | "non_null_expression" => {
-            let mut c = node.walk();
-            let inner = node.named_children(&mut c).next()?;
-            qualify(family, inner, src, scope)
-        }
-        _ => None,
+    };
+    let mut out = base;
+    for suffix in suffixes.iter().rev() {
+        out.push_str(suffix);
     }
+    Some(out)
 }
 
 fn args(node: Option<Node<'_>>, src: &[u8]) -> Vec<Arg> {
@@ -396,19 +448,19 @@ fn args(node: Option<Node<'_>>, src: &[u8]) -> Vec<Arg> {
         .collect()
 }
 
-fn site(family: Family, node: Node<'_>, src: &[u8], scope: &Scope) -> Option<Site> {
+fn site<'t>(family: Family, node: Node<'t>, parent: Option<Node<'t>>, src: &[u8], scope: &Scope) -> Option<Site> {
     let (kind, callee, arguments) = match (family, node.kind()) {
         (_, "call" | "call_expression") => (SiteKind::Call, node.child_by_field_name("function")?, node.child_by_field_name("arguments")),
         (Family::Js, "new_expression") => {
             (SiteKind::Construct, node.child_by_field_name("constructor")?, node.child_by_field_name("arguments"))
         }
         // `from os import environ; environ["X"]`: an imported name used as a value.
-        (Family::Python, "identifier") if scope.bindings.contains_key(text(node, src)) && is_python_value(node) => {
+        (Family::Python, "identifier") if scope.bindings.contains_key(text(node, src)) && is_python_value(node, parent?) => {
             (SiteKind::Reference, node, None)
         }
         (Family::Python, "attribute") | (Family::Js, "member_expression") => {
             // A reference only when it is not itself the callee or the object of a longer name.
-            let parent = node.parent()?;
+            let parent = parent?;
             if matches!(parent.kind(), "call" | "call_expression" | "new_expression" | "attribute" | "member_expression") {
                 let is_callee = parent.child_by_field_name("function").or(parent.child_by_field_name("constructor")) == Some(node);
                 let is_object = parent.child_by_field_name("object") == Some(node);
@@ -453,8 +505,7 @@ fn is_method(node: Node<'_>) -> bool {
 /// Whether a Python identifier is read as a value: not part of an import, a definition, a
 /// parameter or an assignment target, and not a callee or an attribute's object (those are
 /// sites of their own).
-fn is_python_value(node: Node<'_>) -> bool {
-    let Some(parent) = node.parent() else { return false };
+fn is_python_value<'t>(node: Node<'t>, parent: Node<'t>) -> bool {
     if matches!(
         parent.kind(),
         "attribute"
