@@ -108,7 +108,10 @@ fn apply_safe_fixes(host: &mut AnalysisHost, diagnostics: &[(PathBuf, Vec<Diagno
     }
     for (path, mut edits) in per_file {
         let Some(text) = host.file_text(&path) else { continue };
-        edits.sort_by_key(|e| (e.range.start(), e.range.end()));
+        edits.sort_by(|a, b| (a.range.start(), a.range.end(), &a.new_text).cmp(&(b.range.start(), b.range.end(), &b.new_text)));
+        // Fixes share edits: every SDK rewrite of a file adds the same import, and a finding of a
+        // file bound to two agents carries its fix twice. Each such edit is applied once.
+        edits.dedup_by(|a, b| a.range == b.range && a.new_text == b.new_text);
         let mut out = String::with_capacity(text.len());
         let mut at = 0usize;
         for edit in edits {

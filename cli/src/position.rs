@@ -44,6 +44,11 @@ impl<'t> SourceText<'t> {
         Position { line: chars.line + 1, column: chars.col + 1, column_utf16: utf16.col + 1, offset: u32::from(offset) }
     }
 
+    /// The byte offset where a 1-based line starts.
+    pub fn line_start(&self, line: u32) -> usize {
+        self.index.line_start(line.saturating_sub(1)).map_or(self.text.len(), usize::from)
+    }
+
     /// The text of a 1-based line, without its terminator.
     pub fn line_text(&self, line: u32) -> &'t str {
         self.index.line_text(self.text, line.saturating_sub(1))

@@ -7,6 +7,9 @@ use crate::TextSize;
 pub struct LineIndex {
     /// Byte offset where each line starts.
     line_starts: Vec<u32>,
+    /// Whether each line is ASCII, where a column is a byte count: counting chars from the line's
+    /// start would make each position of a minified file's one long line cost its whole length.
+    ascii: Vec<bool>,
 }
 
 /// A 0-based line and column.
@@ -20,7 +23,15 @@ impl LineIndex {
     pub fn new(text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i as u32 + 1));
-        LineIndex { line_starts }
+        let ascii = line_starts
+            .iter()
+            .enumerate()
+            .map(|(line, &start)| {
+                let end = line_starts.get(line + 1).map_or(text.len(), |&e| e as usize);
+                text.as_bytes()[start as usize..end].is_ascii()
+            })
+            .collect();
+        LineIndex { line_starts, ascii }
     }
 
     pub fn line_count(&self) -> usize {
@@ -45,7 +56,7 @@ impl LineIndex {
         let offset = clamp_to_boundary(text, offset);
         let line = self.line_of(offset);
         let start = self.line_starts[line] as usize;
-        let col = text[start..usize::from(offset)].chars().count() as u32;
+        let col = if self.ascii[line] { usize::from(offset) - start } else { text[start..usize::from(offset)].chars().count() } as u32;
         LineCol { line: line as u32, col }
     }
 
@@ -54,7 +65,8 @@ impl LineIndex {
         let offset = clamp_to_boundary(text, offset);
         let line = self.line_of(offset);
         let start = self.line_starts[line] as usize;
-        let col = text[start..usize::from(offset)].encode_utf16().count() as u32;
+        let col =
+            if self.ascii[line] { usize::from(offset) - start } else { text[start..usize::from(offset)].encode_utf16().count() } as u32;
         LineCol { line: line as u32, col }
     }
 

@@ -118,6 +118,35 @@ impl Report {
     }
 }
 
+/// Lines longer than this (minified code: one line of megabytes, thousands of diagnostics on it)
+/// are shown as a window of [`SNIPPET_CONTEXT`] bytes either side of the diagnostic.
+const MAX_SNIPPET_BYTES: usize = 1000;
+const SNIPPET_CONTEXT: usize = 80;
+
+/// The snippet of a diagnostic on a long line: the window around it, `…` where it is cut.
+fn long_line_snippet(source: &SourceText<'_>, location: &Location) -> Snippet {
+    let line_text = source.line_text(location.start.line);
+    let at = (location.start.offset as usize).saturating_sub(source.line_start(location.start.line)).min(line_text.len());
+    let mut from = at.saturating_sub(SNIPPET_CONTEXT);
+    while !line_text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = (at + SNIPPET_CONTEXT).min(line_text.len());
+    while !line_text.is_char_boundary(to) {
+        to += 1;
+    }
+    let (head, tail) = (if from > 0 { "…" } else { "" }, if to < line_text.len() { "…" } else { "" });
+    let window = &line_text[from..to];
+    let underline_start = head.chars().count() + line_text[from..at].chars().count();
+    let underline_len = if location.end.line == location.start.line && location.end.offset >= location.start.offset {
+        let end = (location.end.offset - location.start.offset) as usize + at;
+        line_text.get(at..end.min(to)).map_or(1, |s| s.chars().count())
+    } else {
+        line_text[at..to].chars().count()
+    };
+    Snippet { line: location.start.line, text: format!("{head}{window}{tail}"), underline_start, underline_len: underline_len.max(1) }
+}
+
 struct Resolver<'h> {
     host: &'h AnalysisHost,
     /// Each file's text and line index, built once: a file can have thousands of diagnostics.
@@ -148,6 +177,9 @@ impl Resolver<'_> {
         let location = self.location(path, diagnostic.range);
         let snippet = self.source(path).map(|source| {
             let line_text = source.line_text(location.start.line);
+            if line_text.len() > MAX_SNIPPET_BYTES {
+                return long_line_snippet(&source, &location);
+            }
             let line_chars = line_text.chars().count();
             let underline_start = (location.start.column - 1) as usize;
             let underline_end = if location.end.line == location.start.line { (location.end.column - 1) as usize } else { line_chars };
