@@ -62,9 +62,11 @@ pub(crate) fn position(text: &str, offset: usize) -> (u32, u32) {
 
 /// `line:col rule operation qualified`, one finding a line.
 pub(crate) fn render(text: &str, findings: &[Finding]) -> String {
+    let index = LineIndex::new(text);
     let mut out = String::new();
     for f in findings {
-        let (line, col) = position(text, f.start);
+        let at = index.line_col(text, TextSize::from(f.start as u32));
+        let (line, col) = (at.line + 1, at.col + 1);
         out.push_str(&format!("{line}:{col} {} {} {}", f.rule, f.operation, f.qualified));
         if let Some(s) = &f.suppression {
             out.push_str(&format!(" (suppressed: {})", s.reason));
@@ -97,7 +99,7 @@ fn expected_hits(fixture: &Fixture) -> Vec<(u32, usize)> {
         .collect()
 }
 
-fn snapshot(name: &str, contents: String) {
+pub(crate) fn snapshot(name: &str, contents: String) {
     insta::with_settings!({ snapshot_path => "code/snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
         insta::assert_snapshot!(name, contents);
     });

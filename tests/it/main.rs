@@ -9,6 +9,8 @@ mod audit_tamper;
 mod checks;
 mod cli;
 mod code_docs;
+mod code_e2e;
+mod code_robustness;
 mod code_rules;
 mod corpus;
 mod diagnostics_docs;
