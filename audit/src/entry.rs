@@ -159,7 +159,16 @@ impl Entry {
     /// The canonical body, written directly (the same bytes as the canonical JSON of the entry's
     /// serde form without `sig` and `cosig`).
     pub fn canonical_body(&self) -> Result<Body, Error> {
-        let mut out = Vec::with_capacity(256 + self.log.len() + self.agent.len() + self.operation.len() + 64 * self.details.len());
+        let mut details = Vec::with_capacity(2 + 64 * self.details.len());
+        canonical::write_object(&self.details, &mut details).map_err(|e| Error::Input(e.0))?;
+        self.canonical_body_with(&details)
+    }
+
+    /// [`Entry::canonical_body`] with the details already written (what
+    /// [`canonical::write_object`] gives for `self.details`; they are not looked at): the writer
+    /// serializes them before it takes the chain's lock.
+    pub fn canonical_body_with(&self, details: &[u8]) -> Result<Body, Error> {
+        let mut out = Vec::with_capacity(256 + self.log.len() + self.agent.len() + self.operation.len() + details.len());
         let input = |e: canonical::NotCanonicalizable| Error::Input(e.0);
         let field = |out: &mut Vec<u8>, name: &str, value: &str| {
             out.extend_from_slice(b",\"");
@@ -172,7 +181,7 @@ impl Entry {
         let cosig_at = out.len();
         field(&mut out, "decision", &self.decision);
         out.extend_from_slice(b",\"details\":");
-        canonical::write_object(&self.details, &mut out).map_err(input)?;
+        out.extend_from_slice(details);
         field(&mut out, "key_id", &self.key_id);
         field(&mut out, "log", &self.log);
         field(&mut out, "operation", &self.operation);

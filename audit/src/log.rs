@@ -10,7 +10,7 @@ use std::{
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Condvar, Mutex, MutexGuard, RwLock,
     },
     thread::JoinHandle,
@@ -109,6 +109,8 @@ struct Shared {
     durable: Condvar,
     latest_checkpoint: RwLock<Option<Checkpoint>>,
     counters: Counters,
+    /// Set with `Queue::failed`, so that appenders need not lock the queue to check it.
+    failed: AtomicBool,
 }
 
 /// The one writer of a log directory.
@@ -228,6 +230,7 @@ impl Log {
             durable: Condvar::new(),
             latest_checkpoint: RwLock::new(verified.latest_checkpoint.clone()),
             counters: Counters::default(),
+            failed: AtomicBool::new(false),
         });
         let committer = Committer::new(shared.clone(), frontier, verified.latest_checkpoint.map_or(0, |c| c.size))?;
         let handle = std::thread::Builder::new()
@@ -251,11 +254,18 @@ impl Log {
         let mut details = serde_json::Value::Object(record.details);
         entry::redact(&mut details);
         let serde_json::Value::Object(details) = details else { unreachable!("redaction keeps an object an object") };
+        // The details are serialized before the chain is locked: appending threads only wait for
+        // each other over the few fields that depend on the chain.
+        let mut details_json = Vec::with_capacity(256);
+        let details_written = crate::canonical::write_object(&details, &mut details_json).map_err(|e| Error::Input(e.0));
         let (seq, body, signer) = {
             let mut chain = lock(&self.shared.chain);
-            if let Some(failure) = &lock(&self.shared.queue).failed {
-                return Err(Error::WriterFailed(failure.clone()));
+            if self.shared.failed.load(Ordering::Acquire) {
+                if let Some(failure) = &lock(&self.shared.queue).failed {
+                    return Err(Error::WriterFailed(failure.clone()));
+                }
             }
+            details_written?;
             let ts = crate::time::now_micros().max(chain.last_ts);
             let entry = Entry {
                 v: entry::FORMAT_VERSION,
@@ -265,18 +275,20 @@ impl Log {
                 agent: record.agent,
                 operation: record.operation,
                 decision: record.decision,
-                details,
+                // Written already (`details_json`); dropped after the lock.
+                details: serde_json::Map::new(),
                 key_id: chain.signer.key_id().to_string(),
                 prev: chain.prev.clone(),
                 sig: String::new(),
                 cosig: None,
             };
-            let body = entry.canonical_body()?;
+            let body = entry.canonical_body_with(&details_json)?;
             chain.prev = entry::hex(&sha256(body.bytes()));
             chain.next_seq += 1;
             chain.last_ts = ts;
             (entry.seq, body, chain.signer.clone())
         };
+        drop(details);
         let signed = signer.sign(&pae(ENTRY_TYPE, body.bytes()));
         self.queue_signed(seq, signed.map(|sig| body.line(&entry::b64(&sig), None)))
     }
@@ -297,6 +309,7 @@ impl Log {
             Err(e) => {
                 // The seq is taken and cannot be filled: stop rather than leave a hole.
                 queue.failed = Some(format!("signing entry {seq} failed: {e}"));
+                self.shared.failed.store(true, Ordering::Release);
                 self.shared.durable.notify_all();
                 self.shared.work.notify_one();
                 Err(e)
@@ -442,6 +455,7 @@ impl Committer {
         if let Err(e) = self.run_inner() {
             let mut queue = lock(&self.shared.queue);
             queue.failed = Some(e.to_string());
+            self.shared.failed.store(true, Ordering::Release);
             self.shared.durable.notify_all();
         }
     }
