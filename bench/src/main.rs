@@ -4,6 +4,7 @@
 //! Every benchmark prints a table for people and ends with exactly one line
 //! `RESULT <name> key=value …` for scripts.
 
+mod audit;
 mod lsp;
 mod peer_check;
 mod workload;
@@ -32,6 +33,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "parse",
         "[--mb N] [--iters N] [--file-kb N] [--peak-mb N | --no-peak]",
         "lex, parse and parse+analysis throughput on a ~10 MB workload built from the corpus, a byte-scan baseline, and peak RSS for 100 MB",
+    ),
+    (
+        "audit",
+        audit::ARGS,
+        "Ed25519 signatures/s, then signed+chained+durable appends/s through the audit log (group commit) on 1 and 2 threads; raw verify/s, then verify_log entries/s",
     ),
     (
         "lsp",
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match name.as_str() {
         "parse" => parse_bench(&rest),
+        "audit" => audit::run(&rest),
         "lsp" => lsp::run(&rest),
         "peer-check" => peer_check::run(&rest),
         PEAK_SUBCOMMAND => peak_child(&rest),
