@@ -63,16 +63,7 @@ pub struct Workload {
 
 /// Splits `text` into tokens with their text, trivia included.
 fn tokens(text: &str) -> Vec<(SyntaxKind, &str)> {
-    let (tokens, _) = lexer::tokenize(text);
-    let mut pos = 0usize;
-    tokens
-        .iter()
-        .map(|t| {
-            let s = &text[pos..pos + t.len as usize];
-            pos += t.len as usize;
-            (t.kind, s)
-        })
-        .collect()
+    lexer::tokens_with_text(text)
 }
 
 impl Workload {

@@ -113,13 +113,7 @@ impl Lowerer<'_> {
     }
 
     fn rule(&mut self, rule: &ast::Rule) -> Option<Rule> {
-        let kind = match rule.kind()? {
-            ast::RuleKind::Allow => RuleKind::Allow,
-            ast::RuleKind::Deny => RuleKind::Deny,
-            ast::RuleKind::Require => RuleKind::Require,
-            ast::RuleKind::Audit => RuleKind::Audit,
-            ast::RuleKind::Conditions => RuleKind::Conditions,
-        };
+        let kind = rule.kind()?;
         let body = rule.body()?;
         let mut lowered = Rule {
             kind,

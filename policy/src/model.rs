@@ -22,26 +22,8 @@ impl std::fmt::Display for SourceLoc {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RuleKind {
-    Allow,
-    Deny,
-    Require,
-    Audit,
-    Conditions,
-}
-
-impl RuleKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleKind::Allow => "allow",
-            RuleKind::Deny => "deny",
-            RuleKind::Require => "require",
-            RuleKind::Audit => "audit",
-            RuleKind::Conditions => "conditions",
-        }
-    }
-}
+/// What a rule does: the syntax's own kinds, one meaning each (`docs/policy-semantics.md`).
+pub use symbiont_syntax::ast::RuleKind;
 
 /// An operation a rule is about, with the names its parameters bind (`read(file)`).
 #[derive(Debug, Clone, PartialEq)]

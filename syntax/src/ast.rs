@@ -334,6 +334,19 @@ pub enum RuleKind {
     Conditions,
 }
 
+impl RuleKind {
+    /// The keyword that writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Allow => "allow",
+            RuleKind::Deny => "deny",
+            RuleKind::Require => "require",
+            RuleKind::Audit => "audit",
+            RuleKind::Conditions => "conditions",
+        }
+    }
+}
+
 impl Rule {
     /// `None` for a rule whose kind word is unknown (a syntax error was reported).
     pub fn kind(&self) -> Option<RuleKind> {

@@ -45,6 +45,20 @@ pub fn tokenize(text: &str) -> (Vec<Token>, Vec<LexError>) {
     (lexer.tokens, lexer.errors)
 }
 
+/// Every token with its text, trivia included (the texts concatenate back to `text`).
+pub fn tokens_with_text(text: &str) -> Vec<(SyntaxKind, &str)> {
+    let (tokens, _) = tokenize(text);
+    let mut pos = 0usize;
+    tokens
+        .iter()
+        .map(|t| {
+            let s = &text[pos..pos + t.len as usize];
+            pos += t.len as usize;
+            (t.kind, s)
+        })
+        .collect()
+}
+
 struct Lexer<'a> {
     bytes: &'a [u8],
     text: &'a str,
@@ -273,17 +287,7 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<(SyntaxKind, &str)> {
-        let (tokens, _) = tokenize(text);
-        let mut pos = 0;
-        tokens
-            .iter()
-            .map(|t| {
-                let s = &text[pos..pos + t.len as usize];
-                pos += t.len as usize;
-                (t.kind, s)
-            })
-            .filter(|(k, _)| *k != WHITESPACE)
-            .collect()
+        tokens_with_text(text).into_iter().filter(|(k, _)| *k != WHITESPACE).collect()
     }
 
     #[test]
