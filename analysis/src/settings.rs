@@ -81,25 +81,4 @@ pub static QUALIFIERS: &[(&str, &str)] = &[
     ("unless", "an exception to the rule"),
 ];
 
-/// Isolation the runtime can provide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Isolation {
-    /// Docker.
-    Tier1,
-    /// gVisor.
-    Tier2,
-    /// A KVM microVM.
-    Tier3,
-    /// Chosen by the runtime's risk assessment.
-    Auto,
-}
-
-pub fn parse_isolation(value: &str) -> Option<Isolation> {
-    Some(match value.to_ascii_lowercase().as_str() {
-        "tier1" | "docker" => Isolation::Tier1,
-        "tier2" | "gvisor" => Isolation::Tier2,
-        "tier3" | "firecracker" => Isolation::Tier3,
-        "auto" | "automatic" => Isolation::Auto,
-        _ => return None,
-    })
-}
+pub use symbiont_policy::model::{parse_isolation, Isolation};

@@ -84,6 +84,7 @@ impl Lowerer<'_> {
             applied: Vec::new(),
             inline: Vec::new(),
             implementation: Vec::new(),
+            security: Security::default(),
             loc: self.loc(name.syntax().text_range()),
         };
         for (field, target) in
@@ -94,6 +95,20 @@ impl Lowerer<'_> {
                     if let Some(word) = word(&element) {
                         target.push((word, self.loc(element.syntax().text_range())));
                     }
+                }
+            }
+        }
+        if let Some(Ast::RecordExpr(record)) = agent.field("security").and_then(|f| f.value()) {
+            for field in record.fields() {
+                if let (Some(name), Some(value)) = (field.name(), field.value()) {
+                    security_setting(&mut def.security, &name.text(), &value);
+                }
+            }
+        }
+        for block in agent.with_blocks() {
+            for attr in block.attrs() {
+                if let (Some(name), Some(value)) = (attr.name(), attr.value()) {
+                    security_setting(&mut def.security, &name.text(), &value);
                 }
             }
         }
@@ -415,6 +430,50 @@ fn last_segment(expr: &Expr) -> Option<String> {
             },
         }),
         _ => None,
+    }
+}
+
+/// Reads one runtime setting into `security`; values of the wrong kind are left to the checks
+/// (SYM0105) and ignored here. Bare numbers: bytes for `memory`, MiB for `max_memory_mb`,
+/// milliseconds for `timeout`.
+fn security_setting(security: &mut Security, name: &str, value: &Ast) {
+    let number = || match value {
+        Ast::Literal(lit) if matches!(lit.kind(), Some(LiteralKind::Int | LiteralKind::Float)) => {
+            lit.syntax().text().to_string().replace('_', "").parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
+        }
+        _ => None,
+    };
+    let quantity = || match value {
+        Ast::Literal(lit) if lit.kind() == Some(LiteralKind::Quantity) => quantity::parse(&lit.syntax().text().to_string()).ok(),
+        _ => None,
+    };
+    match name {
+        "tier" | "sandbox" => {
+            if let Some(word) = word(value) {
+                security.merge_isolation(word);
+            }
+        }
+        "memory" => match (quantity(), number()) {
+            (Some(Quantity::Size(bytes)), _) => security.merge_memory(bytes),
+            (_, Some(bytes)) => security.merge_memory(bytes as u64),
+            _ => {}
+        },
+        "max_memory_mb" => {
+            if let Some(mib) = number() {
+                security.merge_memory((mib * 1024.0 * 1024.0) as u64);
+            }
+        }
+        "cpus" | "max_cpu_cores" => {
+            if let Some(cpus) = number() {
+                security.merge_cpus(cpus);
+            }
+        }
+        "timeout" => match (quantity(), number()) {
+            (Some(Quantity::Duration(d)), _) => security.merge_timeout(d),
+            (_, Some(ms)) => security.merge_timeout(std::time::Duration::from_millis(ms as u64)),
+            _ => {}
+        },
+        _ => {}
     }
 }
 

@@ -94,7 +94,76 @@ pub struct AgentDef {
     pub inline: Vec<Arc<PolicyDef>>,
     /// `implementation = [...]`: source files or globs, relative to the `.sym` file's directory.
     pub implementation: Vec<(String, SourceLoc)>,
+    /// The runtime settings written in `security = { … }` and `with` attributes.
+    pub security: Security,
     pub loc: SourceLoc,
+}
+
+/// Isolation the runtime can provide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isolation {
+    /// Chosen by the runtime's risk assessment.
+    Auto,
+    /// Docker.
+    Tier1,
+    /// gVisor.
+    Tier2,
+    /// A KVM microVM.
+    Tier3,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Auto => "auto",
+            Isolation::Tier1 => "Tier1",
+            Isolation::Tier2 => "Tier2",
+            Isolation::Tier3 => "Tier3",
+        }
+    }
+}
+
+/// Reads an isolation word: a tier (`Tier2`), a backend (`gvisor`) or `auto`, in any case.
+pub fn parse_isolation(value: &str) -> Option<Isolation> {
+    Some(match value.to_ascii_lowercase().as_str() {
+        "tier1" | "docker" => Isolation::Tier1,
+        "tier2" | "gvisor" => Isolation::Tier2,
+        "tier3" | "firecracker" => Isolation::Tier3,
+        "auto" | "automatic" => Isolation::Auto,
+        _ => return None,
+    })
+}
+
+/// An agent's runtime settings. Where the `security` record and `with` attributes both set one,
+/// the most restrictive value holds: the higher tier, the smaller limit, the shorter timeout.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Security {
+    /// The isolation word as written, when one is (`Err` keeps a word the runtime cannot honour,
+    /// so that `run` refuses it instead of choosing weaker isolation).
+    pub isolation: Option<Result<Isolation, String>>,
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Security {
+    pub(crate) fn merge_isolation(&mut self, word: String) {
+        let new = parse_isolation(&word).ok_or(word);
+        self.isolation = Some(match (self.isolation.take(), new) {
+            (Some(Err(bad)), _) | (_, Err(bad)) => Err(bad),
+            (Some(Ok(a)), Ok(b)) => Ok(a.max(b)),
+            (None, Ok(b)) => Ok(b),
+        });
+    }
+    pub(crate) fn merge_memory(&mut self, bytes: u64) {
+        self.memory_bytes = Some(self.memory_bytes.map_or(bytes, |m| m.min(bytes)));
+    }
+    pub(crate) fn merge_cpus(&mut self, cpus: f64) {
+        self.cpus = Some(self.cpus.map_or(cpus, |c| c.min(cpus)));
+    }
+    pub(crate) fn merge_timeout(&mut self, timeout: std::time::Duration) {
+        self.timeout = Some(self.timeout.map_or(timeout, |t| t.min(timeout)));
+    }
 }
 
 /// Something lowering could not give a precise meaning to; the static checks report these.

@@ -23,6 +23,7 @@ mod policy_cli;
 mod policy_docs;
 mod policy_properties;
 mod properties;
+mod runtime;
 mod valid;
 
 #[global_allocator]

@@ -1,0 +1,221 @@
+//! The broker: one per running agent, on a Unix socket that only that agent's sandbox can see.
+//! It speaks JSON lines (`docs/broker-protocol.md`). For each request it identifies the agent by
+//! the connection (the peer's process must belong to the agent's sandbox; whatever the request
+//! claims is ignored), decides with the policy engine, appends the signed audit entry, and only
+//! then acts on the host, within the allowed scope, or refuses.
+
+mod files;
+pub mod mailbox;
+pub mod protocol;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use serde_json::{json, Map, Value};
+use symbiont_policy::{Effect, Engine};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+
+use crate::{
+    sandbox::{OutputSender, Peer},
+    Auditor, OutputStream,
+};
+use protocol::{ErrorCode, Request, RequestError};
+
+/// The longest request line the broker reads (a file write carries its content).
+pub const MAX_LINE: usize = 17 << 20;
+/// The largest file or HTTP body the broker hands back.
+pub const MAX_BODY: u64 = 16 << 20;
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who the broker serves and what it may touch.
+pub struct BrokerContext {
+    pub agent: String,
+    pub run_id: String,
+    pub engine: Arc<Engine>,
+    pub auditor: Auditor,
+    /// The host directory file operations are confined to.
+    pub workspace: PathBuf,
+    /// The policy's `env`: what guards and requirements read besides the request.
+    pub env: symbiont_policy::Value,
+    pub output: OutputSender,
+    pub mailboxes: Arc<mailbox::Mailboxes>,
+}
+
+/// Decides whether a connection's peer is the agent's sandbox.
+pub type Identify = Arc<dyn Fn(Peer) -> bool + Send + Sync>;
+
+/// Accepts connections until the listener is dropped (the task is aborted at the end of the run).
+pub async fn serve(listener: UnixListener, context: Arc<BrokerContext>, identify: Identify) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (context, identify) = (context.clone(), identify.clone());
+        tokio::spawn(async move { connection(stream, context, identify).await });
+    }
+}
+
+async fn connection(stream: UnixStream, context: Arc<BrokerContext>, identify: Identify) {
+    let pid = stream.peer_cred().ok().and_then(|c| c.pid());
+    let (read, mut write) = stream.into_split();
+    let known = pid.is_some_and(|pid| identify(Peer::Process { pid }));
+    if !known {
+        // Refused before reading anything: the peer is not the agent, whatever it will claim.
+        let details = details(&context, [("peer_pid", json!(pid)), ("reason", json!("the peer is not a process of this agent's sandbox"))]);
+        let _ = context.auditor.record(&context.agent, "broker_connect", "deny", details).await;
+        let reply = protocol::error_line(&Value::Null, ErrorCode::Unidentified, "this connection does not come from the agent's sandbox");
+        let _ = write.write_all(&reply).await;
+        return;
+    }
+    let mut lines = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_line(&mut lines, &mut line).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(message) => {
+                let _ = write.write_all(&protocol::error_line(&Value::Null, ErrorCode::BadRequest, &message)).await;
+                return;
+            }
+        }
+        let reply = match protocol::parse(&line) {
+            Ok(request) => handle(&context, request).await,
+            Err(RequestError { id, message }) => protocol::error_line(&id, ErrorCode::BadRequest, &message),
+        };
+        if write.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes (without its newline).
+async fn read_line(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>, line: &mut Vec<u8>) -> Result<usize, String> {
+    loop {
+        let available = reader.fill_buf().await.map_err(|e| format!("reading the request: {e}"))?;
+        if available.is_empty() {
+            return Ok(line.len());
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                line.extend_from_slice(&available[..at]);
+                reader.consume(at + 1);
+                return Ok(line.len() + 1);
+            }
+            None => {
+                let n = available.len();
+                line.extend_from_slice(available);
+                reader.consume(n);
+            }
+        }
+        if line.len() > MAX_LINE {
+            return Err(format!("a request line is longer than {MAX_LINE} bytes"));
+        }
+    }
+}
+
+fn details<const N: usize>(context: &BrokerContext, fields: [(&str, Value); N]) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("run_id".into(), Value::String(context.run_id.clone()));
+    for (k, v) in fields {
+        map.insert(k.to_string(), v);
+    }
+    map
+}
+
+/// Decides, audits, then acts.
+async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
+    let id = request.id.clone();
+    if let Some(claimed) = &request.claimed_agent {
+        if claimed != &context.agent {
+            let details = details(context, [("claimed_agent", json!(claimed)), ("request", request.audit_view())]);
+            let _ = context.auditor.record(&context.agent, "broker_impersonation", "deny", details).await;
+            return protocol::error_line(&id, ErrorCode::Unidentified, "a request cannot name another agent: the broker knows who you are");
+        }
+    }
+    let Some((operation, args)) = request.operation() else {
+        // `log` needs no permission: it is the agent's own output, kept in the audit log too.
+        let details = details(context, [("request", request.audit_view())]);
+        if let Err(e) = context.auditor.record(&context.agent, "log", "allow", details).await {
+            return protocol::error_line(&id, ErrorCode::AuditFailed, &format!("the audit log refused the entry: {e}"));
+        }
+        return match act(context, &request).await {
+            Ok(result) => protocol::ok_line(&id, result),
+            Err((code, message)) => protocol::error_line(&id, code, &message),
+        };
+    };
+    let args = symbiont_policy::Value::from(args);
+    let (effect, reason, rules) = {
+        let decision = context.engine.decide(operation, &args, &context.env);
+        let rules: Vec<Value> = decision
+            .deciding
+            .as_slice()
+            .iter()
+            .map(|&rule| {
+                let rule = context.engine.rule(rule);
+                json!({"rule": rule.text, "at": rule.loc.to_string()})
+            })
+            .collect();
+        (decision.effect, format!("{:?}", decision.reason), rules)
+    };
+    let details = details(context, [("request", request.audit_view()), ("reason", json!(reason)), ("rules", Value::Array(rules.clone()))]);
+    // The entry is durable before anything happens; an audit failure refuses the request.
+    if let Err(e) = context.auditor.record(&context.agent, operation, effect.as_str(), details).await {
+        return protocol::error_line(&id, ErrorCode::AuditFailed, &format!("the audit log refused the entry, so nothing was done: {e}"));
+    }
+    if effect == Effect::Deny {
+        let by = rules.first().and_then(|r| r["rule"].as_str()).map(|r| format!(" by `{r}`")).unwrap_or_default();
+        let message = format!("policy denies {operation} for agent {}{by} ({reason})", context.agent);
+        return protocol::error_line(&id, ErrorCode::Denied, &message);
+    }
+    match act(context, &request).await {
+        Ok(result) => protocol::ok_line(&id, result),
+        Err((code, message)) => protocol::error_line(&id, code, &message),
+    }
+}
+
+type ActResult = Result<Value, (ErrorCode, String)>;
+
+async fn act(context: &BrokerContext, request: &Request) -> ActResult {
+    use protocol::Op;
+    let failed = |e: String| (ErrorCode::Failed, e);
+    match &request.op {
+        Op::Http { method, url, headers, body } => {
+            let (method, url, headers, body) = (method.clone(), url.clone(), headers.clone(), body.clone());
+            tokio::task::spawn_blocking(move || http(&method, &url, &headers, body)).await.map_err(|e| failed(e.to_string()))?
+        }
+        Op::FileRead { path } => files::read(&context.workspace, path).map(|text| json!({ "content": text })),
+        Op::FileWrite { path, content, append } => files::write(&context.workspace, path, content.as_bytes(), *append).map(|n| json!({ "written": n })),
+        Op::EnvGet { name } => Ok(json!({ "value": std::env::var(name).ok() })),
+        Op::SecretGet { name } => {
+            let value = std::env::var(format!("SYMBIONT_SECRET_{}", name.to_ascii_uppercase())).ok();
+            Ok(json!({ "value": value }))
+        }
+        Op::Log { level, message } => {
+            let line = format!("[{} {level}] {message}\n", context.agent);
+            let _ = context.output.send((OutputStream::Stderr, line.into_bytes()));
+            Ok(Value::Null)
+        }
+        Op::SendMessage { to, payload } => {
+            context.mailboxes.send(&context.agent, to, payload.clone()).map(|seq| json!({ "delivered": seq })).map_err(|e| (ErrorCode::Failed, e))
+        }
+        Op::ReceiveMessage { timeout_ms } => {
+            let wait = Duration::from_millis((*timeout_ms).min(30_000));
+            Ok(context.mailboxes.receive(&context.agent, wait).await.map_or(Value::Null, |m| json!({ "from": m.from, "payload": m.payload })))
+        }
+    }
+}
+
+fn http(method: &str, url: &str, headers: &[(String, String)], body: Option<String>) -> ActResult {
+    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(HTTP_TIMEOUT)).max_redirects(0).build();
+    let agent = ureq::Agent::new_with_config(config);
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(k, v);
+    }
+    let request = builder.body(body.unwrap_or_default().into_bytes()).map_err(|e| (ErrorCode::BadRequest, format!("bad HTTP request: {e}")))?;
+    let mut response = agent.run(request).map_err(|e| (ErrorCode::Failed, format!("{method} {url}: {e}")))?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| (ErrorCode::Failed, format!("reading the response: {e}")))?;
+    Ok(json!({ "status": status, "body": String::from_utf8_lossy(&body) }))
+}

@@ -1,0 +1,25 @@
+//! `symbiont-runtime`: runs an agent inside a sandbox chosen by risk, with no ambient authority.
+//! Every operation that leaves the sandbox arrives at the agent's [`broker`], which identifies the
+//! agent by its connection, asks the policy engine, appends a signed audit entry and only then
+//! acts on the host, within the allowed scope.
+//!
+//! It must never act before the audit entry for the act is durable, never fall back to weaker
+//! isolation than the one chosen, never let an agent name itself (identity comes from the
+//! connection), and never leave a container, socket or temporary directory behind.
+
+pub mod auditor;
+pub mod broker;
+pub mod config;
+pub mod image;
+pub mod lifecycle;
+pub mod risk;
+pub mod runtime;
+pub mod sandbox;
+mod util;
+
+pub use crate::{
+    auditor::Auditor,
+    config::{AgentConfig, Language, Limits, Tier},
+    lifecycle::State,
+    runtime::{AgentRuntime, Output, OutputStream, RunError, RunReport},
+};

@@ -1,0 +1,111 @@
+//! Sandbox backends, one per tier, behind one trait so that the runtime never knows which it
+//! drives. A backend that cannot run on this machine says so from [`Sandbox::available`]; the
+//! runtime then refuses the run (it never picks a weaker backend).
+
+pub mod docker;
+pub mod firecracker;
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::{config::Limits, util::BoxFuture, OutputStream, Tier};
+
+/// Where things are inside every sandbox.
+pub const CODE_MOUNT: &str = "/agent";
+pub const BROKER_MOUNT: &str = "/run/symbiont";
+pub const BROKER_SOCKET: &str = "/run/symbiont/broker.sock";
+/// The user agents run as (nobody); never root.
+pub const AGENT_UID: u32 = 65534;
+
+/// What a backend needs to launch one agent.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// Unique per run: names the container or VM and labels everything created for it.
+    pub run_id: String,
+    pub agent: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Mounted read-only at [`CODE_MOUNT`].
+    pub code_dir: PathBuf,
+    /// Holds the broker's socket; mounted at [`BROKER_MOUNT`].
+    pub broker_dir: PathBuf,
+    pub limits: Limits,
+}
+
+/// How the peer of a broker connection is known to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A Unix socket peer: the host pid from `SO_PEERCRED`.
+    Process { pid: i32 },
+    /// A vsock peer: the guest's context id.
+    Vsock { cid: u32 },
+}
+
+/// How a sandboxed program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub code: i64,
+    /// The kernel killed it for exceeding its memory limit.
+    pub oom_killed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxError {
+    /// The tier cannot run here (no dockerd, no runsc runtime, no KVM or firecracker binary).
+    Unavailable(String),
+    /// The image the agent needs is not built.
+    ImageMissing(String),
+    /// Anything else the backend reported.
+    Backend(String),
+}
+
+impl std::fmt::Display for SandboxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SandboxError::Unavailable(why) => write!(f, "sandbox unavailable: {why}"),
+            SandboxError::ImageMissing(image) => {
+                write!(f, "image `{image}` is not built: run `symbiont image build` first")
+            }
+            SandboxError::Backend(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for SandboxError {}
+
+/// Output of the sandboxed program, in arrival order.
+pub type OutputSender = mpsc::UnboundedSender<(OutputStream, Vec<u8>)>;
+
+/// A sandbox backend: one per tier.
+pub trait Sandbox: Send + Sync {
+    fn tier(&self) -> Tier;
+
+    /// Whether this backend can run here; the error says why not.
+    fn available(&self) -> BoxFuture<'_, Result<(), SandboxError>>;
+
+    /// Creates the sandbox (not started): the broker learns its identity before it runs.
+    fn create<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<Box<dyn Instance>, SandboxError>>;
+}
+
+/// One created sandbox.
+pub trait Instance: Send + Sync {
+    /// The backend's id for it (container id, VM id).
+    fn id(&self) -> &str;
+
+    /// Tells whether a peer is a process of this sandbox: how the broker identifies the agent.
+    fn identify(&self) -> crate::broker::Identify;
+
+    /// Starts the program, streaming its output to `output`.
+    fn start(&mut self, output: OutputSender) -> BoxFuture<'_, Result<(), SandboxError>>;
+
+    /// Waits for the program to end.
+    fn wait(&mut self) -> BoxFuture<'_, Result<Exit, SandboxError>>;
+
+    /// Kills the program (SIGKILL); waiting then returns.
+    fn kill(&self) -> BoxFuture<'_, Result<(), SandboxError>>;
+
+    /// Removes everything the backend created for this sandbox; safe to call in any state.
+    fn remove(&mut self) -> BoxFuture<'_, Result<(), SandboxError>>;
+}

@@ -1,0 +1,4 @@
+//! The agent runtime against real sandboxes: dockerd (Tier 1), gVisor's runsc (Tier 2), and the
+//! Firecracker API contract (Tier 3).
+
+mod firecracker;
