@@ -14,13 +14,16 @@ Commands:
   fmt     Format .sym/.symbi files in place
   policy  Evaluate a request against an agent's policy, or explain the policy
   audit   Append to, verify, inspect and prove signed audit logs
+  run     Run an agent in its sandbox, under its policy, audited
+  image   Build the sandbox base images
   help    Print the help of a command
 
 Options:
   -h, --help     Print help
   -V, --version  Print version
 
-Exit status: 0 when all is well, 1 when problems were found, 2 on a usage or I/O error.
+Exit status: 0 when all is well, 1 when problems were found, 2 on a usage or I/O error
+('run' exits with the agent's status: see 'symbiont run --help').
 Run 'symbiont <COMMAND> --help' for a command's options.
 ";
 
@@ -158,6 +161,8 @@ pub enum Command {
     PolicyEval(PolicyEvalOptions),
     PolicyExplain(PolicyExplainOptions),
     Audit(crate::audit::AuditCommand),
+    Run(crate::run::RunOptions),
+    ImageBuild(Vec<symbiont_runtime::image::ImageKind>),
 }
 
 /// A usage error, and which command's help explains it.
@@ -199,6 +204,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "fmt" => parse_fmt(&mut parser),
             "policy" => parse_policy(&mut parser),
             "audit" => crate::audit::parse(&mut parser),
+            "run" => crate::run::parse_run(&mut parser),
+            "image" => crate::run::parse_image(&mut parser),
             "help" => match parser.next().map_err(in_main)? {
                 None => Ok(Command::Help(MAIN_HELP)),
                 Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {
@@ -206,12 +213,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     "fmt" => Ok(Command::Help(FMT_HELP)),
                     "policy" => Ok(Command::Help(POLICY_HELP)),
                     "audit" => Ok(Command::Help(crate::audit::AUDIT_HELP)),
+                    "run" => Ok(Command::Help(crate::run::RUN_HELP)),
+                    "image" => Ok(Command::Help(crate::run::IMAGE_HELP)),
                     "help" => Ok(Command::Help(MAIN_HELP)),
                     other => Err(UsageError::new(format!("unknown command '{other}'"), None)),
                 },
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
-            other => Err(UsageError::new(format!("unknown command '{other}' (expected 'check', 'fmt', 'policy' or 'audit')"), None)),
+            other => Err(UsageError::new(
+                format!("unknown command '{other}' (expected 'check', 'fmt', 'policy', 'audit', 'run' or 'image')"),
+                None,
+            )),
         },
         Some(arg) => Err(in_main(arg.unexpected())),
     }

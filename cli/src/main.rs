@@ -6,6 +6,7 @@
 //! - `symbiont fmt [--check] [PATH…|-]` rewrites files with `symbiont-syntax`'s formatter.
 //! - `symbiont policy eval|explain` asks `symbiont-policy` for a decision or an explanation.
 //! - `symbiont audit …` writes, verifies and proves audit logs with `symbiont-audit`.
+//! - `symbiont run` hands an agent to `symbiont-runtime`; `symbiont image build` makes its images.
 //!
 //! This crate is the I/O shell around those two crates: it walks, reads, renders and writes, and
 //! decides nothing about the language. The contract is in `docs/cli.md`.
@@ -18,7 +19,7 @@
 //! - stop at one bad file: an unreadable or non-UTF-8 file is a diagnostic and the others are
 //!   still checked;
 //! - panic, or exit with any status but 0 (all is well), 1 (problems found) or 2 (usage or I/O
-//!   error).
+//!   error) — except `run`, which exits with the agent's status (`docs/cli.md`).
 
 mod args;
 mod audit;
@@ -29,6 +30,7 @@ mod fsutil;
 mod policy;
 mod position;
 mod report;
+mod run;
 mod walk;
 mod workspace;
 
@@ -51,6 +53,8 @@ pub enum Exit {
     Problems,
     /// 2: a usage or I/O error.
     Failure,
+    /// `run`: the agent's status, or one of `run::status`.
+    Code(u8),
 }
 
 impl Exit {
@@ -81,6 +85,8 @@ fn main() -> ExitCode {
         Ok(Command::PolicyEval(options)) => policy::eval(&options),
         Ok(Command::PolicyExplain(options)) => policy::explain(&options),
         Ok(Command::Audit(command)) => audit::run(&command),
+        Ok(Command::Run(options)) => run::run(&options),
+        Ok(Command::ImageBuild(kinds)) => run::image_build(&kinds),
         Err(error) => {
             print_error(&error);
             let _ = writeln!(std::io::stderr(), "\n{}", error.hint());
@@ -91,5 +97,6 @@ fn main() -> ExitCode {
         Exit::Clean => 0,
         Exit::Problems => 1,
         Exit::Failure => 2,
+        Exit::Code(code) => code,
     })
 }

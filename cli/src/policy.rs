@@ -18,7 +18,7 @@ use crate::{
 
 /// Loads the workspace's policies, refusing one that does not parse: deciding from a partly read
 /// policy would be deciding from a policy nobody wrote.
-fn load(paths: &[PathBuf]) -> Result<Universe, String> {
+pub(crate) fn load(paths: &[PathBuf]) -> Result<Universe, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     let sources = workspace::read(paths, &cwd)?;
     if let Some((path, error)) = sources.unreadable.first() {
@@ -30,7 +30,9 @@ fn load(paths: &[PathBuf]) -> Result<Universe, String> {
             symbiont_policy::config::parse(text).map_err(|e| format!("{}: invalid configuration: {}", path.display(), e.message))?
         }
     };
-    for (path, text) in &sources.files {
+    // Agent code lives beside the definitions; only `.sym`/`.symbi` files hold policies.
+    let definitions: Vec<&(PathBuf, String)> = sources.files.iter().filter(|(path, _)| symbiont_analysis::is_source_path(path)).collect();
+    for (path, text) in definitions.iter().copied() {
         let parse = symbiont_syntax::parse(text);
         if let Some(error) = parse.errors().first() {
             let index = symbiont_syntax::LineIndex::new(text);
@@ -44,7 +46,7 @@ fn load(paths: &[PathBuf]) -> Result<Universe, String> {
             ));
         }
     }
-    let named: Vec<(String, &str)> = sources.files.iter().map(|(p, t)| (p.display().to_string(), t.as_str())).collect();
+    let named: Vec<(String, &str)> = definitions.iter().map(|(p, t)| (p.display().to_string(), t.as_str())).collect();
     Ok(symbiont_policy::load(named.iter().map(|(p, t)| (p.as_str(), *t)), config))
 }
 

@@ -50,7 +50,7 @@ impl ImageKind {
     /// Debian packages added to minbase.
     pub fn packages(self) -> &'static [&'static str] {
         match self {
-            ImageKind::Python => &["python3-minimal"],
+            ImageKind::Python => &["python3"],
             ImageKind::Node => &["nodejs"],
             ImageKind::Minimal => &[],
         }
@@ -114,7 +114,11 @@ async fn build_into(
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().expect("piped")));
     let mut tail = Vec::new();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.starts_with("I: Retrieving") || line.starts_with("I: Extracting") || line.starts_with("I: Installing") || line.starts_with("I: Configuring") {
+        if line.starts_with("I: Retrieving")
+            || line.starts_with("I: Extracting")
+            || line.starts_with("I: Installing")
+            || line.starts_with("I: Configuring")
+        {
             // One line per stage, not per package.
             let stage = line.split_whitespace().nth(1).unwrap_or("").to_string();
             if tail.last() != Some(&stage) {
@@ -127,7 +131,12 @@ async fn build_into(
     if !output.status.success() {
         let log = std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log")).unwrap_or_default();
         let last: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(format!("debootstrap failed ({}): {}\n{}", output.status, String::from_utf8_lossy(&output.stderr).trim(), last.join("\n")));
+        return Err(format!(
+            "debootstrap failed ({}): {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim(),
+            last.join("\n")
+        ));
     }
     for cache in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let dir = rootfs.join(cache);

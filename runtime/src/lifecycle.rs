@@ -36,7 +36,10 @@ impl State {
         use State::*;
         matches!(
             (self, next),
-            (Created, Starting) | (Starting, Running) | (Created | Starting, Failed | Killed) | (Running, Completed | Failed | TimedOut | Killed)
+            (Created, Starting)
+                | (Starting, Running)
+                | (Created | Starting, Failed | Killed)
+                | (Running, Completed | Failed | TimedOut | Killed)
         )
     }
 }

@@ -172,7 +172,11 @@ impl Run<'_> {
         details.insert("run_id".into(), json!(self.run_id));
         details.insert("from".into(), json!(self.state.as_str()));
         details.extend(extra);
-        self.runtime.auditor.record(&self.config.id, "lifecycle", next.as_str(), details).await.map_err(|e| RunError::Audit(e.to_string()))?;
+        self.runtime
+            .auditor
+            .record(&self.config.id, "lifecycle", next.as_str(), details)
+            .await
+            .map_err(|e| RunError::Audit(e.to_string()))?;
         self.state = next;
         Ok(())
     }
@@ -238,7 +242,8 @@ impl Run<'_> {
         resources.dir = Some(dir.clone());
         let (code_dir, broker_dir) = stage(&self.runtime.run_root, &dir, &self.config).map_err(RunError::Setup)?;
         let socket = broker_dir.join("broker.sock");
-        let listener = UnixListener::bind(&socket).map_err(|e| RunError::Setup(format!("binding the broker socket {}: {e}", socket.display())))?;
+        let listener =
+            UnixListener::bind(&socket).map_err(|e| RunError::Setup(format!("binding the broker socket {}: {e}", socket.display())))?;
         // Any local user may connect; the broker then accepts only the sandbox's processes.
         fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).map_err(|e| RunError::Setup(e.to_string()))?;
 
@@ -364,7 +369,8 @@ fn stage(root: &Path, dir: &Path, config: &AgentConfig) -> Result<(PathBuf, Path
         }
         fs::copy(&source, &target).map_err(setup("copying", &source))?;
         let executable = config.language == Language::Native;
-        fs::set_permissions(&target, fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 })).map_err(setup("chmod", &target))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }))
+            .map_err(setup("chmod", &target))?;
     }
     for (path, text) in SDK_FILES {
         let target = code.join(path);

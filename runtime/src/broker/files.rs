@@ -84,7 +84,8 @@ pub fn write(root: &Path, relative: &str, content: &[u8], append: bool) -> FileR
         return Err((ErrorCode::Failed, format!("`{relative}` would be larger than {MAX_BODY} bytes")));
     }
     let dir = host.parent().unwrap_or(root);
-    let temp = dir.join(format!(".{}.symbiont-tmp-{}", host.file_name().and_then(|n| n.to_str()).unwrap_or("file"), crate::util::random_id(6)));
+    let temp =
+        dir.join(format!(".{}.symbiont-tmp-{}", host.file_name().and_then(|n| n.to_str()).unwrap_or("file"), crate::util::random_id(6)));
     let result = (|| {
         let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(&temp)?;
         file.write_all(&data)?;

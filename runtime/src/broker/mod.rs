@@ -185,7 +185,9 @@ async fn act(context: &BrokerContext, request: &Request) -> ActResult {
             tokio::task::spawn_blocking(move || http(&method, &url, &headers, body)).await.map_err(|e| failed(e.to_string()))?
         }
         Op::FileRead { path } => files::read(&context.workspace, path).map(|text| json!({ "content": text })),
-        Op::FileWrite { path, content, append } => files::write(&context.workspace, path, content.as_bytes(), *append).map(|n| json!({ "written": n })),
+        Op::FileWrite { path, content, append } => {
+            files::write(&context.workspace, path, content.as_bytes(), *append).map(|n| json!({ "written": n }))
+        }
         Op::EnvGet { name } => Ok(json!({ "value": std::env::var(name).ok() })),
         Op::SecretGet { name } => {
             let value = std::env::var(format!("SYMBIONT_SECRET_{}", name.to_ascii_uppercase())).ok();
@@ -196,12 +198,18 @@ async fn act(context: &BrokerContext, request: &Request) -> ActResult {
             let _ = context.output.send((OutputStream::Stderr, line.into_bytes()));
             Ok(Value::Null)
         }
-        Op::SendMessage { to, payload } => {
-            context.mailboxes.send(&context.agent, to, payload.clone()).map(|seq| json!({ "delivered": seq })).map_err(|e| (ErrorCode::Failed, e))
-        }
+        Op::SendMessage { to, payload } => context
+            .mailboxes
+            .send(&context.agent, to, payload.clone())
+            .map(|seq| json!({ "delivered": seq }))
+            .map_err(|e| (ErrorCode::Failed, e)),
         Op::ReceiveMessage { timeout_ms } => {
             let wait = Duration::from_millis((*timeout_ms).min(30_000));
-            Ok(context.mailboxes.receive(&context.agent, wait).await.map_or(Value::Null, |m| json!({ "from": m.from, "payload": m.payload })))
+            Ok(context
+                .mailboxes
+                .receive(&context.agent, wait)
+                .await
+                .map_or(Value::Null, |m| json!({ "from": m.from, "payload": m.payload })))
         }
     }
 }
@@ -213,9 +221,15 @@ fn http(method: &str, url: &str, headers: &[(String, String)], body: Option<Stri
     for (k, v) in headers {
         builder = builder.header(k, v);
     }
-    let request = builder.body(body.unwrap_or_default().into_bytes()).map_err(|e| (ErrorCode::BadRequest, format!("bad HTTP request: {e}")))?;
+    let request =
+        builder.body(body.unwrap_or_default().into_bytes()).map_err(|e| (ErrorCode::BadRequest, format!("bad HTTP request: {e}")))?;
     let mut response = agent.run(request).map_err(|e| (ErrorCode::Failed, format!("{method} {url}: {e}")))?;
     let status = response.status().as_u16();
-    let body = response.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| (ErrorCode::Failed, format!("reading the response: {e}")))?;
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(|e| (ErrorCode::Failed, format!("reading the response: {e}")))?;
     Ok(json!({ "status": status, "body": String::from_utf8_lossy(&body) }))
 }

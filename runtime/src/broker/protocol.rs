@@ -56,7 +56,8 @@ pub struct RequestError {
 }
 
 pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| RequestError { id: Value::Null, message: format!("not a JSON object: {e}") })?;
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| RequestError { id: Value::Null, message: format!("not a JSON object: {e}") })?;
     let Value::Object(map) = value else { return Err(RequestError { id: Value::Null, message: "a request is a JSON object".into() }) };
     let id = map.get("id").cloned().unwrap_or(Value::Null);
     let fail = |message: String| RequestError { id: id.clone(), message };
@@ -75,7 +76,9 @@ pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Object(h)) => h
                     .iter()
-                    .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())).ok_or_else(|| fail(format!("header `{k}` must be a string"))))
+                    .map(|(k, v)| {
+                        v.as_str().map(|v| (k.clone(), v.to_string())).ok_or_else(|| fail(format!("header `{k}` must be a string")))
+                    })
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(fail("`headers` must be an object of strings".into())),
             };

@@ -144,7 +144,9 @@ pub fn process_in_container(pid: i32, id: &str) -> bool {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
-        Ok(cgroups) => cgroups.lines().any(|line| line.rsplit(':').next().is_some_and(|path| path.split('/').any(|part| part.contains(id)))),
+        Ok(cgroups) => {
+            cgroups.lines().any(|line| line.rsplit(':').next().is_some_and(|path| path.split('/').any(|part| part.contains(id))))
+        }
         Err(_) => false,
     }
 }
