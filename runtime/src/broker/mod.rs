@@ -65,6 +65,10 @@ async fn connection(stream: UnixStream, context: Arc<BrokerContext>, identify: I
         let _ = context.auditor.record(&context.agent, "broker_connect", "deny", details).await;
         let reply = protocol::error_line(&Value::Null, ErrorCode::Unidentified, "this connection does not come from the agent's sandbox");
         let _ = write.write_all(&reply).await;
+        // Read (and drop) what the peer sent before closing: closing over unread data would reset
+        // the connection and the peer might never see why it was refused.
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), read_line(&mut BufReader::new(read), &mut sink)).await;
         return;
     }
     let mut lines = BufReader::new(read);

@@ -2,3 +2,4 @@
 //! Firecracker API contract (Tier 3).
 
 mod firecracker;
+mod sandbox;

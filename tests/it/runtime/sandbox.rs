@@ -1,0 +1,583 @@
+//! `symbiont run` end to end on real sandboxes: dockerd with runc (Tier 1) and with gVisor's
+//! runsc (Tier 2), each agent in Python and JavaScript making one allowed and one denied broker
+//! request; the escape suite; and failures (crash, OOM, timeout, missing image, no dockerd),
+//! after each of which nothing may be left behind.
+//!
+//! The tests skip, saying why, when no sandbox is set up (`scripts/sandbox-setup`), unless
+//! `SYMBIONT_REQUIRE_SANDBOX` is set (as `scripts/test` does as root): then they fail.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
+    time::Duration,
+};
+
+use serde_json::Value;
+use symbiont_audit::{keys::FileSigner, Log, LogOptions};
+use symbiont_policy::Engine;
+use symbiont_runtime::{AgentConfig, AgentRuntime, Auditor, Language, Limits, OutputStream, RunReport, State, Tier};
+
+/// Whether dockerd answers and has runsc and the images; else why not.
+fn sandbox_missing() -> Option<String> {
+    static STATE: OnceLock<Option<String>> = OnceLock::new();
+    STATE
+        .get_or_init(|| {
+            let info = Command::new("docker").args(["info", "--format", "{{json .Runtimes}}"]).output();
+            match info {
+                Err(e) => return Some(format!("no docker client: {e}")),
+                Ok(out) if !out.status.success() => {
+                    return Some(format!("dockerd is not running: {}", String::from_utf8_lossy(&out.stderr).trim()))
+                }
+                Ok(out) if !String::from_utf8_lossy(&out.stdout).contains("runsc") => return Some("dockerd has no runsc runtime".into()),
+                Ok(_) => {}
+            }
+            let images = Command::new("docker").args(["images", "--format", "{{.Repository}}"]).output().ok()?;
+            let images = String::from_utf8_lossy(&images.stdout).to_string();
+            for needed in ["symbiont/python", "symbiont/node"] {
+                if !images.lines().any(|l| l == needed) {
+                    return Some(format!("image {needed} is not built (symbiont image build)"));
+                }
+            }
+            None
+        })
+        .clone()
+}
+
+/// True when the test should go on; prints why it skips otherwise.
+fn sandbox_ready(test: &str) -> bool {
+    match sandbox_missing() {
+        None => true,
+        Some(why) if std::env::var_os("SYMBIONT_REQUIRE_SANDBOX").is_some() => {
+            panic!("{test}: SYMBIONT_REQUIRE_SANDBOX is set but the sandbox is not ready: {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why}; run scripts/sandbox-setup as root");
+            false
+        }
+    }
+}
+
+struct Ws {
+    dir: tempfile::TempDir,
+    /// TMPDIR of the runs: where their staging directories and broker sockets go.
+    tmp: tempfile::TempDir,
+}
+
+struct RunOutput {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    run_id: String,
+}
+
+impl Ws {
+    fn new() -> Ws {
+        let ws = Ws { dir: tempfile::tempdir().unwrap(), tmp: tempfile::tempdir().unwrap() };
+        ws.write("symbiont.toml", "[policy]\n");
+        ws
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(crate::cli::binary());
+        command.args(args).current_dir(self.dir.path()).env("TMPDIR", self.tmp.path()).stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> RunOutput {
+        let out = self.command(args).output().expect("symbiont runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let run_id = stderr.split("run ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("").to_string();
+        RunOutput { code: out.status.code().expect("exits"), stdout: String::from_utf8_lossy(&out.stdout).to_string(), stderr, run_id }
+    }
+
+    /// The audit log's entries, after checking that it verifies.
+    fn audit(&self) -> Vec<Value> {
+        let log = self.path(".symbiont/audit");
+        let verify = self.command(&["audit", "verify", log.to_str().unwrap()]).output().unwrap();
+        assert!(verify.status.success(), "the run's audit log must verify:\n{}", String::from_utf8_lossy(&verify.stdout));
+        let show = self.command(&["audit", "show", log.to_str().unwrap(), "--format", "json"]).output().unwrap();
+        String::from_utf8_lossy(&show.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON lines")).collect()
+    }
+
+    /// Nothing of the run may remain: no container, no staging directory or socket.
+    fn assert_clean(&self, run: &RunOutput) {
+        assert!(!run.run_id.is_empty(), "the summary names the run:\n{}", run.stderr);
+        assert_no_container(&run.run_id);
+        self.assert_clean_dir();
+    }
+
+    /// No staging directory or socket of any run is left.
+    fn assert_clean_dir(&self) {
+        let runs = self.tmp.path().join("symbiont-runs");
+        let left: Vec<_> = std::fs::read_dir(&runs).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "staging left behind: {left:?}");
+    }
+}
+
+fn assert_no_container(run_id: &str) {
+    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=dev.symbiont.run={run_id}")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "", "a container of run {run_id} is left");
+}
+
+fn entries_of<'a>(entries: &'a [Value], operation: &str) -> Vec<&'a Value> {
+    entries.iter().filter(|e| e["operation"] == operation).collect()
+}
+
+/// A plain HTTP server on the host's loopback that answers every request with `hello` and counts
+/// connections.
+fn http_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+        }
+    });
+    (port, hits)
+}
+
+const PYTHON_AGENT: &str = r#"
+import symbiont, sys
+port = symbiont.input()["port"]
+r = symbiont.net.get(f"http://127.0.0.1:{port}/data")
+print("http", r.status_code, r.text)
+try:
+    symbiont.fs.write("out.txt", "should not be written")
+    print("write allowed")
+except symbiont.PolicyDenied as e:
+    print("write denied", e.code)
+"#;
+
+const JS_AGENT: &str = r#"
+const symbiont = require("symbiont");
+(async () => {
+  const port = symbiont.input().port;
+  const r = await symbiont.net.get(`http://127.0.0.1:${port}/data`);
+  console.log("http", r.status, r.data);
+  try {
+    await symbiont.fs.write("out.txt", "should not be written");
+    console.log("write allowed");
+  } catch (e) {
+    console.log("write denied", e.code);
+  }
+})();
+"#;
+
+fn allowed_and_denied(tier: u8, file: &str, code: &str) {
+    let test = format!("allowed_and_denied tier {tier} {file}");
+    if !sandbox_ready(&test) {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write(file, code);
+    ws.write(
+        "agent.sym",
+        &format!(
+            r#"agent worker {{
+    capabilities = ["http_request"]
+    implementation = ["{file}"]
+    security = {{ tier: Tier{tier}, memory: 256MB, timeout: 60s }}
+    policy rules {{
+        allow: http_request(host) if host == "127.0.0.1"
+        deny: ["file_system_write"]
+    }}
+}}
+"#
+        ),
+    );
+    let (port, hits) = http_server();
+    let input = format!(r#"{{"port": {port}}}"#);
+    let run = ws.run(&["run", "agent.sym", "--input", &input]);
+    assert_eq!(run.code, 0, "{test}\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("http 200 hello"), "{test}: {}", run.stdout);
+    assert!(run.stdout.contains("write denied denied"), "{test}: {}", run.stdout);
+    assert!(run.stderr.contains(&format!("at Tier{tier}")), "{test}: {}", run.stderr);
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the broker made the one allowed request");
+    assert!(!ws.path(".symbiont/workspaces/worker/out.txt").exists(), "a denied write wrote nothing");
+    let entries = ws.audit();
+    let http = entries_of(&entries, "http_request");
+    assert_eq!(http.len(), 1, "{entries:#?}");
+    assert_eq!(http[0]["decision"], "allow");
+    assert_eq!(http[0]["details"]["request"]["url"], format!("http://127.0.0.1:{port}/data"));
+    let write = entries_of(&entries, "file_system_write");
+    assert_eq!((write.len(), write[0]["decision"].as_str()), (1, Some("deny")), "{entries:#?}");
+    assert!(write[0]["details"]["rules"][0]["rule"].as_str().unwrap().contains("file_system_write"));
+    // Every lifecycle step, in order, and the allow entry precedes nothing it covers.
+    let states: Vec<&str> = entries_of(&entries, "lifecycle").iter().map(|e| e["decision"].as_str().unwrap()).collect();
+    assert_eq!(states, ["created", "starting", "running", "completed"]);
+    ws.assert_clean(&run);
+}
+
+#[test]
+fn python_agent_tier1() {
+    allowed_and_denied(1, "agent.py", PYTHON_AGENT);
+}
+
+#[test]
+fn python_agent_tier2() {
+    allowed_and_denied(2, "agent.py", PYTHON_AGENT);
+}
+
+#[test]
+fn javascript_agent_tier1() {
+    allowed_and_denied(1, "agent.js", JS_AGENT);
+}
+
+#[test]
+fn javascript_agent_tier2() {
+    allowed_and_denied(2, "agent.js", JS_AGENT);
+}
+
+/// Each escape attempt prints `NAME contained` or `NAME ESCAPED: how`.
+const ESCAPES: &str = r#"
+import ctypes, json, os, socket, time, sys
+import symbiont
+
+results = {}
+def attempt(name, fn):
+    try:
+        how = fn()
+        results[name] = "ESCAPED: " + str(how)
+    except Exception as e:
+        results[name] = "contained: " + type(e).__name__ + " " + str(e)[:80]
+
+inp = symbiont.input()
+
+def egress_public():
+    s = socket.create_connection(("1.1.1.1", 80), timeout=3)
+    return "connected to 1.1.1.1"
+attempt("egress_public", egress_public)
+
+def egress_host_loopback():
+    s = socket.create_connection(("127.0.0.1", inp["port"]), timeout=3)
+    return "connected to the host's listener"
+attempt("egress_host_loopback", egress_host_loopback)
+
+def write_root():
+    open("/etc/escape", "w").write("x")
+    return "wrote /etc/escape"
+attempt("write_root", write_root)
+
+def write_code():
+    open("/agent/escape", "w").write("x")
+    return "wrote /agent/escape"
+attempt("write_code", write_code)
+
+def read_audit_key_via_broker():
+    return symbiont.fs.read("../../audit.key")
+attempt("read_audit_key_via_broker", read_audit_key_via_broker)
+
+def read_audit_key_direct():
+    for path in inp["host_paths"]:
+        if os.path.exists(path):
+            return open(path).read()[:20]
+    raise FileNotFoundError("no host path is visible")
+attempt("read_audit_key_direct", read_audit_key_direct)
+
+def read_shadow():
+    return open("/etc/shadow").read()[:20]
+attempt("read_shadow", read_shadow)
+
+def setuid_root():
+    os.setuid(0)
+    return "uid 0"
+attempt("setuid_root", setuid_root)
+
+libc = ctypes.CDLL(None, use_errno=True)
+def mount_tmpfs():
+    if libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return "mounted"
+attempt("mount", mount_tmpfs)
+
+def ptrace_attach():
+    PTRACE_ATTACH = 16
+    if libc.ptrace(PTRACE_ATTACH, 1, None, None) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return "attached to pid 1"
+attempt("ptrace", ptrace_attach)
+
+def impersonate():
+    return symbiont._broker.call("env_get", name="HOME", agent="someone_else")
+attempt("impersonate", impersonate)
+
+
+print(json.dumps(results))
+sys.stdout.flush()
+"#;
+
+/// Runs `agent` of `ws/agent.sym` through the runtime library at exactly `tier`: the escape
+/// suite tests each tier's containment, where `symbiont run`'s risk assessment would (rightly)
+/// raise such code to a higher tier.
+fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file: &str, input: Value) -> (RunReport, String) {
+    let sym = std::fs::read_to_string(ws.path("agent.sym")).unwrap();
+    let universe = symbiont_policy::load([("agent.sym", sym.as_str())], symbiont_policy::config::Config::default());
+    let engine = Engine::compile(universe.effective(Some(agent)).unwrap());
+    let signer = Arc::new(FileSigner::generate().unwrap());
+    std::fs::create_dir_all(ws.path(".symbiont")).unwrap();
+    let (log, _) = Log::open(&ws.path(".symbiont/audit"), signer, LogOptions::default()).unwrap();
+    let workspace = ws.path(".symbiont/workspaces").join(agent);
+    std::fs::create_dir_all(&workspace).unwrap();
+    let config = AgentConfig {
+        id: agent.to_string(),
+        tier,
+        limits,
+        policy: Arc::new(engine),
+        language: Language::Python,
+        code_root: ws.dir.path().to_path_buf(),
+        files: vec![PathBuf::from(file)],
+        workspace,
+        input,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (report, stdout) = runtime.block_on(async {
+        let mut agents = AgentRuntime::new(Auditor::new(Arc::new(log))).await;
+        agents.set_run_root(ws.tmp.path().join("symbiont-runs"));
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
+        let collect = tokio::spawn(async move {
+            let mut stdout = Vec::new();
+            while let Some((stream, bytes)) = receiver.recv().await {
+                match stream {
+                    OutputStream::Stdout => stdout.extend(bytes),
+                    OutputStream::Stderr => eprint!("{}", String::from_utf8_lossy(&bytes)),
+                }
+            }
+            stdout
+        });
+        let report = agents.run(config, sender, std::future::pending()).await.expect("the run starts");
+        drop(agents);
+        (report, String::from_utf8_lossy(&collect.await.unwrap()).to_string())
+    });
+    (report, stdout)
+}
+
+fn escape_suite(tier: Tier) {
+    let test = format!("escape suite {tier}");
+    if !sandbox_ready(&test) {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write("escape.py", ESCAPES);
+    ws.write("agent.sym", "agent intruder {\n    policy rules {\n        allow: [\"file_read\", \"env_access\"]\n    }\n}\n");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let key = ws.path(".symbiont/audit/keys");
+    let input = serde_json::json!({"port": port, "host_paths": [key, ws.path("agent.sym")]});
+    let limits = Limits { timeout: Duration::from_secs(60), ..Limits::default() };
+    let (report, stdout) = run_direct(&ws, "intruder", tier, limits, "escape.py", input);
+    assert_eq!((report.state, report.exit_code), (State::Completed, Some(0)), "{test}: {report:?}\n{stdout}");
+    let results: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let results = results.as_object().unwrap();
+    assert_eq!(results.len(), 11, "{results:#?}");
+    for (name, outcome) in results {
+        assert!(outcome.as_str().unwrap().starts_with("contained"), "{test}: {name} {outcome}");
+    }
+    assert!(listener.accept().is_err(), "nothing reached the host's loopback listener");
+    assert!(!Path::new("/etc/escape").exists());
+    // The attempts that reached the broker are in the audit log.
+    let entries = ws.audit();
+    let reads = entries_of(&entries, "file_read");
+    assert_eq!(reads.len(), 1, "{entries:#?}");
+    assert_eq!(reads[0]["details"]["request"]["path"], "../../audit.key");
+    let impersonation = entries_of(&entries, "broker_impersonation");
+    assert_eq!((impersonation.len(), impersonation[0]["details"]["claimed_agent"].as_str()), (1, Some("someone_else")));
+    assert_no_container(&report.run_id);
+    ws.assert_clean_dir();
+
+    // A fork bomb meets the pids limit: runc refuses the forks; under gVisor the limit also
+    // bounds the sandbox's own host threads, so the sandbox dies instead. Either way it ends, on
+    // time, and the host keeps nothing of it.
+    ws.write("bomb.py", FORK_BOMB);
+    let limits = Limits { timeout: Duration::from_secs(60), ..Limits::default() };
+    let (report, stdout) = run_direct(&ws, "intruder", tier, limits, "bomb.py", Value::Null);
+    assert_ne!(report.state, State::TimedOut, "{test}: the fork bomb must not outlive its limits");
+    if report.state == State::Completed {
+        assert!(stdout.contains("contained BlockingIOError"), "{test}: {stdout}");
+    } else {
+        assert!(tier == Tier::GVisor && matches!(report.state, State::Failed | State::Killed), "{test}: {report:?} {stdout}");
+    }
+    assert_no_container(&report.run_id);
+    ws.assert_clean_dir();
+}
+
+const FORK_BOMB: &str = r#"
+import os, time
+children = []
+try:
+    for _ in range(10000):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(2)
+            os._exit(0)
+        children.append(pid)
+    print("ESCAPED: forked", len(children))
+except OSError as e:
+    print("contained", type(e).__name__, len(children), flush=True)
+finally:
+    for pid in children:
+        os.waitpid(pid, 0)
+"#;
+
+#[test]
+fn escapes_are_contained_tier1() {
+    escape_suite(Tier::Docker);
+}
+
+#[test]
+fn escapes_are_contained_tier2() {
+    escape_suite(Tier::GVisor);
+}
+
+/// `symbiont run` raises code like the escape suite above Tier 1: the `.sym`'s tier is a minimum.
+#[test]
+fn risky_code_runs_at_a_higher_tier() {
+    if !sandbox_ready("risky_code_runs_at_a_higher_tier") {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write("agent.py", "import subprocess\nprint('assessed')\nif False:\n    subprocess.run(['ls'])\n");
+    ws.write("agent.sym", "agent risky {\n    implementation = [\"agent.py\"]\n    security = { tier: Tier1, timeout: 30s }\n}\n");
+    let run = ws.run(&["run", "agent.sym"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("at Tier2"), "{}", run.stderr);
+    let entries = ws.audit();
+    let assessment = entries_of(&entries, "risk_assessment");
+    assert_eq!(assessment[0]["decision"], "tier2");
+    assert_eq!(assessment[0]["details"]["declared_tier"], 1);
+    assert!(assessment[0]["details"]["score"].as_u64().unwrap() >= 30);
+    ws.assert_clean(&run);
+}
+
+/// A second process on the host speaking to a running agent's broker is refused and audited.
+#[test]
+fn another_process_cannot_use_an_agents_broker() {
+    if !sandbox_ready("another_process_cannot_use_an_agents_broker") {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write("wait.py", "import time, symbiont\nsymbiont.log('waiting')\ntime.sleep(4)\nprint('done')\n");
+    ws.write("agent.sym", "agent sleeper {\n    implementation = [\"wait.py\"]\n    security = { tier: Tier1, timeout: 30s }\n}\n");
+    let child = ws.command(&["run", "agent.sym"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let runs = ws.tmp.path().join("symbiont-runs");
+    let mut socket = None;
+    for _ in 0..100 {
+        if let Some(dir) = std::fs::read_dir(&runs).ok().and_then(|mut d| d.next()).and_then(Result::ok) {
+            let path = dir.path().join("broker/broker.sock");
+            if path.exists() {
+                socket = Some(path);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let socket = socket.expect("the run's broker socket appears");
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let _ = stream.write_all(b"{\"id\":1,\"op\":\"env_get\",\"name\":\"HOME\",\"agent\":\"sleeper\"}\n");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("\"unidentified\""), "{reply}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let entries = ws.audit();
+    let refused = entries_of(&entries, "broker_connect");
+    assert_eq!((refused.len(), refused[0]["decision"].as_str()), (1, Some("deny")), "{entries:#?}");
+    assert_eq!(refused[0]["details"]["peer_pid"], std::process::id());
+    assert!(entries_of(&entries, "env_access").is_empty(), "the refused connection's request was never decided");
+}
+
+fn failing(tier: u8, code: &str, security: &str) -> (Ws, RunOutput) {
+    let ws = Ws::new();
+    ws.write("agent.py", code);
+    ws.write(
+        "agent.sym",
+        &format!("agent failing {{\n    implementation = [\"agent.py\"]\n    security = {{ tier: Tier{tier}, {security} }}\n}}\n"),
+    );
+    let run = ws.run(&["run", "agent.sym"]);
+    (ws, run)
+}
+
+fn final_state(ws: &Ws) -> String {
+    let entries = ws.audit();
+    entries_of(&entries, "lifecycle").last().map(|e| e["decision"].as_str().unwrap().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn failures_have_a_status_an_entry_and_no_leftovers() {
+    if !sandbox_ready("failures_have_a_status_an_entry_and_no_leftovers") {
+        return;
+    }
+    for tier in [1, 2] {
+        let (ws, run) = failing(tier, "import sys\nprint('crashing')\nsys.exit(3)\n", "timeout: 30s");
+        assert_eq!(run.code, 3, "tier {tier}: the agent's own status: {}", run.stderr);
+        assert_eq!(final_state(&ws), "failed");
+        ws.assert_clean(&run);
+
+        let (ws, run) = failing(tier, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n", "timeout: 2s");
+        assert_eq!(run.code, 124, "tier {tier}: timeout: {}", run.stderr);
+        assert!(run.stdout.contains("sleeping"));
+        assert_eq!(final_state(&ws), "timed_out");
+        ws.assert_clean(&run);
+
+        let bomb = "blocks = []\nwhile True:\n    blocks.append(bytearray(16 << 20))\n";
+        let (ws, run) = failing(tier, bomb, "memory: 64MB, timeout: 60s");
+        assert_eq!(run.code, 137, "tier {tier}: out of memory: {}", run.stderr);
+        assert_eq!(final_state(&ws), "killed");
+        ws.assert_clean(&run);
+    }
+}
+
+#[test]
+fn unavailable_sandboxes_refuse_the_run() {
+    if !sandbox_ready("unavailable_sandboxes_refuse_the_run") {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write("agent.py", "print('never')\n");
+    ws.write("agent.sym", "agent a {\n    implementation = [\"agent.py\"]\n    security = { tier: Tier1 }\n}\n");
+    // No dockerd at that address: refused, never run some other way.
+    let out = ws.command(&["run", "agent.sym"]).env("DOCKER_HOST", "unix:///nonexistent/docker.sock").output().unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Tier1"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
+    assert_eq!(final_state(&ws), "failed");
+    // A recipe whose image was never built: the image is missing.
+    let out = ws.command(&["run", "agent.sym"]).env("SYMBIONT_DEBIAN_MIRROR", "http://mirror.invalid/debian").output().unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("symbiont image build"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Tier 3 cannot boot here: refused, not run at Tier 2.
+    let out = ws.command(&["run", "agent.sym", "--tier", "3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Tier3"));
+    // A tier below the agent's minimum is refused by policy.
+    ws.write("agent.sym", "agent a {\n    implementation = [\"agent.py\"]\n    security = { tier: Tier2 }\n}\n");
+    let out = ws.command(&["run", "agent.sym", "--tier", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs = ws.tmp.path().join("symbiont-runs");
+    assert!(std::fs::read_dir(&runs).map(|d| d.count() == 0).unwrap_or(true));
+}
