@@ -19,7 +19,9 @@ const KVM_CREATE_VM: u64 = 0xAE01;
 pub fn check(device: &Path) -> Result<(), String> {
     let kvm = OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(device).map_err(|e| {
         let hint = match e.kind() {
-            std::io::ErrorKind::NotFound => " (no KVM: enable virtualization, or nested virtualization on a VM host, and load kvm_intel or kvm_amd)",
+            std::io::ErrorKind::NotFound => {
+                " (no KVM: enable virtualization, or nested virtualization on a VM host, and load kvm_intel or kvm_amd)"
+            }
             std::io::ErrorKind::PermissionDenied => " (add this user to the device's group, usually `kvm`)",
             _ => "",
         };
