@@ -38,6 +38,8 @@ Options:
       --key <KEY>         The signing key: a key file or a PKCS#11 URI
                           [default: WORKSPACE/.symbiont/audit.key, created (0600) when missing]
       --input <JSON>      The agent's input (SYMBIONT_INPUT in the sandbox)
+      --context <JSON>    A JSON object whose top-level keys are names the policy's guards and
+                          requirements read, e.g. '{\"user_clearance\": \"developer\"}'
       --timeout <DUR>     Lower the execution timeout (e.g. 30s, 5m)
   -h, --help              Print help
 
@@ -81,6 +83,7 @@ pub struct RunOptions {
     pub audit_log: Option<PathBuf>,
     pub key: Option<String>,
     pub input: serde_json::Value,
+    pub context: serde_json::Map<String, serde_json::Value>,
     pub timeout: Option<Duration>,
 }
 
@@ -88,6 +91,7 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("run"));
     let usage = |m: String| UsageError::new(m, Some("run"));
     let (mut file, mut agent, mut tier, mut audit_log, mut key, mut input, mut timeout) = (None, None, None, None, None, json!(null), None);
+    let mut context = Map::new();
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(RUN_HELP)),
@@ -105,6 +109,14 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
                 let text = parser.value().map_err(err)?.string().map_err(err)?;
                 input = serde_json::from_str(&text).map_err(|e| usage(format!("'--input' is not JSON: {e}")))?;
             }
+            Arg::Long("context") => {
+                let text = parser.value().map_err(err)?.string().map_err(err)?;
+                context = match serde_json::from_str(&text) {
+                    Ok(serde_json::Value::Object(map)) => map,
+                    Ok(_) => return Err(usage("'--context' must be a JSON object".into())),
+                    Err(e) => return Err(usage(format!("'--context' is not JSON: {e}"))),
+                };
+            }
             Arg::Long("timeout") => {
                 let text = parser.value().map_err(err)?.string().map_err(err)?;
                 match symbiont_syntax::quantity::parse(&text) {
@@ -117,7 +129,7 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
         }
     }
     let file = file.ok_or_else(|| usage("missing FILE.sym".into()))?;
-    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, timeout }))
+    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, context, timeout }))
 }
 
 pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
@@ -330,6 +342,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         files,
         workspace,
         input: options.input.clone(),
+        context: options.context.clone(),
     };
     let runtime = tokio_runtime().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
     let outcome = runtime.block_on(async {

@@ -115,4 +115,8 @@ pub struct AgentConfig {
     pub workspace: PathBuf,
     /// Handed to the agent as `SYMBIONT_INPUT` and to the policy as `input`.
     pub input: serde_json::Value,
+    /// What the policy's guards and requirements read besides the request (`user_clearance`,
+    /// `audit_trail`, …), given by whoever starts the run. `agent`, `run_id`, `tier` and `input`
+    /// are set by the runtime and cannot be overridden.
+    pub context: serde_json::Map<String, serde_json::Value>,
 }

@@ -181,6 +181,16 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The policy's `env`: the caller's context, then what only the runtime may say.
+    fn policy_env(&self) -> Map<String, Value> {
+        let mut env = self.config.context.clone();
+        env.insert("agent".into(), json!(self.config.id));
+        env.insert("run_id".into(), json!(self.run_id));
+        env.insert("tier".into(), json!(self.config.tier.number()));
+        env.insert("input".into(), self.config.input.clone());
+        env
+    }
+
     fn report(&self, exit: Option<Exit>, error: Option<String>) -> RunReport {
         RunReport {
             run_id: self.run_id.clone(),
@@ -288,9 +298,7 @@ impl Run<'_> {
             engine: self.config.policy.clone(),
             auditor: self.runtime.auditor.clone(),
             workspace: self.config.workspace.clone(),
-            env: symbiont_policy::Value::from(
-                json!({"agent": self.config.id, "run_id": self.run_id, "tier": tier.number(), "input": self.config.input}),
-            ),
+            env: symbiont_policy::Value::from(Value::Object(self.policy_env())),
             output: output.clone(),
             mailboxes: self.runtime.mailboxes.clone(),
         });

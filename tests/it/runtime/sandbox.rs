@@ -353,6 +353,7 @@ fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file: &str, inpu
         files: vec![PathBuf::from(file)],
         workspace,
         input,
+        context: serde_json::Map::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (report, stdout) = runtime.block_on(async {
@@ -580,4 +581,30 @@ fn unavailable_sandboxes_refuse_the_run() {
     assert_eq!(out.status.code(), Some(77), "{}", String::from_utf8_lossy(&out.stderr));
     let runs = ws.tmp.path().join("symbiont-runs");
     assert!(std::fs::read_dir(&runs).map(|d| d.count() == 0).unwrap_or(true));
+}
+
+/// The README's example: the bundled reviewer runs at its Tier 2, reads its input through the
+/// broker when the caller's context meets its policy's requirement, and is refused otherwise.
+#[test]
+fn the_bundled_example_runs() {
+    if !sandbox_ready("the_bundled_example_runs") {
+        return;
+    }
+    let ws = Ws::new();
+    let examples = symbiont_tests::repo_root().join("examples");
+    for file in ["symbiont.toml", "policies.sym", "agents/reviewer.sym", "agents/reviewer.py", "agents/incidents.symbi"] {
+        ws.write(file, &std::fs::read_to_string(examples.join(file)).unwrap());
+    }
+    ws.write(".symbiont/workspaces/reviewer/change.diff", "+ fn main() {}\n+ // TODO: handle errors\n");
+    let context = r#"{"user_clearance": "developer", "audit_trail": true}"#;
+    let run = ws.run(&["run", "agents/reviewer.sym", "--context", context]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let review: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(review["verdict"], "changes_requested");
+    assert_eq!(review["findings"][0]["line"], 2);
+    assert!(run.stderr.contains("at Tier2"), "{}", run.stderr);
+    let refused = ws.run(&["run", "agents/reviewer.sym"]);
+    assert_eq!(refused.code, 1, "without the clearance the read is denied: {}", refused.stderr);
+    assert!(refused.stderr.contains("RequirementFailed"), "{}", refused.stderr);
+    ws.assert_clean(&refused);
 }
