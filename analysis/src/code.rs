@@ -10,7 +10,7 @@ use std::{
 };
 
 use serde::Deserialize;
-use symbiont_code::{fix, CustomRule, Finding, Lang, RuleSet};
+use symbiont_code::{fix, CustomRule, Finding, Lang, RuleSet, Scan, Skipped};
 use symbiont_policy::effective::{EffectivePolicy, StaticVerdict};
 use symbiont_syntax::{TextRange, TextSize};
 
@@ -65,10 +65,17 @@ pub fn code_rules(db: &dyn Db, ws: Workspace) -> CodeRules {
     }
 }
 
+/// A code file's scan: its findings, its first syntax error, or why it was not parsed.
 #[salsa::tracked(returns(ref))]
-pub fn code_findings(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Finding> {
-    let Some(lang) = Lang::from_path(file.path(db)) else { return Vec::new() };
-    code_rules(db, ws).rules.scan(lang, file.text(db)).findings
+pub fn code_scan(db: &dyn Db, ws: Workspace, file: SourceFile) -> Scan {
+    let Some(lang) = Lang::from_path(file.path(db)) else {
+        return Scan { findings: Vec::new(), syntax_errors: 0, first_error: None, skipped: None };
+    };
+    code_rules(db, ws).rules.scan(lang, file.text(db))
+}
+
+pub fn code_findings(db: &dyn Db, ws: Workspace, file: SourceFile) -> &[Finding] {
+    &code_scan(db, ws, file).findings
 }
 
 /// Which agents each code file implements, by `implementation` globs relative to the directory
@@ -100,27 +107,33 @@ fn code_rule_of(finding: &Finding) -> &'static rules::Rule {
 }
 
 /// Which findings get their fixes computed: each fix is verified by re-parsing the edited file,
-/// a parse per finding, so an editor asks for them only where the cursor is.
+/// so an editor asks for them only where the cursor is.
 #[derive(Clone, Copy)]
 pub enum Fixes {
+    /// Every fix of every finding: the preferred one and the alternatives.
     All,
+    /// The preferred fix of every finding only, without alternatives: what `check` prints and
+    /// `--fix` applies. The alternatives are neither built nor verified.
+    Preferred,
     None,
+    /// Every fix of the findings that touch the range.
     Touching(TextRange),
 }
 
 impl Fixes {
     fn wanted(self, at: TextRange) -> bool {
         match self {
-            Fixes::All => true,
+            Fixes::All | Fixes::Preferred => true,
             Fixes::None => false,
             Fixes::Touching(range) => at.intersect(range).is_some() || at.contains_range(range),
         }
     }
 }
 
+/// The diagnostics of a code file with the preferred fix of each finding (what `check` reports).
 #[salsa::tracked(returns(ref))]
 pub fn code_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
-    judge(db, ws, file, Fixes::All)
+    judge(db, ws, file, Fixes::Preferred)
 }
 
 /// [`code_diagnostics`] without fixes: what an editor shows while the code is typed.
@@ -143,8 +156,33 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
     } else {
         agents.iter().filter_map(|a| universe.effective(Some(a)).ok().map(|e| (Some(a.clone()), e))).collect()
     };
+    let scan = code_scan(db, ws, file);
     let mut out = Vec::new();
-    for finding in code_findings(db, ws, file) {
+    match scan.skipped {
+        Some(Skipped::TooLarge) => out.push(Diagnostic::new(
+            &rules::CODE_NOT_CHECKED,
+            range(0, 0),
+            format!(
+                "this file is {:.1} MiB, over the {} MiB the code analysis parses: it was not checked",
+                text.len() as f64 / (1 << 20) as f64,
+                symbiont_code::scan::MAX_PARSE_BYTES >> 20
+            ),
+        )),
+        Some(Skipped::NothingToMatch) | None => {}
+    }
+    if let Some((start, end)) = scan.first_error {
+        // The error's first line: an `ERROR` node can span the rest of the file.
+        let end = text[start..end].find('\n').map_or(end, |i| start + i);
+        out.push(Diagnostic::new(
+            &rules::CODE_SYNTAX_ERROR,
+            range(start, end),
+            format!("this {} code does not parse here; what the broken part does may go unchecked", lang.name()),
+        ));
+    }
+    // Denied findings waiting for their suppression fix, which are verified together: the index
+    // of the diagnostic in `out`, the finding, and the fixes found so far.
+    let mut pending: Vec<(usize, &Finding, Vec<Fix>)> = Vec::new();
+    for finding in &scan.findings {
         let at = range(finding.start, finding.end);
         let what = if finding.qualified.is_empty() { "this code".to_string() } else { format!("`{}`", finding.qualified) };
         if let Some(suppression) = &finding.suppression {
@@ -213,42 +251,55 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
                 out.push(d);
                 continue;
             }
-            let mut fixes = code_fixes(lang, text, finding, &path);
-            if let Some(agent) = agent {
+            // Preferred: the SDK rewrite (safe), then a policy edit, then a suppression to justify.
+            // With `Fixes::Preferred` the first that exists ends the search.
+            let mut fixes: Vec<Fix> = sdk_fix(lang, text, finding, &path).into_iter().collect();
+            let preferred_only = matches!(with_fixes, Fixes::Preferred);
+            if let (Some(agent), false) = (agent, preferred_only && !fixes.is_empty()) {
                 fixes.extend(policy_fix(db, ws, agent, effective, verdict, &finding.operation));
             }
-            // Preferred: the SDK rewrite (safe), then a policy edit, then a suppression to justify.
-            fixes.sort_by_key(|f| (!f.safe, f.title.starts_with("Suppress")));
-            let mut fixes = fixes.into_iter();
-            d.fix = fixes.next();
-            d.alternatives = fixes.collect();
+            if preferred_only && !fixes.is_empty() {
+                d.fix = fixes.into_iter().next();
+                out.push(d);
+                continue;
+            }
+            pending.push((out.len(), finding, fixes));
             out.push(d);
         }
     }
+    let wanted: Vec<&Finding> = pending.iter().map(|(_, f, _)| *f).collect();
+    let suppressions = fix::suppressions(lang, text, &wanted);
+    for ((index, finding, mut fixes), suppression) in pending.into_iter().zip(suppressions) {
+        if let Some(edits) = suppression {
+            fixes.push(to_fix(&path, format!("Suppress with a justified `symbiont: allow {}` comment", finding.operation), edits, false));
+        }
+        let mut fixes = fixes.into_iter();
+        out[index].fix = fixes.next();
+        out[index].alternatives = fixes.collect();
+    }
+    // In text order (the findings already are; this places the syntax error among them).
+    out.sort_by_key(|d| d.range.start());
     out
 }
 
-/// The code-side fixes of a denied finding: the SDK rewrite (the broker then performs the
-/// operation under the policy) and a suppression comment to justify.
-fn code_fixes(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Vec<Fix> {
-    let to_fix = |title: String, edits: Vec<fix::Edit>, safe: bool| Fix {
+fn to_fix(path: &Path, title: String, edits: Vec<fix::Edit>, safe: bool) -> Fix {
+    Fix {
         title,
         edits: edits
             .into_iter()
             .map(|e| TextEdit { path: path.to_path_buf(), range: range(e.start, e.end), new_text: e.new_text })
             .collect(),
         safe,
-    };
-    let mut fixes = Vec::new();
-    if let Some(sdk) = symbiont_code::rules::lookup(&finding.rule).and_then(|r| r.sdk) {
-        if let Some(edits) = fix::sdk_rewrite(lang, text, finding, sdk) {
-            fixes.push(to_fix(format!("Route through the Symbiont SDK ({sdk})"), edits, true));
-        }
     }
-    if let Some(edits) = fix::suppression(lang, text, finding) {
-        fixes.push(to_fix(format!("Suppress with a justified `symbiont: allow {}` comment", finding.operation), edits, false));
-    }
-    fixes
+}
+
+/// The SDK rewrite of a denied finding, when its rule has one: the broker then performs the
+/// operation under the policy. (The other code-side fix, a suppression comment to justify, is
+/// built for all of a file's findings at once.)
+fn sdk_fix(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Option<Fix> {
+    let sdk = symbiont_code::rules::lookup(&finding.rule).and_then(|r| r.sdk)?;
+    let edits = fix::sdk_rewrite(lang, text, finding, sdk)?;
+    Some(to_fix(path, format!("Route through the Symbiont SDK ({sdk})"), edits, true))
 }
 
 /// The `.sym` side: allow the operation in the agent's own policy, or drop it from a deny list of

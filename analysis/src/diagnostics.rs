@@ -74,6 +74,8 @@ rules! {
     CUSTOM_CODE_RULE = ("SYM0399", "custom-code-rule", Error, "A custom rule from `symbiont.toml` found code performing an operation the policy denies.");
     UNDECLARED_OPERATION = ("SYM0402", "undeclared-operation", Warning, "Agent code performs an operation the agent does not declare in `capabilities`.");
     UNJUSTIFIED_SUPPRESSION = ("SYM0403", "unjustified-suppression", Error, "A `symbiont: allow` comment has no justification.");
+    CODE_SYNTAX_ERROR = ("SYM0404", "code-syntax-error", Warning, "Agent code does not parse, so the rules may miss what its broken part does.");
+    CODE_NOT_CHECKED = ("SYM0405", "code-not-checked", Warning, "A code file is too large to parse and was not checked.");
 }
 
 /// The code analysis's built-in rules (`symbiont-code`), as diagnostic rules: documented in

@@ -38,33 +38,89 @@ pub fn apply(text: &str, edits: &[Edit]) -> String {
 pub const MAX_FIX_BYTES: usize = 256 << 10;
 
 /// Whether `text` with `edits` applied parses with no more errors than the original. The
-/// original's tree is the scan's (cached per thread); the edits are applied one at a time, each
-/// reparsed incrementally: taken together, an import at the top and a call far below would make
-/// one replacement of everything between them.
-fn reparses(lang: Lang, text: &str, edits: &[Edit]) -> bool {
+/// original's tree is the scan's (cached per thread); the result is parsed incrementally from it,
+/// with each edit described to tree-sitter, so only what the edits touch is parsed again.
+fn reparses(lang: Lang, text: &str, edits: &[&Edit]) -> bool {
     if text.len() > MAX_FIX_BYTES {
         return false;
     }
-    let Some(mut tree) = scan::parse(lang, text) else { return false };
+    let Some(tree) = scan::parse(lang, text) else { return false };
     let errors = tree.root_node().has_error();
-    let mut sorted: Vec<&Edit> = edits.iter().collect();
-    // From the end backwards, so that the offsets of the edits still to apply stay valid.
-    sorted.sort_by_key(|e| std::cmp::Reverse((e.start, e.end)));
-    let mut current = text.to_string();
-    for edit in sorted {
-        let next = apply(&current, std::slice::from_ref(edit));
-        let Some(edited) = scan::reparse(lang, &tree, &current, &next) else { return false };
-        (tree, current) = (edited, next);
+    match reparse_edited(lang, &tree, text, edits) {
+        Some(edited) => !edited.root_node().has_error() || errors,
+        None => false,
     }
-    !tree.root_node().has_error() || errors
+}
+
+/// `text` with `edits` (non-overlapping) applied, parsed incrementally from `tree` (the tree of
+/// `text`): tree-sitter's incremental parsing gives the tree that a fresh parse of the result gives.
+pub fn reparse_edited(lang: Lang, tree: &tree_sitter::Tree, text: &str, edits: &[&Edit]) -> Option<tree_sitter::Tree> {
+    let mut sorted: Vec<&Edit> = edits.to_vec();
+    sorted.sort_by_key(|e| (e.start, e.end));
+    if sorted.windows(2).any(|w| w[1].start < w[0].end) || sorted.last().is_some_and(|e| e.end > text.len()) {
+        return None;
+    }
+    let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let point = |at: usize| {
+        let row = line_starts.partition_point(|&start| start <= at) - 1;
+        tree_sitter::Point { row, column: at - line_starts[row] }
+    };
+    let mut tree = tree.clone();
+    // From the end backwards: what precedes an edit is still the original text when it is applied.
+    for edit in sorted.iter().rev() {
+        let start_position = point(edit.start);
+        let new_end_position = match edit.new_text.rfind('\n') {
+            Some(last) => tree_sitter::Point {
+                row: start_position.row + edit.new_text.bytes().filter(|b| *b == b'\n').count(),
+                column: edit.new_text.len() - last - 1,
+            },
+            None => tree_sitter::Point { row: start_position.row, column: start_position.column + edit.new_text.len() },
+        };
+        tree.edit(&tree_sitter::InputEdit {
+            start_byte: edit.start,
+            old_end_byte: edit.end,
+            new_end_byte: edit.start + edit.new_text.len(),
+            start_position,
+            old_end_position: point(edit.end),
+            new_end_position,
+        });
+    }
+    let owned: Vec<Edit> = sorted.into_iter().cloned().collect();
+    scan::parse_incremental(lang, &apply(text, &owned), &tree)
 }
 
 /// `# symbiont: allow OP -- REASON REQUIRED` on its own line above the finding.
 /// Among JSX children, where a line comment would be text, `{/* symbiont: allow OP -- … */}`.
 pub fn suppression(lang: Lang, text: &str, finding: &Finding) -> Option<Vec<Edit>> {
-    if text.len() > MAX_FIX_BYTES {
-        return None;
+    suppressions(lang, text, &[finding]).pop().flatten()
+}
+
+/// [`suppression`] for several findings of one file. The comments are verified together, one
+/// re-parse with all of them inserted: a comment line changes no token outside a string or a
+/// comment, so a file that parses with all of them parses with any one. When it does not, each is
+/// verified alone.
+pub fn suppressions(lang: Lang, text: &str, findings: &[&Finding]) -> Vec<Option<Vec<Edit>>> {
+    if findings.is_empty() {
+        return Vec::new();
     }
+    if text.len() > MAX_FIX_BYTES {
+        return vec![None; findings.len()];
+    }
+    let edits: Vec<Edit> = findings.iter().map(|f| suppression_edit(lang, text, f)).collect();
+    let mut distinct: Vec<&Edit> = edits.iter().collect();
+    distinct.sort_by(|a, b| (a.start, &a.new_text).cmp(&(b.start, &b.new_text)));
+    distinct.dedup();
+    let verified: Vec<bool> = if reparses(lang, text, &distinct) {
+        vec![true; edits.len()]
+    } else {
+        let alone: Vec<(&Edit, bool)> = distinct.iter().map(|e| (*e, reparses(lang, text, &[e]))).collect();
+        edits.iter().map(|e| alone.iter().any(|(d, ok)| *d == e && *ok)).collect()
+    };
+    edits.into_iter().zip(verified).map(|(edit, ok)| ok.then(|| vec![edit])).collect()
+}
+
+/// The suppression comment of a finding, not yet verified.
+fn suppression_edit(lang: Lang, text: &str, finding: &Finding) -> Edit {
     let line_start = text[..finding.start].rfind('\n').map_or(0, |i| i + 1);
     let indent: String = text[line_start..].chars().take_while(|c| *c == ' ' || *c == '\t').collect();
     let body = format!("{} {} -- {REASON_PLACEHOLDER}", scan::SUPPRESSION_MARKER, finding.operation);
@@ -73,8 +129,7 @@ pub fn suppression(lang: Lang, text: &str, finding: &Finding) -> Option<Vec<Edit
     } else {
         format!("{indent}{} {body}\n", lang.line_comment())
     };
-    let edits = vec![Edit { start: line_start, end: line_start, new_text: comment }];
-    reparses(lang, text, &edits).then_some(edits)
+    Edit { start: line_start, end: line_start, new_text: comment }
 }
 
 /// Whether the line starting at `at` (its first non-blank byte) is among a JSX element's children.
@@ -130,7 +185,7 @@ pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, sdk_module: &str) 
         let new_text = if newline { format!("\n{import}") } else { import.to_string() };
         edits.push(Edit { start: at, end: at, new_text });
     }
-    reparses(lang, text, &edits).then_some(edits)
+    reparses(lang, text, &edits.iter().collect::<Vec<_>>()).then_some(edits)
 }
 
 /// Where an added import goes: after what must stay first in the file — a shebang, Python's

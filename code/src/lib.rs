@@ -11,11 +11,12 @@
 pub mod fix;
 pub mod lang;
 pub mod paths;
+mod query_words;
 pub mod rules;
 pub mod scan;
 pub mod sites;
 
 pub use crate::{
     lang::Lang,
-    scan::{CustomRule, Finding, RuleSet, Scan},
+    scan::{CustomRule, Finding, RuleSet, Scan, Skipped},
 };

@@ -1,12 +1,13 @@
 //! Scanning a file: one tree-sitter parse, every site resolved once, then every rule (built-in and
 //! custom) matched against the sites; suppression comments honoured and reported.
 
-use std::{cell::RefCell, collections::HashMap};
+use std::{cell::RefCell, collections::HashMap, sync::OnceLock};
 
 use streaming_iterator::StreamingIterator;
 
 use crate::{
     lang::Lang,
+    query_words::Needs,
     rules::{self, glob},
     sites::{self, Site, SiteKind},
 };
@@ -42,7 +43,53 @@ impl std::fmt::Display for RuleError {
 struct CompiledCustom {
     rule: CustomRule,
     lang: Lang,
-    query: Option<(tree_sitter::Query, Option<u32>)>,
+    query: Option<QueryRule>,
+    /// For a query, what a file must contain for it to match (`query_words.rs`).
+    required: Option<Vec<Needs>>,
+    /// Whether every pattern of the query starts at a node of a known kind that contains the
+    /// pattern's words: the query then runs only at such nodes.
+    targeted: bool,
+}
+
+/// A query compiled for one grammar, with its `@match` capture.
+struct CompiledQuery {
+    query: tree_sitter::Query,
+    capture: Option<u32>,
+}
+
+impl CompiledQuery {
+    fn new(lang: Lang, source: &str) -> Result<CompiledQuery, tree_sitter::QueryError> {
+        let query = tree_sitter::Query::new(&lang.grammar(), source)?;
+        let capture = query.capture_index_for_name("match");
+        Ok(CompiledQuery { query, capture })
+    }
+}
+
+/// A query rule's query. A JavaScript query runs on TypeScript and TSX too, whose node kinds have
+/// other ids: it is compiled for them the first time a file of theirs needs it (compiling a query
+/// costs milliseconds), and runs on JavaScript only where it does not compile.
+struct QueryRule {
+    source: String,
+    own: CompiledQuery,
+    typescript: OnceLock<Option<CompiledQuery>>,
+    tsx: OnceLock<Option<CompiledQuery>>,
+}
+
+impl QueryRule {
+    fn runs_on(&self, own: Lang, lang: Lang) -> bool {
+        lang == own || own == Lang::JavaScript && matches!(lang, Lang::TypeScript | Lang::Tsx)
+    }
+
+    fn for_lang(&self, own: Lang, lang: Lang) -> Option<&CompiledQuery> {
+        match lang {
+            _ if lang == own => Some(&self.own),
+            Lang::TypeScript if own == Lang::JavaScript => {
+                self.typescript.get_or_init(|| CompiledQuery::new(lang, &self.source).ok()).as_ref()
+            }
+            Lang::Tsx if own == Lang::JavaScript => self.tsx.get_or_init(|| CompiledQuery::new(lang, &self.source).ok()).as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// The rules a scan applies, compiled once.
@@ -83,10 +130,27 @@ pub struct Suppression {
 }
 
 /// A file's parse and findings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
     pub findings: Vec<Finding>,
-    /// Syntax errors the grammar reported (the scan still ran on what parsed).
+    /// Syntax errors the grammar reported (the scan still ran on what parsed): 1 when there are
+    /// any, or when the file was too large to parse; 0 otherwise.
     pub syntax_errors: usize,
+    /// Where the first syntax error is (bytes; an empty range where something is missing),
+    /// when the file was parsed and has one.
+    pub first_error: Option<(usize, usize)>,
+    /// Why the file was not parsed, when it was not.
+    pub skipped: Option<Skipped>,
+}
+
+/// Why a scan did not parse a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// Over [`MAX_PARSE_BYTES`]: no finding is reported for it.
+    TooLarge,
+    /// No rule can match it (the custom queries need words the file does not contain, and no
+    /// other rule applies), so there was nothing to parse it for.
+    NothingToMatch,
 }
 
 impl RuleSet {
@@ -98,15 +162,28 @@ impl RuleSet {
             if rule.pattern.is_empty() == rule.query.is_none() {
                 return Err(err("give exactly one of `pattern` (qualified names) or `query` (a tree-sitter query)".into()));
             }
-            let query = match &rule.query {
-                None => None,
+            let (query, required) = match &rule.query {
+                None => (None, None),
                 Some(source) => {
-                    let query = tree_sitter::Query::new(&lang.grammar(), source).map_err(|e| err(format!("invalid query: {e}")))?;
-                    let capture = query.capture_index_for_name("match");
-                    Some((query, capture))
+                    let own = CompiledQuery::new(lang, source).map_err(|e| err(format!("invalid query: {e}")))?;
+                    let query = QueryRule { source: source.clone(), own, typescript: OnceLock::new(), tsx: OnceLock::new() };
+                    (Some(query), crate::query_words::required_words(source))
                 }
             };
-            compiled.push(CompiledCustom { rule, lang, query });
+            // The kind a pattern starts at must be a plain named node of every grammar it runs on.
+            let grammars: &[Lang] = if lang == Lang::JavaScript { &[Lang::JavaScript, Lang::TypeScript, Lang::Tsx] } else { &[lang] };
+            let targeted = required.as_ref().is_some_and(|needs| {
+                needs.iter().all(|n| {
+                    n.root.as_ref().is_some_and(|root| {
+                        grammars.iter().all(|l| {
+                            let grammar = l.grammar();
+                            let id = grammar.id_for_node_kind(root, true);
+                            id != 0 && !grammar.node_kind_is_supertype(id)
+                        })
+                    })
+                })
+            });
+            compiled.push(CompiledCustom { rule, lang, query, required, targeted });
         }
         Ok(RuleSet { builtin, custom: compiled })
     }
@@ -114,10 +191,33 @@ impl RuleSet {
     /// Scans `text` as `lang`. Never panics; a file that does not parse is scanned as far as it
     /// parses, and a file the parser gives up on yields no findings.
     pub fn scan(&self, lang: Lang, text: &str) -> Scan {
-        let Some(tree) = parse(lang, text) else { return Scan { findings: Vec::new(), syntax_errors: 1 } };
-        let syntax_errors = usize::from(tree.root_node().has_error());
-        let mut findings = Vec::new();
+        let skipped = |why| Scan {
+            findings: Vec::new(),
+            syntax_errors: usize::from(why == Skipped::TooLarge),
+            first_error: None,
+            skipped: Some(why),
+        };
+        if text.len() > MAX_PARSE_BYTES {
+            return skipped(Skipped::TooLarge);
+        }
         let needs_sites = self.builtin || self.custom.iter().any(|c| c.query.is_none() && c.lang.family() == lang.family());
+        // A query written for TypeScript runs on TypeScript files only, and so on; and only on
+        // files that contain the words it compares captures with.
+        let queries: Vec<bool> = self
+            .custom
+            .iter()
+            .map(|c| {
+                c.query.as_ref().is_some_and(|q| q.runs_on(c.lang, lang))
+                    && c.required.as_ref().is_none_or(|words| crate::query_words::may_match(words, text))
+            })
+            .collect();
+        if !needs_sites && !queries.contains(&true) {
+            return skipped(Skipped::NothingToMatch);
+        }
+        let Some(tree) = parse(lang, text) else { return skipped(Skipped::TooLarge) };
+        let first_error = first_error(&tree);
+        let syntax_errors = usize::from(first_error.is_some());
+        let mut findings = Vec::new();
         let sites = if needs_sites { sites::sites(lang, &tree, text) } else { Vec::new() };
         if self.builtin {
             for site in &sites {
@@ -129,28 +229,18 @@ impl RuleSet {
                 }
             }
         }
-        for custom in self.custom.iter().filter(|c| c.lang.family() == lang.family()) {
+        for (custom, active) in self.custom.iter().zip(queries) {
             match &custom.query {
-                None => {
+                None if custom.lang.family() == lang.family() => {
                     for site in
                         sites.iter().filter(|s| s.kind == SiteKind::Call && custom.rule.pattern.iter().any(|p| glob(p, &s.qualified)))
                     {
                         findings.push(finding(&custom.rule.id, &custom.rule.operation, &custom.rule.message, site));
                     }
                 }
-                Some((query, capture)) => {
-                    // A query written for TypeScript runs on TypeScript files only, and so on.
-                    if custom.lang != lang && !(custom.lang == Lang::JavaScript && lang.family() == custom.lang.family()) {
-                        continue;
-                    }
-                    let mut cursor = tree_sitter::QueryCursor::new();
-                    let mut matches = cursor.matches(query, tree.root_node(), text.as_bytes());
-                    while let Some(m) = matches.next() {
-                        let node = match capture {
-                            Some(index) => m.captures().iter().find(|c| c.index == *index).map(|c| c.node),
-                            None => m.captures().first().map(|c| c.node),
-                        };
-                        let Some(node) = node else { continue };
+                Some(query) if active => {
+                    let Some(CompiledQuery { query, capture }) = query.for_lang(custom.lang, lang) else { continue };
+                    let mut push = |node: tree_sitter::Node<'_>| {
                         findings.push(Finding {
                             rule: custom.rule.id.clone(),
                             operation: custom.rule.operation.clone(),
@@ -161,9 +251,14 @@ impl RuleSet {
                             callee_end: node.end_byte(),
                             qualified: String::new(),
                             suppression: None,
-                        });
+                        })
+                    };
+                    match (&custom.required, custom.targeted) {
+                        (Some(needs), true) => run_targeted(query, *capture, needs, &tree, text, &mut push),
+                        _ => run_query(query, *capture, tree.root_node(), None, text, &mut push),
                     }
                 }
+                _ => {}
             }
         }
         findings.sort_by_key(|f| (f.start, f.end));
@@ -193,7 +288,103 @@ impl RuleSet {
         for f in &mut findings {
             f.suppression = suppression(lang, text, &lines, &mut comments, f.start, &f.operation);
         }
-        Scan { findings, syntax_errors }
+        Scan { findings, syntax_errors, first_error, skipped: None }
+    }
+}
+
+/// Runs `query` from `node` (only at `node` itself with `max_start_depth` 0), reporting each
+/// match's `@match` capture (or its first).
+fn run_query<'t>(
+    query: &tree_sitter::Query,
+    capture: Option<u32>,
+    node: tree_sitter::Node<'t>,
+    max_start_depth: Option<u32>,
+    text: &str,
+    push: &mut dyn FnMut(tree_sitter::Node<'t>),
+) {
+    let mut cursor = tree_sitter::QueryCursor::new();
+    cursor.set_max_start_depth(max_start_depth);
+    let mut matches = cursor.matches(query, node, text.as_bytes());
+    while let Some(m) = matches.next() {
+        let node = match capture {
+            Some(index) => m.captures().iter().find(|c| c.index == index).map(|c| c.node),
+            None => m.captures().first().map(|c| c.node),
+        };
+        if let Some(node) = node {
+            push(node);
+        }
+    }
+}
+
+/// Runs a query whose every pattern starts at a node of a known kind containing the pattern's
+/// words ([`Needs`]) only at such nodes: a walk of the tree that enters only the nodes containing
+/// them. It finds what running the query over the whole tree finds, without matching the
+/// query against every node.
+fn run_targeted<'t>(
+    query: &tree_sitter::Query,
+    capture: Option<u32>,
+    needs: &[Needs],
+    tree: &'t tree_sitter::Tree,
+    text: &str,
+    push: &mut dyn FnMut(tree_sitter::Node<'t>),
+) {
+    // Where each word occurs, sorted.
+    let mut words: Vec<(&str, Vec<usize>)> = Vec::new();
+    for word in needs.iter().flat_map(|n| &n.words) {
+        if !words.iter().any(|(w, _)| *w == word.as_str()) {
+            words.push((word, text.match_indices(word.as_str()).map(|(i, _)| i).collect()));
+        }
+    }
+    let occurs_within = |word: &str, start: usize, end: usize| {
+        let Some((_, at)) = words.iter().find(|(w, _)| *w == word) else { return false };
+        at.get(at.partition_point(|&i| i < start)).is_some_and(|&i| i + word.len() <= end)
+    };
+    let contains = |n: &Needs, node: tree_sitter::Node<'_>| n.words.iter().all(|w| occurs_within(w, node.start_byte(), node.end_byte()));
+    let mut cursor = tree.walk();
+    'walk: loop {
+        let node = cursor.node();
+        let mut inside = false;
+        let mut root = false;
+        for n in needs {
+            if contains(n, node) {
+                inside = true;
+                root |= node.is_named() && n.root.as_deref() == Some(node.kind());
+            }
+        }
+        if root {
+            run_query(query, capture, node, Some(0), text, push);
+        }
+        if inside && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                continue 'walk;
+            }
+            if !cursor.goto_parent() {
+                break 'walk;
+            }
+        }
+    }
+}
+
+/// The first syntax error of a tree in text order: an `ERROR` node or a missing token.
+/// Iterative: it descends only into children that contain an error.
+fn first_error(tree: &tree_sitter::Tree) -> Option<(usize, usize)> {
+    let mut node = tree.root_node();
+    if !node.has_error() {
+        return None;
+    }
+    let mut cursor = node.walk();
+    loop {
+        if node.is_error() || node.is_missing() {
+            return Some((node.start_byte(), node.end_byte()));
+        }
+        let child = node.children(&mut cursor).find(|c| c.has_error());
+        match child {
+            Some(child) => node = child,
+            None => return Some((node.start_byte(), node.end_byte())),
+        }
     }
 }
 
@@ -226,7 +417,7 @@ thread_local! {
 }
 
 /// Files over 16 MiB are not parsed.
-const MAX_PARSE_BYTES: usize = 16 << 20;
+pub const MAX_PARSE_BYTES: usize = 16 << 20;
 
 /// Parses with a parser reused per thread and language. Files over 16 MiB are not parsed.
 /// Parsing the same text again on the same thread returns (a cheap copy of) the same tree.
@@ -277,6 +468,14 @@ pub fn reparse(lang: Lang, old: &tree_sitter::Tree, before: &str, after: &str) -
         new_end_position: point(a, new_end),
     });
     parse_with(lang, after, Some(&tree))
+}
+
+/// Parses `text` reusing `old`, a tree of an earlier text already edited (`Tree::edit`) to match.
+pub fn parse_incremental(lang: Lang, text: &str, old: &tree_sitter::Tree) -> Option<tree_sitter::Tree> {
+    if text.len() > MAX_PARSE_BYTES {
+        return None;
+    }
+    parse_with(lang, text, Some(old))
 }
 
 fn parse_with(lang: Lang, text: &str, old: Option<&tree_sitter::Tree>) -> Option<tree_sitter::Tree> {
@@ -391,6 +590,59 @@ mod tests {
         let text = "fn f() { fs::write(a, b); File::create(p); File::write(x); fs::create(y); std::fs::write(c, d); }";
         let found: Vec<&str> = rules.scan(Lang::Rust, text).findings.iter().map(|f| &text[f.start..f.end]).collect();
         assert_eq!(found, ["fs::write(a, b)", "File::create(p)"]);
+    }
+
+    /// A query run only at the nodes that contain its words finds what the query over the whole
+    /// tree finds; a file without the words is not parsed.
+    #[test]
+    fn targeted_queries_find_what_whole_tree_queries_find() {
+        let python = r#"((call function: (attribute object: (identifier) @o attribute: (identifier) @a)) @match
+                         (#eq? @o "requests") (#eq? @a "get"))"#;
+        let rust = r#"((call_expression function: (scoped_identifier path: (identifier) @p name: (identifier) @n)) @match
+                       (#eq? @p "fs") (#eq? @n "write"))
+                      ((call_expression function: (scoped_identifier path: (identifier) @p name: (identifier) @n)) @match
+                       (#eq? @p "File") (#eq? @n "create"))"#;
+        let js = r#"((call_expression function: (identifier) @f) @match (#eq? @f "fetch"))"#;
+        let cases: &[(&str, Lang, &str)] = &[
+            ("python", Lang::Python, "import requests\nx = requests.get(requests.get(u))\n@requests.get('d')\ndef f(requests):\n    return [requests.get(a) for a in b] or (lambda: requests.get(u))\n# requests.get(u)\ns = 'requests.get(u)'\nrequests . get (u)\nrequests.gets(u)\nrequest.get(u)\n"),
+            ("python", Lang::Python, "def broken(:\n    requests.get(u)\nclass\nrequests.get(v)\n"),
+            ("rust", Lang::Rust, "fn f() { fs::write(a, fs::write(b, c)); File::create(p).map(|f| fs::write(f, File::create(q))); let s = \"fs::write(x)\"; }\nmacro_rules! m { () => { fs::write(a, b) } }\n"),
+            ("javascript", Lang::JavaScript, "fetch(fetch(u)); const f = () => fetch(u); class A { m() { return fetch } }\n"),
+            ("javascript", Lang::Tsx, "const el = <div onClick={() => fetch(u)}>{fetch(v)}</div>;\n"),
+        ];
+        for (language, lang, text) in cases {
+            let query = match *language {
+                "python" => python,
+                "rust" => rust,
+                _ => js,
+            };
+            let rules = RuleSet::new(false, vec![query_rule(language, query)]).unwrap();
+            assert!(rules.custom[0].targeted, "{language}");
+            let targeted = rules.scan(*lang, text);
+            let mut whole = RuleSet::new(false, vec![query_rule(language, query)]).unwrap();
+            whole.custom[0].targeted = false;
+            let expected = whole.scan(*lang, text);
+            assert!(!expected.findings.is_empty(), "{text}");
+            assert_eq!(targeted, expected, "{text}");
+        }
+        let rules = RuleSet::new(false, vec![query_rule("python", python)]).unwrap();
+        let scan = rules.scan(Lang::Python, "import requests\nrequests.post(u)\n");
+        assert_eq!((scan.findings.len(), scan.skipped), (0, Some(Skipped::NothingToMatch)));
+        assert_eq!(rules.scan(Lang::Rust, "fn main() {}").skipped, Some(Skipped::NothingToMatch));
+        assert_eq!(rules.scan(Lang::Python, "requests.get(\n").skipped, None);
+    }
+
+    #[test]
+    fn the_first_syntax_error_is_located() {
+        let rules = RuleSet::default();
+        let text = "import os\nos.system('a')\ndef broken(:\n    pass\nclass\n";
+        let scan = rules.scan(Lang::Python, text);
+        let (start, _) = scan.first_error.unwrap();
+        assert_eq!(text[..start].matches('\n').count(), 2, "{:?}", scan.first_error);
+        assert_eq!(rules.scan(Lang::Python, "x = 1\n").first_error, None);
+        // A missing token is an empty range where it should be.
+        let scan = rules.scan(Lang::JavaScript, "let x = (1 + 2;\n");
+        assert!(scan.first_error.is_some());
     }
 
     #[test]

@@ -50,6 +50,9 @@ fn generate() -> String {
          error (SYM0403).\n\n\
          **Custom rules** go in `symbiont.toml`; `builtin_rules = false` turns the rules below off:\n\n\
          ```toml\n[code]\nbuiltin_rules = true\n\n[[code.rules]]\nid = \"py-requests-get\"\nlanguage = \"python\"\noperation = \"network_access\"\nmessage = \"network call requests.get denied by policy\"\npattern = [\"requests.get\"]            # qualified callees, resolved through imports; `*` matches anything\n# or: query = '(call function: (attribute) @callee) @match'   # a tree-sitter query; `@match` is reported\n```\n\n\
+         A query runs only on the files that contain the words its `(#eq? @capture \"word\")` predicates\n\
+         compare with (captures that every match has), and there only at the nodes that contain them; with\n\
+         the built-in rules off, a file that no rule can match is not even parsed.\n\n\
          **Limits.** What the rules cannot see, so that reviewers know where to look:\n\
          - Names are resolved per file, by name. A call through a variable whose value is known only at run\n  \
            time is not seen (`s = requests.Session(); s.get(u)`: the constructor is reported, `s.get` is\n  \
@@ -59,8 +62,9 @@ fn generate() -> String {
            `require(name)` with a computed name.\n\
          - Rust: inside macros only `path::f(…)` calls are found; glob imports are not followed; a method on a\n  \
            value is resolved only on a chained call.\n\
-         - Scale: files over 16 MiB are not scanned, files over 256 KiB get no fixes, names longer than 64\n  \
-           segments are not resolved. After a syntax error tree-sitter may skip the code that follows.\n\
+         - Scale: files over 16 MiB are not scanned (SYM0405 says so), files over 256 KiB get no fixes, names\n  \
+           longer than 64 segments are not resolved. After a syntax error tree-sitter may skip the code that\n  \
+           follows: the first error is reported (SYM0404).\n\
          - Suppressions are matched per line; a `symbiont: allow` inside a string on that line also counts.\n\n\
          | Code | Name | Operation | Summary |\n|------|------|-----------|---------|\n",
     );

@@ -219,8 +219,60 @@ fn binary_and_non_utf8_files_through_check() {
     assert!(has("src/random.py", "SYM0002"), "{codes:?}\n{}", run.stdout);
     assert!(has("src/latin1.js", "SYM0002"), "{codes:?}");
     assert!(has("src/ok.py", "SYM0301"), "the readable file is still checked: {codes:?}");
-    assert!(!codes.iter().any(|(p, _)| p == "src/control.py"), "binary UTF-8 has nothing to report: {codes:?}");
+    // Binary that happens to be UTF-8 is code that does not parse, and nothing else.
+    let control: Vec<&str> = codes.iter().filter(|(p, _)| p == "src/control.py").map(|(_, c)| c.as_str()).collect();
+    assert_eq!(control, ["SYM0404"], "binary UTF-8 is reported as code that does not parse: {codes:?}");
     assert_eq!(run.code, 1, "{}", run.stderr);
     let invalid = diagnostics.iter().find(|d| d["path"] == "src/random.py").and_then(|d| d["message"].as_str()).unwrap_or_default();
     assert!(invalid.contains("not valid UTF-8"), "{invalid}");
+}
+
+/// Code that does not parse gets a warning of its own (SYM0404) on the first error's line, beside
+/// the findings of what parsed; with only custom queries, a file none of them can match is not
+/// parsed and gets none.
+#[test]
+fn code_that_does_not_parse_is_reported() {
+    use symbiont_analysis::AnalysisHost;
+    let mut host = AnalysisHost::new();
+    host.set_config(Some(("symbiont.toml".into(), "[policy]\nbase = \"base\"\n".into())));
+    host.set_file("policies.sym", "policy base {\n    deny: network_access\n}\n");
+    let text = "import requests\nrequests.get(u)\ndef broken(:\n    pass\nclass\n";
+    host.set_file("broken.py", text);
+    let diagnostics = host.diagnostics(std::path::Path::new("broken.py"));
+    let codes: Vec<&str> = diagnostics.iter().map(|d| d.code()).collect();
+    assert_eq!(codes, ["SYM0301", "SYM0404"], "{diagnostics:#?}");
+    let error = &diagnostics[1];
+    assert_eq!(error.severity, symbiont_analysis::Severity::Warning);
+    let line = text[..usize::from(error.range.start())].matches('\n').count();
+    assert_eq!(line, 2, "{error:?}");
+    assert!(!text[error.range].contains('\n'), "the first line of the error only: {error:?}");
+    assert!(error.message.contains("python code does not parse"), "{}", error.message);
+
+    // Built-in rules off, one custom query about `requests.get`: a broken file without those
+    // words cannot be matched, is not parsed, and gets nothing; one with them is.
+    let query = r#"((call function: (attribute object: (identifier) @o attribute: (identifier) @a)) @match (#eq? @o "requests") (#eq? @a "get"))"#;
+    let config = format!(
+        "[policy]\nbase = \"base\"\n\n[code]\nbuiltin_rules = false\n\n[[code.rules]]\nid = \"q\"\nlanguage = \"python\"\noperation = \"network_access\"\nmessage = \"m\"\nquery = '''{query}'''\n"
+    );
+    host.set_config(Some(("symbiont.toml".into(), config)));
+    host.set_file("unrelated.py", "def broken(:\n    pass\n");
+    assert_eq!(host.diagnostics(std::path::Path::new("unrelated.py")), Vec::new());
+    let codes: Vec<&str> = host.diagnostics(std::path::Path::new("broken.py")).iter().map(|d| d.code()).collect();
+    assert_eq!(codes, ["SYM0399", "SYM0404"]);
+}
+
+/// A code file over 16 MiB is not parsed, and says so (SYM0405) instead of looking clean.
+#[test]
+fn code_too_large_to_parse_is_reported() {
+    use symbiont_analysis::AnalysisHost;
+    let mut host = AnalysisHost::new();
+    host.set_config(Some(("symbiont.toml".into(), "[policy]\nbase = \"base\"\n".into())));
+    host.set_file("policies.sym", "policy base {\n    deny: network_access\n}\n");
+    let line = "fetch(\"https://example.com\");\n";
+    let bundle = line.repeat((17 << 20) / line.len());
+    host.set_file("dist/bundle.js", bundle);
+    let diagnostics = host.diagnostics(std::path::Path::new("dist/bundle.js"));
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    assert_eq!(diagnostics[0].code(), "SYM0405");
+    assert_eq!(diagnostics[0].message, "this file is 17.0 MiB, over the 16 MiB the code analysis parses: it was not checked");
 }
