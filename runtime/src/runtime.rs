@@ -160,7 +160,7 @@ struct Run<'r> {
 #[derive(Default)]
 struct Resources {
     dir: Option<PathBuf>,
-    broker: Option<tokio::task::JoinHandle<()>>,
+    broker: Option<tokio::task::JoinHandle<String>>,
     instance: Option<Box<dyn Instance>>,
     inbox: Option<String>,
 }
@@ -314,25 +314,31 @@ impl Run<'_> {
         self.transition(State::Running, Map::new()).await?;
 
         let timeout = self.config.limits.timeout;
+        let broker = resources.broker.as_mut().expect("the broker was started above");
         let ended = tokio::select! {
             waited = tokio::time::timeout(timeout, instance.wait()) => match waited {
                 Ok(result) => Ended::Exited(result),
                 Err(_) => Ended::TimedOut,
             },
             () = cancel => Ended::Cancelled,
+            stopped = broker => Ended::BrokerStopped(stopped.unwrap_or_else(|e| format!("the broker stopped: {e}"))),
         };
+        if matches!(ended, Ended::BrokerStopped(_)) {
+            // Finished: a JoinHandle must not be awaited again at clean-up.
+            resources.broker = None;
+        }
         let (state, exit, error) = match ended {
             Ended::Exited(Ok(exit)) if exit.oom_killed => (State::Killed, Some(exit), Some("killed: out of memory".to_string())),
             Ended::Exited(Ok(exit)) if exit.code == 0 => (State::Completed, Some(exit), None),
             Ended::Exited(Ok(exit)) => (State::Failed, Some(exit), None),
             Ended::Exited(Err(e)) => (State::Failed, None, Some(e.to_string())),
-            Ended::TimedOut | Ended::Cancelled => {
+            Ended::TimedOut | Ended::Cancelled | Ended::BrokerStopped(_) => {
                 let _ = instance.kill().await;
                 let exit = tokio::time::timeout(Duration::from_secs(10), instance.wait()).await.ok().and_then(Result::ok);
-                if matches!(ended, Ended::TimedOut) {
-                    (State::TimedOut, exit, Some(format!("timed out after {} ms", timeout.as_millis())))
-                } else {
-                    (State::Killed, exit, Some("killed on request".to_string()))
+                match ended {
+                    Ended::TimedOut => (State::TimedOut, exit, Some(format!("timed out after {} ms", timeout.as_millis()))),
+                    Ended::BrokerStopped(why) => (State::Failed, exit, Some(why)),
+                    _ => (State::Killed, exit, Some("killed on request".to_string())),
                 }
             }
         };
@@ -352,6 +358,8 @@ enum Ended {
     Exited(Result<Exit, SandboxError>),
     TimedOut,
     Cancelled,
+    /// The broker's socket failed: the agent is stopped rather than left without a way out.
+    BrokerStopped(String),
 }
 
 /// Makes the run's directory: `code/` (the implementation and the SDK, world-readable for the

@@ -46,12 +46,26 @@ pub struct BrokerContext {
 /// Decides whether a connection's peer is the agent's sandbox.
 pub type Identify = Arc<dyn Fn(Peer) -> bool + Send + Sync>;
 
-/// Accepts connections until the listener is dropped (the task is aborted at the end of the run).
-pub async fn serve(listener: UnixListener, context: Arc<BrokerContext>, identify: Identify) {
+/// Accepts connections until the task is aborted at the end of the run. Returns only when the
+/// socket fails for good: the runtime then stops the agent, which has lost its only way out.
+pub async fn serve(listener: UnixListener, context: Arc<BrokerContext>, identify: Identify) -> String {
+    let mut failures = 0;
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let (context, identify) = (context.clone(), identify.clone());
-        tokio::spawn(async move { connection(stream, context, identify).await });
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                failures = 0;
+                let (context, identify) = (context.clone(), identify.clone());
+                tokio::spawn(async move { connection(stream, context, identify).await });
+            }
+            // Out of file descriptors and the like pass; a socket that keeps failing is gone.
+            Err(e) => {
+                failures += 1;
+                if failures >= 100 {
+                    return format!("the broker's socket failed: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 }
 

@@ -608,3 +608,48 @@ fn the_bundled_example_runs() {
     assert!(refused.stderr.contains("RequirementFailed"), "{}", refused.stderr);
     ws.assert_clean(&refused);
 }
+
+/// A compiled agent (Rust, built here with `rustc`) runs in the minimal image and speaks the
+/// broker protocol over the socket itself: the protocol needs no SDK.
+#[test]
+fn a_compiled_rust_agent_speaks_the_protocol() {
+    if !sandbox_ready("a_compiled_rust_agent_speaks_the_protocol") {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write(
+        "agent.rs",
+        r##"use std::io::{BufRead, BufReader, Write};
+fn main() {
+    let path = std::env::var("SYMBIONT_BROKER").unwrap();
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    let mut replies = BufReader::new(stream.try_clone().unwrap());
+    for request in [
+        r#"{"id":1,"op":"file_write","path":"native.txt","content":"from rust"}"#,
+        r#"{"id":2,"op":"env_get","name":"HOME"}"#,
+    ] {
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(b"\n").unwrap();
+        let mut line = String::new();
+        replies.read_line(&mut line).unwrap();
+        print!("{line}");
+    }
+}
+"##,
+    );
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let built = Command::new(rustc).args(["-O", "-o"]).arg(ws.path("agent")).arg(ws.path("agent.rs")).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    std::fs::remove_file(ws.path("agent.rs")).unwrap();
+    ws.write(
+        "agent.sym",
+        "agent native {\n    implementation = [\"agent\"]\n    security = { tier: Tier1, timeout: 30s }\n    policy p {\n        allow: [\"file_system_write\"]\n    }\n}\n",
+    );
+    let run = ws.run(&["run", "agent.sym"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let replies: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(replies[0]["result"]["written"], 9, "{replies:?}");
+    assert_eq!(replies[1]["error"]["code"], "denied", "{replies:?}");
+    assert_eq!(std::fs::read_to_string(ws.path(".symbiont/workspaces/native/native.txt")).unwrap(), "from rust");
+    ws.assert_clean(&run);
+}
