@@ -343,6 +343,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         workspace,
         input: options.input.clone(),
         context: options.context.clone(),
+        priority: Default::default(),
     };
     let runtime = tokio_runtime().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
     let outcome = runtime.block_on(async {

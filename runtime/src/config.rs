@@ -119,4 +119,6 @@ pub struct AgentConfig {
     /// `audit_trail`, …), given by whoever starts the run. `agent`, `run_id`, `tier` and `input`
     /// are set by the runtime and cannot be overridden.
     pub context: serde_json::Map<String, serde_json::Value>,
+    /// Its place in the scheduler's queue when the runtime is busy.
+    pub priority: crate::scheduler::Priority,
 }

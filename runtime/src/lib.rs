@@ -9,12 +9,15 @@
 
 pub mod auditor;
 pub mod broker;
+pub mod bus;
 pub mod config;
 pub mod image;
 pub mod lifecycle;
+pub mod local;
 pub mod risk;
 pub mod runtime;
 pub mod sandbox;
+pub mod scheduler;
 mod util;
 
 pub use crate::{

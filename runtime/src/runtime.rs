@@ -11,12 +11,15 @@ use std::{
 };
 
 use serde_json::{json, Map, Value};
-use tokio::{net::UnixListener, sync::Semaphore};
+use tokio::net::UnixListener;
 
 use crate::{
-    broker::{self, mailbox::Mailboxes, BrokerContext},
+    broker::{self, BrokerContext},
+    bus::Bus,
     image::{self, ImageKind},
+    local::{AgentContext, LocalAgent, LocalHandle},
     sandbox::{self, docker::DockerSandbox, Exit, Instance, LaunchSpec, OutputSender, Sandbox, SandboxError},
+    scheduler::Scheduler,
     AgentConfig, Auditor, Language, State, Tier,
 };
 
@@ -68,14 +71,21 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
+/// Sandboxed agents running at once by default.
+pub const DEFAULT_SANDBOXES: usize = 32;
+/// Lightweight agents running at once by default.
+pub const DEFAULT_LIGHTWEIGHT: usize = 8192;
+
 pub struct AgentRuntime {
     auditor: Auditor,
     backends: HashMap<Tier, Arc<dyn Sandbox>>,
-    mailboxes: Arc<Mailboxes>,
+    bus: Arc<Bus>,
     /// Where each run's staging directory (code, broker socket) is made.
     run_root: PathBuf,
-    /// The scheduler's admission: at most this many agents run at once.
-    slots: Arc<Semaphore>,
+    /// Admission of sandboxed agents: few at once, each is a container or VM.
+    sandboxes: Scheduler,
+    /// Admission of lightweight (in-process) agents: thousands at once.
+    lightweight: Scheduler,
 }
 
 /// The SDKs agents use to reach their broker, copied next to their code.
@@ -99,11 +109,12 @@ impl AgentRuntime {
     /// A runtime without backends: every tier is unavailable until one is set.
     pub fn empty(auditor: Auditor) -> AgentRuntime {
         AgentRuntime {
+            bus: Arc::new(Bus::new(auditor.clone())),
             auditor,
             backends: HashMap::new(),
-            mailboxes: Arc::new(Mailboxes::default()),
             run_root: std::env::temp_dir().join("symbiont-runs"),
-            slots: Arc::new(Semaphore::new(64)),
+            sandboxes: Scheduler::new(DEFAULT_SANDBOXES),
+            lightweight: Scheduler::new(DEFAULT_LIGHTWEIGHT),
         }
     }
 
@@ -115,16 +126,27 @@ impl AgentRuntime {
         self.run_root = dir;
     }
 
-    pub fn set_concurrency(&mut self, agents: usize) {
-        self.slots = Arc::new(Semaphore::new(agents.max(1)));
+    /// How many sandboxed and lightweight agents may run at once; the rest wait their turn.
+    pub fn set_concurrency(&mut self, sandboxes: usize, lightweight: usize) {
+        self.sandboxes = Scheduler::new(sandboxes);
+        self.lightweight = Scheduler::new(lightweight);
+    }
+
+    /// Starts a lightweight agent (`local.rs`) when the scheduler admits it.
+    pub fn spawn_local<F, Fut>(&self, agent: LocalAgent, body: F) -> LocalHandle
+    where
+        F: FnOnce(AgentContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        crate::local::spawn(self.bus.clone(), self.auditor.clone(), self.lightweight.clone(), agent, body)
     }
 
     pub fn auditor(&self) -> &Auditor {
         &self.auditor
     }
 
-    pub fn mailboxes(&self) -> &Arc<Mailboxes> {
-        &self.mailboxes
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
     }
 
     /// Whether `tier` can run here, and why not.
@@ -142,7 +164,7 @@ impl AgentRuntime {
         output: OutputSender,
         cancel: impl std::future::Future<Output = ()> + Send,
     ) -> Result<RunReport, RunError> {
-        let _slot = self.slots.acquire().await.map_err(|_| RunError::Setup("the runtime is shutting down".into()))?;
+        let _slot = self.sandboxes.admit(config.priority).await;
         let run = Run { runtime: self, run_id: crate::util::random_id(8), config, state: State::Created, started: Instant::now() };
         run.execute(output, cancel).await
     }
@@ -162,7 +184,7 @@ struct Resources {
     dir: Option<PathBuf>,
     broker: Option<tokio::task::JoinHandle<String>>,
     instance: Option<Box<dyn Instance>>,
-    inbox: Option<String>,
+    on_bus: Option<String>,
 }
 
 impl Run<'_> {
@@ -218,7 +240,7 @@ impl Run<'_> {
         self.transition(State::Created, created).await?;
         let mut resources = Resources::default();
         let result = self.launch_and_wait(&mut resources, output, cancel).await;
-        let cleanup = cleanup(&self.runtime.mailboxes, resources).await;
+        let cleanup = cleanup(&self.runtime.bus, resources).await;
         match result {
             Ok(mut report) => {
                 if let Err(e) = cleanup {
@@ -290,17 +312,18 @@ impl Run<'_> {
             Err(e) => return Err(RunError::Setup(e.to_string())),
         };
 
-        self.runtime.mailboxes.open(&self.config.id);
-        resources.inbox = Some(self.config.id.clone());
+        let env = self.policy_env();
+        self.runtime.bus.join(&self.config.id, self.config.policy.clone(), symbiont_policy::Value::from(Value::Object(env.clone())));
+        resources.on_bus = Some(self.config.id.clone());
         let context = Arc::new(BrokerContext {
             agent: self.config.id.clone(),
             run_id: self.run_id.clone(),
             engine: self.config.policy.clone(),
             auditor: self.runtime.auditor.clone(),
             workspace: self.config.workspace.clone(),
-            env: symbiont_policy::Value::from(Value::Object(self.policy_env())),
+            env: symbiont_policy::Value::from(Value::Object(env)),
             output: output.clone(),
-            mailboxes: self.runtime.mailboxes.clone(),
+            bus: self.runtime.bus.clone(),
         });
         resources.broker = Some(tokio::spawn(broker::serve(listener, context, instance.identify())));
 
@@ -399,14 +422,14 @@ fn stage(root: &Path, dir: &Path, config: &AgentConfig) -> Result<(PathBuf, Path
     Ok((code, broker))
 }
 
-async fn cleanup(mailboxes: &Mailboxes, resources: Resources) -> Result<(), String> {
+async fn cleanup(bus: &Bus, resources: Resources) -> Result<(), String> {
     let mut errors = Vec::new();
     if let Some(task) = resources.broker {
         task.abort();
         let _ = task.await;
     }
-    if let Some(agent) = resources.inbox {
-        mailboxes.close(&agent);
+    if let Some(agent) = resources.on_bus {
+        bus.leave(&agent).await;
     }
     if let Some(mut instance) = resources.instance {
         if let Err(e) = instance.remove().await {

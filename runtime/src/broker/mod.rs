@@ -5,7 +5,6 @@
 //! then acts on the host, within the allowed scope, or refuses.
 
 mod files;
-pub mod mailbox;
 pub mod protocol;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -40,7 +39,8 @@ pub struct BrokerContext {
     /// The policy's `env`: what guards and requirements read besides the request.
     pub env: symbiont_policy::Value,
     pub output: OutputSender,
-    pub mailboxes: Arc<mailbox::Mailboxes>,
+    /// Messages to and from other agents; the bus decides and audits them itself.
+    pub bus: Arc<crate::bus::Bus>,
 }
 
 /// Decides whether a connection's peer is the agent's sandbox.
@@ -151,6 +151,12 @@ async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
             return protocol::error_line(&id, ErrorCode::Unidentified, "a request cannot name another agent: the broker knows who you are");
         }
     }
+    if request.is_message() {
+        return match act(context, &request).await {
+            Ok(result) => protocol::ok_line(&id, result),
+            Err((code, message)) => protocol::error_line(&id, code, &message),
+        };
+    }
     let Some((operation, args)) = request.operation() else {
         // `log` needs no permission: it is the agent's own output, kept in the audit log too.
         let details = details(context, [("request", request.audit_view())]);
@@ -216,18 +222,18 @@ async fn act(context: &BrokerContext, request: &Request) -> ActResult {
             let _ = context.output.send((OutputStream::Stderr, line.into_bytes()));
             Ok(Value::Null)
         }
-        Op::SendMessage { to, payload } => context
-            .mailboxes
-            .send(&context.agent, to, payload.clone())
-            .map(|seq| json!({ "delivered": seq }))
-            .map_err(|e| (ErrorCode::Failed, e)),
+        Op::SendMessage { to, payload } => match context.bus.send(&context.agent, to, payload).await {
+            Ok(seq) => Ok(json!({ "delivered": seq })),
+            Err(e @ crate::bus::BusError::Denied(_)) => Err((ErrorCode::Denied, e.to_string())),
+            Err(e @ crate::bus::BusError::Audit(_)) => Err((ErrorCode::AuditFailed, e.to_string())),
+            Err(e) => Err((ErrorCode::Failed, e.to_string())),
+        },
         Op::ReceiveMessage { timeout_ms } => {
             let wait = Duration::from_millis((*timeout_ms).min(30_000));
-            Ok(context
-                .mailboxes
-                .receive(&context.agent, wait)
-                .await
-                .map_or(Value::Null, |m| json!({ "from": m.from, "payload": m.payload })))
+            match context.bus.receive(&context.agent, wait).await {
+                Ok(message) => Ok(message.map_or(Value::Null, |m| json!({ "from": m.from, "seq": m.seq, "payload": m.payload }))),
+                Err(e) => Err((ErrorCode::Failed, e.to_string())),
+            }
         }
     }
 }

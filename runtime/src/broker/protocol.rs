@@ -124,6 +124,11 @@ fn url_parts(url: &str) -> Option<(String, String, u16, String)> {
 }
 
 impl Request {
+    /// Messages are decided and audited by the bus, on both sides.
+    pub fn is_message(&self) -> bool {
+        matches!(self.op, Op::SendMessage { .. } | Op::ReceiveMessage { .. })
+    }
+
     /// The catalogue operation the request performs and the arguments its guards read; `None`
     /// for `log`, which needs no permission.
     pub fn operation(&self) -> Option<(&'static str, Value)> {

@@ -1,5 +1,6 @@
 //! The agent runtime against real sandboxes: dockerd (Tier 1), gVisor's runsc (Tier 2), and the
-//! Firecracker API contract (Tier 3).
+//! Firecracker API contract (Tier 3); and the inter-agent bus and scheduler, in process.
 
+mod bus;
 mod firecracker;
 mod sandbox;

@@ -354,6 +354,7 @@ fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file: &str, inpu
         workspace,
         input,
         context: serde_json::Map::new(),
+        priority: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (report, stdout) = runtime.block_on(async {

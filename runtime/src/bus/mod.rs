@@ -1,0 +1,315 @@
+//! The inter-agent bus: messages between agents travel only through the runtime, end-to-end
+//! encrypted between the two agents' identities and signed by the sender ([`crypto`]), gated by
+//! policy on both sides (`send_message` with the recipient as `to`, `receive_message` with the
+//! sender as `from`), delivered in order per pair, with duplicates and replays dropped, through
+//! bounded inboxes that push back on senders. Each decision is audited with metadata only (the
+//! peer, the sequence number, the size): the payload stays encrypted until the recipient's
+//! runtime side opens it.
+//!
+//! It must never deliver a message the sender's policy denied or the recipient's policy refuses,
+//! a message whose signature or ciphertext does not verify, or the same message twice; and a
+//! send to an agent that is unknown or stopped fails at once rather than waiting.
+
+pub mod crypto;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Map, Value};
+use symbiont_policy::{Effect, Engine};
+use tokio::sync::mpsc;
+
+use crate::Auditor;
+use crypto::{Identity, PublicIdentity};
+
+/// Undelivered messages an inbox holds before senders wait (then fail with [`BusError::Full`]).
+pub const DEFAULT_CAPACITY: usize = 256;
+/// How long a sender waits for room in a full inbox.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A message as it travels: the header in clear, the payload sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: String,
+    pub to: String,
+    /// Per ordered pair, from 1; the AEAD nonce and the replay counter.
+    pub seq: u64,
+    pub ciphertext: Vec<u8>,
+    pub signature: [u8; 64],
+}
+
+/// A message delivered to its recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    pub from: String,
+    pub seq: u64,
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusError {
+    /// The sender is not on the bus (not running).
+    NotMember(String),
+    /// No running agent has that name.
+    UnknownAgent(String),
+    /// The recipient stopped; the message was not delivered.
+    Stopped(String),
+    /// The sender's policy denies the send.
+    Denied(String),
+    /// The recipient's inbox stayed full for the send timeout.
+    Full(String),
+    /// The audit log refused the entry, so nothing was done.
+    Audit(String),
+}
+
+impl std::fmt::Display for BusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusError::NotMember(a) => write!(f, "agent `{a}` is not on the bus"),
+            BusError::UnknownAgent(a) => write!(f, "no running agent `{a}`: the message was not delivered"),
+            BusError::Stopped(a) => write!(f, "agent `{a}` has stopped: the message was not delivered"),
+            BusError::Denied(why) => f.write_str(why),
+            BusError::Full(a) => write!(f, "agent `{a}`'s inbox stayed full: the message was not delivered (try again later)"),
+            BusError::Audit(why) => write!(f, "the audit log refused the entry, so nothing was done: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BusError {}
+
+struct Outgoing {
+    next_seq: u64,
+    key: chacha20poly1305::ChaCha20Poly1305,
+}
+
+struct Incoming {
+    last_seq: u64,
+    key: chacha20poly1305::ChaCha20Poly1305,
+}
+
+struct Member {
+    identity: Identity,
+    policy: Arc<Engine>,
+    env: symbiont_policy::Value,
+    inbox: mpsc::Sender<Envelope>,
+    receiver: tokio::sync::Mutex<mpsc::Receiver<Envelope>>,
+    /// Per recipient; held across sequence numbering and enqueueing, so order holds per pair
+    /// however many tasks send at once.
+    outgoing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Outgoing>>>>>,
+    incoming: Mutex<HashMap<String, Incoming>>,
+}
+
+/// The bus of one runtime.
+pub struct Bus {
+    members: RwLock<HashMap<String, Arc<Member>>>,
+    /// Public identities of every agent that joined, kept after it leaves so that what it sent
+    /// can still be verified.
+    known: RwLock<HashMap<String, PublicIdentity>>,
+    auditor: Auditor,
+    capacity: usize,
+    send_timeout: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Bus {
+    pub fn new(auditor: Auditor) -> Bus {
+        Bus::with_limits(auditor, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT)
+    }
+
+    pub fn with_limits(auditor: Auditor, capacity: usize, send_timeout: Duration) -> Bus {
+        Bus { members: RwLock::default(), known: RwLock::default(), auditor, capacity: capacity.max(1), send_timeout }
+    }
+
+    fn member(&self, name: &str) -> Option<Arc<Member>> {
+        self.members.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Puts `agent` on the bus with a fresh identity; its policy decides what it may send and
+    /// accept. Returns the identity's public keys (the runtime records them).
+    pub fn join(&self, agent: &str, policy: Arc<Engine>, env: symbiont_policy::Value) -> PublicIdentity {
+        let identity = Identity::generate();
+        let public = identity.public().clone();
+        let (inbox, receiver) = mpsc::channel(self.capacity);
+        let member = Member {
+            identity,
+            policy,
+            env,
+            inbox,
+            receiver: tokio::sync::Mutex::new(receiver),
+            outgoing: Mutex::default(),
+            incoming: Mutex::default(),
+        };
+        self.known.write().unwrap_or_else(|e| e.into_inner()).insert(agent.to_string(), public.clone());
+        self.members.write().unwrap_or_else(|e| e.into_inner()).insert(agent.to_string(), Arc::new(member));
+        public
+    }
+
+    /// Takes `agent` off the bus: later sends fail at once, senders waiting for room fail, and
+    /// what was still queued is dropped with an audit entry each (never delivered late).
+    pub async fn leave(&self, agent: &str) {
+        let Some(member) = self.members.write().unwrap_or_else(|e| e.into_inner()).remove(agent) else { return };
+        let mut receiver = member.receiver.lock().await;
+        receiver.close();
+        while let Ok(envelope) = receiver.try_recv() {
+            let details = Map::from_iter([
+                ("from".to_string(), json!(envelope.from)),
+                ("seq".to_string(), json!(envelope.seq)),
+                ("reason".to_string(), json!("the recipient stopped before receiving it")),
+            ]);
+            let _ = self.auditor.record(agent, "receive_message", "undelivered", details).await;
+        }
+    }
+
+    /// Sends `payload` from `from` to `to`: decided by `from`'s policy and audited first.
+    /// Returns the message's sequence number on the pair.
+    pub async fn send(&self, from: &str, to: &str, payload: &Value) -> Result<u64, BusError> {
+        let sender = self.member(from).ok_or_else(|| BusError::NotMember(from.to_string()))?;
+        let plaintext = serde_json::to_vec(payload).expect("JSON values serialize");
+        let args = symbiont_policy::Value::from(json!({ "to": to, "recipient": to }));
+        let (effect, reason, rules) = decide(&sender.policy, "send_message", &args, &sender.env);
+        let details = Map::from_iter([
+            ("to".to_string(), json!(to)),
+            ("bytes".to_string(), json!(plaintext.len())),
+            ("reason".to_string(), json!(reason)),
+            ("rules".to_string(), rules.clone()),
+        ]);
+        self.auditor.record(from, "send_message", effect.as_str(), details).await.map_err(|e| BusError::Audit(e.to_string()))?;
+        if effect == Effect::Deny {
+            let by = rules.get(0).and_then(|r| r["rule"].as_str()).map(|r| format!(" by `{r}`")).unwrap_or_default();
+            return Err(BusError::Denied(format!("policy denies send_message to `{to}` for agent {from}{by} ({reason})")));
+        }
+        let recipient = match self.member(to) {
+            Some(member) => member,
+            None if self.known.read().unwrap_or_else(|e| e.into_inner()).contains_key(to) => return Err(BusError::Stopped(to.to_string())),
+            None => return Err(BusError::UnknownAgent(to.to_string())),
+        };
+        let pair = lock(&sender.outgoing).entry(to.to_string()).or_default().clone();
+        let mut pair = pair.lock().await;
+        let outgoing =
+            pair.get_or_insert_with(|| Outgoing { next_seq: 1, key: sender.identity.channel_key(recipient.identity.public(), from, to) });
+        let seq = outgoing.next_seq;
+        let header = crypto::header(from, to, seq);
+        let ciphertext = crypto::seal(&outgoing.key, &header, seq, &plaintext);
+        let signature = crypto::sign(&sender.identity, &header, &ciphertext);
+        let envelope = Envelope { from: from.to_string(), to: to.to_string(), seq, ciphertext, signature };
+        match tokio::time::timeout(self.send_timeout, recipient.inbox.send(envelope)).await {
+            Ok(Ok(())) => {
+                outgoing.next_seq += 1;
+                Ok(seq)
+            }
+            Ok(Err(_)) => Err(BusError::Stopped(to.to_string())),
+            Err(_) => Err(BusError::Full(to.to_string())),
+        }
+    }
+
+    /// Takes the next envelope out of `agent`'s inbox unopened, as a transport forwarding it
+    /// elsewhere would; [`Bus::deliver`] puts one in. Neither checks anything: [`Bus::receive`]
+    /// does. Tests use the pair to replay and tamper.
+    pub async fn take(&self, agent: &str) -> Option<Envelope> {
+        let member = self.member(agent)?;
+        let mut receiver = member.receiver.lock().await;
+        receiver.try_recv().ok()
+    }
+
+    /// Hands an envelope to its recipient's inbox as a transport would: no checks here, all of
+    /// them on receipt. Tests use it to replay and tamper.
+    pub async fn deliver(&self, envelope: Envelope) -> Result<(), BusError> {
+        let recipient = self.member(&envelope.to).ok_or_else(|| BusError::UnknownAgent(envelope.to.clone()))?;
+        let to = envelope.to.clone();
+        recipient.inbox.send(envelope).await.map_err(|_| BusError::Stopped(to))
+    }
+
+    /// The next message for `agent` that verifies, is new, and its policy accepts; waits up to
+    /// `wait`. Rejected messages are audited and skipped.
+    pub async fn receive(&self, agent: &str, wait: Duration) -> Result<Option<Delivered>, BusError> {
+        let member = self.member(agent).ok_or_else(|| BusError::NotMember(agent.to_string()))?;
+        let deadline = Instant::now() + wait;
+        let mut receiver = member.receiver.lock().await;
+        loop {
+            let envelope = match tokio::time::timeout_at(deadline.into(), receiver.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(None) => return Err(BusError::Stopped(agent.to_string())),
+                Ok(Some(envelope)) => envelope,
+            };
+            if let Some(delivered) = self.accept(agent, &member, envelope).await? {
+                return Ok(Some(delivered));
+            }
+        }
+    }
+
+    /// Checks one envelope for `agent`: signature, freshness, decryption, policy.
+    async fn accept(&self, agent: &str, member: &Member, envelope: Envelope) -> Result<Option<Delivered>, BusError> {
+        let Envelope { from, to, seq, ciphertext, signature } = envelope;
+        let mut details = Map::from_iter([("from".to_string(), json!(from)), ("seq".to_string(), json!(seq))]);
+        let sender = self.known.read().unwrap_or_else(|e| e.into_inner()).get(&from).cloned();
+        let header = crypto::header(&from, &to, seq);
+        let rejection = if to != agent {
+            Some("addressed to another agent")
+        } else if sender.as_ref().is_none_or(|s| !crypto::verify(s, &header, &ciphertext, &signature)) {
+            Some("the sender's signature does not verify")
+        } else {
+            None
+        };
+        let plaintext = match (rejection, sender) {
+            (None, Some(sender)) => {
+                let mut incoming = lock(&member.incoming);
+                let pair = incoming
+                    .entry(from.clone())
+                    .or_insert_with(|| Incoming { last_seq: 0, key: member.identity.channel_key(&sender, &from, &to) });
+                if seq <= pair.last_seq {
+                    Err("a replay or duplicate of a message already received")
+                } else {
+                    crypto::open(&pair.key, &header, seq, &ciphertext).ok_or("the ciphertext does not authenticate")
+                }
+            }
+            _ => Err(rejection.unwrap_or("unknown sender")),
+        };
+        let plaintext = match plaintext {
+            Ok(plaintext) => plaintext,
+            Err(why) => {
+                details.insert("reason".into(), json!(why));
+                self.auditor.record(agent, "receive_message", "reject", details).await.map_err(|e| BusError::Audit(e.to_string()))?;
+                return Ok(None);
+            }
+        };
+        let args = symbiont_policy::Value::from(json!({ "from": from, "sender": from }));
+        let (effect, reason, rules) = decide(&member.policy, "receive_message", &args, &member.env);
+        details.insert("bytes".into(), json!(plaintext.len()));
+        details.insert("reason".into(), json!(reason));
+        details.insert("rules".into(), rules);
+        self.auditor.record(agent, "receive_message", effect.as_str(), details).await.map_err(|e| BusError::Audit(e.to_string()))?;
+        // Only now is the pair's counter advanced: a refused message is still consumed.
+        lock(&member.incoming).get_mut(&from).expect("inserted above").last_seq = seq;
+        if effect == Effect::Deny {
+            return Ok(None);
+        }
+        let payload = serde_json::from_slice(&plaintext).unwrap_or(Value::Null);
+        Ok(Some(Delivered { from, seq, payload }))
+    }
+}
+
+/// A decision with its reason and deciding rules as JSON, for the audit entry.
+pub(crate) fn decide(
+    engine: &Engine,
+    operation: &str,
+    args: &symbiont_policy::Value,
+    env: &symbiont_policy::Value,
+) -> (Effect, String, Value) {
+    let decision = engine.decide(operation, args, env);
+    let rules = decision
+        .deciding
+        .as_slice()
+        .iter()
+        .map(|&id| {
+            let rule = engine.rule(id);
+            json!({ "rule": rule.text, "at": rule.loc.to_string() })
+        })
+        .collect();
+    (decision.effect, format!("{:?}", decision.reason), Value::Array(rules))
+}
