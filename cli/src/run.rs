@@ -41,6 +41,10 @@ Options:
       --context <JSON>    A JSON object whose top-level keys are names the policy's guards and
                           requirements read, e.g. '{\"user_clearance\": \"developer\"}'
       --timeout <DUR>     Lower the execution timeout (e.g. 30s, 5m)
+      --summary <FORMAT>  The closing summary on standard error: human or json [default: human]
+                          (json: one object with agent, run_id, state, exit_code, tier,
+                          duration_ms, error, audit_log and audit_seqs, the run's first and
+                          last entry)
   -h, --help              Print help
 
 WORKSPACE is the directory of the nearest symbiont.toml above FILE, or FILE's directory.
@@ -85,6 +89,7 @@ pub struct RunOptions {
     pub input: serde_json::Value,
     pub context: serde_json::Map<String, serde_json::Value>,
     pub timeout: Option<Duration>,
+    pub json_summary: bool,
 }
 
 pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
@@ -92,6 +97,7 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
     let usage = |m: String| UsageError::new(m, Some("run"));
     let (mut file, mut agent, mut tier, mut audit_log, mut key, mut input, mut timeout) = (None, None, None, None, None, json!(null), None);
     let mut context = Map::new();
+    let mut json_summary = false;
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(RUN_HELP)),
@@ -117,6 +123,13 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
                     Err(e) => return Err(usage(format!("'--context' is not JSON: {e}"))),
                 };
             }
+            Arg::Long("summary") => {
+                json_summary = match parser.value().map_err(err)?.string().map_err(err)?.as_str() {
+                    "human" => false,
+                    "json" => true,
+                    other => return Err(usage(format!("invalid value '{other}' for '--summary' (expected human or json)"))),
+                }
+            }
             Arg::Long("timeout") => {
                 let text = parser.value().map_err(err)?.string().map_err(err)?;
                 match symbiont_syntax::quantity::parse(&text) {
@@ -129,7 +142,7 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
         }
     }
     let file = file.ok_or_else(|| usage("missing FILE.sym".into()))?;
-    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, context, timeout }))
+    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, context, timeout, json_summary }))
 }
 
 pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
@@ -325,7 +338,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
     let state_dir = root.join(".symbiont");
     let log_dir = options.audit_log.clone().unwrap_or_else(|| state_dir.join("audit"));
     let signer = signer(options.key.as_deref(), &state_dir).map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
-    let (log, _) = Log::open(&log_dir, signer, LogOptions::default())
+    let (log, opened) = Log::open(&log_dir, signer, LogOptions::default())
         .map_err(|e| refuse(status::RUNTIME_FAILED, format!("{}: cannot open the audit log: {e}", log_dir.display())))?;
     let log = Arc::new(log);
     let auditor = Auditor::new(log.clone());
@@ -381,22 +394,43 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
     };
     // Entries are durable already; closing writes the final checkpoint.
     drop(runtime);
+    let written = log.commit_stats().entries;
     if let Ok(log) = Arc::try_unwrap(log) {
         let _ = log.close();
     }
+    // This run's entries: from the first appended after opening to the last.
+    let seqs = (opened.entries, (opened.entries + written).saturating_sub(1));
     match outcome {
         Ok(report) => {
             let exit = report.exit_code.map_or(String::new(), |c| format!(" (exit {c})"));
             let why = report.error.as_ref().map_or(String::new(), |e| format!(": {e}"));
-            summary(format!(
-                "agent `{}` {}{exit} at {} in {:.2} s{why}; run {} is in the audit log {}",
-                report.agent,
-                report.state.as_str().replace('_', " "),
-                report.tier,
-                report.duration.as_secs_f64(),
-                report.run_id,
-                log_dir.display()
-            ));
+            if options.json_summary {
+                let line = json!({
+                    "agent": report.agent,
+                    "run_id": report.run_id,
+                    "state": report.state.as_str(),
+                    "exit_code": report.exit_code,
+                    "oom_killed": report.oom_killed,
+                    "tier": report.tier.number(),
+                    "duration_ms": report.duration.as_millis() as u64,
+                    "error": report.error,
+                    "audit_log": log_dir.canonicalize().unwrap_or(log_dir.clone()),
+                    "audit_seqs": [seqs.0, seqs.1],
+                });
+                let _ = writeln!(std::io::stderr(), "{line}");
+            } else {
+                summary(format!(
+                    "agent `{}` {}{exit} at {} in {:.2} s{why}; run {} is entries {}–{} of the audit log {}",
+                    report.agent,
+                    report.state.as_str().replace('_', " "),
+                    report.tier,
+                    report.duration.as_secs_f64(),
+                    report.run_id,
+                    seqs.0,
+                    seqs.1,
+                    log_dir.display()
+                ));
+            }
             Ok(match report.state {
                 State::TimedOut => status::TIMED_OUT,
                 State::Killed => status::KILLED,

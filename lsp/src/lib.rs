@@ -9,6 +9,7 @@
 
 mod convert;
 mod publish;
+mod run;
 mod server;
 mod transport;
 mod world;
@@ -25,7 +26,7 @@ use tower_lsp_server::{
     LspService, Server,
 };
 
-pub use server::RUN_AGENT;
+pub use server::{RUN_AGENT, VERIFY_AUDIT};
 
 /// Whether the client asked for `shutdown` (before `exit`, the protocol's clean end).
 pub(crate) static SHUT_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -27,7 +27,7 @@ use crate::{
     world::{self, lock, Change, Msg, World},
 };
 
-pub const RUN_AGENT: &str = "symbiont.runAgent";
+pub use crate::run::{RUN_AGENT, VERIFY_AUDIT};
 
 /// The changes sent to the writer so far, numbered, and each open document's latest version.
 struct Outbox {
@@ -245,7 +245,10 @@ fn capabilities(pull: bool) -> lsp::ServerCapabilities {
             work_done_progress_options: Default::default(),
         })),
         folding_range_provider: Some(lsp::FoldingRangeProviderCapability::Simple(true)),
-        execute_command_provider: Some(lsp::ExecuteCommandOptions { commands: vec![RUN_AGENT.into()], ..Default::default() }),
+        execute_command_provider: Some(lsp::ExecuteCommandOptions {
+            commands: vec![RUN_AGENT.into(), VERIFY_AUDIT.into()],
+            ..Default::default()
+        }),
         semantic_tokens_provider: Some(lsp::SemanticTokensServerCapabilities::SemanticTokensOptions(lsp::SemanticTokensOptions {
             legend: convert::semantic_legend(),
             range: Some(true),
@@ -647,13 +650,37 @@ impl LanguageServer for Backend {
     }
 
     async fn execute_command(&self, params: lsp::ExecuteCommandParams) -> Result<Option<lsp::LSPAny>> {
-        if params.command != RUN_AGENT {
-            return Err(invalid_params(format!("unknown command `{}`", params.command)));
+        // Arguments: the agent's name and its document's URI (what the "Run agent" lens sends);
+        // for `symbiont.verifyAudit`, optionally a document or folder URI of the workspace.
+        let uri_argument = |index: usize| -> Result<Option<PathBuf>> {
+            match params.arguments.get(index) {
+                None | Some(Value::Null) => Ok(None),
+                Some(value) => {
+                    let uri: lsp::Uri =
+                        serde_json::from_value(value.clone()).map_err(|e| invalid_params(format!("argument {index}: {e}")))?;
+                    uri.to_file_path()
+                        .map(|p| Some(p.into_owned()))
+                        .ok_or_else(|| invalid_params(format!("`{}` is not a file URI", uri.as_str())))
+                }
+            }
+        };
+        match params.command.as_str() {
+            RUN_AGENT => {
+                let agent =
+                    params.arguments.first().and_then(Value::as_str).ok_or_else(|| invalid_params("argument 0: the agent's name"))?;
+                let file = uri_argument(1)?.ok_or_else(|| invalid_params("argument 1: the URI of the agent's .sym file"))?;
+                let root = root_of(file.parent().unwrap_or(Path::new("/")));
+                crate::run::run_agent(&self.client, file, agent.to_string(), root).await
+            }
+            VERIFY_AUDIT => {
+                let start = match uri_argument(0)? {
+                    Some(path) if path.is_dir() => path,
+                    Some(path) => path.parent().map(Path::to_path_buf).unwrap_or(path),
+                    None => self.paths().root.ok_or_else(|| invalid_params("no workspace folder: pass a URI of the workspace"))?,
+                };
+                crate::run::verify_audit(&self.client, root_of(&start).join(".symbiont").join("audit")).await
+            }
+            other => Err(invalid_params(format!("unknown command `{other}` (expected {RUN_AGENT} or {VERIFY_AUDIT})"))),
         }
-        let agent = params.arguments.first().and_then(Value::as_str).unwrap_or("the agent");
-        Err(request_failed(format!(
-            "Cannot run agent `{agent}`: the Symbiont runtime is not built into this toolchain. The language server checks agents and \
-             their code against their policies; running them needs the Symbiont runtime."
-        )))
     }
 }

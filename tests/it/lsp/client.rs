@@ -171,6 +171,14 @@ impl Server {
         }
     }
 
+    /// The notifications of `method` that arrived while waiting for other messages, oldest
+    /// first; they leave the backlog.
+    pub fn backlog_of(&mut self, method: &str) -> Vec<Value> {
+        let (matching, rest) = std::mem::take(&mut self.backlog).into_iter().partition(|m| m["method"] == method);
+        self.backlog = rest;
+        matching
+    }
+
     /// Waits for diagnostics published for `uri` (at `version`, when given).
     pub fn diagnostics(&mut self, uri: &str, version: Option<i64>) -> Value {
         let message = self.wait_for(|m| {

@@ -9,6 +9,7 @@ mod code;
 mod features;
 mod properties;
 mod robustness;
+mod run;
 mod workspace;
 
 use std::path::{Path, PathBuf};

@@ -3,4 +3,4 @@
 
 mod bus;
 mod firecracker;
-mod sandbox;
+pub(crate) mod sandbox;

@@ -50,7 +50,7 @@ fn sandbox_missing() -> Option<String> {
 }
 
 /// True when the test should go on; prints why it skips otherwise.
-fn sandbox_ready(test: &str) -> bool {
+pub(crate) fn sandbox_ready(test: &str) -> bool {
     match sandbox_missing() {
         None => true,
         Some(why) if std::env::var_os("SYMBIONT_REQUIRE_SANDBOX").is_some() => {

@@ -1,0 +1,141 @@
+//! The editor's hand-off to the runtime: `symbiont.runAgent` runs `symbiont run` for the agent
+//! under the code lens, reporting `$/progress` while it runs, streaming its output to the client
+//! (`window/logMessage`), and answering with the run's summary and where its audit entries are;
+//! `symbiont.verifyAudit` verifies the workspace's audit log with `symbiont audit verify`.
+//!
+//! Both run the `symbiont` binary (beside this one, or `SYMBIONT_BIN`, or on `PATH`): a run is
+//! exactly what `symbiont run` does on the command line, and a crashing agent or runtime never
+//! takes the language server down with it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tower_lsp_server::{
+    jsonrpc::Result,
+    ls_types::{self as lsp, MessageType},
+    Client,
+};
+
+use crate::convert::request_failed;
+
+pub const RUN_AGENT: &str = "symbiont.runAgent";
+pub const VERIFY_AUDIT: &str = "symbiont.verifyAudit";
+
+/// The `symbiont` command line this server hands runs to.
+pub fn symbiont_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SYMBIONT_BIN") {
+        return PathBuf::from(path);
+    }
+    let sibling = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("symbiont")));
+    sibling.filter(|path| path.is_file()).unwrap_or_else(|| PathBuf::from("symbiont"))
+}
+
+fn file_uri(path: &Path) -> String {
+    lsp::Uri::from_file_path(path).map(|u| u.as_str().to_string()).unwrap_or_else(|| format!("file://{}", path.display()))
+}
+
+/// Runs `agent` of `file`; `root` is where `symbiont` runs (the workspace root).
+pub async fn run_agent(client: &Client, file: PathBuf, agent: String, root: PathBuf) -> Result<Option<Value>> {
+    let token = lsp::ProgressToken::String(format!("symbiont.runAgent/{agent}/{}", std::process::id() ^ rand_u32()));
+    // Clients that cannot show progress answer with an error; the run goes on regardless.
+    let _ = client.create_work_done_progress(token.clone()).await;
+    let progress = client.progress(token, format!("Running agent {agent}")).with_message("starting the sandbox").begin().await;
+    let mut child = tokio::process::Command::new(symbiont_binary())
+        .arg("run")
+        .arg(&file)
+        .args(["--agent", &agent, "--summary", "json"])
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| request_failed(format!("cannot start `{}`: {e}", symbiont_binary().display())))?;
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let (mut summary, mut errors) = (None, Vec::new());
+    let (mut out_open, mut err_open) = (true, true);
+    while out_open || err_open {
+        tokio::select! {
+            line = stdout.next_line(), if out_open => match line {
+                Ok(Some(line)) => {
+                    client.log_message(MessageType::INFO, format!("[{agent}] {line}")).await;
+                    progress.report(line).await;
+                }
+                _ => out_open = false,
+            },
+            line = stderr.next_line(), if err_open => match line {
+                Ok(Some(line)) => match serde_json::from_str::<Value>(&line) {
+                    Ok(value) if value.get("run_id").is_some() => summary = Some(value),
+                    _ => {
+                        client.log_message(MessageType::WARNING, format!("[{agent}] {line}")).await;
+                        errors.push(line);
+                    }
+                },
+                _ => err_open = false,
+            },
+        }
+    }
+    let status = child.wait().await.map_err(|e| request_failed(format!("waiting for `symbiont run`: {e}")))?;
+    let Some(mut summary) = summary else {
+        // Refused before running (no sandbox, policy refusal, workspace error): say why.
+        let why = errors
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("error: "))
+            .cloned()
+            .unwrap_or_else(|| format!("`symbiont run` exited with {status}"));
+        progress.finish_with_message(why.clone()).await;
+        client.show_message(MessageType::ERROR, format!("Agent {agent} did not run: {why}")).await;
+        return Err(request_failed(format!("agent {agent} did not run: {why}")));
+    };
+    let state = summary["state"].as_str().unwrap_or("unknown").replace('_', " ");
+    let exit = summary["exit_code"].as_i64().map_or(String::new(), |c| format!(" (exit {c})"));
+    let log = PathBuf::from(summary["audit_log"].as_str().unwrap_or_default());
+    let seqs = (summary["audit_seqs"][0].as_u64().unwrap_or(0), summary["audit_seqs"][1].as_u64().unwrap_or(0));
+    let message = format!(
+        "Agent {agent} {state}{exit} at Tier{} in {} ms; audit entries {}–{}: {}",
+        summary["tier"],
+        summary["duration_ms"],
+        seqs.0,
+        seqs.1,
+        file_uri(&log)
+    );
+    progress.finish_with_message(format!("{state}{exit}")).await;
+    let kind = if summary["state"] == "completed" { MessageType::INFO } else { MessageType::ERROR };
+    client.show_message(kind, &message).await;
+    summary["audit_uri"] = json!(file_uri(&log));
+    summary["exit_status"] = json!(status.code());
+    Ok(Some(summary))
+}
+
+/// Verifies the audit log in `root/.symbiont/audit` (or the log named).
+pub async fn verify_audit(client: &Client, log: PathBuf) -> Result<Option<Value>> {
+    let output = tokio::process::Command::new(symbiont_binary())
+        .args(["audit", "verify"])
+        .arg(&log)
+        .args(["--format", "json"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| request_failed(format!("cannot start `{}`: {e}", symbiont_binary().display())))?;
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| json!({ "valid": false, "error": String::from_utf8_lossy(&output.stderr).trim().to_string() }));
+    let valid = output.status.code() == Some(0);
+    let text = if valid {
+        format!("The audit log {} verifies: {} entries", log.display(), report["entries"])
+    } else {
+        let why = report.get("first_bad").filter(|f| !f.is_null()).or(report.get("error")).map(|f| f.to_string()).unwrap_or_default();
+        format!("The audit log {} does NOT verify: {why}", log.display())
+    };
+    client.show_message(if valid { MessageType::INFO } else { MessageType::ERROR }, &text).await;
+    Ok(Some(json!({ "valid": valid, "log": file_uri(&log), "report": report })))
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+}
