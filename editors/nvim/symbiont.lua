@@ -24,7 +24,8 @@ vim.lsp.config("symbiont", {
 vim.lsp.enable("symbiont")
 
 -- Code lenses ("Run agent" above each agent): refresh them, and run the one under the cursor
--- with :SymbiontRunAgent (the server answers that the runtime is not built in).
+-- with :SymbiontRunAgent (the agent's output arrives as log messages, `:LspLog`; the result as a
+-- message). :SymbiontVerifyAudit verifies the workspace's audit log.
 vim.api.nvim_create_autocmd({ "LspAttach", "BufEnter", "InsertLeave", "BufWritePost" }, {
   pattern = { "*.sym", "*.symbi" },
   callback = function(args)
@@ -36,3 +37,9 @@ vim.api.nvim_create_autocmd({ "LspAttach", "BufEnter", "InsertLeave", "BufWriteP
 vim.api.nvim_create_user_command("SymbiontRunAgent", function()
   vim.lsp.codelens.run()
 end, { desc = "Run the agent under the cursor (Symbiont)" })
+vim.api.nvim_create_user_command("SymbiontVerifyAudit", function()
+  local client = vim.lsp.get_clients({ bufnr = 0, name = "symbiont" })[1]
+  if client then
+    client:exec_cmd({ title = "Verify audit log", command = "symbiont.verifyAudit", arguments = { vim.uri_from_bufnr(0) } })
+  end
+end, { desc = "Verify the workspace's audit log (Symbiont)" })

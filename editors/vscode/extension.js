@@ -1,5 +1,7 @@
 // The Symbiont extension: starts `symbiont-lsp --stdio` for .sym/.symbi files and the agent code
-// (Rust, Python, JavaScript, TypeScript) in the workspace, and offers "Symbiont: Run agent".
+// (Rust, Python, JavaScript, TypeScript) in the workspace, and offers "Symbiont: Run agent" and
+// "Symbiont: Verify audit log". The server runs agents through `symbiont run`: progress shows in
+// the status bar, the agent's output in the "Symbiont" output channel, the result as a message.
 const vscode = require("vscode");
 const { LanguageClient, ExecuteCommandRequest } = require("vscode-languageclient/node");
 
@@ -26,17 +28,31 @@ function start() {
 }
 
 // The code lens above each agent runs the server's `symbiont.runAgent` (registered by the
-// language client); this command asks for an agent by name and shows the server's answer.
+// language client); this command asks for an agent of the active .sym file by name.
 async function runAgentPrompt() {
-  if (!client) {
+  const editor = vscode.window.activeTextEditor;
+  if (!client || !editor || editor.document.languageId !== "symbiont") {
+    vscode.window.showWarningMessage("Open the agent's .sym file first.");
     return;
   }
   const agent = await vscode.window.showInputBox({ prompt: "Agent to run" });
   if (!agent) {
     return;
   }
+  await execute("symbiont.runAgent", [agent, editor.document.uri.toString()]);
+}
+
+async function verifyAudit() {
+  const folder = vscode.workspace.workspaceFolders && vscode.workspace.workspaceFolders[0];
+  await execute("symbiont.verifyAudit", folder ? [folder.uri.toString()] : []);
+}
+
+async function execute(command, args) {
+  if (!client) {
+    return;
+  }
   try {
-    await client.sendRequest(ExecuteCommandRequest.type, { command: "symbiont.runAgent", arguments: [agent] });
+    await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args });
   } catch (error) {
     vscode.window.showWarningMessage(error.message || String(error));
   }
@@ -45,6 +61,7 @@ async function runAgentPrompt() {
 async function activate(context) {
   context.subscriptions.push(
     vscode.commands.registerCommand("symbiont.runAgentPrompt", runAgentPrompt),
+    vscode.commands.registerCommand("symbiont.verifyAuditPrompt", verifyAudit),
     vscode.commands.registerCommand("symbiont.restartServer", async () => {
       if (client) {
         await client.stop();
