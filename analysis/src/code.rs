@@ -71,7 +71,18 @@ pub fn code_scan(db: &dyn Db, ws: Workspace, file: SourceFile) -> Scan {
     let Some(lang) = Lang::from_path(file.path(db)) else {
         return Scan { findings: Vec::new(), syntax_errors: 0, first_error: None, skipped: None };
     };
-    code_rules(db, ws).rules.scan(lang, file.text(db))
+    let rules = &code_rules(db, ws).rules;
+    let text = file.text(db);
+    match db.code_states() {
+        Some(states) => {
+            let (scan, state) = rules.scan_incremental(lang, text, states.take(file));
+            if let Some(state) = state {
+                states.put(file, state);
+            }
+            scan
+        }
+        None => rules.scan(lang, text),
+    }
 }
 
 pub fn code_findings(db: &dyn Db, ws: Workspace, file: SourceFile) -> &[Finding] {

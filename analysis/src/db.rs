@@ -42,10 +42,46 @@ pub struct Workspace {
 }
 
 #[salsa::db]
-pub trait Db: salsa::Database {}
+pub trait Db: salsa::Database {
+    /// What the scans of code files kept for their next scan, when the database keeps it (a
+    /// language server, where the same files are scanned again after each edit).
+    fn code_states(&self) -> Option<&CodeStates>;
+}
 
 #[salsa::db]
-impl<T: salsa::Database> Db for T {}
+impl Db for RootDatabase {
+    fn code_states(&self) -> Option<&CodeStates> {
+        self.code_states.as_deref()
+    }
+}
+
+/// The [`symbiont_code::ScanState`]s of the code files scanned last, so that the scan of an edited
+/// file redoes only what the edit touched (tree-sitter's incremental parsing, and the rules only
+/// in the top-level nodes that changed). The scan's result is the same with or without them, so
+/// salsa needs to know nothing of this. A tree is several times its text: only a few are kept.
+pub struct CodeStates {
+    states: Mutex<Vec<(SourceFile, symbiont_code::ScanState)>>,
+}
+
+impl CodeStates {
+    /// How many files' states are kept, the most recently scanned.
+    const KEPT: usize = 8;
+
+    pub fn take(&self, file: SourceFile) -> Option<symbiont_code::ScanState> {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let at = states.iter().position(|(f, _)| *f == file)?;
+        Some(states.remove(at).1)
+    }
+
+    pub fn put(&self, file: SourceFile, state: symbiont_code::ScanState) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.retain(|(f, _)| *f != file);
+        if states.len() >= Self::KEPT {
+            states.remove(0);
+        }
+        states.push((file, state));
+    }
+}
 
 /// A file's tree, for features that need one (the language server's navigation). Trees are
 /// several times larger than their text and cheap to rebuild, so only recently used ones are kept.
@@ -106,6 +142,7 @@ pub fn file_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Dia
 pub struct RootDatabase {
     storage: salsa::Storage<Self>,
     executed: Arc<Mutex<Option<Vec<String>>>>,
+    code_states: Option<Arc<CodeStates>>,
 }
 
 impl Default for RootDatabase {
@@ -121,6 +158,7 @@ impl Default for RootDatabase {
                 }
             }))),
             executed,
+            code_states: None,
         }
     }
 }
@@ -129,6 +167,12 @@ impl Default for RootDatabase {
 impl salsa::Database for RootDatabase {}
 
 impl RootDatabase {
+    /// Keeps what the scans of code files need to scan an edited file again quickly
+    /// ([`CodeStates`]): for a language server.
+    pub fn keep_code_states(&mut self) {
+        self.code_states = Some(Arc::new(CodeStates { states: Mutex::new(Vec::new()) }));
+    }
+
     /// Starts recording executed queries.
     pub fn record_executions(&self) {
         *self.executed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());

@@ -88,6 +88,12 @@ impl AnalysisHost {
         &self.db
     }
 
+    /// Keeps, for the code files scanned last, what scanning them again after an edit needs
+    /// ([`db::CodeStates`]): the language server, which scans a file after each keystroke, does.
+    pub fn keep_code_states(&mut self) {
+        self.db.keep_code_states();
+    }
+
     /// Adds a file (a `.sym`/`.symbi` file, or agent code in one of the four languages) or
     /// replaces its text.
     pub fn set_file(&mut self, path: impl Into<PathBuf>, text: impl Into<Arc<str>>) {

@@ -18,5 +18,5 @@ pub mod sites;
 
 pub use crate::{
     lang::Lang,
-    scan::{CustomRule, Finding, RuleSet, Scan, Skipped},
+    scan::{CustomRule, Finding, RuleSet, Scan, ScanState, Skipped},
 };

@@ -9,7 +9,7 @@ use crate::{
     lang::Lang,
     query_words::Needs,
     rules::{self, glob},
-    sites::{self, Site, SiteKind},
+    sites::{self, Scope, Site, SiteKind},
 };
 
 /// A rule written in `symbiont.toml`: a qualified-name pattern (resolved through imports like
@@ -96,11 +96,18 @@ impl QueryRule {
 pub struct RuleSet {
     builtin: bool,
     custom: Vec<CompiledCustom>,
+    /// Unique per rule set: a [`ScanState`] is used only by the rules that made it.
+    id: u64,
+}
+
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Default for RuleSet {
     fn default() -> Self {
-        RuleSet { builtin: true, custom: Vec::new() }
+        RuleSet { builtin: true, custom: Vec::new(), id: next_id() }
     }
 }
 
@@ -185,12 +192,23 @@ impl RuleSet {
             });
             compiled.push(CompiledCustom { rule, lang, query, required, targeted });
         }
-        Ok(RuleSet { builtin, custom: compiled })
+        Ok(RuleSet { builtin, custom: compiled, id: next_id() })
     }
 
     /// Scans `text` as `lang`. Never panics; a file that does not parse is scanned as far as it
     /// parses, and a file the parser gives up on yields no findings.
     pub fn scan(&self, lang: Lang, text: &str) -> Scan {
+        self.scan_inner(lang, text, None, false).0
+    }
+
+    /// [`RuleSet::scan`] of a new version of a file, given what the scan of an earlier version
+    /// kept (`None` the first time): the same result, computed again only where the text changed.
+    /// Returns what to give the next call.
+    pub fn scan_incremental(&self, lang: Lang, text: &str, previous: Option<ScanState>) -> (Scan, Option<ScanState>) {
+        self.scan_inner(lang, text, previous, true)
+    }
+
+    fn scan_inner(&self, lang: Lang, text: &str, previous: Option<ScanState>, keep: bool) -> (Scan, Option<ScanState>) {
         let skipped = |why| Scan {
             findings: Vec::new(),
             syntax_errors: usize::from(why == Skipped::TooLarge),
@@ -198,7 +216,7 @@ impl RuleSet {
             skipped: Some(why),
         };
         if text.len() > MAX_PARSE_BYTES {
-            return skipped(Skipped::TooLarge);
+            return (skipped(Skipped::TooLarge), None);
         }
         let needs_sites = self.builtin || self.custom.iter().any(|c| c.query.is_none() && c.lang.family() == lang.family());
         // A query written for TypeScript runs on TypeScript files only, and so on; and only on
@@ -212,23 +230,35 @@ impl RuleSet {
             })
             .collect();
         if !needs_sites && !queries.contains(&true) {
-            return skipped(Skipped::NothingToMatch);
+            return (skipped(Skipped::NothingToMatch), None);
         }
-        let Some(tree) = parse(lang, text) else { return skipped(Skipped::TooLarge) };
+        // With the scan of an earlier version of the file (same rules, same language), the tree is
+        // parsed incrementally from its tree, and the top-level nodes the edit left alone keep
+        // their sites and findings.
+        let previous = previous.filter(|p| p.rules == self.id && p.lang == lang);
+        let (tree, reuse) = match previous {
+            Some(previous) => {
+                let Some((edited, tree, edit)) = reparse_edit(lang, &previous.tree, &previous.text, text) else {
+                    return (skipped(Skipped::TooLarge), None);
+                };
+                // What differs: the edited text (a byte wider on each side, so that the nodes next
+                // to a deletion count as touched) and what tree-sitter parsed differently.
+                let mut changed: Vec<(usize, usize)> = edited.changed_ranges(&tree).map(|r| (r.start_byte, r.end_byte)).collect();
+                changed.push((edit.start.saturating_sub(1), edit.new_end + 1));
+                (tree, Some((previous, edit, changed)))
+            }
+            None => match parse(lang, text) {
+                Some(tree) => (tree, None),
+                None => return (skipped(Skipped::TooLarge), None),
+            },
+        };
         let first_error = first_error(&tree);
         let syntax_errors = usize::from(first_error.is_some());
-        let mut findings = Vec::new();
-        let sites = if needs_sites { sites::sites(lang, &tree, text) } else { Vec::new() };
-        if self.builtin {
-            for site in &sites {
-                for rule in rules::RULES.iter().filter(|r| r.family == lang.family()) {
-                    if rule.matches(site) {
-                        findings.push(finding(rule.code, rule.operation, &format!("{} ({})", rule.summary_short(), site.qualified), site));
-                        break;
-                    }
-                }
-            }
-        }
+        let (sites, mut findings, children) = if needs_sites {
+            self.sites_and_findings(lang, &tree, text, reuse.as_ref(), keep)
+        } else {
+            (Vec::new(), Vec::new(), Vec::new())
+        };
         for (custom, active) in self.custom.iter().zip(queries) {
             match &custom.query {
                 None if custom.lang.family() == lang.family() => {
@@ -288,8 +318,170 @@ impl RuleSet {
         for f in &mut findings {
             f.suppression = suppression(lang, text, &lines, &mut comments, f.start, &f.operation);
         }
-        Scan { findings, syntax_errors, first_error, skipped: None }
+        let scan = Scan { findings, syntax_errors, first_error, skipped: None };
+        let state = keep.then(|| ScanState { rules: self.id, lang, text: text.into(), tree, children, has_sites: needs_sites });
+        (scan, state)
     }
+
+    /// The sites of a file and the built-in rules' findings, per top-level node: taken over from
+    /// `reuse` (the previous scan, the edit, the changed ranges) for the nodes the edit left alone
+    /// when what the file binds is unchanged, computed for the others.
+    fn sites_and_findings(
+        &self,
+        lang: Lang,
+        tree: &tree_sitter::Tree,
+        text: &str,
+        reuse: Option<&Reuse>,
+        keep: bool,
+    ) -> (Vec<Site>, Vec<Finding>, Vec<ChildState>) {
+        let src = text.as_bytes();
+        let root = tree.root_node();
+        let mut cursor = root.walk();
+        let nodes: Vec<tree_sitter::Node<'_>> = root.named_children(&mut cursor).collect();
+        // For each top-level node, the previous scan's node it is (unchanged, maybe moved): same
+        // kind, no error, nothing changed in it; and how far it moved.
+        let old: Vec<Option<(&ChildState, isize)>> = nodes
+            .iter()
+            .map(|node| {
+                let (previous, edit, changed) = reuse?;
+                let (start, end) = (node.start_byte(), node.end_byte());
+                if node.has_error() || changed.iter().any(|&(a, b)| start < b && a < end) {
+                    return None;
+                }
+                let delta = if end <= edit.start {
+                    0
+                } else if start >= edit.new_end {
+                    edit.new_end as isize - edit.old_end as isize
+                } else {
+                    return None;
+                };
+                let old_start = (start as isize - delta) as usize;
+                let i = previous.children.partition_point(|c| c.start < old_start);
+                let child = previous.children.get(i)?;
+                (child.start == old_start && child.end == (end as isize - delta) as usize && child.kind == node.kind_id() && !child.error)
+                    .then_some((child, delta))
+            })
+            .collect();
+        let mut scope = sites::root_scope(lang.family(), root, src);
+        let scopes: Vec<Scope> = nodes
+            .iter()
+            .zip(&old)
+            .map(|(node, old)| match old {
+                Some((child, _)) => child.scope.clone(),
+                None => sites::child_scope(lang.family(), *node, src),
+            })
+            .collect();
+        for child in &scopes {
+            scope.extend(child.clone());
+        }
+        // Sites resolve names through the whole file's bindings: when they changed, nothing is
+        // taken over.
+        let same_scope = reuse.is_some_and(|(previous, _, _)| previous.has_sites && previous.scope() == scope);
+        let mut all_sites = Vec::new();
+        let mut all_findings = Vec::new();
+        let mut children = Vec::new();
+        for ((node, old), child_scope) in nodes.iter().zip(old).zip(scopes) {
+            let (sites, findings) = match old {
+                Some((child, delta)) if same_scope => (
+                    child.sites.iter().map(|s| shift_site(s, delta)).collect(),
+                    child.findings.iter().map(|f| shift_finding(f, delta)).collect(),
+                ),
+                _ => {
+                    let sites = sites::child_sites(lang, *node, root, src, &scope);
+                    let findings = if self.builtin { builtin_findings(lang, &sites) } else { Vec::new() };
+                    (sites, findings)
+                }
+            };
+            if keep {
+                children.push(ChildState {
+                    start: node.start_byte(),
+                    end: node.end_byte(),
+                    kind: node.kind_id(),
+                    error: node.has_error(),
+                    scope: child_scope,
+                    sites: sites.clone(),
+                    findings: findings.clone(),
+                });
+            }
+            all_sites.extend(sites);
+            all_findings.extend(findings);
+        }
+        (all_sites, all_findings, children)
+    }
+}
+
+/// The built-in rules' findings at `sites`: the first rule that matches each.
+fn builtin_findings(lang: Lang, sites: &[Site]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for site in sites {
+        for rule in rules::RULES.iter().filter(|r| r.family == lang.family()) {
+            if rule.matches(site) {
+                findings.push(finding(rule.code, rule.operation, &format!("{} ({})", rule.summary_short(), site.qualified), site));
+                break;
+            }
+        }
+    }
+    findings
+}
+
+fn shift(at: usize, delta: isize) -> usize {
+    (at as isize + delta) as usize
+}
+
+fn shift_site(site: &Site, delta: isize) -> Site {
+    Site {
+        start: shift(site.start, delta),
+        end: shift(site.end, delta),
+        callee_start: shift(site.callee_start, delta),
+        callee_end: shift(site.callee_end, delta),
+        ..site.clone()
+    }
+}
+
+fn shift_finding(finding: &Finding, delta: isize) -> Finding {
+    Finding {
+        start: shift(finding.start, delta),
+        end: shift(finding.end, delta),
+        callee_start: shift(finding.callee_start, delta),
+        callee_end: shift(finding.callee_end, delta),
+        ..finding.clone()
+    }
+}
+
+/// What a scan keeps of a file, so that the scan of an edited version redoes only what the edit
+/// touched ([`RuleSet::scan_incremental`]): the text and tree (tree-sitter parses the new text
+/// incrementally from the tree) and, per top-level node, what it binds, its sites and the
+/// built-in rules' findings there.
+pub struct ScanState {
+    /// The [`RuleSet`] that made it.
+    rules: u64,
+    lang: Lang,
+    text: Box<str>,
+    tree: tree_sitter::Tree,
+    children: Vec<ChildState>,
+    /// Whether `children` holds the sites (the scan needed them).
+    has_sites: bool,
+}
+
+impl ScanState {
+    fn scope(&self) -> Scope {
+        let mut scope = sites::root_scope(self.lang.family(), self.tree.root_node(), self.text.as_bytes());
+        for child in &self.children {
+            scope.extend(child.scope.clone());
+        }
+        scope
+    }
+}
+
+/// A top-level node of a scanned file.
+struct ChildState {
+    start: usize,
+    end: usize,
+    kind: u16,
+    error: bool,
+    scope: Scope,
+    sites: Vec<Site>,
+    findings: Vec<Finding>,
 }
 
 /// Runs `query` from `node` (only at `node` itself with `max_start_depth` 0), reporting each
@@ -442,6 +634,30 @@ pub fn parse(lang: Lang, text: &str) -> Option<tree_sitter::Tree> {
 /// parse of `after` gives. The edit is taken as one replacement, from the first byte where the
 /// texts differ to the last.
 pub fn reparse(lang: Lang, old: &tree_sitter::Tree, before: &str, after: &str) -> Option<tree_sitter::Tree> {
+    reparse_edit(lang, old, before, after).map(|(_, tree, _)| tree)
+}
+
+/// Where two texts differ: the first differing byte, and where the difference ends in the text
+/// before and in the text after.
+#[derive(Debug, Clone, Copy)]
+struct TextEdit {
+    start: usize,
+    old_end: usize,
+    new_end: usize,
+}
+
+/// What an incremental scan takes over from the previous one: its state, the edit, and the
+/// ranges that changed (in the new text).
+type Reuse = (ScanState, TextEdit, Vec<(usize, usize)>);
+
+/// [`reparse`], also returning `old` as edited (what `Tree::changed_ranges` compares the new tree
+/// with) and the edit.
+fn reparse_edit(
+    lang: Lang,
+    old: &tree_sitter::Tree,
+    before: &str,
+    after: &str,
+) -> Option<(tree_sitter::Tree, tree_sitter::Tree, TextEdit)> {
     if after.len() > MAX_PARSE_BYTES {
         return None;
     }
@@ -467,7 +683,8 @@ pub fn reparse(lang: Lang, old: &tree_sitter::Tree, before: &str, after: &str) -
         old_end_position: point(b, old_end),
         new_end_position: point(a, new_end),
     });
-    parse_with(lang, after, Some(&tree))
+    let new = parse_with(lang, after, Some(&tree))?;
+    Some((tree, new, TextEdit { start: prefix, old_end, new_end }))
 }
 
 /// Parses `text` reusing `old`, a tree of an earlier text already edited (`Tree::edit`) to match.
@@ -630,6 +847,63 @@ mod tests {
         assert_eq!((scan.findings.len(), scan.skipped), (0, Some(Skipped::NothingToMatch)));
         assert_eq!(rules.scan(Lang::Rust, "fn main() {}").skipped, Some(Skipped::NothingToMatch));
         assert_eq!(rules.scan(Lang::Python, "requests.get(\n").skipped, None);
+    }
+
+    /// Incremental scans of random edits give what a fresh scan of the same text gives: edits
+    /// inside and between top-level nodes, imports added and removed (the bindings change),
+    /// syntax errors made and mended.
+    #[test]
+    fn incremental_scans_equal_fresh_scans() {
+        let cases: &[(Lang, &str, &[&str])] = &[
+            (
+                Lang::Python,
+                "import os\nimport requests as r\n\n\ndef a(u):\n    return r.get(u)\n\n\nclass B:\n    def open(self):\n        os.system('x')\n\n\nx = open('f', 'w')\nprint(os.environ['K'])\n",
+                &["# c\n", "import subprocess\n", "from requests import get\n", "def get(u):\n    pass\n", "(", "r.post(u)\n", "    ", "\"\"\"", ""],
+            ),
+            (
+                Lang::JavaScript,
+                "const fs = require(\"fs\");\nimport axios from \"axios\";\n\nfunction f(u) {\n  return fetch(u);\n}\n\nfs.writeFileSync(\"a\", process.env.X);\naxios.get(u).then(g);\n",
+                &["// c\n", "function fetch() {}\n", "const { get } = require(\"axios\");\n", "{", "`", "get(u);\n", ""],
+            ),
+            (
+                Lang::Rust,
+                "use std::fs;\nuse std::process::Command;\n\nfn main() {\n    fs::write(\"a\", b).unwrap();\n    println!(\"{}\", std::env::var(\"X\").unwrap());\n}\n\nfn g() { Command::new(\"ls\").spawn(); }\n",
+                &["// c\n", "use reqwest as http;\n", "fn write() {}\n", "{", "http::get(u);\n", "\"", ""],
+            ),
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for (lang, start, inserts) in cases {
+            let rules = RuleSet::default();
+            let mut text = start.to_string();
+            let mut kept = None;
+            for step in 0..300 {
+                // Insert a snippet, or delete a range, at a random char boundary (often a line start).
+                let boundaries: Vec<usize> = (0..=text.len()).filter(|i| text.is_char_boundary(*i)).collect();
+                let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+                let at = if next(2) == 0 { line_starts[next(line_starts.len())] } else { boundaries[next(boundaries.len())] };
+                if next(3) == 0 && text.len() > 40 {
+                    let end = (at + 1 + next(12)).min(text.len());
+                    if text.is_char_boundary(end) {
+                        text.replace_range(at..end, "");
+                    }
+                } else {
+                    text.insert_str(at, inserts[next(inserts.len())]);
+                }
+                if text.len() > 4000 {
+                    text = start.to_string();
+                }
+                let (incremental, state) = rules.scan_incremental(*lang, &text, kept.take());
+                kept = state;
+                let fresh = rules.scan(*lang, &text);
+                assert_eq!(incremental, fresh, "{lang:?}, step {step}: {text:?}");
+            }
+        }
     }
 
     #[test]

@@ -44,10 +44,18 @@ pub struct Site {
 }
 
 /// Bindings from local names to what they stand for, and the names the file defines itself.
-#[derive(Default)]
-struct Scope {
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Scope {
     bindings: HashMap<String, String>,
     shadowed: HashSet<String>,
+}
+
+impl Scope {
+    /// Adds what a later part of the file binds: its bindings win, as they would in one pass.
+    pub fn extend(&mut self, later: Scope) {
+        self.bindings.extend(later.bindings);
+        self.shadowed.extend(later.shadowed);
+    }
 }
 
 const PY_BUILTINS: &[&str] = &["open", "eval", "exec", "compile", "__import__"];
@@ -55,26 +63,57 @@ const PY_BUILTINS: &[&str] = &["open", "eval", "exec", "compile", "__import__"];
 /// The names of the global object in JavaScript: `window.fetch` is `fetch`.
 const JS_GLOBAL_OBJECTS: &[&str] = &["globalThis", "window", "self", "global"];
 
+/// Every site of a file, sorted by position. The work is done per top-level node (what
+/// [`child_scope`] and [`child_sites`] compute), so that an incremental scan can redo it only for
+/// the nodes an edit touched.
 pub fn sites(lang: Lang, tree: &tree_sitter::Tree, text: &str) -> Vec<Site> {
     let src = text.as_bytes();
     let root = tree.root_node();
+    let mut cursor = root.walk();
+    let children: Vec<Node<'_>> = root.named_children(&mut cursor).collect();
+    // First: imports, aliases and local definitions, wherever they are.
+    let mut scope = root_scope(lang.family(), root, src);
+    for child in &children {
+        scope.extend(child_scope(lang.family(), *child, src));
+    }
+    let mut out: Vec<Site> = site(lang.family(), root, None, src, &scope).into_iter().collect();
+    for child in children {
+        out.extend(child_sites(lang, child, root, src, &scope));
+    }
+    out.sort_by_key(|s| (s.start, s.end));
+    out
+}
+
+/// What the root node itself binds (nothing, for the grammars' root kinds).
+pub fn root_scope(family: Family, root: Node<'_>, src: &[u8]) -> Scope {
     let mut scope = Scope::default();
-    let mut stack = vec![root];
-    // First pass: imports, aliases and local definitions, wherever they are.
+    bind(family, root, src, &mut scope);
+    scope
+}
+
+/// What the subtree of `node` binds, in the order of a pre-order walk.
+pub fn child_scope(family: Family, node: Node<'_>, src: &[u8]) -> Scope {
+    let mut scope = Scope::default();
+    let mut stack = vec![node];
     while let Some(node) = stack.pop() {
-        bind(lang.family(), node, src, &mut scope);
+        bind(family, node, src, &mut scope);
         push_children(node, &mut stack);
     }
+    scope
+}
+
+/// The sites in the subtree of `node` (whose parent is `parent`), sorted by position.
+pub fn child_sites(lang: Lang, node: Node<'_>, parent: Node<'_>, src: &[u8], scope: &Scope) -> Vec<Site> {
     let mut out = Vec::new();
     // Each node with its parent: tree-sitter finds a node's parent by descending from the root,
     // which deep trees make quadratic.
-    let mut stack = vec![(root, None)];
+    let mut stack = vec![(node, Some(parent))];
     while let Some((node, parent)) = stack.pop() {
-        if let Some(site) = site(lang.family(), node, parent, src, &scope) {
+        if let Some(site) = site(lang.family(), node, parent, src, scope) {
             out.push(site);
         }
         if lang.family() == Family::Rust && node.kind() == "token_tree" {
-            macro_sites(node, src, &scope, &mut out);
+            macro_sites(node, src, scope, &mut out);
         }
         let mut cursor = node.walk();
         let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();

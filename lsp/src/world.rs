@@ -39,7 +39,10 @@ pub struct World {
 
 impl World {
     pub fn new(paths: Paths) -> Self {
-        World { host: AnalysisHost::new(), docs: HashMap::new(), paths, roots: Vec::new(), config: None }
+        // Code files are scanned again after each edit: keep what makes that incremental.
+        let mut host = AnalysisHost::new();
+        host.keep_code_states();
+        World { host, docs: HashMap::new(), paths, roots: Vec::new(), config: None }
     }
 
     pub fn open_uris(&self) -> HashMap<PathBuf, lsp::Uri> {
