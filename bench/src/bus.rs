@@ -1,0 +1,323 @@
+//! `bench/run bus`: the inter-agent bus under 1,000 agents, against a plain in-process channel.
+//!
+//! In one run:
+//! 1. **Throughput.** 1,000 agents on the bus, each sending `--messages` messages to random peers
+//!    as fast as the bus takes them (every message encrypted, signed, decided by the sender's and
+//!    the recipient's policies, audited twice durably, verified and decrypted), while every agent
+//!    receives. The same traffic through one bounded `tokio::sync::mpsc` channel per agent is the
+//!    baseline.
+//! 2. **Latency.** The same 1,000 agents, paced: `--rate` messages/s in all from random senders
+//!    to random peers; the time from `send` to the recipient's `receive` returning, per message,
+//!    on the bus and on the channels. The bus's added latency is the difference.
+//! 3. **Memory.** RSS before and after starting `--idle` lightweight agents that wait on the bus
+//!    (each joined, admitted, running, blocked in `receive`), per agent.
+//!
+//! The audit log is written (fdatasync'ed, group commit) in a temporary directory under `TMPDIR`.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+use symbiont_audit::{keys::FileSigner, Log, LogOptions};
+use symbiont_policy::Engine;
+use symbiont_runtime::{
+    bus::{Bus, BusError},
+    local::LocalAgent,
+    scheduler::Priority,
+    AgentRuntime, Auditor,
+};
+use tokio::sync::mpsc;
+
+pub const ARGS: &str = "[--agents N] [--messages N] [--rate N] [--seconds S] [--idle N]";
+
+struct Options {
+    agents: usize,
+    messages: usize,
+    rate: f64,
+    seconds: f64,
+    idle: usize,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options { agents: 1000, messages: 20, rate: 2000.0, seconds: 5.0, idle: 10_000 };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = args.next().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0).ok_or(format!("`{arg}` needs a positive number"))?;
+        match arg.as_str() {
+            "--agents" => o.agents = value as usize,
+            "--messages" => o.messages = value as usize,
+            "--rate" => o.rate = value,
+            "--seconds" => o.seconds = value,
+            "--idle" => o.idle = value as usize,
+            other => return Err(format!("unknown argument `{other}` (expected {ARGS})")),
+        }
+    }
+    Ok(o)
+}
+
+fn open_policy() -> Arc<Engine> {
+    let sym = "policy open { allow: [\"send_message\", \"receive_message\"] }\nagent worker { policies = [open] }\n";
+    let universe = symbiont_policy::load([("bench.sym", sym)], symbiont_policy::config::Config::default());
+    Arc::new(Engine::compile(universe.effective(Some("worker")).expect("the agent exists")))
+}
+
+/// A small xorshift: the traffic pattern is the same for the bus and the baseline.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn name(i: usize) -> String {
+    format!("agent{i}")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// Moves `total` messages among `agents` endpoints with `send`/`receive`; returns the elapsed
+/// time and each message's latency in µs. `pace`: messages per second, or flat out.
+async fn traffic<S, R>(agents: usize, total: usize, pace: Option<f64>, send: S, receive: R) -> (Duration, Vec<f64>)
+where
+    S: Fn(usize, usize, u64) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync + 'static,
+    R: Fn(usize) -> futures_util::future::BoxFuture<'static, Option<u64>> + Send + Sync + 'static,
+{
+    let epoch = Instant::now();
+    let received = Arc::new(AtomicU64::new(0));
+    let (latency_tx, mut latency_rx) = mpsc::unbounded_channel::<f64>();
+    let receive = Arc::new(receive);
+    let receivers: Vec<_> = (0..agents)
+        .map(|i| {
+            let (receive, received, latency_tx) = (receive.clone(), received.clone(), latency_tx.clone());
+            tokio::spawn(async move {
+                while received.load(Ordering::Relaxed) < total as u64 {
+                    if let Some(sent_ns) = receive(i).await {
+                        let now = epoch.elapsed().as_nanos() as u64;
+                        let _ = latency_tx.send(now.saturating_sub(sent_ns) as f64 / 1e3);
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(latency_tx);
+    let send = Arc::new(send);
+    let started = Instant::now();
+    match pace {
+        None => {
+            let per_agent = total / agents;
+            let senders: Vec<_> = (0..agents)
+                .map(|i| {
+                    let send = send.clone();
+                    tokio::spawn(async move {
+                        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1));
+                        for _ in 0..per_agent {
+                            let mut to = rng.below(agents);
+                            if to == i {
+                                to = (to + 1) % agents;
+                            }
+                            send(i, to, epoch.elapsed().as_nanos() as u64).await;
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                let _ = s.await;
+            }
+        }
+        Some(rate) => {
+            let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let mut next = Instant::now();
+            let mut in_flight = Vec::with_capacity(total);
+            for _ in 0..total {
+                tokio::time::sleep_until(next.into()).await;
+                next += interval;
+                let from = rng.below(agents);
+                let to = (from + 1 + rng.below(agents - 1)) % agents;
+                let send = send.clone();
+                in_flight.push(tokio::spawn(async move { send(from, to, epoch.elapsed().as_nanos() as u64).await }));
+            }
+            for s in in_flight {
+                let _ = s.await;
+            }
+        }
+    }
+    let mut latencies = Vec::with_capacity(total);
+    while latencies.len() < total {
+        match tokio::time::timeout(Duration::from_secs(60), latency_rx.recv()).await {
+            Ok(Some(l)) => latencies.push(l),
+            _ => break,
+        }
+    }
+    let elapsed = started.elapsed();
+    for r in receivers {
+        r.abort();
+    }
+    latencies.sort_by(f64::total_cmp);
+    (elapsed, latencies)
+}
+
+fn channels(agents: usize) -> (Arc<Vec<mpsc::Sender<u64>>>, Arc<Vec<tokio::sync::Mutex<mpsc::Receiver<u64>>>>) {
+    let (tx, rx): (Vec<_>, Vec<_>) = (0..agents).map(|_| mpsc::channel::<u64>(256)).unzip();
+    (Arc::new(tx), Arc::new(rx.into_iter().map(tokio::sync::Mutex::new).collect()))
+}
+
+async fn baseline(agents: usize, total: usize, pace: Option<f64>) -> (Duration, Vec<f64>) {
+    let (tx, rx) = channels(agents);
+    traffic(
+        agents,
+        total,
+        pace,
+        move |_, to, t| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let _ = tx[to].send(t).await;
+            })
+        },
+        move |i| {
+            let rx = rx.clone();
+            Box::pin(async move { tokio::time::timeout(Duration::from_millis(50), async { rx[i].lock().await.recv().await }).await.ok().flatten() })
+        },
+    )
+    .await
+}
+
+async fn on_bus(bus: Arc<Bus>, agents: usize, total: usize, pace: Option<f64>) -> (Duration, Vec<f64>) {
+    let sender = bus.clone();
+    traffic(
+        agents,
+        total,
+        pace,
+        move |from, to, t| {
+            let bus = sender.clone();
+            Box::pin(async move {
+                loop {
+                    match bus.send(&name(from), &name(to), &json!(t)).await {
+                        Ok(_) => return,
+                        Err(BusError::Full(_)) => tokio::task::yield_now().await,
+                        Err(e) => panic!("send failed: {e}"),
+                    }
+                }
+            })
+        },
+        move |i| {
+            let bus = bus.clone();
+            Box::pin(async move { bus.receive(&name(i), Duration::from_millis(50)).await.ok().flatten().and_then(|m| m.payload.as_u64()) })
+        },
+    )
+    .await
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let o = options(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let dir = std::env::temp_dir().join(format!("symbiont-bench-bus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let signer = Arc::new(FileSigner::generate().map_err(|e| e.to_string())?);
+        let (log, _) = Log::open(&dir.join("audit"), signer, LogOptions::default()).map_err(|e| e.to_string())?;
+        let log = Arc::new(log);
+        let auditor = Auditor::new(log.clone());
+        let policy = open_policy();
+        let bus = Arc::new(Bus::new(auditor.clone()));
+        for i in 0..o.agents {
+            bus.join(&name(i), policy.clone(), symbiont_policy::Value::from(json!({ "agent": name(i) })));
+        }
+        let total = o.agents * o.messages;
+        println!("bus: {} agents, {} workers; audit log in {}", o.agents, tokio::runtime::Handle::current().metrics().num_workers(), dir.display());
+
+        // Warm-up (page in, key derivations per pair happen lazily either way).
+        let _ = on_bus(bus.clone(), o.agents, o.agents, None).await;
+        let (base_time, _) = baseline(o.agents, total, None).await;
+        let (bus_time, _) = on_bus(bus.clone(), o.agents, total, None).await;
+        let msgs_per_s = total as f64 / bus_time.as_secs_f64();
+        let base_per_s = total as f64 / base_time.as_secs_f64();
+        println!("\nthroughput, {total} messages flat out:");
+        println!("  {:<28} {:>12.0} msgs/s", "mpsc channels (baseline)", base_per_s);
+        println!("  {:<28} {:>12.0} msgs/s  (2 durable audit entries each)", "bus", msgs_per_s);
+
+        let paced = (o.rate * o.seconds) as usize;
+        let (_, base_lat) = baseline(o.agents, paced, Some(o.rate)).await;
+        let (_, bus_lat) = on_bus(bus.clone(), o.agents, paced, Some(o.rate)).await;
+        println!("\nlatency, {paced} messages at {:.0}/s among {} agents (µs, send → receive):", o.rate, o.agents);
+        println!("  {:<28} {:>10} {:>10} {:>10}", "", "p50", "p99", "max");
+        for (label, lat) in [("mpsc channels (baseline)", &base_lat), ("bus", &bus_lat)] {
+            println!("  {:<28} {:>10.1} {:>10.1} {:>10.1}", label, percentile(lat, 50.0), percentile(lat, 99.0), lat.last().copied().unwrap_or(0.0));
+        }
+        let stats = log.commit_stats();
+        println!("  audit log: {} entries in {} batches, {} fdatasyncs", stats.entries, stats.batches, stats.syncs);
+
+        // Idle lightweight agents: joined, admitted, blocked in receive.
+        let agents_runtime = AgentRuntime::empty(auditor.clone());
+        let before = rss_kb();
+        let handles: Vec<_> = (0..o.idle)
+            .map(|i| {
+                let agent = LocalAgent {
+                    name: format!("idle{i}"),
+                    policy: policy.clone(),
+                    priority: Priority::Normal,
+                    timeout: Duration::from_secs(600),
+                    context: Default::default(),
+                };
+                agents_runtime.spawn_local(agent, |cx| async move {
+                    let _ = cx.receive(Duration::from_secs(600)).await;
+                    Ok(())
+                })
+            })
+            .collect();
+        // Every one is running once its lifecycle entries are in.
+        let expected = stats.entries + 3 * o.idle as u64;
+        while log.commit_stats().entries < expected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = rss_kb();
+        let per_agent_kb = (after.saturating_sub(before)) as f64 / o.idle as f64;
+        println!("\nmemory: {} idle lightweight agents: RSS {:.1} → {:.1} MB, {per_agent_kb:.1} kB per agent", o.idle, before as f64 / 1024.0, after as f64 / 1024.0);
+        for h in &handles {
+            h.cancel();
+        }
+        for h in handles {
+            let _ = h.wait().await;
+        }
+        drop(agents_runtime);
+        drop(bus);
+        drop(auditor);
+        if let Ok(log) = Arc::try_unwrap(log) {
+            let _ = log.close();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let p50 = percentile(&bus_lat, 50.0);
+        let p99 = percentile(&bus_lat, 99.0);
+        let base_p99 = percentile(&base_lat, 99.0);
+        println!(
+            "\nRESULT bus agents={} msgs_per_s={msgs_per_s:.0} p50_us={p50:.1} p99_us={p99:.1} baseline_p99_us={base_p99:.1} rss_per_agent_kb={per_agent_kb:.1} baseline_msgs_per_s={base_per_s:.0} added_p99_us={:.1}",
+            o.agents,
+            p99 - base_p99
+        );
+        Ok(())
+    })
+}
