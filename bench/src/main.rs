@@ -5,8 +5,10 @@
 //! `RESULT <name> key=value …` for scripts.
 
 mod audit;
+mod bus;
 mod lsp;
 mod peer_check;
+mod sandbox;
 mod workload;
 
 /// The same allocator as the `symbiont` binary, so the numbers are the tool's.
@@ -40,6 +42,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "Ed25519 signatures/s, then signed+chained+durable appends/s through the audit log (group commit) on 1 and 2 threads; raw verify/s, then verify_log entries/s",
     ),
     (
+        "bus",
+        bus::ARGS,
+        "1,000 agents on the inter-agent bus (encrypt, sign, decide, audit, deliver) against plain tokio mpsc channels: msgs/s flat out, send→receive latency when paced, RSS per idle lightweight agent",
+    ),
+    (
         "lsp",
         lsp::ARGS,
         "symbiont-lsp over its stdio: didChange → publishDiagnostics latency for 200 edits in a 5,000-line .sym file and a 5,000-line Python file bound to an agent; RSS after opening a 100,000-line workspace",
@@ -48,6 +55,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "peer-check",
         peer_check::ARGS,
         "symbiont check against ast-grep and Semgrep (PyPI, in a venv) on requests + express + ripgrep sources, same three rules: files, lines, findings, CPU s",
+    ),
+    (
+        "sandbox",
+        sandbox::ARGS,
+        "a trivial Python agent (one broker message) through `symbiont run` and AgentRuntime::run at Tier 1 (runc) and Tier 2 (runsc), against raw bollard create/start/wait/remove of `python3 -c pass`; median, p90 and a per-step profile",
     ),
     (
         "policy",
@@ -72,8 +84,10 @@ fn main() -> ExitCode {
     let result = match name.as_str() {
         "parse" => parse_bench(&rest),
         "audit" => audit::run(&rest),
+        "bus" => bus::run(&rest),
         "lsp" => lsp::run(&rest),
         "peer-check" => peer_check::run(&rest),
+        "sandbox" => sandbox::run(&rest),
         PEAK_SUBCOMMAND => peak_child(&rest),
         "policy" => Err("`policy` is built separately (bench/policy-vs-cedar): run it with `bench/run policy`".to_string()),
         "list" | "-h" | "--help" | "help" => {
