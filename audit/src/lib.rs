@@ -30,7 +30,7 @@ pub mod s3;
 pub use crate::{
     entry::{Checkpoint, Entry, Record},
     keys::{load_signer, FileSigner, PublicKey, Signer},
-    log::{Log, LogOptions, OpenReport, Ticket},
+    log::{Durable, Log, LogOptions, OpenReport, Ticket},
     pkcs11::Pkcs11Signer,
     verify::{verify_log, Finding, VerifyOptions, VerifyReport},
 };

@@ -95,6 +95,22 @@ struct Queue {
     /// busy it looks at the queue again before it waits, so appenders need not wake it (which
     /// would cost a system call per entry).
     committer_waiting: bool,
+    /// Tasks awaiting durability ([`Ticket::durable`]): woken with the `durable` condvar.
+    wakers: Vec<(u64, std::task::Waker)>,
+}
+
+impl Queue {
+    /// Wakes the tasks whose entries are durable, or all of them when the writer failed.
+    fn wake_durable(&mut self) {
+        let (durable, failed) = (self.durable, self.failed.is_some());
+        self.wakers.retain(|(seq, waker)| {
+            let done = failed || *seq < durable;
+            if done {
+                waker.wake_by_ref();
+            }
+            !done
+        });
+    }
 }
 
 struct Shared {
@@ -136,6 +152,12 @@ impl Ticket {
         self.seq
     }
 
+    /// Resolves once the entry is on disk, without blocking a thread: the committer wakes the
+    /// task when the entry's batch is `fdatasync`ed. For async callers; [`Ticket::wait`] blocks.
+    pub fn durable(self) -> Durable {
+        Durable { ticket: Some(self) }
+    }
+
     /// Blocks until the entry is on disk (its batch was `fdatasync`ed).
     pub fn wait(self) -> Result<u64, Error> {
         let mut queue = lock(&self.shared.queue);
@@ -148,6 +170,38 @@ impl Ticket {
             }
             queue = self.shared.durable.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
+    }
+}
+
+/// The future of [`Ticket::durable`].
+pub struct Durable {
+    ticket: Option<Ticket>,
+}
+
+impl std::future::Future for Durable {
+    type Output = Result<u64, Error>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let Some(ticket) = self.ticket.as_ref() else { panic!("`Durable` polled after it resolved") };
+        let mut queue = lock(&ticket.shared.queue);
+        if queue.durable > ticket.seq {
+            let seq = ticket.seq;
+            drop(queue);
+            self.ticket = None;
+            return std::task::Poll::Ready(Ok(seq));
+        }
+        if let Some(failure) = &queue.failed {
+            let error = Error::WriterFailed(failure.clone());
+            drop(queue);
+            self.ticket = None;
+            return std::task::Poll::Ready(Err(error));
+        }
+        let seq = ticket.seq;
+        match queue.wakers.iter_mut().find(|(s, _)| *s == seq) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => queue.wakers.push((seq, cx.waker().clone())),
+        }
+        std::task::Poll::Pending
     }
 }
 
@@ -310,6 +364,7 @@ impl Log {
                 // The seq is taken and cannot be filled: stop rather than leave a hole.
                 queue.failed = Some(format!("signing entry {seq} failed: {e}"));
                 self.shared.failed.store(true, Ordering::Release);
+                queue.wake_durable();
                 self.shared.durable.notify_all();
                 self.shared.work.notify_one();
                 Err(e)
@@ -456,6 +511,7 @@ impl Committer {
             let mut queue = lock(&self.shared.queue);
             queue.failed = Some(e.to_string());
             self.shared.failed.store(true, Ordering::Release);
+            queue.wake_durable();
             self.shared.durable.notify_all();
         }
     }
@@ -497,6 +553,7 @@ impl Committer {
                 self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
                 let mut queue = lock(&self.shared.queue);
                 queue.durable = self.frontier.size();
+                queue.wake_durable();
                 self.shared.durable.notify_all();
             }
             let pending = self.frontier.size() - self.checkpointed;
@@ -570,5 +627,68 @@ impl Committer {
         self.last_checkpoint = Instant::now();
         *self.shared.latest_checkpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        future::Future,
+        sync::Arc,
+        task::{Context, Poll, Wake, Waker},
+        thread::Thread,
+    };
+
+    use super::*;
+    use crate::keys::FileSigner;
+
+    struct Unpark(Thread);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    /// Polls `future` on this thread, parking until its waker is called: a task woken by the
+    /// committer, with no async runtime.
+    fn block_on<F: Future>(future: F) -> (F::Output, usize) {
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        let mut polls = 0;
+        loop {
+            polls += 1;
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return (output, polls);
+            }
+            std::thread::park();
+        }
+    }
+
+    #[test]
+    fn a_durable_future_is_woken_by_the_committer() {
+        let dir = std::env::temp_dir().join(format!("symbiont-audit-durable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (log, _) = Log::open(&dir, Arc::new(FileSigner::generate().unwrap()), LogOptions::default()).unwrap();
+        let record = |n: u64| Record {
+            agent: "a".into(),
+            operation: "op".into(),
+            decision: "allow".into(),
+            details: serde_json::Map::from_iter([("n".into(), n.into())]),
+        };
+        let tickets: Vec<Ticket> = (0..50).map(|n| log.submit(record(n)).unwrap()).collect();
+        for (n, ticket) in tickets.into_iter().enumerate() {
+            let (seq, _) = block_on(ticket.durable());
+            assert_eq!(seq.unwrap(), n as u64);
+        }
+        // Already durable: ready at the first poll.
+        let ticket = log.submit(record(50)).unwrap();
+        let seq = ticket.seq();
+        ticket.wait().unwrap();
+        let (done, polls) = block_on(Ticket { seq, shared: log.shared.clone() }.durable());
+        assert_eq!((done.unwrap(), polls), (50, 1));
+        log.close().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,7 +12,9 @@
 //! 3. **Memory.** RSS before and after starting `--idle` lightweight agents that wait on the bus
 //!    (each joined, admitted, running, blocked in `receive`), per agent.
 //!
-//! The audit log is written (fdatasync'ed, group commit) in a temporary directory under `TMPDIR`.
+//! The audit log is written (fdatasync'ed, group commit) in a temporary directory under `TMPDIR`
+//! (or `--audit-dir`): every message waits for two durable entries, so the disk's `fdatasync`
+//! latency is part of the bus's. `--audit-dir /dev/shm` shows the bus's own cost.
 
 use std::{
     sync::{
@@ -33,9 +35,11 @@ use symbiont_runtime::{
 };
 use tokio::sync::mpsc;
 
-pub const ARGS: &str = "[--agents N] [--messages N] [--rate N] [--seconds S] [--idle N]";
+pub const ARGS: &str = "[--agents N] [--messages N] [--rate N] [--seconds S] [--idle N] [--audit-dir DIR]";
 
 struct Options {
+    /// Where the audit log goes (its disk's fdatasync latency is part of the bus's).
+    audit_dir: std::path::PathBuf,
     agents: usize,
     messages: usize,
     rate: f64,
@@ -44,10 +48,15 @@ struct Options {
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
-    let mut o = Options { agents: 1000, messages: 20, rate: 2000.0, seconds: 5.0, idle: 10_000 };
+    let mut o = Options { audit_dir: std::env::temp_dir(), agents: 1000, messages: 20, rate: 2000.0, seconds: 5.0, idle: 10_000 };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let value = args.next().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0).ok_or(format!("`{arg}` needs a positive number"))?;
+        if arg == "--audit-dir" {
+            o.audit_dir = args.next().ok_or("`--audit-dir` needs a directory")?.into();
+            continue;
+        }
+        let value =
+            args.next().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0).ok_or(format!("`{arg}` needs a positive number"))?;
         match arg.as_str() {
             "--agents" => o.agents = value as usize,
             "--messages" => o.messages = value as usize,
@@ -178,7 +187,10 @@ where
     (elapsed, latencies)
 }
 
-fn channels(agents: usize) -> (Arc<Vec<mpsc::Sender<u64>>>, Arc<Vec<tokio::sync::Mutex<mpsc::Receiver<u64>>>>) {
+/// One bounded channel per agent: the senders, and each receiver behind a lock.
+type Channels = (Arc<Vec<mpsc::Sender<u64>>>, Arc<Vec<tokio::sync::Mutex<mpsc::Receiver<u64>>>>);
+
+fn channels(agents: usize) -> Channels {
     let (tx, rx): (Vec<_>, Vec<_>) = (0..agents).map(|_| mpsc::channel::<u64>(256)).unzip();
     (Arc::new(tx), Arc::new(rx.into_iter().map(tokio::sync::Mutex::new).collect()))
 }
@@ -197,7 +209,9 @@ async fn baseline(agents: usize, total: usize, pace: Option<f64>) -> (Duration, 
         },
         move |i| {
             let rx = rx.clone();
-            Box::pin(async move { tokio::time::timeout(Duration::from_millis(50), async { rx[i].lock().await.recv().await }).await.ok().flatten() })
+            Box::pin(
+                async move { tokio::time::timeout(Duration::from_secs(1), async { rx[i].lock().await.recv().await }).await.ok().flatten() },
+            )
         },
     )
     .await
@@ -223,7 +237,7 @@ async fn on_bus(bus: Arc<Bus>, agents: usize, total: usize, pace: Option<f64>) -
         },
         move |i| {
             let bus = bus.clone();
-            Box::pin(async move { bus.receive(&name(i), Duration::from_millis(50)).await.ok().flatten().and_then(|m| m.payload.as_u64()) })
+            Box::pin(async move { bus.receive(&name(i), Duration::from_secs(1)).await.ok().flatten().and_then(|m| m.payload.as_u64()) })
         },
     )
     .await
@@ -233,7 +247,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let o = options(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let dir = std::env::temp_dir().join(format!("symbiont-bench-bus-{}", std::process::id()));
+        let dir = o.audit_dir.join(format!("symbiont-bench-bus-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let signer = Arc::new(FileSigner::generate().map_err(|e| e.to_string())?);

@@ -1,10 +1,14 @@
 //! The runtime's one way to write the audit log: [`Auditor::record`] returns once the entry is
 //! durable, so callers act only after it returns `Ok`. An append that fails refuses the act.
+//!
+//! Signing happens in the caller's task (Ed25519 is tens of microseconds); waiting for the
+//! group commit's `fdatasync` blocks no thread: the log's committer wakes the task
+//! ([`symbiont_audit::Ticket::durable`]).
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use symbiont_audit::{entry::Record, log::Log, Error};
+use symbiont_audit::{entry::Record, log::Log, Durable, Error};
 
 #[derive(Clone)]
 pub struct Auditor {
@@ -23,12 +27,14 @@ impl Auditor {
     /// Appends one entry and waits until it is on disk; returns its seq. The log redacts secrets
     /// from `details` before signing.
     pub async fn record(&self, agent: &str, operation: &str, decision: &str, details: Map<String, Value>) -> Result<u64, Error> {
+        self.submit(agent, operation, decision, details)?.await
+    }
+
+    /// Signs and queues the entry now, and returns a future that resolves once it is durable:
+    /// work that has no effect outside (sealing a message) can overlap the `fdatasync`; the act
+    /// itself waits for the future.
+    pub fn submit(&self, agent: &str, operation: &str, decision: &str, details: Map<String, Value>) -> Result<Durable, Error> {
         let record = Record { agent: agent.to_string(), operation: operation.to_string(), decision: decision.to_string(), details };
-        let log = self.log.clone();
-        // Signing and fdatasync block: they run on the blocking pool, not on a reactor thread.
-        match tokio::task::spawn_blocking(move || log.append(record)).await {
-            Ok(result) => result,
-            Err(e) => Err(Error::WriterFailed(format!("the audit append task failed: {e}"))),
-        }
+        Ok(self.log.submit(record)?.durable())
     }
 }

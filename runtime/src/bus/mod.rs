@@ -179,8 +179,9 @@ impl Bus {
             ("reason".to_string(), json!(reason)),
             ("rules".to_string(), rules.clone()),
         ]);
-        self.auditor.record(from, "send_message", effect.as_str(), details).await.map_err(|e| BusError::Audit(e.to_string()))?;
+        let audited = self.auditor.submit(from, "send_message", effect.as_str(), details).map_err(|e| BusError::Audit(e.to_string()))?;
         if effect == Effect::Deny {
+            audited.await.map_err(|e| BusError::Audit(e.to_string()))?;
             let by = rules.get(0).and_then(|r| r["rule"].as_str()).map(|r| format!(" by `{r}`")).unwrap_or_default();
             return Err(BusError::Denied(format!("policy denies send_message to `{to}` for agent {from}{by} ({reason})")));
         }
@@ -198,14 +199,21 @@ impl Bus {
         let ciphertext = crypto::seal(&outgoing.key, &header, seq, &plaintext);
         let signature = crypto::sign(&sender.identity, &header, &ciphertext);
         let envelope = Envelope { from: from.to_string(), to: to.to_string(), seq, ciphertext, signature };
-        match tokio::time::timeout(self.send_timeout, recipient.inbox.send(envelope)).await {
+        // The sealed message may wait in the inbox while the send entry is being written: the
+        // recipient hands it to its agent only once its own receipt entry is durable, and the log
+        // is durable in order, so the send entry (earlier) is durable by then too. The sender
+        // still hears of a failed entry.
+        let queued = match tokio::time::timeout(self.send_timeout, recipient.inbox.send(envelope)).await {
             Ok(Ok(())) => {
                 outgoing.next_seq += 1;
                 Ok(seq)
             }
             Ok(Err(_)) => Err(BusError::Stopped(to.to_string())),
             Err(_) => Err(BusError::Full(to.to_string())),
-        }
+        };
+        drop(pair);
+        audited.await.map_err(|e| BusError::Audit(e.to_string()))?;
+        queued
     }
 
     /// Takes the next envelope out of `agent`'s inbox unopened, as a transport forwarding it
