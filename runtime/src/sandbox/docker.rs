@@ -15,7 +15,7 @@ use bollard::{
         AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
         RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
     },
-    Docker,
+    ClientVersion, Docker,
 };
 use futures_util::StreamExt;
 
@@ -33,9 +33,18 @@ pub struct DockerSandbox {
     tier: Tier,
 }
 
-/// Connects to dockerd (`DOCKER_HOST` or `/var/run/docker.sock`) and agrees on an API version
-/// (Debian's docker.io speaks 1.41).
+/// The Docker Engine API version the runtime speaks: Debian's docker.io (20.10) speaks 1.41, and
+/// later engines still accept it. Pinned rather than negotiated: negotiation is one more round
+/// trip (`GET /version`, ~6 ms here) on every run.
+pub const API_VERSION: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
+
+/// Connects to dockerd: `DOCKER_HOST` when it names a Unix socket, else `/var/run/docker.sock`,
+/// at API 1.41; any other `DOCKER_HOST` (TCP) with bollard's defaults and version negotiation.
 pub async fn connect() -> Result<Docker, String> {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+    if host.starts_with("unix://") {
+        return Docker::connect_with_unix(&host, 120, &API_VERSION).map_err(|e| format!("cannot reach dockerd at {host}: {e}"));
+    }
     let docker = Docker::connect_with_local_defaults().map_err(|e| format!("cannot reach dockerd: {e}"))?;
     docker.negotiate_version().await.map_err(|e| format!("dockerd is not answering on its socket: {e}"))
 }
@@ -90,26 +99,17 @@ impl Sandbox for DockerSandbox {
     }
 
     fn available(&self) -> BoxFuture<'_, Result<(), SandboxError>> {
+        // `/_ping` only (under a millisecond): whether runsc is registered and the image exists
+        // come out of the create call itself, which fails precisely when they do not.
         Box::pin(async move {
             let docker = self.docker()?;
-            let info = docker.info().await.map_err(|e| SandboxError::Unavailable(format!("dockerd: {e}")))?;
-            if self.tier == Tier::GVisor && !info.runtimes.as_ref().is_some_and(|r| r.contains_key(RUNSC_RUNTIME)) {
-                return Err(SandboxError::Unavailable(format!(
-                    "dockerd has no `{RUNSC_RUNTIME}` runtime: install gVisor (`apt-get install runsc`) and register it in /etc/docker/daemon.json (docs/runtime.md, \"Set-up\")"
-                )));
-            }
-            Ok(())
+            docker.ping().await.map(drop).map_err(|e| SandboxError::Unavailable(format!("dockerd: {e}")))
         })
     }
 
     fn create<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<Box<dyn Instance>, SandboxError>> {
         Box::pin(async move {
             let docker = self.docker()?;
-            match docker.inspect_image(&spec.image).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => return Err(SandboxError::ImageMissing(spec.image.clone())),
-                Err(e) => return Err(SandboxError::Unavailable(format!("dockerd: {e}"))),
-            }
             let body = ContainerCreateBody {
                 image: Some(spec.image.clone()),
                 cmd: Some(spec.command.clone()),
@@ -125,7 +125,16 @@ impl Sandbox for DockerSandbox {
                 ..Default::default()
             };
             let options = CreateContainerOptionsBuilder::default().name(&format!("symbiont-{}", spec.run_id)).build();
-            let created = docker.create_container(Some(options), body).await.map_err(backend("creating the container"))?;
+            let created = match docker.create_container(Some(options), body).await {
+                Ok(created) => created,
+                Err(e) if is_not_found(&e) => return Err(SandboxError::ImageMissing(spec.image.clone())),
+                Err(DockerError::DockerResponseServerError { message, .. }) if message.contains("runtime") && self.tier == Tier::GVisor => {
+                    return Err(SandboxError::Unavailable(format!(
+                        "dockerd has no `{RUNSC_RUNTIME}` runtime ({message}): install gVisor (`apt-get install runsc`) and register it in /etc/docker/daemon.json (docs/runtime.md, \"Set-up\")"
+                    )))
+                }
+                Err(e) => return Err(SandboxError::Backend(format!("creating the container: {e}"))),
+            };
             Ok(Box::new(DockerInstance { docker: docker.clone(), id: created.id, output_task: None }) as Box<dyn Instance>)
         })
     }
@@ -199,8 +208,19 @@ impl Instance for DockerInstance {
             if let Some(task) = self.output_task.take() {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
             }
-            let inspected = self.docker.inspect_container(&self.id, None).await.map_err(backend("inspecting the container"))?;
-            let oom_killed = inspected.state.and_then(|s| s.oom_killed).unwrap_or(false);
+            // Only a SIGKILLed program (137) can have been killed for its memory: ask then. dockerd
+            // may report the exit before it has processed the OOM event, so ask a few times.
+            let mut oom_killed = false;
+            for attempt in 0..if code == 137 { 5 } else { 0 } {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                let inspected = self.docker.inspect_container(&self.id, None).await.map_err(backend("inspecting the container"))?;
+                oom_killed = inspected.state.and_then(|s| s.oom_killed).unwrap_or(false);
+                if oom_killed {
+                    break;
+                }
+            }
             Ok(Exit { code, oom_killed })
         })
     }
