@@ -1,7 +1,11 @@
 //! Scanning a file: one tree-sitter parse, every site resolved once, then every rule (built-in and
 //! custom) matched against the sites; suppression comments honoured and reported.
 
-use std::{cell::RefCell, collections::HashMap, sync::OnceLock};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use streaming_iterator::StreamingIterator;
 
@@ -254,10 +258,12 @@ impl RuleSet {
         };
         let first_error = first_error(&tree);
         let syntax_errors = usize::from(first_error.is_some());
-        let (sites, mut findings, children) = if needs_sites {
-            self.sites_and_findings(lang, &tree, text, reuse.as_ref(), keep)
+        // The file's sites are only needed by custom rules that match them.
+        let want_sites = self.custom.iter().any(|c| c.query.is_none() && c.lang.family() == lang.family());
+        let (sites, mut findings, children, scope) = if needs_sites {
+            self.sites_and_findings(lang, &tree, text, reuse.as_ref(), keep, want_sites)
         } else {
-            (Vec::new(), Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), Vec::new(), Scope::default())
         };
         for (custom, active) in self.custom.iter().zip(queries) {
             match &custom.query {
@@ -319,13 +325,15 @@ impl RuleSet {
             f.suppression = suppression(lang, text, &lines, &mut comments, f.start, &f.operation);
         }
         let scan = Scan { findings, syntax_errors, first_error, skipped: None };
-        let state = keep.then(|| ScanState { rules: self.id, lang, text: text.into(), tree, children, has_sites: needs_sites });
+        let state = keep.then(|| ScanState { rules: self.id, lang, text: text.into(), tree, children, scope, has_sites: needs_sites });
         (scan, state)
     }
 
-    /// The sites of a file and the built-in rules' findings, per top-level node: taken over from
-    /// `reuse` (the previous scan, the edit, the changed ranges) for the nodes the edit left alone
-    /// when what the file binds is unchanged, computed for the others.
+    /// The sites of a file (when `want_sites`: custom rules match them) and the built-in rules'
+    /// findings, per top-level node: taken over from `reuse` (the previous scan, the edit, the
+    /// changed ranges) for the nodes the edit left alone when what the file binds is unchanged,
+    /// computed for the others. Also returns what the file binds.
+    #[allow(clippy::too_many_arguments)]
     fn sites_and_findings(
         &self,
         lang: Lang,
@@ -333,14 +341,15 @@ impl RuleSet {
         text: &str,
         reuse: Option<&Reuse>,
         keep: bool,
-    ) -> (Vec<Site>, Vec<Finding>, Vec<ChildState>) {
+        want_sites: bool,
+    ) -> (Vec<Site>, Vec<Finding>, Vec<ChildState>, Scope) {
         let src = text.as_bytes();
         let root = tree.root_node();
         let mut cursor = root.walk();
         let nodes: Vec<tree_sitter::Node<'_>> = root.named_children(&mut cursor).collect();
         // For each top-level node, the previous scan's node it is (unchanged, maybe moved): same
-        // kind, no error, nothing changed in it; and how far it moved.
-        let old: Vec<Option<(&ChildState, isize)>> = nodes
+        // kind, no error, nothing changed in it.
+        let old: Vec<Option<&ChildState>> = nodes
             .iter()
             .map(|node| {
                 let (previous, edit, changed) = reuse?;
@@ -359,54 +368,57 @@ impl RuleSet {
                 let i = previous.children.partition_point(|c| c.start < old_start);
                 let child = previous.children.get(i)?;
                 (child.start == old_start && child.end == (end as isize - delta) as usize && child.kind == node.kind_id() && !child.error)
-                    .then_some((child, delta))
+                    .then_some(child)
             })
             .collect();
         let mut scope = sites::root_scope(lang.family(), root, src);
-        let scopes: Vec<Scope> = nodes
+        let scopes: Vec<Arc<Scope>> = nodes
             .iter()
             .zip(&old)
             .map(|(node, old)| match old {
-                Some((child, _)) => child.scope.clone(),
-                None => sites::child_scope(lang.family(), *node, src),
+                Some(child) => child.scope.clone(),
+                None => Arc::new(sites::child_scope(lang.family(), *node, src)),
             })
             .collect();
         for child in &scopes {
-            scope.extend(child.clone());
+            scope.extend(Scope::clone(child));
         }
         // Sites resolve names through the whole file's bindings: when they changed, nothing is
         // taken over.
-        let same_scope = reuse.is_some_and(|(previous, _, _)| previous.has_sites && previous.scope() == scope);
+        let same_scope = reuse.is_some_and(|(previous, _, _)| previous.has_sites && previous.scope == scope);
         let mut all_sites = Vec::new();
         let mut all_findings = Vec::new();
         let mut children = Vec::new();
         for ((node, old), child_scope) in nodes.iter().zip(old).zip(scopes) {
-            let (sites, findings) = match old {
-                Some((child, delta)) if same_scope => (
-                    child.sites.iter().map(|s| shift_site(s, delta)).collect(),
-                    child.findings.iter().map(|f| shift_finding(f, delta)).collect(),
-                ),
+            let start = node.start_byte();
+            // Kept relative to the node's start, so that a node that moved is taken over as it is.
+            let (sites, findings): (Arc<[Site]>, Arc<[Finding]>) = match old {
+                Some(child) if same_scope => (child.sites.clone(), child.findings.clone()),
                 _ => {
                     let sites = sites::child_sites(lang, *node, root, src, &scope);
                     let findings = if self.builtin { builtin_findings(lang, &sites) } else { Vec::new() };
-                    (sites, findings)
+                    let back = -(start as isize);
+                    (sites.iter().map(|s| shift_site(s, back)).collect(), findings.iter().map(|f| shift_finding(f, back)).collect())
                 }
             };
+            let delta = start as isize;
+            if want_sites {
+                all_sites.extend(sites.iter().map(|s| shift_site(s, delta)));
+            }
+            all_findings.extend(findings.iter().map(|f| shift_finding(f, delta)));
             if keep {
                 children.push(ChildState {
-                    start: node.start_byte(),
+                    start,
                     end: node.end_byte(),
                     kind: node.kind_id(),
                     error: node.has_error(),
                     scope: child_scope,
-                    sites: sites.clone(),
-                    findings: findings.clone(),
+                    sites,
+                    findings,
                 });
             }
-            all_sites.extend(sites);
-            all_findings.extend(findings);
         }
-        (all_sites, all_findings, children)
+        (all_sites, all_findings, children, scope)
     }
 }
 
@@ -459,29 +471,22 @@ pub struct ScanState {
     text: Box<str>,
     tree: tree_sitter::Tree,
     children: Vec<ChildState>,
+    /// What the file binds (all the children's scopes, merged).
+    scope: Scope,
     /// Whether `children` holds the sites (the scan needed them).
     has_sites: bool,
 }
 
-impl ScanState {
-    fn scope(&self) -> Scope {
-        let mut scope = sites::root_scope(self.lang.family(), self.tree.root_node(), self.text.as_bytes());
-        for child in &self.children {
-            scope.extend(child.scope.clone());
-        }
-        scope
-    }
-}
-
-/// A top-level node of a scanned file.
+/// A top-level node of a scanned file. Its sites and findings are kept with offsets relative to
+/// its start, shared: a node an edit only moved is taken over without copying them.
 struct ChildState {
     start: usize,
     end: usize,
     kind: u16,
     error: bool,
-    scope: Scope,
-    sites: Vec<Site>,
-    findings: Vec<Finding>,
+    scope: Arc<Scope>,
+    sites: Arc<[Site]>,
+    findings: Arc<[Finding]>,
 }
 
 /// Runs `query` from `node` (only at `node` itself with `max_start_depth` 0), reporting each
@@ -878,30 +883,41 @@ mod tests {
             state ^= state << 17;
             (state % n as u64) as usize
         };
-        for (lang, start, inserts) in cases {
-            let rules = RuleSet::default();
-            let mut text = start.to_string();
-            let mut kept = None;
-            for step in 0..300 {
-                // Insert a snippet, or delete a range, at a random char boundary (often a line start).
-                let boundaries: Vec<usize> = (0..=text.len()).filter(|i| text.is_char_boundary(*i)).collect();
-                let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-                let at = if next(2) == 0 { line_starts[next(line_starts.len())] } else { boundaries[next(boundaries.len())] };
-                if next(3) == 0 && text.len() > 40 {
-                    let end = (at + 1 + next(12)).min(text.len());
-                    if text.is_char_boundary(end) {
-                        text.replace_range(at..end, "");
+        // The built-in rules alone, and with a custom rule matching sites (which needs every site).
+        let pattern_rule = |language: &str, pattern: &str| CustomRule {
+            id: "p".into(),
+            language: language.into(),
+            operation: "network_access".into(),
+            message: "m".into(),
+            pattern: vec![pattern.into()],
+            query: None,
+        };
+        let custom = ["requests.*", "axios.*", "std::*"];
+        for ((lang, start, inserts), pattern) in cases.iter().zip(custom) {
+            for rules in [RuleSet::default(), RuleSet::new(true, vec![pattern_rule(lang.name(), pattern)]).unwrap()] {
+                let mut text = start.to_string();
+                let mut kept = None;
+                for step in 0..300 {
+                    // Insert a snippet, or delete a range, at a random char boundary (often a line start).
+                    let boundaries: Vec<usize> = (0..=text.len()).filter(|i| text.is_char_boundary(*i)).collect();
+                    let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+                    let at = if next(2) == 0 { line_starts[next(line_starts.len())] } else { boundaries[next(boundaries.len())] };
+                    if next(3) == 0 && text.len() > 40 {
+                        let end = (at + 1 + next(12)).min(text.len());
+                        if text.is_char_boundary(end) {
+                            text.replace_range(at..end, "");
+                        }
+                    } else {
+                        text.insert_str(at, inserts[next(inserts.len())]);
                     }
-                } else {
-                    text.insert_str(at, inserts[next(inserts.len())]);
+                    if text.len() > 4000 {
+                        text = start.to_string();
+                    }
+                    let (incremental, state) = rules.scan_incremental(*lang, &text, kept.take());
+                    kept = state;
+                    let fresh = rules.scan(*lang, &text);
+                    assert_eq!(incremental, fresh, "{lang:?}, step {step}: {text:?}");
                 }
-                if text.len() > 4000 {
-                    text = start.to_string();
-                }
-                let (incremental, state) = rules.scan_incremental(*lang, &text, kept.take());
-                kept = state;
-                let fresh = rules.scan(*lang, &text);
-                assert_eq!(incremental, fresh, "{lang:?}, step {step}: {text:?}");
             }
         }
     }
