@@ -35,14 +35,17 @@ pub(crate) static SHUT_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::
 /// whether `shutdown` came first: the process should then exit with 0, else with 1.
 pub async fn serve_stdio() -> bool {
     let hooks = std::env::var_os("SYMBIONT_LSP_TEST_HOOKS").is_some_and(|v| v == "1");
-    let mut builder = LspService::build(server::Backend::new);
+    // Every frame to the client goes through one channel to one writer: the server's output, the
+    // transport's own answers and the diagnostics the publisher thread serialises itself.
+    let (frames, to_client) = tokio::sync::mpsc::unbounded_channel();
+    let publisher_frames = frames.downgrade();
+    let mut builder = LspService::build(move |client| server::Backend::new(client, publisher_frames.clone()));
     if hooks {
         builder = builder.custom_method("symbiont/debugPanic", server::Backend::debug_panic);
     }
     let (service, socket) = builder.finish();
     let (to_server, server_input) = tokio::io::duplex(1 << 16);
     let (server_output, from_server) = tokio::io::duplex(1 << 16);
-    let (frames, to_client) = tokio::sync::mpsc::unbounded_channel();
     let input = tokio::spawn(transport::pump_input(tokio::io::stdin(), to_server, frames.clone()));
     let output = tokio::spawn(transport::pump_output(from_server, frames));
     let writer = tokio::spawn(transport::write_frames(tokio::io::stdout(), to_client));

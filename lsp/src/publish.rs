@@ -13,7 +13,7 @@ use std::{
 };
 
 use symbiont_analysis::{ide::Analysis, Diagnostic};
-use tower_lsp_server::{ls_types as lsp, Client};
+use tower_lsp_server::ls_types as lsp;
 
 use crate::{
     convert::{self, FileText, Paths},
@@ -22,8 +22,12 @@ use crate::{
 
 pub struct Publisher {
     pub world: Arc<Mutex<World>>,
-    pub client: Client,
-    pub runtime: tokio::runtime::Handle,
+    /// The frames written to the client ([`crate::transport::write_frames`]). Notifications go
+    /// there directly, serialised on this thread: through `tower-lsp-server`'s client each would be
+    /// turned into a `serde_json::Value`, then serialised on the protocol's threads and framed
+    /// twice, which for a file with a thousand diagnostics costs more than computing them again.
+    /// Weak: the writer ends with the server's output, not with this thread.
+    pub frames: tokio::sync::mpsc::WeakUnboundedSender<Vec<u8>>,
     /// Off when the client pulls diagnostics instead.
     pub enabled: Arc<AtomicBool>,
 }
@@ -178,6 +182,25 @@ impl Publisher {
     }
 
     fn send(&self, uri: lsp::Uri, diagnostics: Vec<lsp::Diagnostic>, version: Option<i32>) {
-        self.runtime.block_on(self.client.publish_diagnostics(uri, diagnostics, version));
+        #[derive(serde::Serialize)]
+        struct Notification {
+            jsonrpc: &'static str,
+            method: &'static str,
+            params: lsp::PublishDiagnosticsParams,
+        }
+        let notification = Notification {
+            jsonrpc: "2.0",
+            method: "textDocument/publishDiagnostics",
+            params: lsp::PublishDiagnosticsParams { uri, diagnostics, version },
+        };
+        match serde_json::to_vec(&notification) {
+            // The connection is gone when the writer is: nothing to tell then.
+            Ok(body) => {
+                if let Some(frames) = self.frames.upgrade() {
+                    let _ = frames.send(crate::transport::frame(&body));
+                }
+            }
+            Err(e) => crate::log(format!("diagnostics not published: {e}")),
+        }
     }
 }

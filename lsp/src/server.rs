@@ -50,7 +50,8 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(client: Client) -> Backend {
+    /// `frames`: what is written to the client (diagnostics are published there directly).
+    pub fn new(client: Client, frames: tokio::sync::mpsc::WeakUnboundedSender<Vec<u8>>) -> Backend {
         let world = Arc::new(Mutex::new(World::new(Paths::default())));
         let (tx, rx) = mpsc::channel();
         let (applied_tx, applied) = tokio::sync::watch::channel(0);
@@ -61,12 +62,7 @@ impl Backend {
             .name("symbiont-writer".into())
             .spawn(move || world::writer(writer_world, rx, applied_tx, publish_tx))
             .expect("the writer thread starts");
-        let publisher = crate::publish::Publisher {
-            world: world.clone(),
-            client: client.clone(),
-            runtime: tokio::runtime::Handle::current(),
-            enabled: push_diagnostics.clone(),
-        };
+        let publisher = crate::publish::Publisher { world: world.clone(), frames, enabled: push_diagnostics.clone() };
         std::thread::Builder::new()
             .name("symbiont-diagnostics".into())
             .spawn(move || publisher.run(publish_rx))
