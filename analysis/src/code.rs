@@ -193,7 +193,12 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
     // Denied findings waiting for their suppression fix, which are verified together: the index
     // of the diagnostic in `out`, the finding, and the fixes found so far.
     let mut pending: Vec<(usize, &Finding, Vec<Fix>)> = Vec::new();
-    for finding in &scan.findings {
+    for (i, finding) in scan.findings.iter().enumerate() {
+        // A file can have thousands of findings: an edit elsewhere should not wait for them all
+        // (a language server judges them again after every edit).
+        if i % 128 == 127 {
+            db.unwind_if_revision_cancelled();
+        }
         let at = range(finding.start, finding.end);
         let what = if finding.qualified.is_empty() { "this code".to_string() } else { format!("`{}`", finding.qualified) };
         if let Some(suppression) = &finding.suppression {
