@@ -12,6 +12,7 @@ pub mod lexer;
 mod line_index;
 mod parser;
 pub mod quantity;
+mod reparse;
 pub mod suggest;
 mod syntax_kind;
 
@@ -23,6 +24,7 @@ pub use syntax_kind::{SymLanguage, SyntaxElement, SyntaxKind, SyntaxNode, Syntax
 pub use grammar::RULE_KINDS;
 pub use line_index::{LineCol, LineIndex};
 pub use parser::MAX_DEPTH;
+pub use reparse::reparse;
 
 /// A syntax error: where, and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
