@@ -46,12 +46,57 @@ pub trait Db: salsa::Database {
     /// What the scans of code files kept for their next scan, when the database keeps it (a
     /// language server, where the same files are scanned again after each edit).
     fn code_states(&self) -> Option<&CodeStates>;
+    /// The trees of the `.sym` files parsed last, when the database keeps them (the same).
+    fn parse_states(&self) -> Option<&ParseStates>;
 }
 
 #[salsa::db]
 impl Db for RootDatabase {
     fn code_states(&self) -> Option<&CodeStates> {
         self.code_states.as_deref()
+    }
+
+    fn parse_states(&self) -> Option<&ParseStates> {
+        self.parse_states.as_deref()
+    }
+}
+
+/// The trees of the `.sym` files parsed last, each with its text, so that an edited file is
+/// re-parsed from its previous tree ([`symbiont_syntax::reparse`]: only the item the edit is in).
+/// The tree is the same as a fresh parse's, so salsa needs to know nothing of this.
+pub struct ParseStates {
+    states: Mutex<Vec<(SourceFile, Arc<str>, Parse)>>,
+}
+
+impl ParseStates {
+    /// How many files' trees are kept, the most recently parsed.
+    const KEPT: usize = 8;
+
+    /// The tree of `text`, the file's text now.
+    pub fn parse(&self, file: SourceFile, text: &Arc<str>) -> Parse {
+        let previous = {
+            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            states.iter().position(|(f, _, _)| *f == file).map(|at| states.remove(at))
+        };
+        let parse = match previous {
+            Some((_, old_text, old)) => symbiont_syntax::reparse(&old, &old_text, text),
+            None => symbiont_syntax::parse(text),
+        };
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.retain(|(f, _, _)| *f != file);
+        if states.len() >= Self::KEPT {
+            states.remove(0);
+        }
+        states.push((file, text.clone(), parse.clone()));
+        parse
+    }
+}
+
+/// Parses a `.sym` file, from its previous tree when the database keeps them.
+fn parse_file(db: &dyn Db, file: SourceFile) -> Parse {
+    match db.parse_states() {
+        Some(states) => states.parse(file, file.text(db)),
+        None => symbiont_syntax::parse(file.text(db)),
     }
 }
 
@@ -87,7 +132,7 @@ impl CodeStates {
 /// several times larger than their text and cheap to rebuild, so only recently used ones are kept.
 #[salsa::tracked(returns(ref), lru = 128)]
 pub fn parse(db: &dyn Db, file: SourceFile) -> Parse {
-    symbiont_syntax::parse(file.text(db))
+    parse_file(db, file)
 }
 
 /// Everything the analysis derives from one parse of a file: its item index, its one-file
@@ -103,7 +148,7 @@ pub struct FileSummary {
 
 #[salsa::tracked(returns(ref))]
 pub fn file_summary(db: &dyn Db, file: SourceFile) -> FileSummary {
-    let parse = symbiont_syntax::parse(file.text(db));
+    let parse = parse_file(db, file);
     let tree = parse.tree();
     let path = file.path(db);
     FileSummary {
@@ -143,6 +188,7 @@ pub struct RootDatabase {
     storage: salsa::Storage<Self>,
     executed: Arc<Mutex<Option<Vec<String>>>>,
     code_states: Option<Arc<CodeStates>>,
+    parse_states: Option<Arc<ParseStates>>,
 }
 
 impl Default for RootDatabase {
@@ -159,6 +205,7 @@ impl Default for RootDatabase {
             }))),
             executed,
             code_states: None,
+            parse_states: None,
         }
     }
 }
@@ -168,9 +215,11 @@ impl salsa::Database for RootDatabase {}
 
 impl RootDatabase {
     /// Keeps what the scans of code files need to scan an edited file again quickly
-    /// ([`CodeStates`]): for a language server.
-    pub fn keep_code_states(&mut self) {
+    /// ([`CodeStates`]) and the trees `.sym` files are re-parsed from ([`ParseStates`]): for a
+    /// language server.
+    pub fn keep_edit_states(&mut self) {
         self.code_states = Some(Arc::new(CodeStates { states: Mutex::new(Vec::new()) }));
+        self.parse_states = Some(Arc::new(ParseStates { states: Mutex::new(Vec::new()) }));
     }
 
     /// Starts recording executed queries.

@@ -88,10 +88,11 @@ impl AnalysisHost {
         &self.db
     }
 
-    /// Keeps, for the code files scanned last, what scanning them again after an edit needs
-    /// ([`db::CodeStates`]): the language server, which scans a file after each keystroke, does.
-    pub fn keep_code_states(&mut self) {
-        self.db.keep_code_states();
+    /// Keeps, for the files analysed last, what analysing them again after an edit needs: for
+    /// code files their scans ([`db::CodeStates`]), for `.sym` files their trees
+    /// ([`db::ParseStates`]). The language server, which does so after each keystroke, does.
+    pub fn keep_edit_states(&mut self) {
+        self.db.keep_edit_states();
     }
 
     /// Adds a file (a `.sym`/`.symbi` file, or agent code in one of the four languages) or

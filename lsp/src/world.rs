@@ -39,9 +39,9 @@ pub struct World {
 
 impl World {
     pub fn new(paths: Paths) -> Self {
-        // Code files are scanned again after each edit: keep what makes that incremental.
+        // Files are analysed again after each edit: keep what makes that incremental.
         let mut host = AnalysisHost::new();
-        host.keep_code_states();
+        host.keep_edit_states();
         World { host, docs: HashMap::new(), paths, roots: Vec::new(), config: None }
     }
 
