@@ -149,6 +149,13 @@ impl Analysis {
         salsa::Cancelled::catch(f)
     }
 
+    /// `Err` once a change to the inputs has cancelled this snapshot (what every query of it
+    /// then answers).
+    pub fn cancelled(&self) -> Cancellable<()> {
+        use salsa::Database;
+        self.catch(std::panic::AssertUnwindSafe(|| self.db.unwind_if_revision_cancelled()))
+    }
+
     /// The text of a file, or of `symbiont.toml` when given its path.
     pub fn file_text(&self, path: &Path) -> Option<std::sync::Arc<str>> {
         if let Some(file) = self.file(path) {

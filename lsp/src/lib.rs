@@ -41,7 +41,9 @@ pub async fn serve_stdio() -> bool {
     let publisher_frames = frames.downgrade();
     let mut builder = LspService::build(move |client| server::Backend::new(client, publisher_frames.clone()));
     if hooks {
-        builder = builder.custom_method("symbiont/debugPanic", server::Backend::debug_panic);
+        builder = builder
+            .custom_method("symbiont/debugPanic", server::Backend::debug_panic)
+            .custom_method("symbiont/debugHold", server::Backend::debug_hold);
     }
     let (service, socket) = builder.finish();
     let (to_server, server_input) = tokio::io::duplex(1 << 16);

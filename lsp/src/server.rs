@@ -13,7 +13,7 @@ use std::{
     },
 };
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use symbiont_analysis::{ide::Cancellable, CONFIG_FILE_NAME};
 use symbiont_syntax::TextRange;
 use tower_lsp_server::{
@@ -47,6 +47,8 @@ pub struct Backend {
     folders: Mutex<Vec<PathBuf>>,
     watch_dynamically: AtomicBool,
     push_diagnostics: Arc<AtomicBool>,
+    /// What is written to the client, for the test hooks' own notifications.
+    frames: tokio::sync::mpsc::WeakUnboundedSender<Vec<u8>>,
 }
 
 impl Backend {
@@ -62,7 +64,7 @@ impl Backend {
             .name("symbiont-writer".into())
             .spawn(move || world::writer(writer_world, rx, applied_tx, publish_tx))
             .expect("the writer thread starts");
-        let publisher = crate::publish::Publisher { world: world.clone(), frames, enabled: push_diagnostics.clone() };
+        let publisher = crate::publish::Publisher { world: world.clone(), frames: frames.clone(), enabled: push_diagnostics.clone() };
         std::thread::Builder::new()
             .name("symbiont-diagnostics".into())
             .spawn(move || publisher.run(publish_rx))
@@ -76,6 +78,7 @@ impl Backend {
             folders: Mutex::default(),
             watch_dynamically: AtomicBool::new(false),
             push_diagnostics,
+            frames,
         }
     }
 
@@ -154,6 +157,28 @@ impl Backend {
         if let Err(e) = self.client.register_capability(vec![registration]).await {
             crate::log(format!("registering file watchers failed: {e}"));
         }
+    }
+
+    /// A test hook (`SYMBIONT_LSP_TEST_HOOKS=1`): a read of the document that holds its snapshot,
+    /// tells the client so (`symbiont/debugHolding`), and waits for a change to cancel it; answers
+    /// `ContentModified` then, as every read a change overtakes does.
+    pub async fn debug_hold(&self, params: Value) -> Result<Value> {
+        let uri: lsp::Uri = serde_json::from_value(params["textDocument"]["uri"].clone())
+            .map_err(|e| invalid_params(format!("no textDocument.uri: {e}")))?;
+        let frames = self.frames.clone();
+        let holding = json!({ "jsonrpc": "2.0", "method": "symbiont/debugHolding", "params": { "uri": uri.as_str() } });
+        self.read(&uri, move |ctx| {
+            if let Some(frames) = frames.upgrade() {
+                let _ = frames.send(crate::transport::frame(holding.to_string().as_bytes()));
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                ctx.snap.cancelled().or_modified()?;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(jsonrpc::Error { code: jsonrpc::ErrorCode::InternalError, message: "no change cancelled the read".into(), data: None })
+        })
+        .await
     }
 
     /// A test hook (`SYMBIONT_LSP_TEST_HOOKS=1`): panics where asked, to show a panic becomes

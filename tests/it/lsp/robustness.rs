@@ -198,3 +198,28 @@ fn edits_are_applied_in_arrival_order() {
     let pushed = server.diagnostics(&uri, Some(last));
     assert_eq!(pushed, pulled["items"]);
 }
+
+/// A read whose text changes under it answers `ContentModified` (-32801), deterministically: the
+/// test hook `symbiont/debugHold` takes its snapshot and says so, only then is the edit sent, and
+/// the hook waits for the edit to cancel the snapshot. The edit is then applied and published,
+/// and reads of the new text are answered.
+#[test]
+fn a_read_overtaken_by_an_edit_is_content_modified() {
+    let fx = Fixture::new();
+    let mut server = fx.server();
+    let uri = fx.uri("agents/reviewer.sym");
+    let text = fx.text("agents/reviewer.sym");
+    server.open(&uri, "symbiont", &text);
+    server.diagnostics(&uri, Some(1));
+    let id = server.send_request("symbiont/debugHold", json!({ "textDocument": { "uri": uri } }));
+    server.wait_for(|m| m["method"] == "symbiont/debugHolding" && m["params"]["uri"] == uri);
+    let end = position(&text, text.len());
+    server.change(&uri, 2, json!([{ "range": { "start": end, "end": end }, "text": "\n// edited\n" }]));
+    let error = server.response(id).unwrap_err();
+    assert_eq!(error["code"], -32801, "{error}");
+    // The edit went through: published for its version, and seen by the next read.
+    server.diagnostics(&uri, Some(2));
+    let pulled = server.request("textDocument/diagnostic", json!({ "textDocument": { "uri": uri } })).unwrap();
+    assert!(pulled["items"].is_array(), "{pulled}");
+    still_serving(&mut server);
+}
