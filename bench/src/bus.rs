@@ -284,7 +284,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         println!("  audit log: {} entries in {} batches, {} fdatasyncs", stats.entries, stats.batches, stats.syncs);
 
         // Idle lightweight agents: joined, admitted, blocked in receive.
-        let agents_runtime = AgentRuntime::empty(auditor.clone());
+        let mut agents_runtime = AgentRuntime::empty(auditor.clone());
+        // All of them running at once, not queued behind the default limit.
+        agents_runtime.set_concurrency(1, o.idle);
         let before = rss_kb();
         let handles: Vec<_> = (0..o.idle)
             .map(|i| {
@@ -303,7 +305,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .collect();
         // Every one is running once its lifecycle entries are in.
         let expected = stats.entries + 3 * o.idle as u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
         while log.commit_stats().entries < expected {
+            if Instant::now() > deadline {
+                return Err(format!("the {} idle agents did not all start within 2 minutes", o.idle));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
