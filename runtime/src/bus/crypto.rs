@@ -46,20 +46,31 @@ impl Identity {
         &self.public
     }
 
-    /// The AEAD for messages from `from` (this identity) to `to` (`peer`), or, with
-    /// `sending = false`, from `peer` named `from` to this identity named `to`.
+    /// The X25519 agreement with `peer`: the same from both ends, so each member computes it
+    /// once per peer and derives both directions' keys from it ([`channel_key`]).
+    pub fn agree(&self, peer: &PublicIdentity) -> [u8; 32] {
+        *self.agreement.diffie_hellman(&peer.agreement).as_bytes()
+    }
+
+    /// The AEAD for messages from `from` (this identity) to `to` (`peer`), or, with the names the
+    /// other way round, from `peer` to this identity.
     pub fn channel_key(&self, peer: &PublicIdentity, from: &str, to: &str) -> ChaCha20Poly1305 {
-        let shared = self.agreement.diffie_hellman(&peer.agreement);
-        let hkdf = Hkdf::<Sha256>::new(Some(b"symbiont-bus/v1"), shared.as_bytes());
-        let mut key = [0u8; 32];
-        let info = [from.as_bytes(), &[0], to.as_bytes()].concat();
-        hkdf.expand(&info, &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
-        ChaCha20Poly1305::new(Key::from_slice(&key))
+        channel_key(&self.agree(peer), from, to)
     }
 
     pub fn sign(&self, bytes: &[u8]) -> [u8; 64] {
         self.signing.sign(bytes).to_bytes()
     }
+}
+
+/// The AEAD for messages `from → to`, from the two agents' X25519 agreement: HKDF-SHA256 with the
+/// direction as its info, so each direction has its own key.
+pub fn channel_key(shared: &[u8; 32], from: &str, to: &str) -> ChaCha20Poly1305 {
+    let hkdf = Hkdf::<Sha256>::new(Some(b"symbiont-bus/v1"), shared);
+    let mut key = [0u8; 32];
+    let info = [from.as_bytes(), &[0], to.as_bytes()].concat();
+    hkdf.expand(&info, &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
+    ChaCha20Poly1305::new(Key::from_slice(&key))
 }
 
 /// The bytes a header stands for: the AEAD's associated data and the start of what is signed.

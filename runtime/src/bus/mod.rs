@@ -100,6 +100,20 @@ struct Member {
     /// however many tasks send at once.
     outgoing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Outgoing>>>>>,
     incoming: Mutex<HashMap<String, Incoming>>,
+    /// X25519 agreements with peers, computed once per peer for both directions (the costliest
+    /// step of a first message).
+    agreements: Mutex<HashMap<String, [u8; 32]>>,
+}
+
+impl Member {
+    fn agreement(&self, peer_name: &str, peer: &PublicIdentity) -> [u8; 32] {
+        if let Some(shared) = lock(&self.agreements).get(peer_name) {
+            return *shared;
+        }
+        let shared = self.identity.agree(peer);
+        lock(&self.agreements).insert(peer_name.to_string(), shared);
+        shared
+    }
 }
 
 /// The bus of one runtime.
@@ -144,6 +158,7 @@ impl Bus {
             receiver: tokio::sync::Mutex::new(receiver),
             outgoing: Mutex::default(),
             incoming: Mutex::default(),
+            agreements: Mutex::default(),
         };
         self.known.write().unwrap_or_else(|e| e.into_inner()).insert(agent.to_string(), public.clone());
         self.members.write().unwrap_or_else(|e| e.into_inner()).insert(agent.to_string(), Arc::new(member));
@@ -192,8 +207,10 @@ impl Bus {
         };
         let pair = lock(&sender.outgoing).entry(to.to_string()).or_default().clone();
         let mut pair = pair.lock().await;
-        let outgoing =
-            pair.get_or_insert_with(|| Outgoing { next_seq: 1, key: sender.identity.channel_key(recipient.identity.public(), from, to) });
+        let outgoing = pair.get_or_insert_with(|| Outgoing {
+            next_seq: 1,
+            key: crypto::channel_key(&sender.agreement(to, recipient.identity.public()), from, to),
+        });
         let seq = outgoing.next_seq;
         let header = crypto::header(from, to, seq);
         let ciphertext = crypto::seal(&outgoing.key, &header, seq, &plaintext);
@@ -266,10 +283,12 @@ impl Bus {
         };
         let plaintext = match (rejection, sender) {
             (None, Some(sender)) => {
+                if !lock(&member.incoming).contains_key(&from) {
+                    let key = crypto::channel_key(&member.agreement(&from, &sender), &from, &to);
+                    lock(&member.incoming).insert(from.clone(), Incoming { last_seq: 0, key });
+                }
                 let mut incoming = lock(&member.incoming);
-                let pair = incoming
-                    .entry(from.clone())
-                    .or_insert_with(|| Incoming { last_seq: 0, key: member.identity.channel_key(&sender, &from, &to) });
+                let pair = incoming.get_mut(&from).expect("inserted above");
                 if seq <= pair.last_seq {
                     Err("a replay or duplicate of a message already received")
                 } else {
