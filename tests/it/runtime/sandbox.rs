@@ -21,7 +21,10 @@ use std::{
 use serde_json::Value;
 use symbiont_audit::{keys::FileSigner, Log, LogOptions};
 use symbiont_policy::Engine;
-use symbiont_runtime::{AgentConfig, AgentRuntime, Auditor, Language, Limits, OutputStream, RunReport, State, Tier};
+use symbiont_runtime::{
+    local::{LocalAgent, LocalHandle, LocalReport},
+    AgentConfig, AgentRuntime, Auditor, Language, Limits, OutputStream, RunReport, State, Tier,
+};
 
 /// Whether dockerd answers and has runsc and the images; else why not.
 fn sandbox_missing() -> Option<String> {
@@ -335,6 +338,21 @@ sys.stdout.flush()
 /// suite tests each tier's containment, where `symbiont run`'s risk assessment would (rightly)
 /// raise such code to a higher tier.
 fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file: &str, input: Value) -> (RunReport, String) {
+    let (report, stdout, _) = run_beside(ws, agent, tier, limits, file, input, |_, _| Vec::new());
+    (report, stdout)
+}
+
+/// [`run_direct`], with lightweight agents that `beside` spawns on the same runtime (and bus)
+/// before the sandboxed one starts; their reports come back too.
+fn run_beside(
+    ws: &Ws,
+    agent: &str,
+    tier: Tier,
+    limits: Limits,
+    file: &str,
+    input: Value,
+    beside: impl FnOnce(&AgentRuntime, &symbiont_policy::Universe) -> Vec<LocalHandle>,
+) -> (RunReport, String, Vec<LocalReport>) {
     let sym = std::fs::read_to_string(ws.path("agent.sym")).unwrap();
     let universe = symbiont_policy::load([("agent.sym", sym.as_str())], symbiont_policy::config::Config::default());
     let engine = Engine::compile(universe.effective(Some(agent)).unwrap());
@@ -358,6 +376,7 @@ fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file: &str, inpu
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (report, stdout) = runtime.block_on(async {
+        let universe = &universe;
         let mut agents = AgentRuntime::new(Auditor::new(Arc::new(log))).await;
         agents.set_run_root(ws.tmp.path().join("symbiont-runs"));
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
@@ -371,11 +390,16 @@ fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file: &str, inpu
             }
             stdout
         });
+        let locals = beside(&agents, &universe);
         let report = agents.run(config, sender, std::future::pending()).await.expect("the run starts");
+        let mut local_reports = Vec::new();
+        for local in locals {
+            local_reports.push(local.wait().await);
+        }
         drop(agents);
-        (report, String::from_utf8_lossy(&collect.await.unwrap()).to_string())
+        (report, (String::from_utf8_lossy(&collect.await.unwrap()).to_string(), local_reports))
     });
-    (report, stdout)
+    (report, stdout.0, stdout.1)
 }
 
 fn escape_suite(tier: Tier) {
@@ -653,4 +677,59 @@ fn main() {
     assert_eq!(replies[1]["error"]["code"], "denied", "{replies:?}");
     assert_eq!(std::fs::read_to_string(ws.path(".symbiont/workspaces/native/native.txt")).unwrap(), "from rust");
     ws.assert_clean(&run);
+}
+
+/// A sandboxed agent and a lightweight one on the same runtime talk over the bus: the sandboxed
+/// one through its broker (`symbiont.send`/`receive`), the lightweight one in process; each send
+/// and receipt is decided by its agent's policy and audited, and a send the policy denies fails.
+#[test]
+fn a_sandboxed_agent_and_a_lightweight_one_talk_over_the_bus() {
+    if !sandbox_ready("a_sandboxed_agent_and_a_lightweight_one_talk_over_the_bus") {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write(
+        "asker.py",
+        "import symbiont\nprint('sent', symbiont.send('echo', {'question': 6}))\nm = symbiont.receive(20000)\nprint('got', m['from'], m['payload']['answer'])\ntry:\n    symbiont.send('vault', {'x': 1})\nexcept symbiont.PolicyDenied as e:\n    print('denied', e.code)\n",
+    );
+    ws.write(
+        "agent.sym",
+        "agent asker {\n    policy p {\n        allow: [\"send_message\", \"receive_message\"]\n        deny: send_message(to) if to == \"vault\"\n    }\n}\nagent echo {\n    policy p { allow: [\"send_message\", \"receive_message\"] }\n}\n",
+    );
+    let limits = Limits { timeout: Duration::from_secs(60), ..Limits::default() };
+    let (report, stdout, locals) = run_beside(&ws, "asker", Tier::Docker, limits, "asker.py", Value::Null, |runtime, universe| {
+        let policy = Arc::new(Engine::compile(universe.effective(Some("echo")).unwrap()));
+        let echo = LocalAgent {
+            name: "echo".into(),
+            policy,
+            priority: Default::default(),
+            timeout: Duration::from_secs(60),
+            context: Default::default(),
+        };
+        vec![runtime.spawn_local(echo, |cx| async move {
+            let question = cx.receive(Duration::from_secs(50)).await.map_err(|e| e.to_string())?.ok_or("no question came")?;
+            let answer = question.payload["question"].as_i64().unwrap_or(0) * 7;
+            cx.send(&question.from, &serde_json::json!({ "answer": answer })).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })]
+    });
+    assert_eq!(report.state, State::Completed, "{report:?}\n{stdout}");
+    assert_eq!(stdout, "sent 1\ngot echo 42\ndenied denied\n");
+    assert_eq!(locals[0].state, State::Completed, "{:?}", locals[0]);
+    let entries = ws.audit();
+    let decisions: Vec<(String, String, String)> = entries
+        .iter()
+        .filter(|e| e["operation"] == "send_message" || e["operation"] == "receive_message")
+        .map(|e| (e["agent"].as_str().unwrap().into(), e["operation"].as_str().unwrap().into(), e["decision"].as_str().unwrap().into()))
+        .collect();
+    let expected = [
+        ("asker", "send_message", "allow"),
+        ("echo", "receive_message", "allow"),
+        ("echo", "send_message", "allow"),
+        ("asker", "receive_message", "allow"),
+        ("asker", "send_message", "deny"),
+    ];
+    assert_eq!(decisions, expected.map(|(a, o, d)| (a.to_string(), o.to_string(), d.to_string())));
+    assert_no_container(&report.run_id);
+    ws.assert_clean_dir();
 }
