@@ -390,7 +390,7 @@ fn run_beside(
             }
             stdout
         });
-        let locals = beside(&agents, &universe);
+        let locals = beside(&agents, universe);
         let report = agents.run(config, sender, std::future::pending()).await.expect("the run starts");
         let mut local_reports = Vec::new();
         for local in locals {
