@@ -249,6 +249,7 @@ impl RuleSet {
                 // to a deletion count as touched) and what tree-sitter parsed differently.
                 let mut changed: Vec<(usize, usize)> = edited.changed_ranges(&tree).map(|r| (r.start_byte, r.end_byte)).collect();
                 changed.push((edit.start.saturating_sub(1), edit.new_end + 1));
+                drop_elsewhere(edited);
                 (tree, Some((previous, edit, changed)))
             }
             None => match parse(lang, text) {
@@ -326,6 +327,9 @@ impl RuleSet {
         }
         let scan = Scan { findings, syntax_errors, first_error, skipped: None };
         let state = keep.then(|| ScanState { rules: self.id, lang, text: text.into(), tree, children, scope, has_sites: needs_sites });
+        if let Some((previous, _, _)) = reuse {
+            drop_elsewhere(previous);
+        }
         (scan, state)
     }
 
@@ -419,6 +423,22 @@ impl RuleSet {
             }
         }
         (all_sites, all_findings, children, scope)
+    }
+}
+
+/// Frees `value` on a thread of its own. Freeing the previous scan's tree (the part of it the new
+/// tree does not share: tree-sitter rebuilds the spine of a module after an edit) costs a tenth of
+/// an incremental scan, which the caller need not wait for.
+fn drop_elsewhere<T: Send + 'static>(value: T) {
+    static DROPPER: OnceLock<Option<std::sync::mpsc::Sender<Box<dyn Send>>>> = OnceLock::new();
+    let dropper = DROPPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Send>>();
+        let spawned = std::thread::Builder::new().name("symbiont-code-free".into()).spawn(move || rx.into_iter().for_each(drop));
+        spawned.ok().map(|_| tx)
+    });
+    // Without the thread (or once it is gone), here.
+    if let Some(dropper) = dropper {
+        let _ = dropper.send(Box::new(value));
     }
 }
 
