@@ -167,6 +167,13 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
     } else {
         agents.iter().filter_map(|a| universe.effective(Some(a)).ok().map(|e| (Some(a.clone()), e))).collect()
     };
+    let whos: Vec<String> = scopes
+        .iter()
+        .map(|(agent, _)| match agent {
+            Some(a) => format!("agent `{a}`"),
+            None => "code bound to no agent (the workspace base policy)".to_string(),
+        })
+        .collect();
     let scan = code_scan(db, ws, file);
     let mut out = Vec::new();
     match scan.skipped {
@@ -221,11 +228,7 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
             out.push(d);
             continue;
         }
-        for (agent, effective) in &scopes {
-            let who = match agent {
-                Some(a) => format!("agent `{a}`"),
-                None => "code bound to no agent (the workspace base policy)".to_string(),
-            };
+        for ((agent, effective), who) in scopes.iter().zip(&whos) {
             let verdict = effective.static_verdict(&finding.operation);
             let mut d = match verdict {
                 StaticVerdict::DeniedBy(i) => {
