@@ -185,7 +185,102 @@ pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, sdk_module: &str) 
         let new_text = if newline { format!("\n{import}") } else { import.to_string() };
         edits.push(Edit { start: at, end: at, new_text });
     }
+    edits.extend(unused_import(lang, text, finding));
     reparses(lang, text, &edits.iter().collect::<Vec<_>>()).then_some(edits)
+}
+
+/// Deletes the import the rewritten call was the last use of: the top-level statement that binds
+/// the callee's first name (`requests` of `requests.get`, `get` of `from requests import get`),
+/// when it binds that name alone, stands on lines of its own, and no other identifier in the file
+/// is that name. When anything is less certain the import stays: an unused import is a lint, a
+/// removed one that was still used breaks the program. (`--fix` applies one file's fixes
+/// together: with two calls through one import, neither removes it.)
+fn unused_import(lang: Lang, text: &str, finding: &Finding) -> Option<Edit> {
+    let callee = text.get(finding.callee_start..finding.callee_end)?;
+    let name = callee.split(['.', ':']).next()?.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+        return None;
+    }
+    let tree = scan::parse(lang, text)?;
+    let root = tree.root_node();
+    let node_text = |n: tree_sitter::Node| &text[n.byte_range()];
+    fn named(n: tree_sitter::Node<'_>) -> Vec<tree_sitter::Node<'_>> {
+        let mut cursor = n.walk();
+        n.named_children(&mut cursor).filter(|c| c.kind() != "comment").collect()
+    }
+    // The name an import binds, when it binds exactly one.
+    let binds_only = |statement: tree_sitter::Node| -> Option<String> {
+        let children = named(statement);
+        match (lang.family(), statement.kind()) {
+            (Family::Python, "import_statement") => match children.as_slice() {
+                [one] if one.kind() == "dotted_name" && !node_text(*one).contains('.') => Some(node_text(*one).to_string()),
+                [one] if one.kind() == "aliased_import" => one.child_by_field_name("alias").map(|a| node_text(a).to_string()),
+                _ => None,
+            },
+            (Family::Python, "import_from_statement") => {
+                let mut cursor = statement.walk();
+                let names: Vec<_> = statement.children_by_field_name("name", &mut cursor).collect();
+                match names.as_slice() {
+                    [one] if one.kind() == "dotted_name" => Some(node_text(*one).to_string()),
+                    [one] if one.kind() == "aliased_import" => one.child_by_field_name("alias").map(|a| node_text(a).to_string()),
+                    _ => None,
+                }
+            }
+            (Family::Js, "import_statement") => {
+                let clause = children.iter().find(|c| c.kind() == "import_clause")?;
+                match named(*clause).as_slice() {
+                    [one] if one.kind() == "identifier" => Some(node_text(*one).to_string()),
+                    [one] if one.kind() == "namespace_import" => named(*one).first().map(|n| node_text(*n).to_string()),
+                    _ => None,
+                }
+            }
+            (Family::Js, "lexical_declaration" | "variable_declaration") => match children.as_slice() {
+                [declarator] => {
+                    let id = declarator.child_by_field_name("name").filter(|n| n.kind() == "identifier")?;
+                    let value = declarator.child_by_field_name("value").filter(|v| v.kind() == "call_expression")?;
+                    let function = value.child_by_field_name("function")?;
+                    (node_text(function) == "require").then(|| node_text(id).to_string())
+                }
+                _ => None,
+            },
+            (Family::Rust, "use_declaration") => {
+                let argument = statement.child_by_field_name("argument")?;
+                match argument.kind() {
+                    "identifier" => Some(node_text(argument).to_string()),
+                    "scoped_identifier" => argument.child_by_field_name("name").map(|n| node_text(n).to_string()),
+                    "use_as_clause" => argument.child_by_field_name("alias").map(|n| node_text(n).to_string()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    };
+    let mut cursor = root.walk();
+    let statement = root.named_children(&mut cursor).find(|child| binds_only(*child).as_deref() == Some(name))?;
+    // Any other use of the name keeps the import.
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        let inside = |n: tree_sitter::Node, start: usize, end: usize| n.start_byte() >= start && n.end_byte() <= end;
+        if inside(node, statement.start_byte(), statement.end_byte()) || inside(node, finding.callee_start, finding.callee_end) {
+            continue;
+        }
+        if matches!(node.kind(), "identifier" | "type_identifier" | "shorthand_property_identifier") && node_text(node) == name {
+            return None;
+        }
+        let mut walk = node.walk();
+        stack.extend(node.children(&mut walk));
+    }
+    // Whole lines only: nothing else before the statement on its first line or after it on its last.
+    let line_start = text[..statement.start_byte()].rfind('\n').map_or(0, |i| i + 1);
+    if !text[line_start..statement.start_byte()].trim().is_empty() {
+        return None;
+    }
+    let rest = &text[statement.end_byte()..];
+    let line_end = rest.find('\n').map_or(text.len(), |i| statement.end_byte() + i + 1);
+    if !text[statement.end_byte()..line_end].trim().trim_start_matches(';').trim().is_empty() {
+        return None;
+    }
+    Some(Edit { start: line_start, end: line_end, new_text: String::new() })
 }
 
 /// Where an added import goes: after what must stay first in the file — a shebang, Python's

@@ -90,7 +90,7 @@ fn generate() -> String {
         out.push_str(&format!("\n### Example\n```{fence}\n{}\n```\n", rule.example));
         out.push_str(&format!("\n### Fix\nAllow `{}` in the agent's policy if it is intended, route the call through the Symbiont SDK so the runtime's broker performs it, or do without:\n\n```{fence}\n{}\n```\n", rule.operation, rule.negative));
         if let Some(sdk) = rule.sdk {
-            out.push_str(&format!("\nThe quick fix rewrites the call to `{sdk}` (`check --fix` applies it).\n"));
+            out.push_str(&format!("\nThe quick fix rewrites the call to `{sdk}`, imports the SDK, and removes the import the call was the last use of (`check --fix` applies it).\n"));
         }
     }
     out
