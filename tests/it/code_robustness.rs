@@ -250,7 +250,8 @@ fn code_that_does_not_parse_is_reported() {
 
     // Built-in rules off, one custom query about `requests.get`: a broken file without those
     // words cannot be matched, is not parsed, and gets nothing; one with them is.
-    let query = r#"((call function: (attribute object: (identifier) @o attribute: (identifier) @a)) @match (#eq? @o "requests") (#eq? @a "get"))"#;
+    let query =
+        r#"((call function: (attribute object: (identifier) @o attribute: (identifier) @a)) @match (#eq? @o "requests") (#eq? @a "get"))"#;
     let config = format!(
         "[policy]\nbase = \"base\"\n\n[code]\nbuiltin_rules = false\n\n[[code.rules]]\nid = \"q\"\nlanguage = \"python\"\noperation = \"network_access\"\nmessage = \"m\"\nquery = '''{query}'''\n"
     );
