@@ -44,7 +44,7 @@ use symbiont_runtime::{
     image::{self, ImageKind},
     sandbox::{
         docker::{DockerSandbox, RUNSC_RUNTIME},
-        Instance, LaunchSpec, OutputSender, Sandbox, SandboxError, AGENT_UID, BROKER_MOUNT, BROKER_SOCKET, CODE_MOUNT,
+        Instance, LaunchSpec, OutputSender, Sandbox, SandboxError, BROKER_SOCKET, CODE_MOUNT,
     },
     AgentConfig, AgentRuntime, Auditor, Language, Limits, OutputStream, State, Tier,
 };
@@ -337,8 +337,8 @@ impl Bench {
         Ok(time)
     }
 
-    /// The agent's container as `DockerSandbox` makes it (settings copied from
-    /// runtime/src/sandbox/docker.rs), running the agent against the stub broker.
+    /// The agent's container as `DockerSandbox` makes it (`docker::container_body`), running the
+    /// agent against the stub broker.
     fn raw_agent(&self, tier: Tier) -> Result<Duration, String> {
         let limits = Limits::default();
         let before = self.stub_answers.load(Ordering::SeqCst);
@@ -352,37 +352,18 @@ impl Bench {
             ("NODE_PATH", format!("{CODE_MOUNT}/.symbiont/node")),
             ("HOME", "/tmp".to_string()),
         ];
-        let body = ContainerCreateBody {
-            image: Some(self.image.clone()),
-            cmd: Some(vec!["python3".into(), "-u".into(), format!("{CODE_MOUNT}/agent.py")]),
-            env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            user: Some(format!("{AGENT_UID}:{AGENT_UID}")),
-            working_dir: Some("/tmp".into()),
-            network_disabled: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            labels: bench_labels(),
-            host_config: Some(HostConfig {
-                readonly_rootfs: Some(true),
-                tmpfs: Some(HashMap::from([("/tmp".to_string(), format!("rw,noexec,nosuid,nodev,size={}", limits.tmpfs_bytes))])),
-                cap_drop: Some(vec!["ALL".into()]),
-                security_opt: Some(vec!["no-new-privileges:true".into()]),
-                pids_limit: Some(limits.pids),
-                memory: Some(limits.memory_bytes as i64),
-                memory_swap: Some(limits.memory_bytes as i64),
-                nano_cpus: Some((limits.cpus * 1e9) as i64),
-                network_mode: Some("none".into()),
-                ipc_mode: Some("private".into()),
-                binds: Some(vec![
-                    format!("{}:{CODE_MOUNT}:ro", self.raw_code.display()),
-                    format!("{}:{BROKER_MOUNT}:ro", self.raw_broker.display()),
-                ]),
-                runtime: runtime_of(tier),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let spec = LaunchSpec {
+            run_id: "raw".into(),
+            agent: "bench".into(),
+            image: self.image.clone(),
+            command: vec!["python3".into(), "-u".into(), format!("{CODE_MOUNT}/agent.py")],
+            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            code_dir: self.raw_code.clone(),
+            broker_dir: self.raw_broker.clone(),
+            limits,
         };
+        let mut body = symbiont_runtime::sandbox::docker::container_body(tier, &spec);
+        body.labels = bench_labels();
         let (time, code) = self.rt.block_on(container_run(&self.docker, body))?;
         if code != 0 || self.stub_answers.load(Ordering::SeqCst) != before + 1 {
             return Err(format!("the raw agent exited with {code} without its one broker message"));

@@ -70,31 +70,9 @@ pub fn print_error(message: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "error: {message}");
 }
 
-/// tree-sitter, which parses agent code, allocates through C's `malloc` unless told otherwise;
-/// its trees are many small, short-lived allocations too, so they go to mimalloc as well. Both are
-/// C functions of libraries linked into this binary (tree-sitter's `ts_set_allocator`, mimalloc's
-/// `mi_*`).
-fn tree_sitter_uses_mimalloc() {
-    use std::ffi::c_void;
-    extern "C" {
-        fn mi_malloc(size: usize) -> *mut c_void;
-        fn mi_calloc(count: usize, size: usize) -> *mut c_void;
-        fn mi_realloc(p: *mut c_void, size: usize) -> *mut c_void;
-        fn mi_free(p: *mut c_void);
-        fn ts_set_allocator(
-            malloc: Option<unsafe extern "C" fn(usize) -> *mut c_void>,
-            calloc: Option<unsafe extern "C" fn(usize, usize) -> *mut c_void>,
-            realloc: Option<unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void>,
-            free: Option<unsafe extern "C" fn(*mut c_void)>,
-        );
-    }
-    // SAFETY: called first thing in `main`, before any tree-sitter object exists and while one
-    // thread runs; the four functions are one allocator's, with C's semantics and alignment.
-    unsafe { ts_set_allocator(Some(mi_malloc), Some(mi_calloc), Some(mi_realloc), Some(mi_free)) }
-}
-
 fn main() -> ExitCode {
-    tree_sitter_uses_mimalloc();
+    // SAFETY: first thing in `main`: one thread runs and no tree-sitter object exists yet.
+    unsafe { symbiont_code::tree_sitter_uses_mimalloc() };
     let exit = match args::parse(std::env::args_os().skip(1)) {
         Ok(Command::Help(text)) => {
             let _ = std::io::stdout().write_all(text.as_bytes());

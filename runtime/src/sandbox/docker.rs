@@ -67,29 +67,46 @@ impl DockerSandbox {
     fn docker(&self) -> Result<&Docker, SandboxError> {
         self.docker.as_ref().map_err(|e| SandboxError::Unavailable(e.clone()))
     }
+}
 
-    fn host_config(&self, spec: &LaunchSpec) -> HostConfig {
-        let limits = &spec.limits;
-        HostConfig {
-            readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([("/tmp".to_string(), format!("rw,noexec,nosuid,nodev,size={}", limits.tmpfs_bytes))])),
-            cap_drop: Some(vec!["ALL".into()]),
-            // Docker applies its default seccomp profile unless told otherwise; saying nothing
-            // about seccomp keeps it.
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            pids_limit: Some(limits.pids),
-            memory: Some(limits.memory_bytes as i64),
-            memory_swap: Some(limits.memory_bytes as i64),
-            nano_cpus: Some((limits.cpus * 1e9) as i64),
-            network_mode: Some("none".into()),
-            ipc_mode: Some("private".into()),
-            binds: Some(vec![
-                format!("{}:{CODE_MOUNT}:ro", spec.code_dir.display()),
-                format!("{}:{BROKER_MOUNT}:ro", spec.broker_dir.display()),
-            ]),
-            runtime: (self.tier == Tier::GVisor).then(|| RUNSC_RUNTIME.to_string()),
-            ..Default::default()
-        }
+/// The container an agent runs in at `tier` (1 or 2): every restriction of the module's doc, the
+/// two mounts, and the run's labels. Public so that the `sandbox` benchmark's baseline runs
+/// exactly these settings.
+pub fn container_body(tier: Tier, spec: &LaunchSpec) -> ContainerCreateBody {
+    let limits = &spec.limits;
+    let host_config = HostConfig {
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([("/tmp".to_string(), format!("rw,noexec,nosuid,nodev,size={}", limits.tmpfs_bytes))])),
+        cap_drop: Some(vec!["ALL".into()]),
+        // Docker applies its default seccomp profile unless told otherwise; saying nothing
+        // about seccomp keeps it.
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        pids_limit: Some(limits.pids),
+        memory: Some(limits.memory_bytes as i64),
+        memory_swap: Some(limits.memory_bytes as i64),
+        nano_cpus: Some((limits.cpus * 1e9) as i64),
+        network_mode: Some("none".into()),
+        ipc_mode: Some("private".into()),
+        binds: Some(vec![
+            format!("{}:{CODE_MOUNT}:ro", spec.code_dir.display()),
+            format!("{}:{BROKER_MOUNT}:ro", spec.broker_dir.display()),
+        ]),
+        runtime: (tier == Tier::GVisor).then(|| RUNSC_RUNTIME.to_string()),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(spec.command.clone()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        user: Some(format!("{AGENT_UID}:{AGENT_UID}")),
+        working_dir: Some("/tmp".into()),
+        network_disabled: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        labels: Some(HashMap::from([(RUN_LABEL.to_string(), spec.run_id.clone()), (AGENT_LABEL.to_string(), spec.agent.clone())])),
+        host_config: Some(host_config),
+        ..Default::default()
     }
 }
 
@@ -110,20 +127,7 @@ impl Sandbox for DockerSandbox {
     fn create<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<Box<dyn Instance>, SandboxError>> {
         Box::pin(async move {
             let docker = self.docker()?;
-            let body = ContainerCreateBody {
-                image: Some(spec.image.clone()),
-                cmd: Some(spec.command.clone()),
-                env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                user: Some(format!("{AGENT_UID}:{AGENT_UID}")),
-                working_dir: Some("/tmp".into()),
-                network_disabled: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                tty: Some(false),
-                labels: Some(HashMap::from([(RUN_LABEL.to_string(), spec.run_id.clone()), (AGENT_LABEL.to_string(), spec.agent.clone())])),
-                host_config: Some(self.host_config(spec)),
-                ..Default::default()
-            };
+            let body = container_body(self.tier, spec);
             let options = CreateContainerOptionsBuilder::default().name(&format!("symbiont-{}", spec.run_id)).build();
             let created = match docker.create_container(Some(options), body).await {
                 Ok(created) => created,
