@@ -334,7 +334,7 @@ fn verify_cmd(dir: &Path, key_paths: &[PathBuf], checkpoint: Option<&Path>, foll
         Ok(cp) => cp,
         Err(e) => return Exit::failure(e),
     };
-    let options = VerifyOptions { trusted_keys, saved_checkpoint };
+    let options = VerifyOptions { trusted_keys, saved_checkpoint, ..VerifyOptions::default() };
     let mut reported = 0u64;
     loop {
         let report = match verify::verify_log(dir, &options) {

@@ -120,10 +120,11 @@ pub fn verify_remote(args: &VerifyRemote) -> Exit {
         Ok(d) => d,
         Err(e) => return Exit::failure(e),
     };
-    let mut report = match verify::verify_log(download.dir.path(), &VerifyOptions { trusted_keys, saved_checkpoint }) {
-        Ok(r) => r,
-        Err(e) => return Exit::failure(download.remote_text(&e.to_string())),
-    };
+    let mut report =
+        match verify::verify_log(download.dir.path(), &VerifyOptions { trusted_keys, saved_checkpoint, ..VerifyOptions::default() }) {
+            Ok(r) => r,
+            Err(e) => return Exit::failure(download.remote_text(&e.to_string())),
+        };
     // Name the objects, not the temporary files they were laid out in.
     for finding in report.finding.iter_mut().chain(report.torn_tail.iter_mut()) {
         *finding = download.remote_finding(finding);

@@ -118,7 +118,7 @@ fn record(i: usize) -> Record {
 }
 
 fn verify(dir: &Path, keys: &[PublicKey]) -> VerifyReport {
-    verify_log(dir, &VerifyOptions { trusted_keys: keys.to_vec(), saved_checkpoint: None }).unwrap()
+    verify_log(dir, &VerifyOptions { trusted_keys: keys.to_vec(), saved_checkpoint: None, ..VerifyOptions::default() }).unwrap()
 }
 
 #[test]

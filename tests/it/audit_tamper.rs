@@ -43,7 +43,7 @@ fn build(dir: &Path, key: Arc<FileSigner>) {
 }
 
 fn verify(dir: &Path, key: &FileSigner) -> VerifyReport {
-    verify_log(dir, &VerifyOptions { trusted_keys: vec![public(key)], saved_checkpoint: None }).unwrap()
+    verify_log(dir, &VerifyOptions { trusted_keys: vec![public(key)], saved_checkpoint: None, ..VerifyOptions::default() }).unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -259,8 +259,11 @@ fn truncation_past_a_saved_checkpoint_and_replayed_checkpoints_are_detected() {
     let kept: Vec<String> = std::fs::read_to_string(&checkpoints).unwrap().lines().take(2).map(|l| format!("{l}\n")).collect();
     std::fs::write(&checkpoints, kept.concat()).unwrap();
     assert!(verify(&dir, &f.key).is_valid(), "without the saved checkpoint, a clean truncation looks like a shorter log");
-    let with_saved =
-        verify_log(&dir, &VerifyOptions { trusted_keys: vec![public(&f.key)], saved_checkpoint: Some(saved.clone()) }).unwrap();
+    let with_saved = verify_log(
+        &dir,
+        &VerifyOptions { trusted_keys: vec![public(&f.key)], saved_checkpoint: Some(saved.clone()), ..VerifyOptions::default() },
+    )
+    .unwrap();
     assert_names(&with_saved, 12, "truncation past a saved checkpoint");
 
     // An old checkpoint replayed at the end of the checkpoints.
@@ -310,6 +313,22 @@ fn recovery_cuts_only_a_torn_tail_and_refuses_a_corrupt_log() {
         Err(Error::Corrupt(finding)) => assert_eq!(finding.seq, Some(4)),
         Err(other) => panic!("expected a corrupt log, got {other}"),
         Ok(_) => panic!("a corrupt log was opened for writing"),
+    }
+
+    // The writer checks signatures only after the last checkpoint (the checkpoint's signed root
+    // covers the rest): a signature changed under a checkpoint, which leaves the chain intact, is
+    // still refused, and named.
+    let dir = f.copy("resigned");
+    let mut tampered = segments(&dir);
+    let (s, l) = locate(&tampered, 2);
+    let line = &mut tampered[s].1[l];
+    let at = line.windows(7).position(|w| w == b"\"sig\":\"").unwrap() + 7;
+    line[at] = if line[at] == b'A' { b'B' } else { b'A' };
+    write_segments(&tampered);
+    match Log::open(&dir, f.key.clone(), LogOptions::default()) {
+        Err(Error::Corrupt(finding)) => assert_eq!(finding.seq, Some(2)),
+        Err(other) => panic!("expected a corrupt log, got {other}"),
+        Ok(_) => panic!("a log with a forged signature was opened for writing"),
     }
 }
 
