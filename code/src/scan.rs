@@ -320,10 +320,15 @@ impl RuleSet {
         findings.retain(|_| !chained.next().unwrap_or(false));
         // Each line's comments are read once: a minified file is one long line with thousands of
         // findings.
-        let lines: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        let mut comments = HashMap::new();
-        for f in &mut findings {
-            f.suppression = suppression(lang, text, &lines, &mut comments, f.start, &f.operation);
+        // Only lines with the marker can hold a suppression: a file without any (the usual case)
+        // reads no line's comments.
+        let markers: Vec<usize> = text.match_indices(SUPPRESSION_MARKER).map(|(i, _)| i).collect();
+        if !markers.is_empty() {
+            let lines: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+            let mut comments = HashMap::new();
+            for f in &mut findings {
+                f.suppression = suppression(lang, text, &lines, &markers, &mut comments, f.start, &f.operation);
+            }
         }
         let scan = Scan { findings, syntax_errors, first_error, skipped: None };
         let state = keep.then(|| ScanState { rules: self.id, lang, text: text.into(), tree, children, scope, has_sites: needs_sites });
@@ -781,6 +786,7 @@ fn suppression(
     lang: Lang,
     text: &str,
     lines: &[usize],
+    markers: &[usize],
     cache: &mut HashMap<usize, Vec<SuppressionComment>>,
     at: usize,
     operation: &str,
@@ -789,6 +795,10 @@ fn suppression(
     for line in [Some(line), line.checked_sub(1)].into_iter().flatten() {
         let start = lines[line];
         let end = lines.get(line + 1).map_or(text.len(), |next| next - 1);
+        // No marker starts on the line: no suppression comment there.
+        if markers.get(markers.partition_point(|&m| m < start)).is_none_or(|&m| m >= end) {
+            continue;
+        }
         let comments = cache.entry(line).or_insert_with(|| suppression_comments(lang, text, start, end));
         if let Some(c) = comments.iter().find(|c| c.operations.iter().any(|o| o == operation || o == "all")) {
             return Some(Suppression { reason: c.reason.clone(), start: c.start, end });

@@ -11,7 +11,6 @@ use std::{
 };
 
 use symbiont_analysis::{is_code_path, is_source_path, AnalysisHost, CONFIG_FILE_NAME};
-use symbiont_syntax::LineCol;
 use tower_lsp_server::ls_types as lsp;
 
 use crate::convert::Paths;
@@ -247,9 +246,7 @@ impl Writer<'_> {
             match change.range {
                 None => doc.text = change.text,
                 Some(range) => {
-                    let index = symbiont_syntax::LineIndex::new(&doc.text);
-                    let at = |p: lsp::Position| usize::from(index.offset_utf16(&doc.text, LineCol { line: p.line, col: p.character }));
-                    let (start, end) = (at(range.start), at(range.end));
+                    let (start, end) = (offset_utf16(&doc.text, range.start), offset_utf16(&doc.text, range.end));
                     doc.text.replace_range(start.min(end)..end.max(start), &change.text);
                 }
             }
@@ -392,4 +389,27 @@ pub fn ignored(path: &Path, roots: &[PathBuf]) -> bool {
         }
     }
     false
+}
+
+/// The byte offset of an LSP position (UTF-16 columns) in `text`, as
+/// [`symbiont_syntax::LineIndex::offset_utf16`] finds it, without indexing every line of the file
+/// for the two positions of an edit: past the last line, the end of the text; past the end of a
+/// line, its line break.
+fn offset_utf16(text: &str, position: lsp::Position) -> usize {
+    let mut start = 0;
+    for _ in 0..position.line {
+        match text[start..].find('\n') {
+            Some(i) => start += i + 1,
+            None => return text.len(),
+        }
+    }
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i + 1);
+    let mut units = 0u32;
+    for (i, ch) in text[start..line_end].char_indices() {
+        if units >= position.character || ch == '\n' {
+            return start + i;
+        }
+        units += ch.len_utf16() as u32;
+    }
+    line_end
 }
