@@ -390,7 +390,7 @@ impl RuleSet {
             })
             .collect();
         for child in &scopes {
-            scope.extend(Scope::clone(child));
+            scope.extend_from(child);
         }
         // Sites resolve names through the whole file's bindings: when they changed, nothing is
         // taken over.

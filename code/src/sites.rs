@@ -56,6 +56,12 @@ impl Scope {
         self.bindings.extend(later.bindings);
         self.shadowed.extend(later.shadowed);
     }
+
+    /// [`Scope::extend`] from a scope that is kept: copies its entries, not the scope.
+    pub fn extend_from(&mut self, later: &Scope) {
+        self.bindings.extend(later.bindings.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.shadowed.extend(later.shadowed.iter().cloned());
+    }
 }
 
 const PY_BUILTINS: &[&str] = &["open", "eval", "exec", "compile", "__import__"];
