@@ -4,7 +4,7 @@
 //! `capabilities` → warning, suppressed → reported as suppressed, never silently.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -200,6 +200,16 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
     // Denied findings waiting for their suppression fix, which are verified together: the index
     // of the diagnostic in `out`, the finding, and the fixes found so far.
     let mut pending: Vec<(usize, &Finding, Vec<Fix>)> = Vec::new();
+    // What a scope says of an operation is the same for each finding of it: worked out once.
+    struct Judged {
+        verdict: StaticVerdict,
+        /// The diagnostic's message after what performs the operation.
+        tail: String,
+        related: Option<(PathBuf, TextRange, String)>,
+        /// Allowed, but not in the agent's `capabilities`.
+        undeclared: bool,
+    }
+    let mut judged: HashMap<(usize, &str), Judged> = HashMap::new();
     for (i, finding) in scan.findings.iter().enumerate() {
         // A file can have thousands of findings: an edit elsewhere should not wait for them all
         // (a language server judges them again after every edit).
@@ -228,39 +238,53 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
             out.push(d);
             continue;
         }
-        for ((agent, effective), who) in scopes.iter().zip(&whos) {
-            let verdict = effective.static_verdict(&finding.operation);
-            let mut d = match verdict {
-                StaticVerdict::DeniedBy(i) => {
-                    let deny = &effective.rules[i];
-                    let policy = &effective.policies[deny.policy].name;
-                    Diagnostic::new(
-                        code_rule_of(finding),
-                        at,
-                        format!("{what} performs `{}`, which policy `{policy}` of {who} denies", finding.operation),
-                    )
-                    .with_related(
-                        PathBuf::from(&*deny.rule.loc.file),
-                        deny.rule.loc.range,
-                        format!("`{}` denied here", finding.operation),
-                    )
+        for (scope, ((agent, effective), who)) in scopes.iter().zip(&whos).enumerate() {
+            let judged = judged.entry((scope, finding.operation.as_str())).or_insert_with(|| {
+                let operation = &finding.operation;
+                let verdict = effective.static_verdict(operation);
+                match verdict {
+                    StaticVerdict::DeniedBy(i) => {
+                        let deny = &effective.rules[i];
+                        let policy = &effective.policies[deny.policy].name;
+                        Judged {
+                            verdict,
+                            tail: format!(" performs `{operation}`, which policy `{policy}` of {who} denies"),
+                            related: Some((PathBuf::from(&*deny.rule.loc.file), deny.rule.loc.range, format!("`{operation}` denied here"))),
+                            undeclared: false,
+                        }
+                    }
+                    StaticVerdict::NeverAllowed => Judged {
+                        verdict,
+                        tail: format!(" performs `{operation}`, which no rule of {who} allows (default deny)"),
+                        related: None,
+                        undeclared: false,
+                    },
+                    StaticVerdict::Conditional | StaticVerdict::Allowed => {
+                        let declared = agent
+                            .as_deref()
+                            .and_then(|a| universe.agent(a))
+                            .map(|a| a.capabilities.iter().any(|(c, _)| effective.operations.ancestors(operation).any(|op| op == c)));
+                        Judged {
+                            verdict,
+                            tail: format!(" performs `{operation}`, which {who} does not declare in `capabilities`"),
+                            related: None,
+                            undeclared: declared == Some(false),
+                        }
+                    }
                 }
-                StaticVerdict::NeverAllowed => Diagnostic::new(
-                    code_rule_of(finding),
-                    at,
-                    format!("{what} performs `{}`, which no rule of {who} allows (default deny)", finding.operation),
-                ),
+            });
+            let verdict = judged.verdict;
+            let mut d = match verdict {
+                StaticVerdict::DeniedBy(_) | StaticVerdict::NeverAllowed => {
+                    let d = Diagnostic::new(code_rule_of(finding), at, format!("{what}{}", judged.tail));
+                    match &judged.related {
+                        Some((path, range, message)) => d.with_related(path.clone(), *range, message.clone()),
+                        None => d,
+                    }
+                }
                 StaticVerdict::Conditional | StaticVerdict::Allowed => {
-                    let declared = agent
-                        .as_deref()
-                        .and_then(|a| universe.agent(a))
-                        .map(|a| a.capabilities.iter().any(|(c, _)| effective.operations.ancestors(&finding.operation).any(|op| op == c)));
-                    if declared == Some(false) {
-                        out.push(Diagnostic::new(
-                            &rules::UNDECLARED_OPERATION,
-                            at,
-                            format!("{what} performs `{}`, which {who} does not declare in `capabilities`", finding.operation),
-                        ));
+                    if judged.undeclared {
+                        out.push(Diagnostic::new(&rules::UNDECLARED_OPERATION, at, format!("{what}{}", judged.tail)));
                     }
                     continue;
                 }
