@@ -46,19 +46,6 @@ fn verify(dir: &Path, key: &FileSigner) -> VerifyReport {
     verify_log(dir, &VerifyOptions { trusted_keys: vec![public(key)], saved_checkpoint: None, ..VerifyOptions::default() }).unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "lock" {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// All entry lines, as (segment path, lines).
 fn segments(dir: &Path) -> Vec<(std::path::PathBuf, Vec<Vec<u8>>)> {
     store::segments(dir)
@@ -118,7 +105,7 @@ impl Fixture {
     fn copy(&self, name: &str) -> std::path::PathBuf {
         let dir = self._tmp.path().join(name);
         let _ = std::fs::remove_dir_all(&dir);
-        copy_dir(&self.original, &dir);
+        symbiont_tests::copy_dir(&self.original, &dir, &|name| name == "lock");
         dir
     }
 }

@@ -56,3 +56,17 @@ pub fn corpus_files() -> Vec<(PathBuf, String)> {
     assert!(files.len() >= 10, "expected the corpus at {} to hold its files", dir.display());
     files
 }
+
+/// Copies the directory tree `from` to `to`, leaving out the files whose name `skip` says.
+pub fn copy_dir(from: &Path, to: &Path, skip: &dyn Fn(&std::ffi::OsStr) -> bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target, skip);
+        } else if !skip(&entry.file_name()) {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

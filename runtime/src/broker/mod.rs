@@ -152,10 +152,7 @@ async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
         }
     }
     if request.is_message() {
-        return match act(context, &request).await {
-            Ok(result) => protocol::ok_line(&id, result),
-            Err((code, message)) => protocol::error_line(&id, code, &message),
-        };
+        return reply(&id, act(context, &request).await);
     }
     let Some((operation, args)) = request.operation() else {
         // `log` needs no permission: it is the agent's own output, kept in the audit log too.
@@ -163,42 +160,31 @@ async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
         if let Err(e) = context.auditor.record(&context.agent, "log", "allow", details).await {
             return protocol::error_line(&id, ErrorCode::AuditFailed, &format!("the audit log refused the entry: {e}"));
         }
-        return match act(context, &request).await {
-            Ok(result) => protocol::ok_line(&id, result),
-            Err((code, message)) => protocol::error_line(&id, code, &message),
-        };
+        return reply(&id, act(context, &request).await);
     };
     let args = symbiont_policy::Value::from(args);
-    let (effect, reason, rules) = {
-        let decision = context.engine.decide(operation, &args, &context.env);
-        let rules: Vec<Value> = decision
-            .deciding
-            .as_slice()
-            .iter()
-            .map(|&rule| {
-                let rule = context.engine.rule(rule);
-                json!({"rule": rule.text, "at": rule.loc.to_string()})
-            })
-            .collect();
-        (decision.effect, format!("{:?}", decision.reason), rules)
-    };
-    let details = details(context, [("request", request.audit_view()), ("reason", json!(reason)), ("rules", Value::Array(rules.clone()))]);
+    let (effect, reason, rules) = crate::util::decide(&context.engine, operation, &args, &context.env);
+    let details = details(context, [("request", request.audit_view()), ("reason", json!(reason)), ("rules", rules.clone())]);
     // The entry is durable before anything happens; an audit failure refuses the request.
     if let Err(e) = context.auditor.record(&context.agent, operation, effect.as_str(), details).await {
         return protocol::error_line(&id, ErrorCode::AuditFailed, &format!("the audit log refused the entry, so nothing was done: {e}"));
     }
     if effect == Effect::Deny {
-        let by = rules.first().and_then(|r| r["rule"].as_str()).map(|r| format!(" by `{r}`")).unwrap_or_default();
+        let by = crate::util::denied_by(&rules);
         let message = format!("policy denies {operation} for agent {}{by} ({reason})", context.agent);
         return protocol::error_line(&id, ErrorCode::Denied, &message);
     }
-    match act(context, &request).await {
-        Ok(result) => protocol::ok_line(&id, result),
-        Err((code, message)) => protocol::error_line(&id, code, &message),
-    }
+    reply(&id, act(context, &request).await)
 }
 
 type ActResult = Result<Value, (ErrorCode, String)>;
+
+fn reply(id: &Value, result: ActResult) -> Vec<u8> {
+    match result {
+        Ok(result) => protocol::ok_line(id, result),
+        Err((code, message)) => protocol::error_line(id, code, &message),
+    }
+}
 
 async fn act(context: &BrokerContext, request: &Request) -> ActResult {
     use protocol::Op;

@@ -187,7 +187,7 @@ impl Bus {
         let sender = self.member(from).ok_or_else(|| BusError::NotMember(from.to_string()))?;
         let plaintext = serde_json::to_vec(payload).expect("JSON values serialize");
         let args = symbiont_policy::Value::from(json!({ "to": to, "recipient": to }));
-        let (effect, reason, rules) = decide(&sender.policy, "send_message", &args, &sender.env);
+        let (effect, reason, rules) = crate::util::decide(&sender.policy, "send_message", &args, &sender.env);
         let details = Map::from_iter([
             ("to".to_string(), json!(to)),
             ("bytes".to_string(), json!(plaintext.len())),
@@ -197,7 +197,7 @@ impl Bus {
         let audited = self.auditor.submit(from, "send_message", effect.as_str(), details).map_err(|e| BusError::Audit(e.to_string()))?;
         if effect == Effect::Deny {
             audited.await.map_err(|e| BusError::Audit(e.to_string()))?;
-            let by = rules.get(0).and_then(|r| r["rule"].as_str()).map(|r| format!(" by `{r}`")).unwrap_or_default();
+            let by = crate::util::denied_by(&rules);
             return Err(BusError::Denied(format!("policy denies send_message to `{to}` for agent {from}{by} ({reason})")));
         }
         let recipient = match self.member(to) {
@@ -306,7 +306,7 @@ impl Bus {
             }
         };
         let args = symbiont_policy::Value::from(json!({ "from": from, "sender": from }));
-        let (effect, reason, rules) = decide(&member.policy, "receive_message", &args, &member.env);
+        let (effect, reason, rules) = crate::util::decide(&member.policy, "receive_message", &args, &member.env);
         details.insert("bytes".into(), json!(plaintext.len()));
         details.insert("reason".into(), json!(reason));
         details.insert("rules".into(), rules);
@@ -319,24 +319,4 @@ impl Bus {
         let payload = serde_json::from_slice(&plaintext).unwrap_or(Value::Null);
         Ok(Some(Delivered { from, seq, payload }))
     }
-}
-
-/// A decision with its reason and deciding rules as JSON, for the audit entry.
-pub(crate) fn decide(
-    engine: &Engine,
-    operation: &str,
-    args: &symbiont_policy::Value,
-    env: &symbiont_policy::Value,
-) -> (Effect, String, Value) {
-    let decision = engine.decide(operation, args, env);
-    let rules = decision
-        .deciding
-        .as_slice()
-        .iter()
-        .map(|&id| {
-            let rule = engine.rule(id);
-            json!({ "rule": rule.text, "at": rule.loc.to_string() })
-        })
-        .collect();
-    (decision.effect, format!("{:?}", decision.reason), Value::Array(rules))
 }

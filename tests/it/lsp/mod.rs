@@ -27,7 +27,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn new() -> Fixture {
         let fixture = Fixture::empty();
-        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("it/lsp/workspace"), &fixture.root);
+        symbiont_tests::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("it/lsp/workspace"), &fixture.root, &|_| false);
         fixture
     }
 
@@ -129,19 +129,6 @@ pub fn language_of(path: &str) -> &'static str {
         Some("ts") => "typescript",
         Some("toml") => "toml",
         _ => "symbiont",
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 
