@@ -18,6 +18,7 @@ use crate::{
     bus::Bus,
     image::{self, ImageKind},
     local::{AgentContext, LocalAgent, LocalHandle},
+    pool::{self, Pool, PoolConfig, PoolStatus},
     sandbox::{self, docker::DockerSandbox, Exit, Instance, LaunchSpec, OutputSender, Sandbox, SandboxError},
     scheduler::Scheduler,
     AgentConfig, Auditor, Language, State, Tier,
@@ -42,6 +43,8 @@ pub struct RunReport {
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
     pub duration: Duration,
+    /// It ran in a warm container of the runtime's pre-started pool (`AgentRuntime::set_pool`).
+    pub pooled: bool,
     /// Why the run failed, when it did for a reason other than the agent's own exit status.
     pub error: Option<String>,
 }
@@ -86,6 +89,8 @@ pub struct AgentRuntime {
     sandboxes: Scheduler,
     /// Admission of lightweight (in-process) agents: thousands at once.
     lightweight: Scheduler,
+    /// Warm containers started ahead of their runs (`pool.rs`); empty unless `set_pool` is called.
+    pool: Pool,
 }
 
 /// The SDKs agents use to reach their broker, copied next to their code.
@@ -115,6 +120,7 @@ impl AgentRuntime {
             run_root: std::env::temp_dir().join("symbiont-runs"),
             sandboxes: Scheduler::new(DEFAULT_SANDBOXES),
             lightweight: Scheduler::new(DEFAULT_LIGHTWEIGHT),
+            pool: Pool::default(),
         }
     }
 
@@ -141,6 +147,32 @@ impl AgentRuntime {
         crate::local::spawn(self.bus.clone(), self.auditor.clone(), self.lightweight.clone(), agent, body)
     }
 
+    /// Keeps `config.size` warm containers ready for runs of `config.language` at `config.tier`
+    /// with `config.limits` (a size of 0 empties that pool): they are made in the background now
+    /// and after each run that used one. A run that finds none, or a dead one, launches cold at
+    /// the same tier. Call it within a Tokio runtime, and [`AgentRuntime::drain_pool`] before the
+    /// runtime is dropped: warm containers idle until then. Only a long-lived runtime gains from
+    /// a pool (docs/runtime.md, "Pre-started pool").
+    pub fn set_pool(&self, config: PoolConfig) -> Result<(), SandboxError> {
+        let backend = self
+            .backends
+            .get(&config.tier)
+            .cloned()
+            .ok_or_else(|| SandboxError::Unavailable(format!("this runtime has no {} backend", config.tier)))?;
+        self.pool.set(config, backend, self.run_root.clone());
+        Ok(())
+    }
+
+    /// Waits until no warm container is being made, then says how many are ready.
+    pub async fn pool_filled(&self) -> PoolStatus {
+        self.pool.filled().await
+    }
+
+    /// Removes every warm container and its directory, and stops refilling.
+    pub async fn drain_pool(&self) {
+        self.pool.drain().await
+    }
+
     pub fn auditor(&self) -> &Auditor {
         &self.auditor
     }
@@ -165,7 +197,8 @@ impl AgentRuntime {
         cancel: impl std::future::Future<Output = ()> + Send,
     ) -> Result<RunReport, RunError> {
         let _slot = self.sandboxes.admit(config.priority).await;
-        let run = Run { runtime: self, run_id: crate::util::random_id(8), config, state: State::Created, started: Instant::now() };
+        let run =
+            Run { runtime: self, run_id: crate::util::random_id(8), config, state: State::Created, started: Instant::now(), pooled: false };
         run.execute(output, cancel).await
     }
 }
@@ -176,6 +209,8 @@ struct Run<'r> {
     config: AgentConfig,
     state: State,
     started: Instant,
+    /// Its sandbox is a warm container of the pool.
+    pooled: bool,
 }
 
 /// What a run made on the host, removed at its end whatever happened.
@@ -185,6 +220,8 @@ struct Resources {
     broker: Option<tokio::task::JoinHandle<String>>,
     instance: Option<Box<dyn Instance>>,
     on_bus: Option<String>,
+    /// The run took a warm container from the pool (which then refills).
+    claimed: bool,
 }
 
 impl Run<'_> {
@@ -222,6 +259,7 @@ impl Run<'_> {
             exit_code: exit.map(|e| e.code),
             oom_killed: exit.is_some_and(|e| e.oom_killed),
             duration: self.started.elapsed(),
+            pooled: self.pooled,
             error,
         }
     }
@@ -240,7 +278,13 @@ impl Run<'_> {
         self.transition(State::Created, created).await?;
         let mut resources = Resources::default();
         let result = self.launch_and_wait(&mut resources, output, cancel).await;
+        let claimed = resources.claimed;
         let cleanup = cleanup(&self.runtime.bus, resources).await;
+        if claimed {
+            // Its replacement is made now rather than at the claim: it would compete with this
+            // run's own start for dockerd and the CPU.
+            self.runtime.pool.fill();
+        }
         match result {
             Ok(mut report) => {
                 if let Err(e) = cleanup {
@@ -270,66 +314,26 @@ impl Run<'_> {
         let backend = backend.ok_or_else(|| RunError::SandboxUnavailable(format!("this runtime has no {tier} backend")))?;
         backend.available().await.map_err(|e| RunError::SandboxUnavailable(format!("{tier}: {e}")))?;
 
-        let dir = self.runtime.run_root.join(&self.run_id);
-        resources.dir = Some(dir.clone());
-        let (code_dir, broker_dir) = stage(&self.runtime.run_root, &dir, &self.config).map_err(RunError::Setup)?;
-        let socket = broker_dir.join("broker.sock");
-        let listener =
-            UnixListener::bind(&socket).map_err(|e| RunError::Setup(format!("binding the broker socket {}: {e}", socket.display())))?;
-        // Any local user may connect; the broker then accepts only the sandbox's processes.
-        fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).map_err(|e| RunError::Setup(e.to_string()))?;
-
         let entry = self.config.files.first().ok_or_else(|| RunError::Setup("the agent has no implementation file".into()))?;
-        let entry = format!("{}/{}", sandbox::CODE_MOUNT, entry.display());
-        let command = match self.config.language {
-            Language::Python => vec!["python3".to_string(), "-u".into(), entry],
-            Language::JavaScript => vec!["node".to_string(), entry],
-            Language::Native => vec![entry],
+        let entry = entry.display().to_string();
+        let mut started = None;
+        if let Some(slot) = self.claim_warm(resources, &entry).await {
+            match self.launch_pooled(resources, slot, &entry, &output).await? {
+                Ok(()) => started = Some(Ok(())),
+                Err(_) => {
+                    // The warm container did not take its line (the agent did not start): it is
+                    // removed, and the run launches cold at the same tier.
+                    let used = std::mem::take(resources);
+                    let _ = cleanup(&self.runtime.bus, used).await;
+                    resources.claimed = true;
+                }
+            }
+        }
+        let started = match started {
+            Some(started) => started,
+            None => self.launch_cold(resources, backend.as_ref(), &entry, &output).await?,
         };
-        let spec = LaunchSpec {
-            run_id: self.run_id.clone(),
-            agent: self.config.id.clone(),
-            image: image::reference(ImageKind::for_language(self.config.language)),
-            command,
-            env: vec![
-                ("SYMBIONT_AGENT".into(), self.config.id.clone()),
-                ("SYMBIONT_RUN_ID".into(), self.run_id.clone()),
-                ("SYMBIONT_BROKER".into(), sandbox::BROKER_SOCKET.into()),
-                ("SYMBIONT_INPUT".into(), self.config.input.to_string()),
-                ("PYTHONPATH".into(), format!("{}/.symbiont/python", sandbox::CODE_MOUNT)),
-                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
-                ("NODE_PATH".into(), format!("{}/.symbiont/node", sandbox::CODE_MOUNT)),
-                ("HOME".into(), "/tmp".into()),
-            ],
-            code_dir,
-            broker_dir,
-            limits: self.config.limits,
-        };
-        let instance = match backend.create(&spec).await {
-            Ok(instance) => resources.instance.insert(instance),
-            Err(SandboxError::ImageMissing(image)) => return Err(RunError::ImageMissing(image)),
-            Err(SandboxError::Unavailable(why)) => return Err(RunError::SandboxUnavailable(format!("{tier}: {why}"))),
-            Err(e) => return Err(RunError::Setup(e.to_string())),
-        };
-
-        let env = self.policy_env();
-        self.runtime.bus.join(&self.config.id, self.config.policy.clone(), symbiont_policy::Value::from(Value::Object(env.clone())));
-        resources.on_bus = Some(self.config.id.clone());
-        let context = Arc::new(BrokerContext {
-            agent: self.config.id.clone(),
-            run_id: self.run_id.clone(),
-            engine: self.config.policy.clone(),
-            auditor: self.runtime.auditor.clone(),
-            workspace: self.config.workspace.clone(),
-            env: symbiont_policy::Value::from(Value::Object(env)),
-            output: output.clone(),
-            bus: self.runtime.bus.clone(),
-        });
-        resources.broker = Some(tokio::spawn(broker::serve(listener, context, instance.identify())));
-
-        let sandbox_id = json!(instance.id());
-        self.transition(State::Starting, Map::from_iter([("sandbox".to_string(), sandbox_id)])).await?;
-        if let Err(e) = instance.start(output).await {
+        if let Err(e) = started {
             let reason = Map::from_iter([("reason".to_string(), json!(e.to_string()))]);
             self.transition(State::Failed, reason).await?;
             return Ok(self.report(None, Some(e.to_string())));
@@ -337,6 +341,7 @@ impl Run<'_> {
         self.transition(State::Running, Map::new()).await?;
 
         let timeout = self.config.limits.timeout;
+        let instance = resources.instance.as_mut().expect("the instance was made above");
         let broker = resources.broker.as_mut().expect("the broker was started above");
         let ended = tokio::select! {
             waited = tokio::time::timeout(timeout, instance.wait()) => match waited {
@@ -375,6 +380,114 @@ impl Run<'_> {
         self.transition(state, details).await?;
         Ok(self.report(exit, error))
     }
+
+    /// A live warm container for this run, if the pool has one and the run's line can be carried
+    /// by the waiter; a dead one is removed. Either way the pool refills at the run's end.
+    async fn claim_warm(&self, resources: &mut Resources, entry: &str) -> Option<pool::Slot> {
+        pool::go_line(&self.config.id, &self.run_id, entry, &self.config.input)?;
+        let slot = self.runtime.pool.claim(self.config.tier, self.config.language, &self.config.limits)?;
+        resources.claimed = true;
+        if slot.warm.alive().await {
+            return Some(slot);
+        }
+        let mut dead = slot.warm.claim(String::new());
+        let _ = dead.remove().await;
+        let _ = fs::remove_dir_all(&slot.dir);
+        None
+    }
+
+    /// Launches in a claimed warm container: the code staged into its slot, the broker's socket
+    /// bound there. The inner error says the container did not take its line.
+    async fn launch_pooled(
+        &mut self,
+        resources: &mut Resources,
+        slot: pool::Slot,
+        entry: &str,
+        output: &OutputSender,
+    ) -> Result<Result<(), SandboxError>, RunError> {
+        resources.dir = Some(slot.dir.clone());
+        let line = pool::go_line(&self.config.id, &self.run_id, entry, &self.config.input).expect("checked by claim_warm");
+        resources.instance = Some(slot.warm.claim(line));
+        stage_files(&slot.code, &self.config).map_err(RunError::Setup)?;
+        let listener = bind_broker(&slot.broker)?;
+        let started = self.serve_and_start(resources, listener, output, true).await?;
+        self.pooled = started.is_ok();
+        Ok(started)
+    }
+
+    /// Launches in a new container: the run's directory staged, the container created.
+    async fn launch_cold(
+        &mut self,
+        resources: &mut Resources,
+        backend: &dyn Sandbox,
+        entry: &str,
+        output: &OutputSender,
+    ) -> Result<Result<(), SandboxError>, RunError> {
+        let tier = self.config.tier;
+        let dir = self.runtime.run_root.join(&self.run_id);
+        resources.dir = Some(dir.clone());
+        let (code_dir, broker_dir) = stage(&self.runtime.run_root, &dir, &self.config).map_err(RunError::Setup)?;
+        let listener = bind_broker(&broker_dir)?;
+        let mut command: Vec<String> = pool::interpreter(self.config.language).iter().map(|s| s.to_string()).collect();
+        command.push(format!("{}/{entry}", sandbox::CODE_MOUNT));
+        let mut env = vec![
+            ("SYMBIONT_AGENT".to_string(), self.config.id.clone()),
+            ("SYMBIONT_RUN_ID".into(), self.run_id.clone()),
+            ("SYMBIONT_INPUT".into(), self.config.input.to_string()),
+        ];
+        env.extend(pool::constant_env());
+        let spec = LaunchSpec {
+            run_id: self.run_id.clone(),
+            agent: self.config.id.clone(),
+            image: image::reference(ImageKind::for_language(self.config.language)),
+            command,
+            env,
+            code_dir,
+            broker_dir,
+            limits: self.config.limits,
+        };
+        match backend.create(&spec).await {
+            Ok(instance) => resources.instance = Some(instance),
+            Err(SandboxError::ImageMissing(image)) => return Err(RunError::ImageMissing(image)),
+            Err(SandboxError::Unavailable(why)) => return Err(RunError::SandboxUnavailable(format!("{tier}: {why}"))),
+            Err(e) => return Err(RunError::Setup(e.to_string())),
+        }
+        self.serve_and_start(resources, listener, output, false).await
+    }
+
+    /// With the run's instance made: joins the bus, starts the broker with the instance's
+    /// identity, records Starting, and starts the program.
+    async fn serve_and_start(
+        &mut self,
+        resources: &mut Resources,
+        listener: UnixListener,
+        output: &OutputSender,
+        pooled: bool,
+    ) -> Result<Result<(), SandboxError>, RunError> {
+        let instance = resources.instance.as_mut().expect("the instance is made before it is started");
+        let env = self.policy_env();
+        self.runtime.bus.join(&self.config.id, self.config.policy.clone(), symbiont_policy::Value::from(Value::Object(env.clone())));
+        resources.on_bus = Some(self.config.id.clone());
+        let context = Arc::new(BrokerContext {
+            agent: self.config.id.clone(),
+            run_id: self.run_id.clone(),
+            engine: self.config.policy.clone(),
+            auditor: self.runtime.auditor.clone(),
+            workspace: self.config.workspace.clone(),
+            env: symbiont_policy::Value::from(Value::Object(env)),
+            output: output.clone(),
+            bus: self.runtime.bus.clone(),
+        });
+        resources.broker = Some(tokio::spawn(broker::serve(listener, context, instance.identify())));
+
+        let mut details = Map::from_iter([("sandbox".to_string(), json!(instance.id()))]);
+        if pooled {
+            details.insert("pooled".into(), json!(true));
+        }
+        self.transition(State::Starting, details).await?;
+        let instance = resources.instance.as_mut().expect("the instance is made before it is started");
+        Ok(instance.start(output.clone()).await)
+    }
 }
 
 enum Ended {
@@ -388,38 +501,54 @@ enum Ended {
 /// Makes the run's directory: `code/` (the implementation and the SDK, world-readable for the
 /// sandbox's user, mounted read-only) and `broker/` (the socket).
 fn stage(root: &Path, dir: &Path, config: &AgentConfig) -> Result<(PathBuf, PathBuf), String> {
-    let setup = |what: &str, path: &Path| {
-        let what = what.to_string();
-        let path = path.display().to_string();
-        move |e: std::io::Error| format!("{what} {path}: {e}")
-    };
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(root).map_err(setup("creating", root))?;
-    fs::DirBuilder::new().mode(0o711).create(dir).map_err(setup("creating", dir))?;
-    let code = dir.join("code");
-    let broker = dir.join("broker");
-    for d in [&code, &broker] {
-        fs::DirBuilder::new().mode(0o755).create(d).map_err(setup("creating", d))?;
-    }
+    let (code, broker) = pool::make_dirs(root, dir)?;
+    stage_files(&code, config)?;
+    stage_sdk(&code)?;
+    Ok((code, broker))
+}
+
+fn setup_error(what: &str, path: &Path) -> impl Fn(std::io::Error) -> String {
+    let message = format!("{what} {}", path.display());
+    move |e| format!("{message}: {e}")
+}
+
+/// Copies the agent's implementation into `code` (executable for a compiled agent).
+fn stage_files(code: &Path, config: &AgentConfig) -> Result<(), String> {
     for file in &config.files {
         let source = config.code_root.join(file);
         let target = code.join(file);
         if let Some(parent) = target.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(setup("creating", parent))?;
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(setup_error("creating", parent))?;
         }
-        fs::copy(&source, &target).map_err(setup("copying", &source))?;
+        fs::copy(&source, &target).map_err(setup_error("copying", &source))?;
         let executable = config.language == Language::Native;
         fs::set_permissions(&target, fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }))
-            .map_err(setup("chmod", &target))?;
+            .map_err(setup_error("chmod", &target))?;
     }
+    Ok(())
+}
+
+/// Writes the SDKs into `code` (`.symbiont/`).
+pub(crate) fn stage_sdk(code: &Path) -> Result<(), String> {
     for (path, text) in SDK_FILES {
         let target = code.join(path);
         if let Some(parent) = target.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(setup("creating", parent))?;
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(setup_error("creating", parent))?;
         }
-        fs::write(&target, text).map_err(setup("writing", &target))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).map_err(setup("chmod", &target))?;
+        fs::write(&target, text).map_err(setup_error("writing", &target))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).map_err(setup_error("chmod", &target))?;
     }
-    Ok((code, broker))
+    Ok(())
+}
+
+/// Binds the broker's socket in `broker_dir`.
+fn bind_broker(broker_dir: &Path) -> Result<UnixListener, RunError> {
+    let socket = broker_dir.join("broker.sock");
+    let listener =
+        UnixListener::bind(&socket).map_err(|e| RunError::Setup(format!("binding the broker socket {}: {e}", socket.display())))?;
+    // Any local user may connect; the broker then accepts only the sandbox's processes.
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).map_err(|e| RunError::Setup(e.to_string()))?;
+    Ok(listener)
 }
 
 async fn cleanup(bus: &Bus, resources: Resources) -> Result<(), String> {

@@ -4,6 +4,10 @@
 //! nosuid, nodev), all capabilities dropped, no-new-privileges, Docker's default seccomp profile,
 //! user nobody, pids/memory (no swap)/CPU limits, network mode `none`, and exactly two mounts:
 //! the agent's code (read-only) and the directory of its broker socket.
+//!
+//! A warm container ([`Sandbox::warm`], for the runtime's pre-started pool) is the same container
+//! with its standard input open (closed once the one line it waits for is written) and attached
+//! from its creation: its output is held until the run that claims it starts it.
 
 use std::collections::HashMap;
 
@@ -13,18 +17,21 @@ use bollard::{
     models::{ContainerCreateBody, HostConfig},
     query_parameters::{
         AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-        RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+        RemoveContainerOptionsBuilder, StartContainerOptions, WaitContainerOptionsBuilder,
     },
     ClientVersion, Docker,
 };
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Exit, Instance, LaunchSpec, OutputSender, Peer, Sandbox, SandboxError, AGENT_UID, BROKER_MOUNT, CODE_MOUNT};
+use super::{Exit, Instance, LaunchSpec, OutputSender, Peer, Sandbox, SandboxError, Warm, AGENT_UID, BROKER_MOUNT, CODE_MOUNT};
 use crate::{util::BoxFuture, OutputStream, Tier};
 
 /// The label every container of a run carries: how cleanup and tests find them.
 pub const RUN_LABEL: &str = "dev.symbiont.run";
 pub const AGENT_LABEL: &str = "dev.symbiont.agent";
+/// The label of a pre-started (warm) container: the id of the runtime's pool that made it.
+pub const POOL_LABEL: &str = "dev.symbiont.pool";
 /// The name dockerd knows gVisor's runtime by (`/etc/docker/daemon.json`, set up by `scripts/test`).
 pub const RUNSC_RUNTIME: &str = "runsc";
 
@@ -126,28 +133,139 @@ impl Sandbox for DockerSandbox {
 
     fn create<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<Box<dyn Instance>, SandboxError>> {
         Box::pin(async move {
-            let docker = self.docker()?;
-            let body = container_body(self.tier, spec);
-            let options = CreateContainerOptionsBuilder::default().name(&format!("symbiont-{}", spec.run_id)).build();
-            let created = match docker.create_container(Some(options), body).await {
-                Ok(created) => created,
-                Err(e) if is_not_found(&e) => return Err(SandboxError::ImageMissing(spec.image.clone())),
-                Err(DockerError::DockerResponseServerError { message, .. }) if message.contains("runtime") && self.tier == Tier::GVisor => {
-                    return Err(SandboxError::Unavailable(format!(
-                        "dockerd has no `{RUNSC_RUNTIME}` runtime ({message}): install gVisor (`apt-get install runsc`) and register it in /etc/docker/daemon.json (docs/runtime.md, \"Set-up\")"
-                    )))
-                }
-                Err(e) => return Err(SandboxError::Backend(format!("creating the container: {e}"))),
-            };
-            Ok(Box::new(DockerInstance { docker: docker.clone(), id: created.id, output_task: None }) as Box<dyn Instance>)
+            let id = self.create_container(spec, container_body(self.tier, spec)).await?;
+            Ok(Box::new(DockerInstance::new(self.docker()?.clone(), id)) as Box<dyn Instance>)
         })
     }
+
+    fn warm<'a>(&'a self, spec: &'a LaunchSpec, pool: &'a str) -> BoxFuture<'a, Result<Box<dyn Warm>, SandboxError>> {
+        Box::pin(async move {
+            let docker = self.docker()?.clone();
+            // The cold container's body, so that no restriction can drift, with stdin open until
+            // the one client (the attach below) closes it: the program sees end-of-file after its
+            // line, as a cold one reads end-of-file from /dev/null.
+            let mut body = container_body(self.tier, spec);
+            body.open_stdin = Some(true);
+            body.attach_stdin = Some(true);
+            body.stdin_once = Some(true);
+            body.labels.get_or_insert_with(HashMap::new).insert(POOL_LABEL.to_string(), pool.to_string());
+            let id = self.create_container(spec, body).await?;
+            let mut instance = DockerInstance::new(docker, id);
+            let started = async {
+                let options =
+                    AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).logs(true).build();
+                let attached =
+                    instance.docker.attach_container(&instance.id, Some(options)).await.map_err(backend("attaching to the container"))?;
+                instance
+                    .docker
+                    .start_container(&instance.id, None::<StartContainerOptions>)
+                    .await
+                    .map_err(backend("starting the container"))?;
+                Ok::<_, SandboxError>(attached)
+            }
+            .await;
+            match started {
+                Ok(attached) => {
+                    let held = Held { output: attached.output, input: attached.input, line: String::new() };
+                    instance.held = std::sync::Mutex::new(Some(held));
+                    Ok(Box::new(DockerWarm { instance }) as Box<dyn Warm>)
+                }
+                Err(e) => {
+                    let _ = instance.remove().await;
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+impl DockerSandbox {
+    /// Creates the container of `body`, named after the run; the errors a user can act on
+    /// (image missing, runsc not registered) said as such.
+    async fn create_container(&self, spec: &LaunchSpec, body: ContainerCreateBody) -> Result<String, SandboxError> {
+        let docker = self.docker()?;
+        let options = CreateContainerOptionsBuilder::default().name(&format!("symbiont-{}", spec.run_id)).build();
+        match docker.create_container(Some(options), body).await {
+            Ok(created) => Ok(created.id),
+            Err(e) if is_not_found(&e) => Err(SandboxError::ImageMissing(spec.image.clone())),
+            Err(DockerError::DockerResponseServerError { message, .. }) if message.contains("runtime") && self.tier == Tier::GVisor => {
+                Err(SandboxError::Unavailable(format!(
+                    "dockerd has no `{RUNSC_RUNTIME}` runtime ({message}): install gVisor (`apt-get install runsc`) and register it in /etc/docker/daemon.json (docs/runtime.md, \"Set-up\")"
+                )))
+            }
+            Err(e) => Err(SandboxError::Backend(format!("creating the container: {e}"))),
+        }
+    }
+}
+
+type OutputStreamOf = std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, DockerError>> + Send>>;
+
+/// A started warm container: its attach connection, made before it started, held in
+/// `instance.held` (with an empty line until it is claimed).
+struct DockerWarm {
+    instance: DockerInstance,
+}
+
+impl Warm for DockerWarm {
+    fn id(&self) -> &str {
+        &self.instance.id
+    }
+
+    fn alive(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            match self.instance.docker.inspect_container(&self.instance.id, None).await {
+                Ok(inspected) => inspected.state.and_then(|s| s.running).unwrap_or(false),
+                Err(_) => false,
+            }
+        })
+    }
+
+    fn claim(self: Box<Self>, line: String) -> Box<dyn Instance> {
+        let mut instance = self.instance;
+        if let Some(held) = instance.held.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            held.line = line;
+        }
+        Box::new(instance)
+    }
+}
+
+/// What a claimed warm container's `start` uses: the attach made before it started, and the line
+/// its program waits for.
+struct Held {
+    output: OutputStreamOf,
+    input: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
+    line: String,
 }
 
 struct DockerInstance {
     docker: Docker,
     id: String,
     output_task: Option<tokio::task::JoinHandle<()>>,
+    /// Set when it was claimed from the pool (already running, waiting for its line). In a
+    /// mutex only so that the instance is `Sync`: `start` alone takes it.
+    held: std::sync::Mutex<Option<Held>>,
+}
+
+impl DockerInstance {
+    fn new(docker: Docker, id: String) -> DockerInstance {
+        DockerInstance { docker, id, output_task: None, held: std::sync::Mutex::new(None) }
+    }
+}
+
+/// Forwards a container's output to the run's sender until either ends.
+fn forward(mut stream: OutputStreamOf, output: OutputSender) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(Ok(chunk)) = stream.next().await {
+            let item = match chunk {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => (OutputStream::Stdout, message.to_vec()),
+                LogOutput::StdErr { message } => (OutputStream::Stderr, message.to_vec()),
+                LogOutput::StdIn { .. } => continue,
+            };
+            if output.send(item).is_err() {
+                break;
+            }
+        }
+    })
 }
 
 /// Whether the host process `pid` runs in the container `id`'s cgroup (runc puts the agent's
@@ -179,22 +297,23 @@ impl Instance for DockerInstance {
 
     fn start(&mut self, output: OutputSender) -> BoxFuture<'_, Result<(), SandboxError>> {
         Box::pin(async move {
+            let held = self.held.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+            if let Some(Held { output: stream, mut input, mut line }) = held {
+                // Warm: running already, its output attached since before it started.
+                self.output_task = Some(forward(stream, output));
+                line.push('\n');
+                let written = async {
+                    input.write_all(line.as_bytes()).await?;
+                    input.flush().await?;
+                    input.shutdown().await
+                }
+                .await;
+                return written.map_err(|e| SandboxError::Backend(format!("writing to the warm container's standard input: {e}")));
+            }
             // Attached before starting, so that no early output is lost.
             let options = AttachContainerOptionsBuilder::default().stdout(true).stderr(true).stream(true).logs(true).build();
             let attached = self.docker.attach_container(&self.id, Some(options)).await.map_err(backend("attaching to the container"))?;
-            let mut stream = attached.output;
-            self.output_task = Some(tokio::spawn(async move {
-                while let Some(Ok(chunk)) = stream.next().await {
-                    let item = match chunk {
-                        LogOutput::StdOut { message } | LogOutput::Console { message } => (OutputStream::Stdout, message.to_vec()),
-                        LogOutput::StdErr { message } => (OutputStream::Stderr, message.to_vec()),
-                        LogOutput::StdIn { .. } => continue,
-                    };
-                    if output.send(item).is_err() {
-                        break;
-                    }
-                }
-            }));
+            self.output_task = Some(forward(attached.output, output));
             self.docker.start_container(&self.id, None).await.map_err(backend("starting the container"))
         })
     }

@@ -87,6 +87,29 @@ pub trait Sandbox: Send + Sync {
 
     /// Creates the sandbox (not started): the broker learns its identity before it runs.
     fn create<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<Box<dyn Instance>, SandboxError>>;
+
+    /// Creates and starts a sandbox ahead of its run, for the runtime's pre-started pool
+    /// (`crate::pool`): exactly the restrictions of [`Sandbox::create`], `spec.command` waiting
+    /// for one line on its standard input, labelled as belonging to `pool`. A backend without a
+    /// pool (the default) says so and the runtime launches cold.
+    fn warm<'a>(&'a self, spec: &'a LaunchSpec, pool: &'a str) -> BoxFuture<'a, Result<Box<dyn Warm>, SandboxError>> {
+        let _ = (spec, pool);
+        Box::pin(async move { Err(SandboxError::Unavailable(format!("{} has no pre-started pool", self.tier()))) })
+    }
+}
+
+/// A sandbox started ahead of its run whose program waits for one line on its standard input.
+pub trait Warm: Send + Sync {
+    /// The backend's id for it, as [`Instance::id`] will say.
+    fn id(&self) -> &str;
+
+    /// Whether its program still runs, waiting for its line.
+    fn alive(&self) -> BoxFuture<'_, bool>;
+
+    /// Hands it to one run: `start()` of the instance writes `line` (ending it with a newline),
+    /// closes the program's standard input, and streams its output. One that is not wanted is
+    /// claimed and removed ([`Instance::remove`]) without being started.
+    fn claim(self: Box<Self>, line: String) -> Box<dyn Instance>;
 }
 
 /// One created sandbox.

@@ -22,7 +22,10 @@ use serde_json::Value;
 use symbiont_audit::{keys::FileSigner, Log, LogOptions};
 use symbiont_policy::Engine;
 use symbiont_runtime::{
+    image::{self, ImageKind},
     local::{LocalAgent, LocalHandle, LocalReport},
+    pool::{PoolConfig, PoolStatus},
+    sandbox::{docker::DockerSandbox, LaunchSpec, Sandbox},
     AgentConfig, AgentRuntime, Auditor, Language, Limits, OutputStream, RunReport, State, Tier,
 };
 
@@ -732,4 +735,179 @@ fn a_sandboxed_agent_and_a_lightweight_one_talk_over_the_bus() {
     assert_eq!(decisions, expected.map(|(a, o, d)| (a.to_string(), o.to_string(), d.to_string())));
     assert_no_container(&report.run_id);
     ws.assert_clean_dir();
+}
+
+/// The warm containers a runtime's pool keeps under `run_root`: each has a slot directory
+/// `pool-ID` and is named `symbiont-pool-ID`.
+fn warm_containers(run_root: &Path) -> Vec<String> {
+    let slots: Vec<String> = std::fs::read_dir(run_root)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with("pool-")).collect())
+        .unwrap_or_default();
+    let mut ids = Vec::new();
+    for slot in slots {
+        let out = Command::new("docker").args(["inspect", "--format", "{{.Id}}", &format!("symbiont-{slot}")]).output().unwrap();
+        if out.status.success() {
+            ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+    }
+    ids
+}
+
+fn container_exists(id: &str) -> bool {
+    let ps = Command::new("docker").args(["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")]).output().unwrap();
+    !String::from_utf8_lossy(&ps.stdout).trim().is_empty()
+}
+
+/// A container's `HostConfig`, its two bind mounts' host directories replaced by their roles.
+fn host_config(id: &str) -> Value {
+    let out = Command::new("docker").args(["inspect", "--format", "{{json .HostConfig}}", id]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let binds = config["Binds"].as_array().unwrap().iter().map(|b| b.as_str().unwrap().split_once(':').unwrap().1.into()).collect();
+    config["Binds"] = Value::Array(binds);
+    config
+}
+
+/// A runtime with a pre-started pool of one Python container at `tier`: a pooled run completes
+/// with its broker decisions audited and its output streamed, uses the warm container (which has
+/// exactly a cold one's restrictions) once and removes it, and the pool refills; a warm
+/// container found dead falls back to a cold run at the same tier; draining leaves nothing.
+fn pooled_runs(tier: Tier) {
+    let test = format!("pooled runs {tier}");
+    if !sandbox_ready(&test) {
+        return;
+    }
+    let ws = Ws::new();
+    // As in a cold container, standard input reads end-of-file (the waiter's line is consumed).
+    ws.write("agent.py", &format!("{PYTHON_AGENT}print('stdin', repr(sys.stdin.read()))\n"));
+    ws.write(
+        "agent.sym",
+        "agent worker {\n    capabilities = [\"http_request\"]\n    policy rules {\n        allow: http_request(host) if host == \"127.0.0.1\"\n        deny: [\"file_system_write\"]\n    }\n}\n",
+    );
+    let sym = std::fs::read_to_string(ws.path("agent.sym")).unwrap();
+    let universe = symbiont_policy::load([("agent.sym", sym.as_str())], symbiont_policy::config::Config::default());
+    let engine = Arc::new(Engine::compile(universe.effective(Some("worker")).unwrap()));
+    std::fs::create_dir_all(ws.path(".symbiont/workspaces/worker")).unwrap();
+    let (port, hits) = http_server();
+    let limits = Limits { timeout: Duration::from_secs(60), ..Limits::default() };
+    let config = AgentConfig {
+        id: "worker".into(),
+        tier,
+        limits,
+        policy: engine,
+        language: Language::Python,
+        code_root: ws.dir.path().to_path_buf(),
+        files: vec![PathBuf::from("agent.py")],
+        workspace: ws.path(".symbiont/workspaces/worker"),
+        input: serde_json::json!({ "port": port }),
+        context: serde_json::Map::new(),
+        priority: Default::default(),
+    };
+    let run_root = ws.tmp.path().join("symbiont-runs");
+    let signer = Arc::new(FileSigner::generate().unwrap());
+    let (log, _) = Log::open(&ws.path(".symbiont/audit"), signer, LogOptions::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut agents = rt.block_on(AgentRuntime::new(Auditor::new(Arc::new(log))));
+    agents.set_run_root(run_root.clone());
+    let run = |config: AgentConfig| {
+        rt.block_on(async {
+            let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
+            let report = agents.run(config, sender, std::future::pending()).await.expect("the run starts");
+            let mut stdout = Vec::new();
+            while let Some((stream, bytes)) = receiver.recv().await {
+                match stream {
+                    OutputStream::Stdout => stdout.extend(bytes),
+                    OutputStream::Stderr => eprint!("{}", String::from_utf8_lossy(&bytes)),
+                }
+            }
+            (report, String::from_utf8_lossy(&stdout).to_string())
+        })
+    };
+
+    let pool = PoolConfig { tier, language: Language::Python, limits, size: 1 };
+    rt.block_on(async { agents.set_pool(pool) }).unwrap();
+    assert_eq!(rt.block_on(agents.pool_filled()), PoolStatus { warm: 1, error: None }, "{test}");
+    let warm = warm_containers(&run_root);
+    assert_eq!(warm.len(), 1, "{test}: {warm:?}");
+
+    // The warm container's restrictions are a cold one's, to the letter.
+    let cold = rt.block_on(async {
+        let backend = DockerSandbox::new(symbiont_runtime::sandbox::docker::connect().await, tier);
+        let dir = tempfile::tempdir().unwrap();
+        let spec = LaunchSpec {
+            run_id: format!("cold-{}", std::process::id()),
+            agent: "worker".into(),
+            image: image::reference(ImageKind::Python),
+            command: vec!["python3".into(), "-c".into(), "pass".into()],
+            env: Vec::new(),
+            code_dir: dir.path().to_path_buf(),
+            broker_dir: dir.path().to_path_buf(),
+            limits,
+        };
+        let mut instance = backend.create(&spec).await.unwrap();
+        let config = host_config(instance.id());
+        instance.remove().await.unwrap();
+        config
+    });
+    assert_eq!(host_config(&warm[0]), cold, "{test}: a warm container must have exactly a cold one's restrictions");
+
+    // A pooled run: the agent's allowed and denied requests, audited; its output streamed.
+    let (report, stdout) = run(config.clone());
+    assert_eq!((report.state, report.pooled), (State::Completed, true), "{test}: {report:?}\n{stdout}");
+    assert!(stdout.contains("http 200 hello") && stdout.contains("write denied denied"), "{test}: {stdout}");
+    assert!(stdout.ends_with("stdin ''\n"), "{test}: {stdout}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let entries = ws.audit();
+    let decisions: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e["details"]["run_id"] == report.run_id.as_str() || e["operation"] != "lifecycle")
+        .map(|e| (e["operation"].as_str().unwrap(), e["decision"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("lifecycle", "created"),
+            ("lifecycle", "starting"),
+            ("lifecycle", "running"),
+            ("http_request", "allow"),
+            ("file_system_write", "deny"),
+            ("lifecycle", "completed")
+        ],
+        "{test}"
+    );
+    let starting = entries.iter().find(|e| e["decision"] == "starting").unwrap();
+    assert_eq!((starting["details"]["sandbox"].as_str(), &starting["details"]["pooled"]), (Some(warm[0].as_str()), &Value::Bool(true)));
+    assert!(!container_exists(&warm[0]), "{test}: the warm container serves one run and is removed");
+    assert_eq!(rt.block_on(agents.pool_filled()).warm, 1, "{test}: the pool refills");
+    let refilled = warm_containers(&run_root);
+    assert_eq!(refilled.len(), 1);
+    assert_ne!(refilled[0], warm[0]);
+
+    // A warm container found dead: the run goes cold, at the same tier, and succeeds.
+    let killed = Command::new("docker").args(["kill", &refilled[0]]).output().unwrap();
+    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+    let (report, stdout) = run(config);
+    assert_eq!((report.state, report.pooled, report.tier), (State::Completed, false, tier), "{test}: {report:?}\n{stdout}");
+    assert!(stdout.contains("http 200 hello"), "{test}: {stdout}");
+    assert!(!container_exists(&refilled[0]), "{test}: the dead warm container is removed");
+    assert_no_container(&report.run_id);
+    assert_eq!(rt.block_on(agents.pool_filled()).warm, 1, "{test}: the pool refills after the fallback");
+    let last = warm_containers(&run_root);
+
+    // Draining leaves no container and no directory.
+    rt.block_on(agents.drain_pool());
+    assert_eq!(rt.block_on(agents.pool_filled()).warm, 0);
+    assert!(last.iter().all(|id| !container_exists(id)), "{test}: {last:?} left after draining");
+    ws.assert_clean_dir();
+    ws.audit();
+}
+
+#[test]
+fn pooled_runs_tier1() {
+    pooled_runs(Tier::Docker);
+}
+
+#[test]
+fn pooled_runs_tier2() {
+    pooled_runs(Tier::GVisor);
 }
