@@ -11,6 +11,7 @@
 pub mod fix;
 pub mod lang;
 pub mod paths;
+mod pieces;
 mod query_words;
 pub mod rules;
 pub mod scan;

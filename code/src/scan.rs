@@ -11,6 +11,7 @@ use streaming_iterator::StreamingIterator;
 
 use crate::{
     lang::Lang,
+    pieces::{Piece, Top},
     query_words::Needs,
     rules::{self, glob},
     sites::{self, Scope, Site, SiteKind},
@@ -238,34 +239,76 @@ impl RuleSet {
         }
         // With the scan of an earlier version of the file (same rules, same language), the tree is
         // parsed incrementally from its tree, and the top-level nodes the edit left alone keep
-        // their sites and findings.
+        // their sites and findings. A Python file without custom queries to run is parsed in
+        // pieces (`pieces.rs`): only the top-level statements an edit touched are parsed again.
+        let by_pieces = lang == Lang::Python && !queries.contains(&true);
         let previous = previous.filter(|p| p.rules == self.id && p.lang == lang);
-        let (tree, reuse) = match previous {
+        let text_arc: Arc<str> = text.into();
+        let (syntax, reuse) = match previous {
             Some(previous) => {
-                let Some((edited, tree, edit)) = reparse_edit(lang, &previous.tree, &previous.text, text) else {
+                let Some((edited, edit)) = edit_tree(&previous.whole, &previous.text, text) else {
                     return (skipped(Skipped::TooLarge), None);
                 };
-                // What differs: the edited text (a byte wider on each side, so that the nodes next
-                // to a deletion count as touched) and what tree-sitter parsed differently.
-                let mut changed: Vec<(usize, usize)> = edited.changed_ranges(&tree).map(|r| (r.start_byte, r.end_byte)).collect();
-                changed.push((edit.start.saturating_sub(1), edit.new_end + 1));
-                drop_elsewhere(edited);
-                (tree, Some((previous, edit, changed)))
+                let pieces_before = match &previous.pieces {
+                    Some(pieces) => Some(pieces.clone()),
+                    None if !previous.whole.root_node().has_error() => {
+                        Some(vec![Piece::whole(previous.whole.clone(), previous.text.clone())])
+                    }
+                    None => None,
+                };
+                let reparsed = pieces_before
+                    .filter(|_| by_pieces)
+                    .and_then(|pieces| crate::pieces::reparse(lang, &pieces, &previous.text, text, edit));
+                match reparsed {
+                    // Every top-level node outside the region is one the previous scan had.
+                    Some(reparsed) => {
+                        (Syntax { whole: edited, pieces: Some(reparsed.pieces) }, Some((previous, edit, vec![reparsed.region])))
+                    }
+                    None => {
+                        let Some(tree) = parse_incremental(lang, text, &edited) else {
+                            return (skipped(Skipped::TooLarge), None);
+                        };
+                        // What differs: the edited text (a byte wider on each side, so that the
+                        // nodes next to a deletion count as touched) and what tree-sitter parsed
+                        // differently.
+                        let mut changed: Vec<(usize, usize)> = edited.changed_ranges(&tree).map(|r| (r.start_byte, r.end_byte)).collect();
+                        changed.push((edit.start.saturating_sub(1), edit.new_end + 1));
+                        drop_elsewhere(edited);
+                        (Syntax { whole: tree, pieces: None }, Some((previous, edit, changed)))
+                    }
+                }
             }
             None => match parse(lang, text) {
-                Some(tree) => (tree, None),
+                Some(tree) => (Syntax { whole: tree, pieces: None }, None),
                 None => return (skipped(Skipped::TooLarge), None),
             },
         };
-        let first_error = first_error(&tree);
+        // Every piece parsed without an error (`pieces.rs`), so the file did.
+        let first_error = if syntax.pieces.is_some() { None } else { first_error(&syntax.whole) };
         let syntax_errors = usize::from(first_error.is_some());
         // The file's sites are only needed by custom rules that match them.
         let want_sites = self.custom.iter().any(|c| c.query.is_none() && c.lang.family() == lang.family());
         let (sites, mut findings, children, scope) = if needs_sites {
-            self.sites_and_findings(lang, &tree, text, reuse.as_ref(), keep, want_sites)
+            let whole;
+            let (tops, root) = match &syntax.pieces {
+                Some(pieces) => {
+                    let tops = crate::pieces::tops(pieces);
+                    let root = tops.first().map_or((syntax.whole.root_node(), &[][..]), |t| (t.root, t.src));
+                    (tops, root)
+                }
+                None => {
+                    whole = [Piece::whole(syntax.whole.clone(), text_arc.clone())];
+                    let tops = crate::pieces::tops(&whole);
+                    (tops, (syntax.whole.root_node(), text.as_bytes()))
+                }
+            };
+            self.sites_and_findings(lang, &tops, root, reuse.as_ref(), keep, want_sites)
         } else {
             (Vec::new(), Vec::new(), Vec::new(), Scope::default())
         };
+        // Queries run over the whole tree: a file with queries to run is never in pieces.
+        debug_assert!(syntax.pieces.is_none() || !queries.contains(&true));
+        let tree = &syntax.whole;
         for (custom, active) in self.custom.iter().zip(queries) {
             match &custom.query {
                 None if custom.lang.family() == lang.family() => {
@@ -291,7 +334,7 @@ impl RuleSet {
                         })
                     };
                     match (&custom.required, custom.targeted) {
-                        (Some(needs), true) => run_targeted(query, *capture, needs, &tree, text, &mut push),
+                        (Some(needs), true) => run_targeted(query, *capture, needs, tree, text, &mut push),
                         _ => run_query(query, *capture, tree.root_node(), None, text, &mut push),
                     }
                 }
@@ -331,7 +374,16 @@ impl RuleSet {
             }
         }
         let scan = Scan { findings, syntax_errors, first_error, skipped: None };
-        let state = keep.then(|| ScanState { rules: self.id, lang, text: text.into(), tree, children, scope, has_sites: needs_sites });
+        let state = keep.then(|| ScanState {
+            rules: self.id,
+            lang,
+            text: text_arc,
+            whole: syntax.whole,
+            pieces: syntax.pieces,
+            children,
+            scope,
+            has_sites: needs_sites,
+        });
         if let Some((previous, _, _)) = reuse {
             drop_elsewhere(previous);
         }
@@ -346,24 +398,20 @@ impl RuleSet {
     fn sites_and_findings(
         &self,
         lang: Lang,
-        tree: &tree_sitter::Tree,
-        text: &str,
+        tops: &[Top<'_>],
+        (root, root_src): (tree_sitter::Node<'_>, &[u8]),
         reuse: Option<&Reuse>,
         keep: bool,
         want_sites: bool,
     ) -> (Vec<Site>, Vec<Finding>, Vec<ChildState>, Scope) {
-        let src = text.as_bytes();
-        let root = tree.root_node();
-        let mut cursor = root.walk();
-        let nodes: Vec<tree_sitter::Node<'_>> = root.named_children(&mut cursor).collect();
         // For each top-level node, the previous scan's node it is (unchanged, maybe moved): same
         // kind, no error, nothing changed in it.
-        let old: Vec<Option<&ChildState>> = nodes
+        let old: Vec<Option<&ChildState>> = tops
             .iter()
-            .map(|node| {
+            .map(|top| {
                 let (previous, edit, changed) = reuse?;
-                let (start, end) = (node.start_byte(), node.end_byte());
-                if node.has_error() || changed.iter().any(|&(a, b)| start < b && a < end) {
+                let (start, end) = (top.start(), top.end());
+                if top.node.has_error() || changed.iter().any(|&(a, b)| start < b && a < end) {
                     return None;
                 }
                 let delta = if end <= edit.start {
@@ -376,17 +424,20 @@ impl RuleSet {
                 let old_start = (start as isize - delta) as usize;
                 let i = previous.children.partition_point(|c| c.start < old_start);
                 let child = previous.children.get(i)?;
-                (child.start == old_start && child.end == (end as isize - delta) as usize && child.kind == node.kind_id() && !child.error)
+                (child.start == old_start
+                    && child.end == (end as isize - delta) as usize
+                    && child.kind == top.node.kind_id()
+                    && !child.error)
                     .then_some(child)
             })
             .collect();
-        let mut scope = sites::root_scope(lang.family(), root, src);
-        let scopes: Vec<Arc<Scope>> = nodes
+        let mut scope = sites::root_scope(lang.family(), root, root_src);
+        let scopes: Vec<Arc<Scope>> = tops
             .iter()
             .zip(&old)
-            .map(|(node, old)| match old {
+            .map(|(top, old)| match old {
                 Some(child) => child.scope.clone(),
-                None => Arc::new(sites::child_scope(lang.family(), *node, src)),
+                None => Arc::new(sites::child_scope(lang.family(), top.node, top.src)),
             })
             .collect();
         for child in &scopes {
@@ -398,15 +449,15 @@ impl RuleSet {
         let mut all_sites = Vec::new();
         let mut all_findings = Vec::new();
         let mut children = Vec::new();
-        for ((node, old), child_scope) in nodes.iter().zip(old).zip(scopes) {
-            let start = node.start_byte();
+        for ((top, old), child_scope) in tops.iter().zip(old).zip(scopes) {
+            let start = top.start();
             // Kept relative to the node's start, so that a node that moved is taken over as it is.
             let (sites, findings): (Arc<[Site]>, Arc<[Finding]>) = match old {
                 Some(child) if same_scope => (child.sites.clone(), child.findings.clone()),
                 _ => {
-                    let sites = sites::child_sites(lang, *node, root, src, &scope);
+                    let sites = sites::child_sites(lang, top.node, top.root, top.src, &scope);
                     let findings = if self.builtin { builtin_findings(lang, &sites) } else { Vec::new() };
-                    let back = -(start as isize);
+                    let back = -(top.node.start_byte() as isize);
                     (sites.iter().map(|s| shift_site(s, back)).collect(), findings.iter().map(|f| shift_finding(f, back)).collect())
                 }
             };
@@ -418,9 +469,9 @@ impl RuleSet {
             if keep {
                 children.push(ChildState {
                     start,
-                    end: node.end_byte(),
-                    kind: node.kind_id(),
-                    error: node.has_error(),
+                    end: top.end(),
+                    kind: top.node.kind_id(),
+                    error: top.node.has_error(),
                     scope: child_scope,
                     sites,
                     findings,
@@ -493,13 +544,32 @@ pub struct ScanState {
     /// The [`RuleSet`] that made it.
     rules: u64,
     lang: Lang,
-    text: Box<str>,
-    tree: tree_sitter::Tree,
+    text: Arc<str>,
+    /// The whole text's tree: its parse, or (with `pieces`) an earlier parse edited
+    /// (`Tree::edit`) to match it, from which the whole text is parsed when pieces will not do.
+    whole: tree_sitter::Tree,
+    /// The file's top-level nodes, in pieces that each parsed without an error (`pieces.rs`).
+    pieces: Option<Vec<Piece>>,
     children: Vec<ChildState>,
     /// What the file binds (all the children's scopes, merged).
     scope: Scope,
     /// Whether `children` holds the sites (the scan needed them).
     has_sites: bool,
+}
+
+#[cfg(test)]
+impl ScanState {
+    /// Where each top-level node starts and its S-expression, when the file is in pieces.
+    fn piece_tops(&self) -> Option<Vec<(usize, String)>> {
+        let pieces = self.pieces.as_ref()?;
+        Some(crate::pieces::tops(pieces).iter().map(|t| (t.start(), t.node.to_sexp())).collect())
+    }
+}
+
+/// The syntax of a scanned file: its tree, or its pieces (`pieces.rs`).
+struct Syntax {
+    whole: tree_sitter::Tree,
+    pieces: Option<Vec<Piece>>,
 }
 
 /// A top-level node of a scanned file. Its sites and findings are kept with offsets relative to
@@ -670,10 +740,10 @@ pub fn reparse(lang: Lang, old: &tree_sitter::Tree, before: &str, after: &str) -
 /// Where two texts differ: the first differing byte, and where the difference ends in the text
 /// before and in the text after.
 #[derive(Debug, Clone, Copy)]
-struct TextEdit {
-    start: usize,
-    old_end: usize,
-    new_end: usize,
+pub(crate) struct TextEdit {
+    pub start: usize,
+    pub old_end: usize,
+    pub new_end: usize,
 }
 
 /// What an incremental scan takes over from the previous one: its state, the edit, and the
@@ -688,6 +758,14 @@ fn reparse_edit(
     before: &str,
     after: &str,
 ) -> Option<(tree_sitter::Tree, tree_sitter::Tree, TextEdit)> {
+    let (tree, edit) = edit_tree(old, before, after)?;
+    let new = parse_with(lang, after, Some(&tree))?;
+    Some((tree, new, edit))
+}
+
+/// A copy of `old`, the tree of `before`, edited (`Tree::edit`) to match `after`, and the edit.
+/// `None` when `after` is too large to parse.
+fn edit_tree(old: &tree_sitter::Tree, before: &str, after: &str) -> Option<(tree_sitter::Tree, TextEdit)> {
     if after.len() > MAX_PARSE_BYTES {
         return None;
     }
@@ -713,8 +791,7 @@ fn reparse_edit(
         old_end_position: point(b, old_end),
         new_end_position: point(a, new_end),
     });
-    let new = parse_with(lang, after, Some(&tree))?;
-    Some((tree, new, TextEdit { start: prefix, old_end, new_end }))
+    Some((tree, TextEdit { start: prefix, old_end, new_end }))
 }
 
 /// Parses `text` reusing `old`, a tree of an earlier text already edited (`Tree::edit`) to match.
@@ -725,7 +802,7 @@ pub fn parse_incremental(lang: Lang, text: &str, old: &tree_sitter::Tree) -> Opt
     parse_with(lang, text, Some(old))
 }
 
-fn parse_with(lang: Lang, text: &str, old: Option<&tree_sitter::Tree>) -> Option<tree_sitter::Tree> {
+pub(crate) fn parse_with(lang: Lang, text: &str, old: Option<&tree_sitter::Tree>) -> Option<tree_sitter::Tree> {
     PARSERS.with(|parsers| {
         let mut parsers = parsers.borrow_mut();
         let parser = match parsers.entry(lang) {
@@ -892,8 +969,24 @@ mod tests {
         let cases: &[(Lang, &str, &[&str])] = &[
             (
                 Lang::Python,
-                "import os\nimport requests as r\n\n\ndef a(u):\n    return r.get(u)\n\n\nclass B:\n    def open(self):\n        os.system('x')\n\n\nx = open('f', 'w')\nprint(os.environ['K'])\n",
-                &["# c\n", "import subprocess\n", "from requests import get\n", "def get(u):\n    pass\n", "(", "r.post(u)\n", "    ", "\"\"\"", ""],
+                "import os\nimport requests as r\n\n\ndef a(u):\n    return r.get(u)\n\n\nclass B:\n    def open(self):\n        os.system('x')\n\n\n@app.route('/')\ndef c():\n    if u:\n        r.get(u)\n    else:\n        open('g')\n\n# note\n\nx = open('f', 'w'); y = r.post(u)\nprint(os.environ['K'])\ntry:\n    r.get(v)\nexcept E:\n    pass\n",
+                &[
+                    "# c\n",
+                    "\n# after a blank line\n",
+                    "import subprocess\n",
+                    "from requests import get\n",
+                    "def get(u):\n    pass\n",
+                    "(",
+                    ")",
+                    "r.post(u)\n",
+                    "    ",
+                    "\"\"\"",
+                    "@dec\n",
+                    "else:\n    pass\n",
+                    "if x:\n",
+                    "x = \\\n",
+                    "",
+                ],
             ),
             (
                 Lang::JavaScript,
@@ -927,7 +1020,10 @@ mod tests {
             for rules in [RuleSet::default(), RuleSet::new(true, vec![pattern_rule(lang.name(), pattern)]).unwrap()] {
                 let mut text = start.to_string();
                 let mut kept = None;
-                for step in 0..300 {
+                let mut pieced = 0;
+                // `SYMBIONT_SCAN_STEPS` runs longer sequences (the default keeps the suite quick).
+                let steps: usize = std::env::var("SYMBIONT_SCAN_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+                for step in 0..steps {
                     // Insert a snippet, or delete a range, at a random char boundary (often a line start).
                     let boundaries: Vec<usize> = (0..=text.len()).filter(|i| text.is_char_boundary(*i)).collect();
                     let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
@@ -940,14 +1036,25 @@ mod tests {
                     } else {
                         text.insert_str(at, inserts[next(inserts.len())]);
                     }
-                    if text.len() > 4000 {
+                    // Back to the start now and then: errors pile up, and the way out of them is tested too.
+                    if text.len() > 4000 || (next(2) == 0 && rules.scan(*lang, &text).syntax_errors > 0) {
                         text = start.to_string();
                     }
                     let (incremental, state) = rules.scan_incremental(*lang, &text, kept.take());
-                    kept = state;
                     let fresh = rules.scan(*lang, &text);
                     assert_eq!(incremental, fresh, "{lang:?}, step {step}: {text:?}");
+                    // A file in pieces has the top-level nodes of a fresh parse, where they are.
+                    if let Some(tops) = state.as_ref().and_then(ScanState::piece_tops) {
+                        pieced += 1;
+                        let tree = parse_with(*lang, &text, None).unwrap();
+                        let mut cursor = tree.root_node().walk();
+                        let expected: Vec<(usize, String)> =
+                            tree.root_node().named_children(&mut cursor).map(|n| (n.start_byte(), n.to_sexp())).collect();
+                        assert_eq!(tops, expected, "{lang:?}, step {step}: {text:?}");
+                    }
+                    kept = state;
                 }
+                assert!(*lang != Lang::Python || pieced > 60, "{lang:?}: only {pieced} steps in pieces");
             }
         }
     }
