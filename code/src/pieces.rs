@@ -29,21 +29,22 @@ pub(crate) struct Parsed {
     pub text: Arc<str>,
 }
 
-/// Consecutive top-level nodes (named children `first..end` of the root) of one parse, which are
-/// `delta` bytes further in the file than in the text they were parsed from.
+/// `count` consecutive top-level nodes (named children of the root) of one parse, the first
+/// starting at byte `from` of its text, which are `delta` bytes further in the file than in the
+/// text they were parsed from.
 #[derive(Clone)]
 pub(crate) struct Piece {
     parsed: Arc<Parsed>,
-    first: usize,
-    end: usize,
+    from: usize,
+    count: usize,
     delta: isize,
 }
 
 impl Piece {
-    /// All the top-level nodes of `tree`, parsed from `text`, the file's text.
-    pub fn whole(tree: Tree, text: Arc<str>) -> Piece {
-        let end = tree.root_node().named_child_count();
-        Piece { parsed: Arc::new(Parsed { tree, text }), first: 0, end, delta: 0 }
+    /// All the top-level nodes of `tree`, parsed from `text`, `delta` bytes into the file.
+    pub fn whole(tree: Tree, text: Arc<str>, delta: isize) -> Piece {
+        let count = tree.root_node().named_child_count();
+        Piece { parsed: Arc::new(Parsed { tree, text }), from: 0, count, delta }
     }
 }
 
@@ -73,14 +74,28 @@ pub(crate) fn tops(pieces: &[Piece]) -> Vec<Top<'_>> {
     let mut tops = Vec::new();
     for piece in pieces {
         let root = piece.parsed.tree.root_node();
-        let mut cursor = root.walk();
         let src = piece.parsed.text.as_bytes();
-        tops.extend(root.named_children(&mut cursor).skip(piece.first).take(piece.end - piece.first).map(|node| Top {
-            node,
-            root,
-            src,
-            delta: piece.delta,
-        }));
+        let mut cursor = root.walk();
+        // A module's children hang from a balanced tree of hidden nodes: the cursor finds the
+        // piece's first one in logarithmic time, where counting children from the first would
+        // make a file split into many pieces of one parse quadratic.
+        if piece.count == 0 || cursor.goto_first_child_for_byte(piece.from).is_none() {
+            continue;
+        }
+        let mut left = piece.count;
+        loop {
+            let node = cursor.node();
+            if node.is_named() && node.start_byte() >= piece.from {
+                tops.push(Top { node, root, src, delta: piece.delta });
+                left -= 1;
+                if left == 0 {
+                    break;
+                }
+            }
+            if !cursor.goto_next_sibling() {
+                break;
+            }
+        }
     }
     tops
 }
@@ -130,38 +145,24 @@ pub(crate) fn reparse(lang: Lang, pieces: &[Piece], before: &str, after: &str, e
     let (replaced_from, replaced_to) = (parts[first].1, parts.get(last + 1).map_or(tops.len(), |p| p.1));
     let shift = edit.new_end as isize - edit.old_end as isize;
     let mut new_pieces = Vec::with_capacity(pieces.len() + 2);
+    let mut replacement = Some(Piece::whole(tree, text, start as isize));
     let mut index = 0;
-    let mut inserted = false;
     for piece in pieces {
-        let (lo, hi) = (index, index + piece.end - piece.first);
+        let (lo, hi) = (index, index + piece.count);
         index = hi;
         // The part of this piece before the re-parsed nodes, as it was.
         if lo < replaced_from {
-            new_pieces.push(Piece { end: piece.first + (hi.min(replaced_from) - lo), ..piece.clone() });
+            new_pieces.push(Piece { count: hi.min(replaced_from) - lo, ..piece.clone() });
         }
-        if !inserted && hi >= replaced_from {
-            let end = tree.root_node().named_child_count();
-            if end > 0 {
-                new_pieces.push(Piece {
-                    parsed: Arc::new(Parsed { tree: tree.clone(), text: text.clone() }),
-                    first: 0,
-                    end,
-                    delta: start as isize,
-                });
-            }
-            inserted = true;
+        if hi >= replaced_from {
+            new_pieces.extend(replacement.take().filter(|p| p.count > 0));
         }
         // The part after them, moved by the edit.
         if hi > replaced_to {
-            let skip = replaced_to.saturating_sub(lo);
-            new_pieces.push(Piece { first: piece.first + skip, delta: piece.delta + shift, ..piece.clone() });
+            let first = replaced_to.max(lo);
+            new_pieces.push(Piece { from: tops[first].node.start_byte(), count: hi - first, delta: piece.delta + shift, ..piece.clone() });
         }
     }
-    if !inserted {
-        let end = tree.root_node().named_child_count();
-        if end > 0 {
-            new_pieces.push(Piece { parsed: Arc::new(Parsed { tree, text }), first: 0, end, delta: start as isize });
-        }
-    }
+    new_pieces.extend(replacement.filter(|p| p.count > 0));
     Some(Reparsed { pieces: new_pieces, region: (start, new_end) })
 }

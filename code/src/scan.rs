@@ -252,7 +252,7 @@ impl RuleSet {
                 let pieces_before = match &previous.pieces {
                     Some(pieces) => Some(pieces.clone()),
                     None if !previous.whole.root_node().has_error() => {
-                        Some(vec![Piece::whole(previous.whole.clone(), previous.text.clone())])
+                        Some(vec![Piece::whole(previous.whole.clone(), previous.text.clone(), 0)])
                     }
                     None => None,
                 };
@@ -297,7 +297,7 @@ impl RuleSet {
                     (tops, root)
                 }
                 None => {
-                    whole = [Piece::whole(syntax.whole.clone(), text_arc.clone())];
+                    whole = [Piece::whole(syntax.whole.clone(), text_arc.clone(), 0)];
                     let tops = crate::pieces::tops(&whole);
                     (tops, (syntax.whole.root_node(), text.as_bytes()))
                 }
