@@ -10,7 +10,11 @@
 //!    nobody) running the benchmark's agent, whose one broker message a stub listener answers: the
 //!    least any runtime must do for this agent, without audit, identity or output streaming;
 //! 3. `library`: `AgentRuntime::run` of the agent on a runtime and audit log kept open;
-//! 4. `cli`: the real `symbiont run agent.sym --tier N`, from spawning the process to its exit.
+//! 4. `cli`: the real `symbiont run agent.sym --tier N`, from spawning the process to its exit;
+//! 5. `pool`: `AgentRuntime::run` on a second runtime that keeps a pre-started pool of one warm
+//!    container for the tier (`AgentRuntime::set_pool`); before each run the benchmark waits for
+//!    the pool to be full, so that each run is a claim (checked: `RunReport::pooled`), not a
+//!    cold fallback.
 //!
 //! The agent (`agent.py`) is `import symbiont; symbiont.log("hi")`: one broker message, then exit.
 //! Then, unless `--profile 0`, a profile: the library and the CLI again with every Docker API call
@@ -42,11 +46,12 @@ use symbiont_audit::{
 };
 use symbiont_runtime::{
     image::{self, ImageKind},
+    pool::PoolConfig,
     sandbox::{
         docker::{DockerSandbox, RUNSC_RUNTIME},
         Instance, LaunchSpec, OutputSender, Sandbox, SandboxError, BROKER_SOCKET, CODE_MOUNT,
     },
-    AgentConfig, AgentRuntime, Auditor, Language, Limits, OutputStream, State, Tier,
+    AgentConfig, AgentRuntime, Auditor, Language, Limits, OutputStream, RunReport, State, Tier,
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -161,6 +166,8 @@ struct Bench {
     stub_answers: Arc<AtomicUsize>,
     /// The library's runtime (and its audit log), kept open across runs as a service would.
     agents: AgentRuntime,
+    /// The same with a pre-started pool for each tier (the `pool` path).
+    pooled: AgentRuntime,
     engine: Arc<symbiont_policy::Engine>,
 }
 
@@ -258,12 +265,20 @@ fn set_up(options: &Options) -> Result<Bench, String> {
     let (log, _) = Log::open(&lib_dir.join("audit"), signer, LogOptions::default()).map_err(|e| format!("audit log: {e}"))?;
     let mut agents = rt.block_on(AgentRuntime::new(Auditor::new(Arc::new(log))));
     agents.set_run_root(runs.join("symbiont-runs"));
+    let signer = Arc::new(FileSigner::generate().map_err(|e| e.to_string())?);
+    let (log, _) = Log::open(&lib_dir.join("pool-audit"), signer, LogOptions::default()).map_err(|e| format!("audit log: {e}"))?;
+    let mut pooled = rt.block_on(AgentRuntime::new(Auditor::new(Arc::new(log))));
+    pooled.set_run_root(runs.join("symbiont-runs"));
+    for &tier in &options.tiers {
+        let pool = PoolConfig { tier, language: Language::Python, limits: Limits::default(), size: 1 };
+        rt.block_on(async { pooled.set_pool(pool) }).map_err(|e| format!("the pool at {tier}: {e}"))?;
+    }
     let sym = agent_sym(Tier::Docker);
     let universe = symbiont_policy::load([("agent.sym", sym.as_str())], symbiont_policy::config::Config::default());
     let effective = universe.effective(Some("bench")).map_err(|e| format!("the benchmark's agent: {e}"))?;
     let engine = Arc::new(symbiont_policy::Engine::compile(effective));
 
-    Ok(Bench { rt, docker, image, symbiont, dir, runs, raw_code, raw_broker, stub_answers, agents, engine })
+    Ok(Bench { rt, docker, image, symbiont, dir, runs, raw_code, raw_broker, stub_answers, agents, pooled, engine })
 }
 
 /// Answers every request line with `ok`: the broker's reply, without identity, policy or audit.
@@ -390,6 +405,27 @@ impl Bench {
 
     /// `AgentRuntime::run` on `agents`; checks the agent completed and its message arrived.
     fn library_with(&self, agents: &AgentRuntime, tier: Tier) -> Result<Duration, String> {
+        self.library_run(agents, tier).map(|(time, _)| time)
+    }
+
+    /// `AgentRuntime::run` on the pooled runtime, once its pool is full (not timed); checks the
+    /// run claimed a warm container, and waits (not timed) for its replacement.
+    fn pool(&self, tier: Tier) -> Result<Duration, String> {
+        let status = self.rt.block_on(self.pooled.pool_filled());
+        if let Some(e) = status.error {
+            return Err(format!("the pool could not fill: {e}"));
+        }
+        let (time, report) = self.library_run(&self.pooled, tier)?;
+        // The refill (started as the run ended) finishes here, untimed, rather than during the
+        // next path's run.
+        self.rt.block_on(self.pooled.pool_filled());
+        if !report.pooled {
+            return Err("the run did not use a warm container".into());
+        }
+        Ok(time)
+    }
+
+    fn library_run(&self, agents: &AgentRuntime, tier: Tier) -> Result<(Duration, RunReport), String> {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
         let start = Instant::now();
         let report = self.rt.block_on(agents.run(self.config(tier), sender, std::future::pending())).map_err(|e| e.to_string())?;
@@ -408,7 +444,7 @@ impl Bench {
                 String::from_utf8_lossy(&stderr)
             ));
         }
-        Ok(time)
+        Ok((time, report))
     }
 
     fn library(&self, tier: Tier) -> Result<Duration, String> {
@@ -443,7 +479,7 @@ impl Bench {
 // -------------------------------------------------------------------------------------------------
 // The timed runs
 
-const PATHS: [&str; 4] = ["raw", "raw agent", "library", "cli"];
+const PATHS: [&str; 5] = ["raw", "raw agent", "library", "cli", "pool"];
 
 #[derive(Default)]
 struct Samples {
@@ -462,7 +498,7 @@ fn timed(bench: &Bench, options: &Options) -> Result<Samples, String> {
     let total = options.warmup + options.iters;
     let (before, started) = (cpu_ticks(), Instant::now());
     println!(
-        "\ntiming: {} warm-up + {} timed iterations; each iteration runs, per tier, raw, raw agent, library and cli (in turns)",
+        "\ntiming: {} warm-up + {} timed iterations; each iteration runs, per tier, raw, raw agent, library, cli and pool (in turns)",
         options.warmup, options.iters
     );
     for i in 0..total {
@@ -475,6 +511,7 @@ fn timed(bench: &Bench, options: &Options) -> Result<Samples, String> {
                     "raw" => bench.raw(tier),
                     "raw agent" => bench.raw_agent(tier),
                     "library" => bench.library(tier),
+                    "pool" => bench.pool(tier),
                     _ => bench.cli(&mut bench.cli_command(tier)),
                 }
                 .map_err(|e| format!("{path} at {tier}: {e}"))?;
@@ -510,6 +547,7 @@ fn print_table(samples: &Samples, options: &Options) {
         ("raw agent", "raw bollard: agent's settings + agent.py, stub broker"),
         ("library", "AgentRuntime::run (runtime kept open)"),
         ("cli", "symbiont run (process spawn → exit)"),
+        ("pool", "AgentRuntime::run, pre-started pool (claim)"),
     ];
     for &tier in &options.tiers {
         let raw = median(samples.get(tier, "raw"));
@@ -909,6 +947,7 @@ fn profile(bench: &Bench, options: &Options) -> Result<(), String> {
 // -------------------------------------------------------------------------------------------------
 
 fn clean_up(bench: &Bench, keep: bool) -> Result<(), String> {
+    bench.rt.block_on(bench.pooled.drain_pool());
     let filters = HashMap::from([("label".to_string(), vec![format!("{BENCH_LABEL}={}", std::process::id())])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let left = bench.rt.block_on(bench.docker.list_containers(Some(options))).map_err(|e| e.to_string())?;
@@ -962,6 +1001,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 percentile(samples.get(tier, "cli"), 90.0),
                 percentile(samples.get(tier, "raw"), 90.0),
             );
+        }
+    }
+    for (tier, name) in [(Tier::Docker, "tier1"), (Tier::GVisor, "tier2")] {
+        if has(tier) {
+            line += &format!(" {name}_pool_ms={:.1} {name}_pool_ratio={:.2}", key(tier, "pool"), key(tier, "pool") / key(tier, "raw"));
         }
     }
     line += &format!(" iters={}", options.iters);
