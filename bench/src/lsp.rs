@@ -346,9 +346,8 @@ impl Server {
     }
 
     fn send(&mut self, message: Value) -> Result<(), String> {
-        let body = message.to_string();
         self.stdin
-            .write_all(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes())
+            .write_all(&symbiont_tests::frame(message.to_string().as_bytes()))
             .and_then(|()| self.stdin.flush())
             .map_err(|e| format!("the server's stdin: {e}"))
     }
@@ -413,21 +412,5 @@ impl Server {
 }
 
 fn read_message(reader: &mut impl BufRead) -> Option<Value> {
-    let mut length = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some(value) = line.strip_prefix("Content-Length:") {
-            length = value.trim().parse::<usize>().ok();
-        }
-    }
-    let mut body = vec![0; length?];
-    reader.read_exact(&mut body).ok()?;
-    serde_json::from_slice(&body).ok()
+    serde_json::from_slice(&symbiont_tests::read_frame(reader)?).ok()
 }

@@ -70,3 +70,33 @@ pub fn copy_dir(from: &Path, to: &Path, skip: &dyn Fn(&std::ffi::OsStr) -> bool)
         }
     }
 }
+
+/// JSON-RPC's framing as LSP uses it (`Content-Length`, a blank line, the body), for the clients
+/// that drive `symbiont-lsp` over its stdio: the tests' and the `lsp` benchmark's.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of the next frame on `reader`; `None` at the end of the stream or on a frame without
+/// a `Content-Length`.
+pub fn read_frame(reader: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(value) = line.strip_prefix("Content-Length:") {
+            length = value.trim().parse::<usize>().ok();
+        }
+    }
+    let mut body = vec![0; length?];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
+}

@@ -33,30 +33,10 @@ pub struct Server {
     pub published: std::collections::HashMap<String, Value>,
 }
 
-/// The JSON-RPC framing: `Content-Length`, a blank line, the body.
-pub fn frame(body: &[u8]) -> Vec<u8> {
-    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
-    out.extend_from_slice(body);
-    out
-}
+pub use symbiont_tests::frame;
 
 fn read_message(reader: &mut impl BufRead) -> Option<Value> {
-    let mut length = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some(value) = line.strip_prefix("Content-Length:") {
-            length = value.trim().parse::<usize>().ok();
-        }
-    }
-    let mut body = vec![0; length?];
-    reader.read_exact(&mut body).ok()?;
+    let body = symbiont_tests::read_frame(reader)?;
     Some(serde_json::from_slice(&body).expect("the server sends JSON"))
 }
 
