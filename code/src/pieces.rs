@@ -96,6 +96,7 @@ pub(crate) fn tops(pieces: &[Piece]) -> Vec<Top<'_>> {
                 break;
             }
         }
+        debug_assert_eq!(left, 0, "a piece's nodes are all in its tree");
     }
     tops
 }
