@@ -27,7 +27,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::{Exit, Instance, LaunchSpec, OutputSender, Peer, Sandbox, SandboxError, Warm, AGENT_UID, BROKER_MOUNT, CODE_MOUNT};
 use crate::{util::BoxFuture, OutputStream, Tier};
 
-/// The label every container of a run carries: how cleanup and tests find them.
+/// The label every container of a run carries: how cleanup and tests find them. A warm container
+/// carries `pool-SLOT` instead (labels are fixed when it is made, before any run): the run's
+/// `starting` audit entry names it by its id.
 pub const RUN_LABEL: &str = "dev.symbiont.run";
 pub const AGENT_LABEL: &str = "dev.symbiont.agent";
 /// The label of a pre-started (warm) container: the id of the runtime's pool that made it.

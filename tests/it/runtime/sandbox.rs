@@ -824,6 +824,14 @@ fn pooled_runs(tier: Tier) {
         })
     };
 
+    /// Drains the pool however the test ends, so that a failure leaves no warm container.
+    struct Drain<'a>(&'a tokio::runtime::Runtime, &'a AgentRuntime);
+    impl Drop for Drain<'_> {
+        fn drop(&mut self) {
+            self.0.block_on(self.1.drain_pool());
+        }
+    }
+    let _drain = Drain(&rt, &agents);
     let pool = PoolConfig { tier, language: Language::Python, limits, size: 1 };
     rt.block_on(async { agents.set_pool(pool) }).unwrap();
     assert_eq!(rt.block_on(agents.pool_filled()), PoolStatus { warm: 1, error: None }, "{test}");
