@@ -14,7 +14,12 @@
 //! 5. `pool`: `AgentRuntime::run` on a second runtime that keeps a pre-started pool of one warm
 //!    container for the tier (`AgentRuntime::set_pool`); before each run the benchmark waits for
 //!    the pool to be full, so that each run is a claim (checked: `RunReport::pooled`), not a
-//!    cold fallback.
+//!    cold fallback;
+//! 6. `cli warm`: the real `symbiont run agent.sym --tier N --warm`, from spawn to exit. Before it
+//!    the benchmark waits (untimed) until no refill (`symbiont pool warm`) runs and a warm
+//!    container for the run's key is parked (making one itself, the first time); the run must
+//!    have adopted it (`"pooled": true` in its `--summary json`); after it the benchmark waits
+//!    (untimed) for the refill the run started, so that no refill runs during another path.
 //!
 //! The agent (`agent.py`) is `import symbiont; symbiont.log("hi")`: one broker message, then exit.
 //! Then, unless `--profile 0`, a profile: the library and the CLI again with every Docker API call
@@ -46,6 +51,7 @@ use symbiont_audit::{
 };
 use symbiont_runtime::{
     image::{self, ImageKind},
+    parked,
     pool::PoolConfig,
     sandbox::{
         docker::{DockerSandbox, RUNSC_RUNTIME},
@@ -465,13 +471,52 @@ impl Bench {
 
     /// `symbiont run` from spawn to exit.
     fn cli(&self, command: &mut Command) -> Result<Duration, String> {
+        self.cli_run(command).map(|(time, _)| time)
+    }
+
+    /// `symbiont run` from spawn to exit, and its standard error.
+    fn cli_run(&self, command: &mut Command) -> Result<(Duration, String), String> {
         let start = Instant::now();
         let output = command.output().map_err(|e| format!("cannot run {}: {e}", self.symbiont.display()))?;
         let time = start.elapsed();
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
         if !output.status.success() || !stderr.contains("[bench info] hi") {
             return Err(format!("symbiont run failed ({}):\n{stderr}", output.status));
         }
+        Ok((time, stderr))
+    }
+
+    /// Waits (untimed) until no refill runs, then for a warm container parked for `tier`'s runs,
+    /// making one if there is none.
+    fn parked_ready(&self, tier: Tier) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while parked::refill_running() {
+            if Instant::now() > deadline {
+                return Err("a refill (`symbiont pool warm`) still runs after 60 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let backend = DockerSandbox::new(Ok(self.docker.clone()), tier);
+        let root = self.runs.join("symbiont-runs");
+        let ready = self.rt.block_on(parked::ready(&backend, &root, tier, Language::Python, &Limits::default()))?;
+        if ready.is_empty() {
+            self.rt.block_on(parked::tend(&backend, &root, tier, Language::Python, &Limits::default()))?;
+        }
+        Ok(())
+    }
+
+    /// `symbiont run --warm` from spawn to exit, in a warm container parked beforehand (untimed);
+    /// checks it was adopted, and waits (untimed) for the refill the run started.
+    fn cli_warm(&self, tier: Tier) -> Result<Duration, String> {
+        self.parked_ready(tier)?;
+        let mut command = self.cli_command(tier);
+        command.args(["--warm", "--summary", "json"]);
+        let (time, stderr) = self.cli_run(&mut command)?;
+        let summary: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap_or("")).map_err(|e| format!("{e}: {stderr}"))?;
+        if summary["pooled"] != true {
+            return Err(format!("the run did not adopt the warm container: {stderr}"));
+        }
+        self.parked_ready(tier)?;
         Ok(time)
     }
 }
@@ -479,7 +524,7 @@ impl Bench {
 // -------------------------------------------------------------------------------------------------
 // The timed runs
 
-const PATHS: [&str; 5] = ["raw", "raw agent", "library", "cli", "pool"];
+const PATHS: [&str; 6] = ["raw", "raw agent", "library", "cli", "pool", "cli warm"];
 
 #[derive(Default)]
 struct Samples {
@@ -498,7 +543,7 @@ fn timed(bench: &Bench, options: &Options) -> Result<Samples, String> {
     let total = options.warmup + options.iters;
     let (before, started) = (cpu_ticks(), Instant::now());
     println!(
-        "\ntiming: {} warm-up + {} timed iterations; each iteration runs, per tier, raw, raw agent, library, cli and pool (in turns)",
+        "\ntiming: {} warm-up + {} timed iterations; each iteration runs, per tier, raw, raw agent, library, cli, pool and cli warm (in turns)",
         options.warmup, options.iters
     );
     for i in 0..total {
@@ -512,6 +557,7 @@ fn timed(bench: &Bench, options: &Options) -> Result<Samples, String> {
                     "raw agent" => bench.raw_agent(tier),
                     "library" => bench.library(tier),
                     "pool" => bench.pool(tier),
+                    "cli warm" => bench.cli_warm(tier),
                     _ => bench.cli(&mut bench.cli_command(tier)),
                 }
                 .map_err(|e| format!("{path} at {tier}: {e}"))?;
@@ -548,6 +594,7 @@ fn print_table(samples: &Samples, options: &Options) {
         ("library", "AgentRuntime::run (runtime kept open)"),
         ("cli", "symbiont run (process spawn → exit)"),
         ("pool", "AgentRuntime::run, pre-started pool (claim)"),
+        ("cli warm", "symbiont run --warm (adopts a parked container)"),
     ];
     for &tier in &options.tiers {
         let raw = median(samples.get(tier, "raw"));
@@ -948,6 +995,11 @@ fn profile(bench: &Bench, options: &Options) -> Result<(), String> {
 
 fn clean_up(bench: &Bench, keep: bool) -> Result<(), String> {
     bench.rt.block_on(bench.pooled.drain_pool());
+    while parked::refill_running() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let backend = DockerSandbox::new(Ok(bench.docker.clone()), Tier::Docker);
+    bench.rt.block_on(parked::drain(&backend, &bench.runs.join("symbiont-runs")))?;
     let filters = HashMap::from([("label".to_string(), vec![format!("{BENCH_LABEL}={}", std::process::id())])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let left = bench.rt.block_on(bench.docker.list_containers(Some(options))).map_err(|e| e.to_string())?;
@@ -1006,6 +1058,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     for (tier, name) in [(Tier::Docker, "tier1"), (Tier::GVisor, "tier2")] {
         if has(tier) {
             line += &format!(" {name}_pool_ms={:.1} {name}_pool_ratio={:.2}", key(tier, "pool"), key(tier, "pool") / key(tier, "raw"));
+        }
+    }
+    for (tier, name) in [(Tier::Docker, "tier1"), (Tier::GVisor, "tier2")] {
+        if has(tier) {
+            let warm = key(tier, "cli warm");
+            line += &format!(" {name}_cli_warm_ms={warm:.1} {name}_cli_warm_ratio={:.2}", warm / key(tier, "raw"));
         }
     }
     line += &format!(" iters={}", options.iters);

@@ -16,6 +16,7 @@ Commands:
   audit   Append to, verify, inspect and prove signed audit logs
   run     Run an agent in its sandbox, under its policy, audited
   image   Build the sandbox base images
+  pool    Remove the warm containers 'symbiont run --warm' keeps
   help    Print the help of a command
 
 Options:
@@ -163,6 +164,9 @@ pub enum Command {
     Audit(crate::audit::AuditCommand),
     Run(crate::run::RunOptions),
     ImageBuild(Vec<symbiont_runtime::image::ImageKind>),
+    PoolDrain,
+    /// Hidden: what `symbiont run --warm` starts, detached, after its run.
+    PoolWarm(crate::warm::WarmOptions),
 }
 
 /// A usage error, and which command's help explains it.
@@ -206,6 +210,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "audit" => crate::audit::parse(&mut parser),
             "run" => crate::run::parse_run(&mut parser),
             "image" => crate::run::parse_image(&mut parser),
+            "pool" => crate::warm::parse(&mut parser),
             "help" => match parser.next().map_err(in_main)? {
                 None => Ok(Command::Help(MAIN_HELP)),
                 Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {
@@ -215,13 +220,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     "audit" => Ok(Command::Help(crate::audit::AUDIT_HELP)),
                     "run" => Ok(Command::Help(crate::run::RUN_HELP)),
                     "image" => Ok(Command::Help(crate::run::IMAGE_HELP)),
+                    "pool" => Ok(Command::Help(crate::warm::POOL_HELP)),
                     "help" => Ok(Command::Help(MAIN_HELP)),
                     other => Err(UsageError::new(format!("unknown command '{other}'"), None)),
                 },
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
             other => Err(UsageError::new(
-                format!("unknown command '{other}' (expected 'check', 'fmt', 'policy', 'audit', 'run' or 'image')"),
+                format!("unknown command '{other}' (expected 'check', 'fmt', 'policy', 'audit', 'run', 'image' or 'pool')"),
                 None,
             )),
         },

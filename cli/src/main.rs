@@ -6,7 +6,8 @@
 //! - `symbiont fmt [--check] [PATH…|-]` rewrites files with `symbiont-syntax`'s formatter.
 //! - `symbiont policy eval|explain` asks `symbiont-policy` for a decision or an explanation.
 //! - `symbiont audit …` writes, verifies and proves audit logs with `symbiont-audit`.
-//! - `symbiont run` hands an agent to `symbiont-runtime`; `symbiont image build` makes its images.
+//! - `symbiont run` hands an agent to `symbiont-runtime`; `symbiont image build` makes its images;
+//!   `symbiont pool drain` removes the warm containers `symbiont run --warm` keeps.
 //!
 //! This crate is the I/O shell around those two crates: it walks, reads, renders and writes, and
 //! decides nothing about the language. The contract is in `docs/cli.md`.
@@ -32,6 +33,7 @@ mod position;
 mod report;
 mod run;
 mod walk;
+mod warm;
 mod workspace;
 
 use std::{io::Write, process::ExitCode};
@@ -89,6 +91,8 @@ fn main() -> ExitCode {
         Ok(Command::Audit(command)) => audit::run(&command),
         Ok(Command::Run(options)) => run::run(&options),
         Ok(Command::ImageBuild(kinds)) => run::image_build(&kinds),
+        Ok(Command::PoolDrain) => warm::drain(),
+        Ok(Command::PoolWarm(options)) => warm::warm(&options),
         Err(error) => {
             print_error(&error);
             let _ = writeln!(std::io::stderr(), "\n{}", error.hint());

@@ -43,8 +43,12 @@ Options:
       --timeout <DUR>     Lower the execution timeout (e.g. 30s, 5m)
       --summary <FORMAT>  The closing summary on standard error: human or json [default: human]
                           (json: one object with agent, run_id, state, exit_code, tier,
-                          duration_ms, error, audit_log and audit_seqs, the run's first and
-                          last entry)
+                          duration_ms, pooled, error, audit_log and audit_seqs, the run's first
+                          and last entry)
+      --warm              Run in a warm container an earlier `symbiont run --warm` left for
+                          the same tier, image and limits, if one is ready; then, after the run,
+                          leave one for the next (made by a detached process). Idle ones are
+                          removed after 10 minutes; `symbiont pool drain` removes them all
   -h, --help              Print help
 
 WORKSPACE is the directory of the nearest symbiont.toml above FILE, or FILE's directory.
@@ -90,6 +94,8 @@ pub struct RunOptions {
     pub context: serde_json::Map<String, serde_json::Value>,
     pub timeout: Option<Duration>,
     pub json_summary: bool,
+    /// Adopt a warm container left by an earlier run, and leave one for the next.
+    pub warm: bool,
 }
 
 pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
@@ -97,10 +103,11 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
     let usage = |m: String| UsageError::new(m, Some("run"));
     let (mut file, mut agent, mut tier, mut audit_log, mut key, mut input, mut timeout) = (None, None, None, None, None, json!(null), None);
     let mut context = Map::new();
-    let mut json_summary = false;
+    let (mut json_summary, mut warm) = (false, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(RUN_HELP)),
+            Arg::Long("warm") => warm = true,
             Arg::Long("agent") => agent = Some(parser.value().map_err(err)?.string().map_err(err)?),
             Arg::Long("tier") => {
                 tier = match parser.value().map_err(err)?.string().map_err(err)?.to_ascii_lowercase().trim_start_matches("tier") {
@@ -142,7 +149,7 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
         }
     }
     let file = file.ok_or_else(|| usage("missing FILE.sym".into()))?;
-    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, context, timeout, json_summary }))
+    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, context, timeout, json_summary, warm }))
 }
 
 pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
@@ -372,7 +379,8 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
             .record(&config.id, "risk_assessment", &format!("tier{}", tier.number()), details)
             .await
             .map_err(|e| refuse(status::RUNTIME_FAILED, format!("audit log: {e}")))?;
-        let runtime = AgentRuntime::new(auditor).await;
+        let mut runtime = AgentRuntime::new(auditor).await;
+        runtime.set_adopt_parked(options.warm);
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
         let printer = tokio::spawn(async move {
             while let Some((stream, bytes)) = receiver.recv().await {
@@ -400,6 +408,10 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
     }
     // This run's entries: from the first appended after opening to the last.
     let seqs = (opened.entries, (opened.entries + written).saturating_sub(1));
+    if options.warm && outcome.is_ok() {
+        // After the run's clean-up, and without waiting: the next run's warm container.
+        crate::warm::spawn_refill(tier, language, &limits);
+    }
     match outcome {
         Ok(report) => {
             let exit = report.exit_code.map_or(String::new(), |c| format!(" (exit {c})"));
@@ -413,6 +425,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
                     "oom_killed": report.oom_killed,
                     "tier": report.tier.number(),
                     "duration_ms": report.duration.as_millis() as u64,
+                    "pooled": report.pooled,
                     "error": report.error,
                     "audit_log": log_dir.canonicalize().unwrap_or(log_dir.clone()),
                     "audit_seqs": [seqs.0, seqs.1],

@@ -14,6 +14,7 @@ pub mod config;
 pub mod image;
 pub mod lifecycle;
 pub mod local;
+pub mod parked;
 pub mod pool;
 pub mod risk;
 pub mod runtime;

@@ -65,6 +65,13 @@ pub(crate) struct Slot {
     pub warm: Box<dyn Warm>,
 }
 
+impl Slot {
+    /// The slot `dir` (with `code/` and `broker/`) of the warm container `warm`.
+    pub(crate) fn new(dir: PathBuf, warm: Box<dyn Warm>) -> Slot {
+        Slot { code: dir.join("code"), broker: dir.join("broker"), dir, warm }
+    }
+}
+
 struct Group {
     config: PoolConfig,
     backend: Arc<dyn Sandbox>,
@@ -156,7 +163,28 @@ pub(crate) fn make_dirs(root: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), S
     Ok((code, broker))
 }
 
-fn remove_dir(dir: &Path) {
+/// A new slot under `root`: `pool-ID/` with `code/` (the SDK staged) and `broker/`, and the spec
+/// of the warm container for `language` and `limits` that mounts it. On an error nothing is left.
+pub(crate) fn make_slot(root: &Path, language: Language, limits: Limits) -> Result<(PathBuf, LaunchSpec), String> {
+    let name = format!("pool-{}", crate::util::random_id(8));
+    let dir = root.join(&name);
+    let (code, broker) = make_dirs(root, &dir)
+        .and_then(|(code, broker)| crate::runtime::stage_sdk(&code).map(|()| (code, broker)))
+        .inspect_err(|_| remove_dir(&dir))?;
+    let spec = LaunchSpec {
+        run_id: name,
+        agent: "pool".into(),
+        image: image::reference(ImageKind::for_language(language)),
+        command: waiter(language),
+        env: constant_env(),
+        code_dir: code,
+        broker_dir: broker,
+        limits,
+    };
+    Ok((dir, spec))
+}
+
+pub(crate) fn remove_dir(dir: &Path) {
     let _ = fs::remove_dir_all(dir);
 }
 
@@ -219,23 +247,15 @@ impl Pool {
     /// Makes one warm container for `config`'s pool and adds it, unless the pool no longer
     /// wants it.
     async fn warm_one(&self, config: PoolConfig, backend: Arc<dyn Sandbox>, root: PathBuf) {
-        let name = format!("pool-{}", crate::util::random_id(8));
-        let dir = root.join(&name);
         let made = async {
-            let (code, broker) = make_dirs(&root, &dir)?;
-            crate::runtime::stage_sdk(&code)?;
-            let spec = LaunchSpec {
-                run_id: name.clone(),
-                agent: "pool".into(),
-                image: image::reference(ImageKind::for_language(config.language)),
-                command: waiter(config.language),
-                env: constant_env(),
-                code_dir: code.clone(),
-                broker_dir: broker.clone(),
-                limits: config.limits,
-            };
-            let warm = backend.warm(&spec, &self.id).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(Slot { dir: dir.clone(), code, broker, warm })
+            let (dir, spec) = make_slot(&root, config.language, config.limits)?;
+            match backend.warm(&spec, &self.id).await {
+                Ok(warm) => Ok(Slot::new(dir, warm)),
+                Err(e) => {
+                    remove_dir(&dir);
+                    Err(e.to_string())
+                }
+            }
         }
         .await;
         let unwanted = {
@@ -260,10 +280,8 @@ impl Pool {
                 (None, made) => Some(made),
             }
         };
-        match unwanted {
-            Some(Ok(slot)) => discard(slot).await,
-            Some(Err(_)) => remove_dir(&dir),
-            None => {}
+        if let Some(Ok(slot)) = unwanted {
+            discard(slot).await;
         }
     }
 

@@ -91,6 +91,8 @@ pub struct AgentRuntime {
     lightweight: Scheduler,
     /// Warm containers started ahead of their runs (`pool.rs`); empty unless `set_pool` is called.
     pool: Pool,
+    /// Runs may adopt warm containers parked by earlier processes (`parked.rs`).
+    adopt_parked: bool,
 }
 
 /// The SDKs agents use to reach their broker, copied next to their code.
@@ -121,6 +123,7 @@ impl AgentRuntime {
             sandboxes: Scheduler::new(DEFAULT_SANDBOXES),
             lightweight: Scheduler::new(DEFAULT_LIGHTWEIGHT),
             pool: Pool::default(),
+            adopt_parked: false,
         }
     }
 
@@ -161,6 +164,19 @@ impl AgentRuntime {
             .ok_or_else(|| SandboxError::Unavailable(format!("this runtime has no {} backend", config.tier)))?;
         self.pool.set(config, backend, self.run_root.clone());
         Ok(())
+    }
+
+    /// Lets runs adopt a warm container parked by an earlier process (`symbiont run --warm`;
+    /// `parked.rs`) when the pool has none for them: claimed by exactly one run, used once and
+    /// removed like a pool's. A run that finds none launches cold at the same tier. Refilling is
+    /// the caller's ([`crate::parked::tend`], from another process).
+    pub fn set_adopt_parked(&mut self, on: bool) {
+        self.adopt_parked = on;
+    }
+
+    /// The directory under which each run's staging directory (and each slot) is made.
+    pub fn run_root(&self) -> &Path {
+        &self.run_root
     }
 
     /// Waits until no warm container is being made, then says how many are ready.
@@ -317,7 +333,7 @@ impl Run<'_> {
         let entry = self.config.files.first().ok_or_else(|| RunError::Setup("the agent has no implementation file".into()))?;
         let entry = entry.display().to_string();
         let mut started = None;
-        if let Some(slot) = self.claim_warm(resources, &entry).await {
+        if let Some(slot) = self.claim_warm(resources, backend.as_ref(), &entry).await {
             match self.launch_pooled(resources, slot, &entry, &output).await? {
                 Ok(()) => started = Some(Ok(())),
                 Err(_) => {
@@ -381,18 +397,24 @@ impl Run<'_> {
         Ok(self.report(exit, error))
     }
 
-    /// A live warm container for this run, if the pool has one and the run's line can be carried
-    /// by the waiter; a dead one is removed. Either way the pool refills at the run's end.
-    async fn claim_warm(&self, resources: &mut Resources, entry: &str) -> Option<pool::Slot> {
+    /// A live warm container for this run, if the pool has one (the pool then refills at the
+    /// run's end; a dead one is removed) or, when allowed, a parked one can be adopted, and the
+    /// run's line can be carried by the waiter.
+    async fn claim_warm(&self, resources: &mut Resources, backend: &dyn Sandbox, entry: &str) -> Option<pool::Slot> {
         pool::go_line(&self.config.id, &self.run_id, entry, &self.config.input)?;
-        let slot = self.runtime.pool.claim(self.config.tier, self.config.language, &self.config.limits)?;
-        resources.claimed = true;
-        if slot.warm.alive().await {
-            return Some(slot);
+        let (tier, language, limits) = (self.config.tier, self.config.language, &self.config.limits);
+        if let Some(slot) = self.runtime.pool.claim(tier, language, limits) {
+            resources.claimed = true;
+            if slot.warm.alive().await {
+                return Some(slot);
+            }
+            let mut dead = slot.warm.claim(String::new());
+            let _ = dead.remove().await;
+            let _ = fs::remove_dir_all(&slot.dir);
         }
-        let mut dead = slot.warm.claim(String::new());
-        let _ = dead.remove().await;
-        let _ = fs::remove_dir_all(&slot.dir);
+        if self.runtime.adopt_parked {
+            return crate::parked::adopt(backend, &self.runtime.run_root, tier, language, limits).await;
+        }
         None
     }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use bollard::{
     container::LogOutput,
     errors::Error as DockerError,
-    models::{ContainerCreateBody, HostConfig},
+    models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig},
     query_parameters::{
         AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
         RemoveContainerOptionsBuilder, StartContainerOptions, WaitContainerOptionsBuilder,
@@ -24,7 +24,7 @@ use bollard::{
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Exit, Instance, LaunchSpec, OutputSender, Peer, Sandbox, SandboxError, Warm, AGENT_UID, BROKER_MOUNT, CODE_MOUNT};
+use super::{Exit, Instance, LaunchSpec, OutputSender, Parked, Peer, Sandbox, SandboxError, Warm, AGENT_UID, BROKER_MOUNT, CODE_MOUNT};
 use crate::{util::BoxFuture, OutputStream, Tier};
 
 /// The label every container of a run carries: how cleanup and tests find them. A warm container
@@ -143,32 +143,22 @@ impl Sandbox for DockerSandbox {
     fn warm<'a>(&'a self, spec: &'a LaunchSpec, pool: &'a str) -> BoxFuture<'a, Result<Box<dyn Warm>, SandboxError>> {
         Box::pin(async move {
             let docker = self.docker()?.clone();
-            // The cold container's body, so that no restriction can drift, with stdin open until
-            // the one client (the attach below) closes it: the program sees end-of-file after its
-            // line, as a cold one reads end-of-file from /dev/null.
-            let mut body = container_body(self.tier, spec);
-            body.open_stdin = Some(true);
-            body.attach_stdin = Some(true);
-            body.stdin_once = Some(true);
-            body.labels.get_or_insert_with(HashMap::new).insert(POOL_LABEL.to_string(), pool.to_string());
+            let body = warm_body(self.tier, spec, &[(POOL_LABEL.to_string(), pool.to_string())]);
             let id = self.create_container(spec, body).await?;
             let mut instance = DockerInstance::new(docker, id);
+            // Attached before it starts: no output is lost, and its standard input is ours.
             let started = async {
-                let options =
-                    AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).logs(true).build();
-                let attached =
-                    instance.docker.attach_container(&instance.id, Some(options)).await.map_err(backend("attaching to the container"))?;
+                let held = attach_held(&instance.docker, &instance.id).await?;
                 instance
                     .docker
                     .start_container(&instance.id, None::<StartContainerOptions>)
                     .await
                     .map_err(backend("starting the container"))?;
-                Ok::<_, SandboxError>(attached)
+                Ok::<_, SandboxError>(held)
             }
             .await;
             match started {
-                Ok(attached) => {
-                    let held = Held { output: attached.output, input: attached.input, line: String::new() };
+                Ok(held) => {
                     instance.held = std::sync::Mutex::new(Some(held));
                     Ok(Box::new(DockerWarm { instance }) as Box<dyn Warm>)
                 }
@@ -179,6 +169,71 @@ impl Sandbox for DockerSandbox {
             }
         })
     }
+
+    fn park<'a>(&'a self, spec: &'a LaunchSpec, labels: &'a [(String, String)]) -> BoxFuture<'a, Result<String, SandboxError>> {
+        Box::pin(async move {
+            let docker = self.docker()?.clone();
+            let id = self.create_container(spec, warm_body(self.tier, spec, labels)).await?;
+            // Started unattached: nobody holds its standard input, so the waiter blocks on it
+            // until the one process that adopts the container attaches, writes and closes it.
+            match docker.start_container(&id, None::<StartContainerOptions>).await {
+                Ok(()) => Ok(id),
+                Err(e) => {
+                    let _ = DockerInstance::new(docker, id).remove().await;
+                    Err(backend("starting the container")(e))
+                }
+            }
+        })
+    }
+
+    fn parked<'a>(&'a self, labels: &'a [(String, String)], all: bool) -> BoxFuture<'a, Result<Vec<Parked>, SandboxError>> {
+        Box::pin(async move {
+            let docker = self.docker()?;
+            let filters = HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())]);
+            let options = ListContainersOptionsBuilder::default().all(all).filters(&filters).build();
+            let list = docker.list_containers(Some(options)).await.map_err(backend("listing containers"))?;
+            Ok(list
+                .into_iter()
+                .filter_map(|c| {
+                    let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
+                    Some(Parked { id: c.id?, labels: c.labels.unwrap_or_default(), created: c.created.unwrap_or(0), running })
+                })
+                .collect())
+        })
+    }
+
+    fn adopt<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Box<dyn Warm>, SandboxError>> {
+        Box::pin(async move {
+            let docker = self.docker()?.clone();
+            let held = attach_held(&docker, id).await?;
+            let instance = DockerInstance { held: std::sync::Mutex::new(Some(held)), ..DockerInstance::new(docker, id.to_string()) };
+            Ok(Box::new(DockerWarm { instance }) as Box<dyn Warm>)
+        })
+    }
+
+    fn discard<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(async move { DockerInstance::new(self.docker()?.clone(), id.to_string()).remove().await })
+    }
+}
+
+/// A warm container's body: the cold one's, so that no restriction can drift, with `labels` added
+/// and standard input open until its one client (the attach that writes its line) closes it: the
+/// program sees end-of-file after its line, as a cold one reads end-of-file from /dev/null.
+fn warm_body(tier: Tier, spec: &LaunchSpec, labels: &[(String, String)]) -> ContainerCreateBody {
+    let mut body = container_body(tier, spec);
+    body.open_stdin = Some(true);
+    body.attach_stdin = Some(true);
+    body.stdin_once = Some(true);
+    body.labels.get_or_insert_with(HashMap::new).extend(labels.iter().cloned());
+    body
+}
+
+/// Attaches to a warm container's standard input, output and error: what its claim's `start`
+/// writes the line to and streams the output from.
+async fn attach_held(docker: &Docker, id: &str) -> Result<Held, SandboxError> {
+    let options = AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).logs(true).build();
+    let attached = docker.attach_container(id, Some(options)).await.map_err(backend("attaching to the container"))?;
+    Ok(Held { output: attached.output, input: attached.input, line: String::new() })
 }
 
 impl DockerSandbox {

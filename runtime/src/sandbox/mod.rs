@@ -96,6 +96,43 @@ pub trait Sandbox: Send + Sync {
         let _ = (spec, pool);
         Box::pin(async move { Err(SandboxError::Unavailable(format!("{} has no pre-started pool", self.tier()))) })
     }
+
+    /// Creates and starts a warm sandbox that outlives this process (`crate::parked`): the
+    /// sandbox of [`Sandbox::warm`], but attached by nobody, so that its program waits until a
+    /// later process adopts it ([`Sandbox::adopt`]). Labelled with `labels`; returns its id.
+    fn park<'a>(&'a self, spec: &'a LaunchSpec, labels: &'a [(String, String)]) -> BoxFuture<'a, Result<String, SandboxError>> {
+        let _ = (spec, labels);
+        Box::pin(async move { Err(SandboxError::Unavailable(format!("{} has no parked warm sandboxes", self.tier()))) })
+    }
+
+    /// The parked sandboxes carrying every label of `labels` (running ones only, unless `all`).
+    fn parked<'a>(&'a self, labels: &'a [(String, String)], all: bool) -> BoxFuture<'a, Result<Vec<Parked>, SandboxError>> {
+        let _ = (labels, all);
+        Box::pin(async move { Ok(Vec::new()) })
+    }
+
+    /// Attaches to the parked sandbox `id` (made by [`Sandbox::park`], claimed by the caller), as
+    /// [`Sandbox::warm`] attaches to its own.
+    fn adopt<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Box<dyn Warm>, SandboxError>> {
+        let _ = id;
+        Box::pin(async move { Err(SandboxError::Unavailable(format!("{} has no parked warm sandboxes", self.tier()))) })
+    }
+
+    /// Removes the sandbox `id`, whatever its state; one that is gone already is no error.
+    fn discard<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), SandboxError>> {
+        let _ = id;
+        Box::pin(async move { Ok(()) })
+    }
+}
+
+/// A parked warm sandbox as [`Sandbox::parked`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parked {
+    pub id: String,
+    pub labels: std::collections::HashMap<String, String>,
+    /// When it was created, in seconds since the Unix epoch.
+    pub created: i64,
+    pub running: bool,
 }
 
 /// A sandbox started ahead of its run whose program waits for one line on its standard input.

@@ -919,3 +919,126 @@ fn pooled_runs_tier1() {
 fn pooled_runs_tier2() {
     pooled_runs(Tier::GVisor);
 }
+
+/// The warm containers `symbiont run --warm` left under `ws`'s TMPDIR (their slot directories
+/// are there): `(id, running)`.
+fn parked_of(ws: &Ws) -> Vec<(String, bool)> {
+    let format = "{{.ID}}\t{{.State}}\t{{.Label \"dev.symbiont.pool.slot\"}}";
+    let ps =
+        Command::new("docker").args(["ps", "-a", "--no-trunc", "--filter", "label=dev.symbiont.pool=cli", "--format", format]).output();
+    let root = ws.tmp.path().join("symbiont-runs");
+    String::from_utf8_lossy(&ps.unwrap().stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            let (id, state, slot) = (fields.next()?, fields.next()?, fields.next()?);
+            Path::new(slot).starts_with(&root).then(|| (id.to_string(), state == "running"))
+        })
+        .collect()
+}
+
+/// Waits until every detached `symbiont pool warm` (started by a `--warm` run) has ended.
+fn wait_for_refills() {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while symbiont_runtime::parked::refill_running() {
+        assert!(std::time::Instant::now() < deadline, "a `symbiont pool warm` still runs after 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for the warm containers of `ws` to be exactly `n` running ones, and returns them.
+fn wait_for_parked(ws: &Ws, n: usize, test: &str) -> Vec<String> {
+    wait_for_refills();
+    let parked = parked_of(ws);
+    assert!(parked.len() == n && parked.iter().all(|(_, running)| *running), "{test}: expected {n} warm containers running: {parked:?}");
+    parked.into_iter().map(|(id, _)| id).collect()
+}
+
+/// The JSON summary (`--summary json`) of a run: the last line of its standard error.
+fn summary_of(run: &RunOutput) -> Value {
+    serde_json::from_str(run.stderr.lines().last().unwrap_or("")).unwrap_or_else(|_| panic!("a JSON summary:\n{}", run.stderr))
+}
+
+/// `symbiont run --warm` between processes: the first run is cold and leaves one warm container
+/// (made by a detached process); the next adopts it (pooled, its broker decisions audited) and
+/// one more is left; two concurrent runs with one warm container both complete, at most one of
+/// them in it; `symbiont pool drain` leaves no container or slot.
+fn warm_cli_runs(tier: u8) {
+    let test = format!("warm cli runs tier {tier}");
+    let ws = Ws::new();
+    /// Drains however the test ends, so that a failure leaves no warm container.
+    struct Drain<'a>(&'a Ws);
+    impl Drop for Drain<'_> {
+        fn drop(&mut self) {
+            wait_for_refills();
+            let _ = self.0.command(&["pool", "drain"]).output();
+        }
+    }
+    let _drain = Drain(&ws);
+    ws.write("agent.py", PYTHON_AGENT);
+    ws.write(
+        "agent.sym",
+        &format!(
+            "agent worker {{\n    capabilities = [\"http_request\"]\n    implementation = [\"agent.py\"]\n    security = {{ tier: Tier{tier} }}\n    policy rules {{\n        allow: http_request(host) if host == \"127.0.0.1\"\n        deny: [\"file_system_write\"]\n    }}\n}}\n"
+        ),
+    );
+    let (port, hits) = http_server();
+    let input = format!(r#"{{"port": {port}}}"#);
+    let args = ["run", "agent.sym", "--warm", "--summary", "json", "--input", &input];
+
+    let first = ws.run(&args);
+    assert_eq!((first.code, &summary_of(&first)["pooled"]), (0, &Value::Bool(false)), "{test}: {}", first.stderr);
+    let warm = wait_for_parked(&ws, 1, &test);
+
+    let second = ws.run(&args);
+    let summary = summary_of(&second);
+    assert_eq!((second.code, &summary["pooled"]), (0, &Value::Bool(true)), "{test}: {}\n{}", second.stdout, second.stderr);
+    assert!(second.stdout.contains("http 200 hello") && second.stdout.contains("write denied denied"), "{test}: {}", second.stdout);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let entries = ws.audit();
+    let run_id = summary["run_id"].as_str().unwrap();
+    let of_run: Vec<&Value> = entries.iter().filter(|e| e["details"]["run_id"] == run_id).collect();
+    let starting = of_run.iter().find(|e| e["decision"] == "starting").expect("a starting entry");
+    assert_eq!((starting["details"]["sandbox"].as_str(), &starting["details"]["pooled"]), (Some(warm[0].as_str()), &Value::Bool(true)));
+    let http: Vec<&str> = entries_of(&entries, "http_request").iter().map(|e| e["decision"].as_str().unwrap()).collect();
+    assert_eq!(http, ["allow", "allow"], "{test}");
+    assert!(!container_exists(&warm[0]), "{test}: the adopted container serves one run and is removed");
+    assert_no_container(run_id);
+    let next = wait_for_parked(&ws, 1, &test);
+    assert_ne!(next, warm, "{test}: a new warm container is left for the next run");
+
+    // Two at once with one warm container: at most one adopts it (the claim file), both complete.
+    let spawn = |log: &str| {
+        let mut command = ws.command(&["run", "agent.sym", "--warm", "--summary", "json", "--input", &input, "--audit-log", log]);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (spawn(".symbiont/audit-a"), spawn(".symbiont/audit-b"));
+    let mut pooled = 0;
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{test}: {stderr}");
+        let summary: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        pooled += usize::from(summary["pooled"] == true);
+    }
+    assert!(pooled <= 1, "{test}: one warm container served {pooled} runs");
+    assert!(!container_exists(&next[0]) || pooled == 0, "{test}");
+    wait_for_refills();
+    assert!(!parked_of(&ws).is_empty(), "{test}: a warm container is left for the next run");
+
+    let drained = ws.command(&["pool", "drain"]).output().unwrap();
+    assert!(drained.status.success(), "{test}: {}", String::from_utf8_lossy(&drained.stderr));
+    assert_eq!(parked_of(&ws), [], "{test}: drained");
+    ws.assert_clean_dir();
+}
+
+/// Both tiers in one test: `symbiont pool drain` removes every warm container of the CLI, so two
+/// such tests must not run at once.
+#[test]
+fn warm_cli_runs_tier1_and_tier2() {
+    if !sandbox_ready("warm cli runs") {
+        return;
+    }
+    warm_cli_runs(1);
+    warm_cli_runs(2);
+}
