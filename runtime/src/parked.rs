@@ -9,7 +9,7 @@
 //! of the runs it serves (`dev.symbiont.pool.key`, a hash of tier, image, memory, CPUs, processes
 //! and `/tmp` size) and its slot directory (`dev.symbiont.pool.slot`).
 //!
-//! - **Adoption** ([`adopt`], by a run of [`AgentRuntime`](crate::AgentRuntime) with
+//! - **Adoption** (`adopt`, by a run of [`AgentRuntime`](crate::AgentRuntime) with
 //!   `set_adopt_parked(true)`): the running containers with the run's key are tried, oldest first.
 //!   One whose labelled slot is not a directory directly in this process's run root is skipped.
 //!   The process claims one by creating the file `claimed` in its slot with `O_EXCL`: only one

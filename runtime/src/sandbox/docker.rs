@@ -7,7 +7,9 @@
 //!
 //! A warm container ([`Sandbox::warm`], for the runtime's pre-started pool) is the same container
 //! with its standard input open (closed once the one line it waits for is written) and attached
-//! from its creation: its output is held until the run that claims it starts it.
+//! from its creation: its output is held until the run that claims it starts it. A parked one
+//! ([`Sandbox::park`], `crate::parked`) is the same container attached by nobody until the one
+//! process that adopts it ([`Sandbox::adopt`]).
 
 use std::collections::HashMap;
 
@@ -32,7 +34,8 @@ use crate::{util::BoxFuture, OutputStream, Tier};
 /// `starting` audit entry names it by its id.
 pub const RUN_LABEL: &str = "dev.symbiont.run";
 pub const AGENT_LABEL: &str = "dev.symbiont.agent";
-/// The label of a pre-started (warm) container: the id of the runtime's pool that made it.
+/// The label of a pre-started (warm) container: the id of the runtime's pool that made it, or
+/// `cli` for one parked for a later process (`crate::parked`).
 pub const POOL_LABEL: &str = "dev.symbiont.pool";
 /// The name dockerd knows gVisor's runtime by (`/etc/docker/daemon.json`, set up by `scripts/test`).
 pub const RUNSC_RUNTIME: &str = "runsc";
