@@ -272,6 +272,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         }
     };
     let effective = universe.effective(Some(&agent.name)).map_err(|e| usage(e.to_string()))?;
+    let warm = options.warm || universe.config().runtime.warm;
 
     // Isolation: a word the runtime cannot honour refuses the run; a tier is a minimum.
     let declared = match &agent.security.isolation {
@@ -380,7 +381,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
             .await
             .map_err(|e| refuse(status::RUNTIME_FAILED, format!("audit log: {e}")))?;
         let mut runtime = AgentRuntime::new(auditor).await;
-        runtime.set_adopt_parked(options.warm);
+        runtime.set_adopt_parked(warm);
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
         let printer = tokio::spawn(async move {
             while let Some((stream, bytes)) = receiver.recv().await {
@@ -408,7 +409,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
     }
     // This run's entries: from the first appended after opening to the last.
     let seqs = (opened.entries, (opened.entries + written).saturating_sub(1));
-    if options.warm && outcome.is_ok() {
+    if warm && outcome.is_ok() {
         // After the run's clean-up, and without waiting: the next run's warm container.
         crate::warm::spawn_refill(tier, language, &limits);
     }

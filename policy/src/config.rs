@@ -14,6 +14,9 @@
 //!
 //! [code]                         # rules for agent code (docs/code-rules.md)
 //! builtin_rules = true
+//!
+//! [runtime]                      # `symbiont run` (docs/runtime.md)
+//! warm = true                    # as `--warm`: adopt and leave warm containers
 //! ```
 
 use std::collections::BTreeMap;
@@ -32,6 +35,18 @@ pub struct Config {
     pub operations: BTreeMap<String, CustomOperation>,
     /// The `[code]` table, as TOML text: the code analysis gives it meaning.
     pub code: String,
+    /// The `[runtime]` table.
+    pub runtime: RuntimeSettings,
+}
+
+/// How `symbiont run` runs this workspace's agents (`[runtime]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Every run as with `--warm`: it adopts a warm container an earlier run left and leaves one
+    /// for the next (docs/runtime.md, "Warm containers for `symbiont run`").
+    #[serde(default)]
+    pub warm: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -58,6 +73,8 @@ struct RawConfig {
     /// Rules for agent code; read by `symbiont-code` (`[code]`, `[[code.rules]]`).
     #[serde(default)]
     code: toml::Table,
+    #[serde(default)]
+    runtime: RuntimeSettings,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +131,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
     config.operations = raw.operations;
     config.code = toml::to_string(&raw.code).unwrap_or_default();
+    config.runtime = raw.runtime;
     Ok(config)
 }
 
@@ -132,5 +150,14 @@ mod tests {
         assert!(err.message.contains("basis"), "{}", err.message);
         assert_eq!(u32::from(err.range.start()), 9);
         assert!(super::parse("[levels]\nclearance = [\"a\", \"a\"]\n").is_err());
+    }
+
+    #[test]
+    fn runtime_settings() {
+        assert!(!super::parse("").unwrap().runtime.warm);
+        assert!(super::parse("[runtime]\nwarm = true\n").unwrap().runtime.warm);
+        assert!(super::parse("[runtime]\nwarm = \"yes\"\n").is_err());
+        let err = super::parse("[runtime]\nwarn = true\n").unwrap_err();
+        assert!(err.message.contains("warn"), "{}", err.message);
     }
 }
