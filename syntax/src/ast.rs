@@ -163,17 +163,26 @@ impl SourceFile {
     }
 }
 
+/// A node's text. A name is one token: its text is read as it is, where `SyntaxText` would walk
+/// the node's tokens (names are read for every item after every edit).
+fn node_text(node: &SyntaxNode) -> String {
+    match node.first_token() {
+        Some(token) if token.text_range() == node.text_range() => token.text().to_string(),
+        _ => node.text().to_string(),
+    }
+}
+
 impl Name {
     /// The name's text; a quoted key (`"content": …`) is returned without its quotes.
     pub fn text(&self) -> String {
-        let text = self.syntax.text().to_string();
+        let text = node_text(&self.syntax);
         text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).map(str::to_string).unwrap_or(text)
     }
 }
 
 impl NameRef {
     pub fn text(&self) -> String {
-        self.syntax.text().to_string()
+        node_text(&self.syntax)
     }
 }
 
