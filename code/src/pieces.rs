@@ -69,6 +69,13 @@ impl Top<'_> {
     }
 }
 
+/// The top-level nodes of `tree`, the parse of a whole file's text `src`.
+pub(crate) fn whole_tops<'t>(tree: &'t Tree, src: &'t [u8]) -> Vec<Top<'t>> {
+    let root = tree.root_node();
+    let mut cursor = root.walk();
+    root.named_children(&mut cursor).map(|node| Top { node, root, src, delta: 0 }).collect()
+}
+
 /// The file's top-level nodes in order.
 pub(crate) fn tops(pieces: &[Piece]) -> Vec<Top<'_>> {
     let mut tops = Vec::new();

@@ -243,7 +243,6 @@ impl RuleSet {
         // pieces (`pieces.rs`): only the top-level statements an edit touched are parsed again.
         let by_pieces = lang == Lang::Python && !queries.contains(&true);
         let previous = previous.filter(|p| p.rules == self.id && p.lang == lang);
-        let text_arc: Arc<str> = text.into();
         let (syntax, reuse) = match previous {
             Some(previous) => {
                 let Some((edited, edit)) = edit_tree(&previous.whole, &previous.text, text) else {
@@ -289,18 +288,13 @@ impl RuleSet {
         // The file's sites are only needed by custom rules that match them.
         let want_sites = self.custom.iter().any(|c| c.query.is_none() && c.lang.family() == lang.family());
         let (sites, mut findings, children, scope) = if needs_sites {
-            let whole;
             let (tops, root) = match &syntax.pieces {
                 Some(pieces) => {
                     let tops = crate::pieces::tops(pieces);
                     let root = tops.first().map_or((syntax.whole.root_node(), &[][..]), |t| (t.root, t.src));
                     (tops, root)
                 }
-                None => {
-                    whole = [Piece::whole(syntax.whole.clone(), text_arc.clone(), 0)];
-                    let tops = crate::pieces::tops(&whole);
-                    (tops, (syntax.whole.root_node(), text.as_bytes()))
-                }
+                None => (crate::pieces::whole_tops(&syntax.whole, text.as_bytes()), (syntax.whole.root_node(), text.as_bytes())),
             };
             self.sites_and_findings(lang, &tops, root, reuse.as_ref(), keep, want_sites)
         } else {
@@ -377,7 +371,7 @@ impl RuleSet {
         let state = keep.then(|| ScanState {
             rules: self.id,
             lang,
-            text: text_arc,
+            text: text.into(),
             whole: syntax.whole,
             pieces: syntax.pieces,
             children,

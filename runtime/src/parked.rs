@@ -129,10 +129,7 @@ pub(crate) async fn adopt(backend: &dyn Sandbox, root: &Path, tier: Tier, langua
         }
         match backend.adopt(&parked.id).await {
             Ok(warm) if warm.alive().await => return Some(Slot::new(dir, warm)),
-            Ok(warm) => {
-                let _ = warm.claim(String::new()).remove().await;
-                pool::remove_dir(&dir);
-            }
+            Ok(warm) => pool::discard(Slot::new(dir, warm)).await,
             Err(_) => remove(backend, &parked.id, Some(&dir)).await,
         }
     }

@@ -149,10 +149,7 @@ pub(crate) fn go_line(agent: &str, run_id: &str, entry: &str, input: &serde_json
 
 /// Makes `dir` with `code/` and `broker/` as a run's staging makes them (see `runtime::stage`).
 pub(crate) fn make_dirs(root: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let err = |what: &str, path: &Path| {
-        let message = format!("{what} {}", path.display());
-        move |e: std::io::Error| format!("{message}: {e}")
-    };
+    let err = crate::runtime::setup_error;
     fs::DirBuilder::new().recursive(true).mode(0o711).create(root).map_err(err("creating", root))?;
     fs::DirBuilder::new().mode(0o711).create(dir).map_err(err("creating", dir))?;
     let code = dir.join("code");
@@ -188,8 +185,8 @@ pub(crate) fn remove_dir(dir: &Path) {
     let _ = fs::remove_dir_all(dir);
 }
 
-/// Removes an unused warm container and its slot.
-async fn discard(slot: Slot) {
+/// Removes an unused (or dead) warm container and its slot.
+pub(crate) async fn discard(slot: Slot) {
     let mut instance = slot.warm.claim(String::new());
     let _ = instance.remove().await;
     remove_dir(&slot.dir);

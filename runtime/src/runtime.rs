@@ -333,8 +333,8 @@ impl Run<'_> {
         let entry = self.config.files.first().ok_or_else(|| RunError::Setup("the agent has no implementation file".into()))?;
         let entry = entry.display().to_string();
         let mut started = None;
-        if let Some(slot) = self.claim_warm(resources, backend.as_ref(), &entry).await {
-            match self.launch_pooled(resources, slot, &entry, &output).await? {
+        if let Some((slot, line)) = self.claim_warm(resources, backend.as_ref(), &entry).await {
+            match self.launch_pooled(resources, slot, line, &output).await? {
                 Ok(()) => started = Some(Ok(())),
                 Err(_) => {
                     // The warm container did not take its line (the agent did not start): it is
@@ -397,23 +397,21 @@ impl Run<'_> {
         Ok(self.report(exit, error))
     }
 
-    /// A live warm container for this run, if the pool has one (the pool then refills at the
-    /// run's end; a dead one is removed) or, when allowed, a parked one can be adopted, and the
-    /// run's line can be carried by the waiter.
-    async fn claim_warm(&self, resources: &mut Resources, backend: &dyn Sandbox, entry: &str) -> Option<pool::Slot> {
-        pool::go_line(&self.config.id, &self.run_id, entry, &self.config.input)?;
+    /// A live warm container for this run, with the line that starts it, if the run's line can
+    /// be carried by the waiter and the pool has one (the pool then refills at the run's end; a
+    /// dead one is removed) or, when allowed, a parked one can be adopted.
+    async fn claim_warm(&self, resources: &mut Resources, backend: &dyn Sandbox, entry: &str) -> Option<(pool::Slot, String)> {
+        let line = pool::go_line(&self.config.id, &self.run_id, entry, &self.config.input)?;
         let (tier, language, limits) = (self.config.tier, self.config.language, &self.config.limits);
         if let Some(slot) = self.runtime.pool.claim(tier, language, limits) {
             resources.claimed = true;
             if slot.warm.alive().await {
-                return Some(slot);
+                return Some((slot, line));
             }
-            let mut dead = slot.warm.claim(String::new());
-            let _ = dead.remove().await;
-            let _ = fs::remove_dir_all(&slot.dir);
+            pool::discard(slot).await;
         }
         if self.runtime.adopt_parked {
-            return crate::parked::adopt(backend, &self.runtime.run_root, tier, language, limits).await;
+            return crate::parked::adopt(backend, &self.runtime.run_root, tier, language, limits).await.map(|slot| (slot, line));
         }
         None
     }
@@ -424,11 +422,10 @@ impl Run<'_> {
         &mut self,
         resources: &mut Resources,
         slot: pool::Slot,
-        entry: &str,
+        line: String,
         output: &OutputSender,
     ) -> Result<Result<(), SandboxError>, RunError> {
         resources.dir = Some(slot.dir.clone());
-        let line = pool::go_line(&self.config.id, &self.run_id, entry, &self.config.input).expect("checked by claim_warm");
         resources.instance = Some(slot.warm.claim(line));
         stage_files(&slot.code, &self.config).map_err(RunError::Setup)?;
         let listener = bind_broker(&slot.broker)?;
@@ -529,7 +526,7 @@ fn stage(root: &Path, dir: &Path, config: &AgentConfig) -> Result<(PathBuf, Path
     Ok((code, broker))
 }
 
-fn setup_error(what: &str, path: &Path) -> impl Fn(std::io::Error) -> String {
+pub(crate) fn setup_error(what: &str, path: &Path) -> impl Fn(std::io::Error) -> String {
     let message = format!("{what} {}", path.display());
     move |e| format!("{message}: {e}")
 }

@@ -60,6 +60,40 @@ fn apply(text: &mut String, edit: &Edit) -> Value {
     json!({ "range": range, "text": edit.insert })
 }
 
+/// What the two servers say of `uri` after `incremental` is sent `batches` of edits of `seed`
+/// (each batch one `didChange`, its changes made by `apply`) and `fresh` opens the final text:
+/// the pulled and the pushed diagnostics of the one, the pulled ones of the other, and the final
+/// text. Both close the document again.
+fn edited_and_fresh<E>(
+    (incremental, fresh): (&mut Server, &mut Server),
+    uri: &str,
+    language: &str,
+    seed: &str,
+    batches: &[Vec<E>],
+    apply: impl Fn(&mut String, &E) -> Value,
+) -> (Value, Value, Value, String) {
+    let mut text = seed.to_string();
+    incremental.open(uri, language, &text);
+    let mut version = 1;
+    for batch in batches {
+        version += 1;
+        let changes: Vec<Value> = batch.iter().map(|e| apply(&mut text, e)).collect();
+        incremental.change(uri, version, Value::Array(changes));
+    }
+    let pull = |server: &mut Server| {
+        server.request("textDocument/diagnostic", json!({ "textDocument": { "uri": uri } })).unwrap()["items"].clone()
+    };
+    let got = pull(incremental);
+    let pushed = incremental.diagnostics(uri, Some(version));
+    fresh.open(uri, language, &text);
+    let expected = pull(fresh);
+    for server in [incremental, fresh] {
+        server.notify("textDocument/didClose", json!({ "textDocument": { "uri": uri } }));
+        server.backlog.clear();
+    }
+    (got, pushed, expected, text)
+}
+
 #[test]
 fn incremental_edits_leave_the_diagnostics_of_a_fresh_open() {
     let fx = Fixture::new();
@@ -73,25 +107,7 @@ fn incremental_edits_leave_the_diagnostics_of_a_fresh_open() {
         let (incremental, fresh) = &mut *servers.borrow_mut();
         // Not on disk: closing the document takes it out of the workspace again.
         let uri = fx.uri(&format!("agents/case_{}.sym", case.get()));
-        let mut text = seeds[seed].clone();
-        incremental.open(&uri, "symbiont", &text);
-        let mut version = 1;
-        for batch in &batches {
-            version += 1;
-            let changes: Vec<Value> = batch.iter().map(|e| apply(&mut text, e)).collect();
-            incremental.change(&uri, version, Value::Array(changes));
-        }
-        let pull = |server: &mut Server| {
-            server.request("textDocument/diagnostic", json!({ "textDocument": { "uri": uri } })).unwrap()["items"].clone()
-        };
-        let got = pull(incremental);
-        let pushed = incremental.diagnostics(&uri, Some(version));
-        fresh.open(&uri, "symbiont", &text);
-        let expected = pull(fresh);
-        for server in [incremental, fresh] {
-            server.notify("textDocument/didClose", json!({ "textDocument": { "uri": uri } }));
-            server.backlog.clear();
-        }
+        let (got, pushed, expected, text) = edited_and_fresh((incremental, fresh), &uri, "symbiont", &seeds[seed], &batches, apply);
         prop_assert_eq!(&got, &expected, "final text:\n{}", text);
         prop_assert_eq!(&pushed, &expected);
         Ok(())
@@ -167,25 +183,7 @@ fn python_line_edits_leave_the_diagnostics_of_a_fresh_open() {
     let mut runner = TestRunner::new(Config { cases: 40, max_shrink_iters: 100, ..Config::default() });
     let result = runner.run(&vec(vec(line_edit, 1..3), 1..20), |batches| {
         let (incremental, fresh) = &mut *servers.borrow_mut();
-        let mut text = seed.clone();
-        incremental.open(&uri, "python", &text);
-        let mut version = 1;
-        for batch in &batches {
-            version += 1;
-            let changes: Vec<Value> = batch.iter().map(|e| apply_line(&mut text, e)).collect();
-            incremental.change(&uri, version, Value::Array(changes));
-        }
-        let pull = |server: &mut Server| {
-            server.request("textDocument/diagnostic", json!({ "textDocument": { "uri": uri } })).unwrap()["items"].clone()
-        };
-        let got = pull(incremental);
-        let pushed = incremental.diagnostics(&uri, Some(version));
-        fresh.open(&uri, "python", &text);
-        let expected = pull(fresh);
-        for server in [&mut *incremental, &mut *fresh] {
-            server.notify("textDocument/didClose", json!({ "textDocument": { "uri": uri } }));
-            server.backlog.clear();
-        }
+        let (got, pushed, expected, text) = edited_and_fresh((incremental, fresh), &uri, "python", &seed, &batches, apply_line);
         let parses = expected.as_array().is_some_and(|items| items.iter().all(|d| d["code"] != "SYM0404"));
         if parses {
             compared.set(compared.get() + 1);
