@@ -17,6 +17,10 @@
 //!
 //! [runtime]                      # `symbiont run` (docs/runtime.md)
 //! warm = true                    # as `--warm`: adopt and leave warm containers
+//! pass_env = ["TZ"]              # host variables an agent's `env_get` may read (never secrets)
+//!
+//! [runtime.env]                  # variables an agent's `env_get` reads, with these values
+//! REGION = "eu-west-1"
 //! ```
 
 use std::collections::BTreeMap;
@@ -47,6 +51,43 @@ pub struct RuntimeSettings {
     /// for the next (docs/runtime.md, "Warm containers for `symbiont run`").
     #[serde(default)]
     pub warm: bool,
+    /// `[runtime.env]`: the variables an agent reads with `env_get`, with their values. With
+    /// `pass_env`, the agent's whole environment: never the host's, never a secret.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host variables an agent reads with `env_get`, by name, with the value the `symbiont`
+    /// process has (none if unset). Never one of the runtime's own (`SYMBIONT_*`) nor one whose
+    /// name says it is a secret ([`crate::names::looks_secret`]).
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+}
+
+impl RuntimeSettings {
+    /// Why the declared environment is refused, if it is: a name that is no variable name, the
+    /// runtime's own, declared twice, or a secret passed through.
+    fn environment_error(&self) -> Option<String> {
+        use crate::names::{env_name_error, looks_secret};
+        for name in self.env.keys() {
+            if let Some(why) = env_name_error(name) {
+                return Some(format!("[runtime.env]: {why}"));
+            }
+        }
+        for (i, name) in self.pass_env.iter().enumerate() {
+            if let Some(why) = env_name_error(name) {
+                return Some(format!("[runtime] pass_env: {why}"));
+            }
+            if looks_secret(name) {
+                return Some(format!(
+                    "[runtime] pass_env: `{name}` looks like a secret, and the host's secrets never reach an agent's environment; \
+                     give it to the agent as a secret (`SYMBIONT_SECRET_*`, read with `secret_get` under `secret_access`)"
+                ));
+            }
+            if self.pass_env[..i].contains(name) || self.env.contains_key(name) {
+                return Some(format!("[runtime] pass_env: `{name}` is declared twice"));
+            }
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -73,8 +114,7 @@ struct RawConfig {
     /// Rules for agent code; read by `symbiont-code` (`[code]`, `[[code.rules]]`).
     #[serde(default)]
     code: toml::Table,
-    #[serde(default)]
-    runtime: RuntimeSettings,
+    runtime: Option<toml::Spanned<RuntimeSettings>>,
 }
 
 #[derive(Deserialize)]
@@ -131,7 +171,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
     config.operations = raw.operations;
     config.code = toml::to_string(&raw.code).unwrap_or_default();
-    config.runtime = raw.runtime;
+    if let Some(runtime) = raw.runtime {
+        let span = runtime.span();
+        config.runtime = runtime.into_inner();
+        if let Some(message) = config.runtime.environment_error() {
+            return Err(ConfigError { message, range: range(span) });
+        }
+    }
     Ok(config)
 }
 
@@ -159,5 +205,29 @@ mod tests {
         assert!(super::parse("[runtime]\nwarm = \"yes\"\n").is_err());
         let err = super::parse("[runtime]\nwarn = true\n").unwrap_err();
         assert!(err.message.contains("warn"), "{}", err.message);
+    }
+
+    #[test]
+    fn runtime_environment() {
+        let config = super::parse("[runtime]\npass_env = [\"TZ\", \"LANG\"]\n[runtime.env]\nREGION = \"eu-west-1\"\n").unwrap();
+        assert_eq!(config.runtime.pass_env, ["TZ", "LANG"]);
+        assert_eq!(config.runtime.env["REGION"], "eu-west-1");
+        assert!(super::parse("").unwrap().runtime.env.is_empty(), "no environment unless declared");
+        let refused = |text: &str, why: &str| {
+            let err = super::parse(text).unwrap_err();
+            assert!(err.message.contains(why), "{text}: {}", err.message);
+            assert!(u32::from(err.range.end()) > 0, "{text}: the error points into the file");
+        };
+        refused("[runtime]\npass_env = [\"AWS_SECRET_ACCESS_KEY\"]\n", "looks like a secret");
+        refused("[runtime]\npass_env = [\"GITHUB_TOKEN\"]\n", "looks like a secret");
+        refused("[runtime]\npass_env = [\"SYMBIONT_SECRET_DB\"]\n", "the runtime's own");
+        refused("[runtime.env]\nSYMBIONT_BROKER = \"/x\"\n", "the runtime's own");
+        refused("[runtime.env]\n\"A-B\" = \"x\"\n", "not a variable name");
+        refused("[runtime]\npass_env = [\"TZ\", \"TZ\"]\n", "declared twice");
+        refused("[runtime]\npass_env = [\"TZ\"]\n[runtime.env]\nTZ = \"UTC\"\n", "declared twice");
+        // Values are literal strings; unknown keys are refused as everywhere in `[runtime]`.
+        refused("[runtime.env]\nPORT = 8080\n", "string");
+        refused("[runtime]\npass_env = \"TZ\"\n", "sequence");
+        refused("[runtime]\nenviron = [\"TZ\"]\n", "environ");
     }
 }

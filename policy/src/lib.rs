@@ -15,6 +15,7 @@ pub mod expr;
 pub mod levels;
 pub mod lower;
 pub mod model;
+pub mod names;
 mod value;
 
 pub use crate::{
