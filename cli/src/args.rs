@@ -5,7 +5,8 @@ use std::{ffi::OsString, fmt, path::PathBuf};
 use lexopt::{Arg, Parser, ValueExt};
 
 pub const MAIN_HELP: &str = "\
-symbiont: check and format Symbiont agent definitions (.sym and .symbi files)
+symbiont: check, run and audit AI agents defined in .sym/.symbi files: their policies, their code,
+their sandboxes and their signed audit logs
 
 Usage: symbiont <COMMAND> [OPTIONS] [PATH]...
 

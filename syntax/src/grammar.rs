@@ -44,10 +44,14 @@ fn close_braced(p: &mut Parser<'_>, m: crate::parser::Marker, closes: &str, kind
 struct Restrictions {
     /// `Name { … }` is not a struct literal here (conditions, `with` attributes, match scrutinees).
     no_struct: bool,
+    /// `in` is not an operator here but a qualifier word: an `allow`/`deny` body names operations,
+    /// so `deny: expose_sensitive_sources in public_reports` is a phrase, not a membership test.
+    no_in: bool,
 }
 
-const NO_STRUCT: Restrictions = Restrictions { no_struct: true };
-const NONE: Restrictions = Restrictions { no_struct: false };
+const NO_STRUCT: Restrictions = Restrictions { no_struct: true, no_in: false };
+const NONE: Restrictions = Restrictions { no_struct: false, no_in: false };
+const OPERATION_BODY: Restrictions = Restrictions { no_struct: false, no_in: true };
 
 pub(crate) fn source_file(p: &mut Parser<'_>) {
     let m = p.start();
@@ -386,7 +390,8 @@ fn policy_body(p: &mut Parser<'_>) {
 
 fn rule(p: &mut Parser<'_>) {
     let m = p.start();
-    match rule_kind_kw(p.nth_text(0)) {
+    let kind = rule_kind_kw(p.nth_text(0));
+    match kind {
         Some(kw) => p.bump_kw(kw),
         None => {
             let range = p.current_range();
@@ -396,7 +401,8 @@ fn rule(p: &mut Parser<'_>) {
         }
     }
     p.bump(); // `:`
-    let body = expr(p);
+    let names_operations = matches!(kind, Some(ALLOW_KW | DENY_KW));
+    let body = expr_r(p, if names_operations { OPERATION_BODY } else { NONE });
     if let Some(body) = body {
         if at_qualifier(p) {
             let phrase = body.precede(p);
@@ -596,13 +602,13 @@ const PREFIX_BP: u8 = 15;
 /// `not` binds looser than comparisons: `not a == b` is `not (a == b)`.
 const NOT_BP: u8 = 7;
 
-fn infix_bp(p: &Parser<'_>) -> Option<(u8, u8)> {
+fn infix_bp(p: &Parser<'_>, r: Restrictions) -> Option<(u8, u8)> {
     Some(match p.current() {
         EQ | PLUS_EQ | MINUS_EQ | STAR_EQ | SLASH_EQ | PERCENT_EQ => (2, 1),
         PIPE2 => (3, 4),
         AMP2 => (5, 6),
         EQ2 | NEQ | LT | GT | LTEQ | GTEQ => (9, 10),
-        IDENT if p.nth_text(0) == "in" => (9, 10),
+        IDENT if p.nth_text(0) == "in" && !r.no_in => (9, 10),
         PLUS | MINUS => (11, 12),
         STAR | SLASH | PERCENT => (13, 14),
         _ => return None,
@@ -646,7 +652,7 @@ fn expr_bp_inner(p: &mut Parser<'_>, min_bp: u8, r: Restrictions) -> Option<Comp
         }
         _ => postfix(p, r)?,
     };
-    while let Some((l_bp, r_bp)) = infix_bp(p) {
+    while let Some((l_bp, r_bp)) = infix_bp(p, r) {
         if l_bp < min_bp {
             break;
         }

@@ -1,10 +1,14 @@
-//! The inter-agent bus: messages between agents travel only through the runtime, end-to-end
-//! encrypted between the two agents' identities and signed by the sender ([`crypto`]), gated by
-//! policy on both sides (`send_message` with the recipient as `to`, `receive_message` with the
-//! sender as `from`), delivered in order per pair, with duplicates and replays dropped, through
-//! bounded inboxes that push back on senders. Each decision is audited with metadata only (the
-//! peer, the sequence number, the size): the payload stays encrypted until the recipient's
-//! runtime side opens it.
+//! The inter-agent bus: messages between agents travel only through the runtime, sealed per pair
+//! of agents and signed by the sender ([`crypto`]), gated by policy on both sides (`send_message`
+//! with the recipient as `to`, `receive_message` with the sender as `from`), delivered in order per
+//! pair, with duplicates and replays dropped, through bounded inboxes that push back on senders.
+//! Each decision is audited with metadata only (the peer, the sequence number, the size).
+//!
+//! What the sealing is and is not: the runtime generates and holds every agent's keys, and an
+//! agent hands its payload in clear to its broker (inside the runtime), so this is not end-to-end
+//! encryption between agents' code. It keeps payloads sealed while they wait in inboxes and makes
+//! a tampered, re-addressed, re-attributed or replayed message detectable; the trusted party is the
+//! runtime process itself.
 //!
 //! It must never deliver a message the sender's policy denied or the recipient's policy refuses,
 //! a message whose signature or ciphertext does not verify, or the same message twice; and a
