@@ -215,26 +215,38 @@ impl Entry {
     }
 }
 
-/// Keys whose values the writer never stores: they replace the value with `[REDACTED]`.
+/// Keys (any case, anywhere in the key) whose values the writer never stores: they replace the
+/// value with `[REDACTED]`.
 const SECRET_KEYS: &[&str] =
     &["secret", "password", "passwd", "token", "api_key", "apikey", "authorization", "private_key", "credential", "cookie"];
 
-/// Redacts secrets from details, recursively: values under secret-looking keys, and strings that
-/// hold secret references (`vault://…`) or bearer tokens.
+/// A key whose value is an object of HTTP headers: the names stay, every value is redacted.
+const HEADERS_KEY: &str = "headers";
+
+const REDACTED: &str = "[REDACTED]";
+
+/// Redacts secrets from details, recursively, by field: the value under a secret key, and every
+/// value of a `headers` object. Never by what a value looks like: a value is what the record says
+/// happened (a path, a name), and one that looked like a secret (`vault://…`) would let an agent
+/// hide its own requests from the log.
 pub fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 let lower = key.to_ascii_lowercase();
                 if SECRET_KEYS.iter().any(|s| lower.contains(s)) {
-                    *v = Value::String("[REDACTED]".into());
+                    *v = Value::String(REDACTED.into());
+                } else if lower == HEADERS_KEY {
+                    match v {
+                        Value::Object(headers) => headers.values_mut().for_each(|h| *h = Value::String(REDACTED.into())),
+                        other => *other = Value::String(REDACTED.into()),
+                    }
                 } else {
                     redact(v);
                 }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
-        Value::String(s) if s.starts_with("vault://") || s.to_ascii_lowercase().starts_with("bearer ") => *s = "[REDACTED]".into(),
         _ => {}
     }
 }
@@ -325,6 +337,44 @@ mod tests {
         assert_eq!(too_big.body().unwrap_err().to_string(), reference(&too_big, false).unwrap_err());
         let bad_number = entry(1, json!({"n": u64::MAX}), None);
         assert_eq!(bad_number.line().unwrap_err().to_string(), reference(&bad_number, true).unwrap_err());
+    }
+
+    #[test]
+    fn redaction_is_by_field_never_by_value() {
+        let mut details = json!({
+            "request": {
+                "op": "file_write",
+                "path": "vault://hidden.txt",
+                "name": "Bearer notes.txt",
+                "headers": {"Authorization": "Bearer t0k", "X-Trace": "abc"},
+                "header_names": ["Authorization"],
+            },
+            "db_password": "hunter2",
+            "nested": [{"API_KEY": {"deep": "k3y"}}, {"Session-Cookie": "c00kie"}, {"credentials": ["a", "b"]}],
+            "headers": "raw",
+            "run_id": "r1",
+        });
+        redact(&mut details);
+        assert_eq!(
+            details,
+            json!({
+                "request": {
+                    "op": "file_write",
+                    "path": "vault://hidden.txt",
+                    "name": "Bearer notes.txt",
+                    "headers": {"Authorization": "[REDACTED]", "X-Trace": "[REDACTED]"},
+                    "header_names": ["Authorization"],
+                },
+                "db_password": "[REDACTED]",
+                "nested": [{"API_KEY": "[REDACTED]"}, {"Session-Cookie": "[REDACTED]"}, {"credentials": "[REDACTED]"}],
+                "headers": "[REDACTED]",
+                "run_id": "r1",
+            })
+        );
+        // What looks like a secret but is not under a secret's field is what happened: kept.
+        let mut values = json!(["vault://a/b", "bearer x", "BEARER y"]);
+        redact(&mut values);
+        assert_eq!(values, json!(["vault://a/b", "bearer x", "BEARER y"]));
     }
 
     #[test]
