@@ -180,7 +180,30 @@ impl Lowerer<'_> {
             });
         }
         lowered.guard = guard;
+        if lowered.ops.iter().any(|o| o.name == "secret_access") {
+            if let Some(guard) = &mut lowered.guard {
+                self.secret_names(guard);
+            }
+        }
         Some(lowered)
+    }
+
+    /// A `secret_access` guard reads the request's `name`, which is canonical
+    /// ([`crate::names::secret_name`]): compared with a literal that is not, it could never
+    /// match, and a deny would silently never deny. Each such comparison fails closed instead (as
+    /// an unsupported expression: an allow never allows, a deny always denies) and is reported.
+    fn secret_names(&mut self, guard: &mut Guard) {
+        let mut found = Vec::new();
+        non_canonical_secret_names(&mut guard.expr, &mut found);
+        for literal in found {
+            let lower = literal.to_ascii_lowercase();
+            let write = if crate::names::secret_name_chars(&lower) { format!("; write {lower:?}") } else { String::new() };
+            let message = format!(
+                "secret names are canonical (lowercase letters, digits and `_`: the broker reads `DB_PASSWORD` as `db_password`), \
+                 so comparing `name` with {literal:?} could never hold; the rule fails closed (an allow never allows, a deny always denies){write}"
+            );
+            self.model.issues.push(LowerIssue { kind: IssueKind::NonCanonicalSecretName, message, loc: guard.loc.clone() });
+        }
     }
 
     /// The operations a rule body names: `"op"`, `op`, `op(a, b)`, or an array of those.
@@ -421,6 +444,63 @@ impl Lowerer<'_> {
     }
 }
 
+/// Whether `expr` is the request's secret name as a `secret_access(name)` guard binds it (or it
+/// lowercased).
+fn is_secret_name(expr: &Expr) -> bool {
+    match expr {
+        Expr::Path { root: Root::Param { name, .. }, fields } => &**name == "name" && fields.is_empty(),
+        Expr::Method { receiver, method: Method::Lower, .. } => is_secret_name(receiver),
+        _ => false,
+    }
+}
+
+/// The string literals of `expr` (a literal or a list of them) with a character no canonical
+/// secret name has.
+fn non_canonical(expr: &Expr) -> Vec<String> {
+    let bad = |s: &str| !crate::names::secret_name_chars(s);
+    match expr {
+        Expr::Lit(Value::String(s)) if bad(s) => vec![s.clone()],
+        Expr::Lit(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter(|s| bad(s)).map(str::to_string).collect(),
+        Expr::Array(items) => items.iter().flat_map(non_canonical).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Replaces each comparison of the secret's name with a non-canonical literal (`==`, `!=`, `in`,
+/// `starts_with`, `ends_with`, `contains`) by an unsupported expression, collecting the literals.
+fn non_canonical_secret_names(expr: &mut Expr, found: &mut Vec<String>) {
+    let substring = |m: &Method| matches!(m, Method::StartsWith | Method::EndsWith | Method::Contains);
+    let bad = match &*expr {
+        // `name in "a,b"` asks whether the name is part of the string: any string may hold one.
+        Expr::In(a, b) if is_secret_name(a) && matches!(**b, Expr::Lit(Value::String(_))) => Vec::new(),
+        Expr::Cmp(_, a, b) | Expr::In(a, b) if is_secret_name(a) => non_canonical(b),
+        Expr::Cmp(_, a, b) | Expr::In(a, b) if is_secret_name(b) => non_canonical(a),
+        Expr::Method { receiver, method, args } if substring(method) && is_secret_name(receiver) => {
+            args.iter().flat_map(non_canonical).collect()
+        }
+        Expr::Method { receiver, method: Method::Contains, args } if args.first().is_some_and(is_secret_name) => non_canonical(receiver),
+        _ => Vec::new(),
+    };
+    if !bad.is_empty() {
+        *expr = Expr::Unsupported(format!("`name` compared with {bad:?}, which no canonical secret name can match").into());
+        found.extend(bad);
+        return;
+    }
+    match expr {
+        Expr::Not(e) | Expr::Neg(e) => non_canonical_secret_names(e, found),
+        Expr::And(a, b) | Expr::Or(a, b) | Expr::Cmp(_, a, b) | Expr::LevelCmp(_, _, a, b) | Expr::In(a, b) | Expr::Arith(_, a, b) => {
+            non_canonical_secret_names(a, found);
+            non_canonical_secret_names(b, found);
+        }
+        Expr::Array(items) => items.iter_mut().for_each(|e| non_canonical_secret_names(e, found)),
+        Expr::Method { receiver, args, .. } => {
+            non_canonical_secret_names(receiver, found);
+            args.iter_mut().for_each(|e| non_canonical_secret_names(e, found));
+        }
+        Expr::Lit(_) | Expr::Path { .. } | Expr::Unsupported(_) => {}
+    }
+}
+
 fn last_segment(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Path { root, fields } => Some(match fields.last() {
@@ -483,5 +563,56 @@ fn word(expr: &Ast) -> Option<String> {
         Ast::PathExpr(path) => Some(path.text()),
         Ast::Literal(lit) => lit.string_value(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::{model::IssueKind, Effect, Engine, Value};
+
+    /// The effect for agent `a` of `secret_access` with `name`, and the file's issues.
+    fn decide(policy: &str, name: &str) -> (Effect, Vec<String>) {
+        let text = format!("agent a {{\n    policy p {{\n        {policy}\n    }}\n}}\n");
+        let model = super::lower_file("a.sym", &text, &symbiont_syntax::parse(&text).tree());
+        let issues = model.issues.iter().filter(|i| i.kind == IssueKind::NonCanonicalSecretName).map(|i| i.message.clone()).collect();
+        let universe = crate::Universe::new([&model], Default::default());
+        let engine = Engine::compile(universe.effective(Some("a")).unwrap());
+        let effect = engine.decide("secret_access", &Value::from(json!({ "name": name })), &Value::from(json!({}))).effect;
+        (effect, issues)
+    }
+
+    #[test]
+    fn a_non_canonical_secret_name_in_a_guard_fails_closed() {
+        // Canonical literals: the rule means what it says, and nothing is reported.
+        let allow_all = "allow: [\"secret_access\"]\n        ";
+        let canonical = format!("{allow_all}deny: secret_access(name) if name == \"db_password\"");
+        assert_eq!(decide(&canonical, "db_password"), (Effect::Deny, vec![]));
+        assert_eq!(decide(&canonical, "api_key"), (Effect::Allow, vec![]));
+        // A deny written with a name no request can carry denies every secret, and says why.
+        for guard in [
+            "name == \"DB_PASSWORD\"",
+            "name != \"DB_PASSWORD\" && false",
+            "name in [\"api_key\", \"DB_PASSWORD\"]",
+            "name.starts_with(\"DB_\")",
+            "\"PASSWORD\" in name",
+            "[\"DB_PASSWORD\"].contains(name)",
+            "name.lower() == \"prod/db\"",
+        ] {
+            let (effect, issues) = decide(&format!("{allow_all}deny: secret_access(name) if {guard}"), "api_key");
+            assert_eq!(effect, Effect::Deny, "{guard}");
+            assert_eq!(issues.len(), 1, "{guard}: {issues:?}");
+            assert!(issues[0].contains("could never hold"), "{guard}: {}", issues[0]);
+        }
+        let (_, issues) = decide(&format!("{allow_all}deny: secret_access(name) if name == \"DB_PASSWORD\""), "x");
+        assert!(issues[0].ends_with("write \"db_password\""), "{}", issues[0]);
+        // An allow so written never allows.
+        assert_eq!(decide("allow: secret_access(name) if name == \"API_KEY\"", "api_key").0, Effect::Deny);
+        // Other comparisons, and other operations, are left alone.
+        assert_eq!(decide(&format!("{allow_all}deny: secret_access(name) if user == \"Alice\""), "x").1, Vec::<String>::new());
+        let env = "allow: env_access(name) if name == \"HOME\"";
+        assert_eq!(decide(env, "x").1, Vec::<String>::new());
+        assert_eq!(decide("allow: secret_access(name) if name in \"db_password,api_key\"", "api_key"), (Effect::Allow, vec![]));
     }
 }

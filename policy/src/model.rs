@@ -180,6 +180,9 @@ pub enum IssueKind {
     UnevaluableGuard,
     /// A rule body that names no operation.
     NotAnOperation,
+    /// A `secret_access` guard compares the secret's name with a string no canonical name can
+    /// equal or contain (`crate::names::secret_name`); the comparison fails closed.
+    NonCanonicalSecretName,
 }
 
 /// A level name written in an ordered comparison, checked against the workspace's levels.
