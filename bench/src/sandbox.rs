@@ -405,6 +405,7 @@ impl Bench {
             workspace: ws,
             input: serde_json::Value::Null,
             context: serde_json::Map::new(),
+            env: Default::default(),
             priority: Default::default(),
         }
     }

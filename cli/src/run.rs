@@ -364,6 +364,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         workspace,
         input: options.input.clone(),
         context: options.context.clone(),
+        env: agent_env(&universe.config().runtime),
         priority: Default::default(),
     };
     let runtime = tokio_runtime().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
@@ -509,4 +510,12 @@ fn implementation_files(agent: &AgentDef, base: &Path) -> Result<Vec<PathBuf>, S
         return Err(format!("{}: agent `{}` has no `implementation` files to run", agent.loc, agent.name));
     }
     Ok(files)
+}
+
+/// The environment the agent reads with `env_get`, as `symbiont.toml` declares it: the values of
+/// `[runtime.env]`, and the `pass_env` variables this process has (set and UTF-8). Nothing else
+/// of this process's environment, which may hold secrets, reaches the agent.
+fn agent_env(settings: &symbiont_policy::config::RuntimeSettings) -> std::collections::BTreeMap<String, String> {
+    let passed = settings.pass_env.iter().filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)));
+    settings.env.clone().into_iter().chain(passed).collect()
 }

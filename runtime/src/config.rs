@@ -119,6 +119,10 @@ pub struct AgentConfig {
     /// `audit_trail`, …), given by whoever starts the run. `agent`, `run_id`, `tier` and `input`
     /// are set by the runtime and cannot be overridden.
     pub context: serde_json::Map<String, serde_json::Value>,
+    /// The environment the agent reads with `env_get`: exactly these variables (undeclared ones
+    /// read as null), never the host process's. `symbiont run` fills it from `symbiont.toml`
+    /// (`[runtime.env]` and `pass_env`); put no secret here (secrets go through `secret_get`).
+    pub env: std::collections::BTreeMap<String, String>,
     /// Its place in the scheduler's queue when the runtime is busy.
     pub priority: crate::scheduler::Priority,
 }

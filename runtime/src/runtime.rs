@@ -494,6 +494,7 @@ impl Run<'_> {
             auditor: self.runtime.auditor.clone(),
             workspace: self.config.workspace.clone(),
             env: symbiont_policy::Value::from(Value::Object(env)),
+            variables: Arc::new(self.config.env.clone()),
             output: output.clone(),
             bus: self.runtime.bus.clone(),
         });

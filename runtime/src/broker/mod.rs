@@ -38,6 +38,8 @@ pub struct BrokerContext {
     pub workspace: PathBuf,
     /// The policy's `env`: what guards and requirements read besides the request.
     pub env: symbiont_policy::Value,
+    /// What `env_get` reads ([`crate::AgentConfig::env`]): nothing of the host's environment.
+    pub variables: Arc<std::collections::BTreeMap<String, String>>,
     pub output: OutputSender,
     /// Messages to and from other agents; the bus decides and audits them itself.
     pub bus: Arc<crate::bus::Bus>,
@@ -198,7 +200,9 @@ async fn act(context: &BrokerContext, request: &Request) -> ActResult {
         Op::FileWrite { path, content, append } => {
             files::write(&context.workspace, path, content.as_bytes(), *append).map(|n| json!({ "written": n }))
         }
-        Op::EnvGet { name } => Ok(json!({ "value": std::env::var(name).ok() })),
+        // Only what the run declares: the host's environment holds the runtime's own secrets.
+        Op::EnvGet { name } => Ok(json!({ "value": context.variables.get(name) })),
+        // `name` is canonical (`protocol::parse`): exactly the name the policy decided on.
         Op::SecretGet { name } => {
             let value = std::env::var(format!("SYMBIONT_SECRET_{}", name.to_ascii_uppercase())).ok();
             Ok(json!({ "value": value }))

@@ -92,7 +92,8 @@ pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
             append: map.get("append").and_then(Value::as_bool).unwrap_or(false),
         },
         "env_get" => Op::EnvGet { name: string("name")? },
-        "secret_get" => Op::SecretGet { name: string("name")? },
+        // Canonical before anything decides on it: guards and the lookup see one name.
+        "secret_get" => Op::SecretGet { name: symbiont_policy::names::secret_name(&string("name")?).map_err(fail)? },
         "log" => Op::Log { level: map.get("level").and_then(Value::as_str).unwrap_or("info").to_string(), message: string("message")? },
         "send_message" => Op::SendMessage { to: string("to")?, payload: map.get("payload").cloned().unwrap_or(Value::Null) },
         "receive_message" => Op::ReceiveMessage { timeout_ms: map.get("timeout_ms").and_then(Value::as_u64).unwrap_or(0) },
@@ -121,6 +122,17 @@ fn url_parts(url: &str) -> Option<(String, String, u16, String)> {
         _ => (authority, default_port),
     };
     Some((scheme, host.trim_matches(['[', ']']).to_ascii_lowercase(), port, path.to_string()))
+}
+
+/// The URL as the audit log keeps it: its userinfo (`user:password@`, a credential field) is
+/// replaced by `[REDACTED]`; the rest (host, path, query) is the request the policy decided on.
+fn url_for_audit(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(at) = url.find("://").map(|i| i + 3) else { return url.into() };
+    let authority = url[at..].find(['/', '?', '#']).map_or(&url[at..], |end| &url[at..at + end]);
+    match authority.rfind('@') {
+        Some(userinfo) => format!("{}[REDACTED]{}", &url[..at], &url[at + userinfo..]).into(),
+        None => url.into(),
+    }
 }
 
 impl Request {
@@ -159,7 +171,7 @@ impl Request {
             Op::Http { method, url, headers, body } => {
                 put("op", json!("http"));
                 put("method", json!(method));
-                put("url", json!(url));
+                put("url", json!(url_for_audit(url)));
                 put("header_names", json!(headers.iter().map(|(k, _)| k).collect::<Vec<_>>()));
                 put("body_bytes", json!(body.as_ref().map_or(0, String::len)));
             }
@@ -241,6 +253,38 @@ mod tests {
         let view = r.audit_view().to_string();
         assert!(!view.contains("s3cret"), "{view}");
         assert!(view.contains("\"content_bytes\":15"), "{view}");
+    }
+
+    #[test]
+    fn audited_urls_keep_no_userinfo() {
+        let r = parse(br#"{"op":"http","url":"https://alice:hunter2@api.example.com/v1?q=a@b","headers":{"Authorization":"Bearer tok"}}"#)
+            .unwrap();
+        let view = r.audit_view();
+        assert_eq!(view["url"], "https://[REDACTED]@api.example.com/v1?q=a@b");
+        assert_eq!(view["header_names"], json!(["Authorization"]), "header names, never their values");
+        assert!(!view.to_string().contains("hunter2") && !view.to_string().contains("tok\""), "{view}");
+        assert_eq!(url_for_audit("https://ghp_token@github.com"), "https://[REDACTED]@github.com");
+        assert_eq!(url_for_audit("http://host/a@b"), "http://host/a@b", "an @ in the path is no userinfo");
+        assert_eq!(url_for_audit("not a url"), "not a url");
+    }
+
+    #[test]
+    fn secret_names_are_canonical_before_the_decision() {
+        for spelling in ["DB_PASSWORD", "Db_Password", "db_password"] {
+            let line = format!(r#"{{"op":"secret_get","name":"{spelling}"}}"#);
+            let r = parse(line.as_bytes()).unwrap();
+            assert_eq!(r.operation().unwrap().1["name"], "db_password", "{spelling}");
+            assert_eq!(r.audit_view()["name"], "db_password");
+        }
+        for bad in ["db-password", "", "../db", "db\\u0000"] {
+            let line = format!(r#"{{"id":3,"op":"secret_get","name":"{bad}"}}"#);
+            let err = parse(line.as_bytes()).unwrap_err();
+            assert!(err.message.contains("a secret's name"), "{bad}: {}", err.message);
+            assert_eq!(err.id, json!(3));
+        }
+        // Environment names are looked up as they are: only declared ones have a value.
+        let r = parse(br#"{"op":"env_get","name":"Home"}"#).unwrap();
+        assert_eq!(r.operation().unwrap().1["name"], "Home");
     }
 
     #[test]

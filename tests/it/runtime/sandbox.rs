@@ -375,6 +375,7 @@ fn run_beside(
         workspace,
         input,
         context: serde_json::Map::new(),
+        env: Default::default(),
         priority: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -801,6 +802,7 @@ fn pooled_runs(tier: Tier) {
         workspace: ws.path(".symbiont/workspaces/worker"),
         input: serde_json::json!({ "port": port }),
         context: serde_json::Map::new(),
+        env: Default::default(),
         priority: Default::default(),
     };
     let run_root = ws.tmp.path().join("symbiont-runs");
