@@ -3,4 +3,5 @@
 
 mod bus;
 mod firecracker;
+mod isolation;
 pub(crate) mod sandbox;

@@ -69,10 +69,10 @@ pub(crate) fn sandbox_ready(test: &str) -> bool {
     }
 }
 
-struct Ws {
-    dir: tempfile::TempDir,
+pub(crate) struct Ws {
+    pub(crate) dir: tempfile::TempDir,
     /// TMPDIR of the runs: where their staging directories and broker sockets go.
-    tmp: tempfile::TempDir,
+    pub(crate) tmp: tempfile::TempDir,
 }
 
 struct RunOutput {
@@ -83,17 +83,17 @@ struct RunOutput {
 }
 
 impl Ws {
-    fn new() -> Ws {
+    pub(crate) fn new() -> Ws {
         let ws = Ws { dir: tempfile::tempdir().unwrap(), tmp: tempfile::tempdir().unwrap() };
         ws.write("symbiont.toml", "[policy]\n");
         ws
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
 
-    fn write(&self, relative: &str, text: &str) {
+    pub(crate) fn write(&self, relative: &str, text: &str) {
         let path = self.path(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
@@ -129,14 +129,14 @@ impl Ws {
     }
 
     /// No staging directory or socket of any run is left.
-    fn assert_clean_dir(&self) {
+    pub(crate) fn assert_clean_dir(&self) {
         let runs = self.tmp.path().join("symbiont-runs");
         let left: Vec<_> = std::fs::read_dir(&runs).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         assert!(left.is_empty(), "staging left behind: {left:?}");
     }
 }
 
-fn assert_no_container(run_id: &str) {
+pub(crate) fn assert_no_container(run_id: &str) {
     let ps = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=dev.symbiont.run={run_id}")]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "", "a container of run {run_id} is left");
 }
@@ -340,7 +340,7 @@ sys.stdout.flush()
 /// Runs `agent` of `ws/agent.sym` through the runtime library at exactly `tier`: the escape
 /// suite tests each tier's containment, where `symbiont run`'s risk assessment would (rightly)
 /// raise such code to a higher tier.
-fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file: &str, input: Value) -> (RunReport, String) {
+pub(crate) fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file: &str, input: Value) -> (RunReport, String) {
     let (report, stdout, _) = run_beside(ws, agent, tier, limits, file, input, |_, _| Vec::new());
     (report, stdout)
 }
