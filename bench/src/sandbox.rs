@@ -393,16 +393,15 @@ impl Bench {
     }
 
     fn config(&self, tier: Tier) -> AgentConfig {
-        let ws = self.dir.join("lib");
         AgentConfig {
             id: "bench".into(),
             tier,
             limits: Limits::default(),
             policy: self.engine.clone(),
             language: Language::Python,
-            code_root: ws.clone(),
+            code_root: self.dir.join("lib"),
             files: vec![PathBuf::from("agent.py")],
-            workspace: ws,
+            workspace: symbiont_runtime::Workspace::open(&self.dir, "lib").expect("the bench's workspace opens"),
             input: serde_json::Value::Null,
             context: serde_json::Map::new(),
             env: Default::default(),

@@ -342,6 +342,11 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         limits.timeout = limits.timeout.min(timeout);
     }
 
+    // The agent's workspace, opened once and held: refused when a directory on the way is a link
+    // or not the user's (a repository can ship `.symbiont/workspaces/AGENT -> /`). First, so that
+    // `.symbiont`, where the key goes, is checked before anything is written there.
+    let workspace = symbiont_runtime::Workspace::for_agent(&root, &agent.name).map_err(usage)?;
+
     // The audit log and its key: per workspace by default, never inside what the agent sees.
     let state_dir = root.join(".symbiont");
     let log_dir = options.audit_log.clone().unwrap_or_else(|| state_dir.join("audit"));
@@ -350,8 +355,11 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         .map_err(|e| refuse(status::RUNTIME_FAILED, format!("{}: cannot open the audit log: {e}", log_dir.display())))?;
     let log = Arc::new(log);
     let auditor = Auditor::new(log.clone());
-    let workspace = state_dir.join("workspaces").join(&agent.name);
-    std::fs::create_dir_all(&workspace).map_err(|e| refuse(status::RUNTIME_FAILED, format!("{}: {e}", workspace.display())))?;
+    let within = |path: &Path| path.canonicalize().ok().zip(workspace.path().canonicalize().ok()).is_some_and(|(p, w)| p.starts_with(w));
+    if within(&log_dir) {
+        let message = format!("the audit log {} is inside the agent's workspace {}", log_dir.display(), workspace.path().display());
+        return Err(usage(message));
+    }
 
     let config = AgentConfig {
         id: agent.name.clone(),
@@ -457,6 +465,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
             })
         }
         Err(e @ (RunError::SandboxUnavailable(_) | RunError::ImageMissing(_))) => Err(refuse(status::UNAVAILABLE, e.to_string())),
+        Err(e @ RunError::Input(_)) => Err(usage(e.to_string())),
         Err(e) => Err(refuse(status::RUNTIME_FAILED, e.to_string())),
     }
 }

@@ -111,8 +111,9 @@ pub struct AgentConfig {
     /// the entry point. Paths are relative to `code_root`.
     pub code_root: PathBuf,
     pub files: Vec<PathBuf>,
-    /// The host directory the broker's file operations are confined to.
-    pub workspace: PathBuf,
+    /// The host directory the broker's file operations are confined to, opened once
+    /// ([`crate::Workspace::for_agent`]): every file operation is beneath its descriptor.
+    pub workspace: crate::Workspace,
     /// Handed to the agent as `SYMBIONT_INPUT` and to the policy as `input`.
     pub input: serde_json::Value,
     /// What the policy's guards and requirements read besides the request (`user_clearance`,

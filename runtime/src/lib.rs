@@ -8,6 +8,7 @@
 //! connection), and never leave a container, socket or temporary directory behind.
 
 pub mod auditor;
+mod beneath;
 pub mod broker;
 pub mod bus;
 pub mod config;
@@ -24,6 +25,7 @@ mod util;
 
 pub use crate::{
     auditor::Auditor,
+    beneath::Workspace,
     config::{AgentConfig, Language, Limits, Tier},
     lifecycle::State,
     runtime::{AgentRuntime, Output, OutputStream, RunError, RunReport},

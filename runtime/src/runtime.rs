@@ -59,6 +59,9 @@ pub enum RunError {
     Audit(String),
     /// Setting up the run on the host failed.
     Setup(String),
+    /// What the run was given cannot be used (an implementation file that is a link or not a
+    /// regular file): no sandbox was started.
+    Input(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -67,7 +70,7 @@ impl std::fmt::Display for RunError {
             RunError::SandboxUnavailable(why) => write!(f, "{why}"),
             RunError::ImageMissing(image) => write!(f, "image `{image}` is not built: run `symbiont image build`"),
             RunError::Audit(why) => write!(f, "audit log: {why}"),
-            RunError::Setup(why) => write!(f, "{why}"),
+            RunError::Setup(why) | RunError::Input(why) => write!(f, "{why}"),
         }
     }
 }
@@ -427,7 +430,7 @@ impl Run<'_> {
     ) -> Result<Result<(), SandboxError>, RunError> {
         resources.dir = Some(slot.dir.clone());
         resources.instance = Some(slot.warm.claim(line));
-        stage_files(&slot.code, &self.config).map_err(RunError::Setup)?;
+        stage_files(&slot.code, &self.config)?;
         let listener = bind_broker(&slot.broker)?;
         let started = self.serve_and_start(resources, listener, output, true).await?;
         self.pooled = started.is_ok();
@@ -445,7 +448,7 @@ impl Run<'_> {
         let tier = self.config.tier;
         let dir = self.runtime.run_root.join(&self.run_id);
         resources.dir = Some(dir.clone());
-        let (code_dir, broker_dir) = stage(&self.runtime.run_root, &dir, &self.config).map_err(RunError::Setup)?;
+        let (code_dir, broker_dir) = stage(&self.runtime.run_root, &dir, &self.config)?;
         let listener = bind_broker(&broker_dir)?;
         let mut command: Vec<String> = pool::interpreter(self.config.language).iter().map(|s| s.to_string()).collect();
         command.push(format!("{}/{entry}", sandbox::CODE_MOUNT));
@@ -520,10 +523,10 @@ enum Ended {
 
 /// Makes the run's directory: `code/` (the implementation and the SDK, world-readable for the
 /// sandbox's user, mounted read-only) and `broker/` (the socket).
-fn stage(root: &Path, dir: &Path, config: &AgentConfig) -> Result<(PathBuf, PathBuf), String> {
-    let (code, broker) = pool::make_dirs(root, dir)?;
+fn stage(root: &Path, dir: &Path, config: &AgentConfig) -> Result<(PathBuf, PathBuf), RunError> {
+    let (code, broker) = pool::make_dirs(root, dir).map_err(RunError::Setup)?;
     stage_files(&code, config)?;
-    stage_sdk(&code)?;
+    stage_sdk(&code).map_err(RunError::Setup)?;
     Ok((code, broker))
 }
 
@@ -532,18 +535,32 @@ pub(crate) fn setup_error(what: &str, path: &Path) -> impl Fn(std::io::Error) ->
     move |e| format!("{message}: {e}")
 }
 
-/// Copies the agent's implementation into `code` (executable for a compiled agent).
-fn stage_files(code: &Path, config: &AgentConfig) -> Result<(), String> {
+/// Copies the agent's implementation into `code` (executable for a compiled agent). Each file is
+/// opened beneath `code_root` without following any link (`beneath.rs`) and must be a regular
+/// file, copied from that descriptor: a repository's `notes.txt -> /etc/shadow` refuses the run
+/// instead of putting the host's file in `/agent`.
+fn stage_files(code: &Path, config: &AgentConfig) -> Result<(), RunError> {
+    use std::os::fd::AsFd;
+    let root = fs::File::open(&config.code_root).map_err(|e| RunError::Setup(setup_error("opening", &config.code_root)(e)))?;
+    let mode = if config.language == Language::Native { 0o755 } else { 0o644 };
     for file in &config.files {
-        let source = config.code_root.join(file);
-        let target = code.join(file);
+        let refused = |why: String| {
+            RunError::Input(format!(
+                "implementation file {}: {why}; only regular files inside {} are staged, reached without links",
+                config.code_root.join(file).display(),
+                config.code_root.display()
+            ))
+        };
+        let relative = crate::beneath::RelPath::parse(&file.to_string_lossy()).map_err(refused)?;
+        let mut source = crate::beneath::open_regular(root.as_fd(), &relative, false).map_err(|e| refused(e.to_string()))?;
+        let target = code.join(relative.as_str());
         if let Some(parent) = target.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(setup_error("creating", parent))?;
+            let made = fs::DirBuilder::new().recursive(true).mode(0o755).create(parent);
+            made.map_err(setup_error("creating", parent)).map_err(RunError::Setup)?;
         }
-        fs::copy(&source, &target).map_err(setup_error("copying", &source))?;
-        let executable = config.language == Language::Native;
-        fs::set_permissions(&target, fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }))
-            .map_err(setup_error("chmod", &target))?;
+        let copied = fs::File::create(&target).and_then(|mut out| std::io::copy(&mut source, &mut out));
+        copied.map_err(setup_error("copying to", &target)).map_err(RunError::Setup)?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(setup_error("chmod", &target)).map_err(RunError::Setup)?;
     }
     Ok(())
 }

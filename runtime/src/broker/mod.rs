@@ -7,7 +7,7 @@
 mod files;
 pub mod protocol;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use serde_json::{json, Map, Value};
 use symbiont_policy::{Effect, Engine};
@@ -34,8 +34,8 @@ pub struct BrokerContext {
     pub run_id: String,
     pub engine: Arc<Engine>,
     pub auditor: Auditor,
-    /// The host directory file operations are confined to.
-    pub workspace: PathBuf,
+    /// The directory file operations are confined to, held open: each is beneath it.
+    pub workspace: crate::Workspace,
     /// The policy's `env`: what guards and requirements read besides the request.
     pub env: symbiont_policy::Value,
     /// What `env_get` reads ([`crate::AgentConfig::env`]): nothing of the host's environment.
@@ -164,6 +164,9 @@ async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
         }
         return reply(&id, act(context, &request).await);
     };
+    if let Err(refused) = check_path(context, &request, operation).await {
+        return refused;
+    }
     let args = symbiont_policy::Value::from(args);
     let (effect, reason, rules) = crate::util::decide(&context.engine, operation, &args, &context.env);
     let details = details(context, [("request", request.audit_view()), ("reason", json!(reason)), ("rules", rules.clone())]);
@@ -177,6 +180,19 @@ async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
         return protocol::error_line(&id, ErrorCode::Denied, &message);
     }
     reply(&id, act(context, &request).await)
+}
+
+/// A file operation's path is checked before the policy decides: one the broker would not open
+/// as written (`a/`, `a/.`, `a//b`, `..`, absolute) is refused and audited as such (`deny`,
+/// reason `InvalidPath`), so an accepted path is the very string guards read and the file opened.
+async fn check_path(context: &BrokerContext, request: &Request, operation: &str) -> Result<(), Vec<u8>> {
+    let (protocol::Op::FileRead { path } | protocol::Op::FileWrite { path, .. }) = &request.op else { return Ok(()) };
+    let Err((code, message)) = files::parse(path) else { return Ok(()) };
+    let details = details(context, [("request", request.audit_view()), ("reason", json!("InvalidPath")), ("refused", json!(message))]);
+    if let Err(e) = context.auditor.record(&context.agent, operation, "deny", details).await {
+        return Err(protocol::error_line(&request.id, ErrorCode::AuditFailed, &format!("the audit log refused the entry: {e}")));
+    }
+    Err(protocol::error_line(&request.id, code, &message))
 }
 
 type ActResult = Result<Value, (ErrorCode, String)>;
@@ -196,9 +212,9 @@ async fn act(context: &BrokerContext, request: &Request) -> ActResult {
             let (method, url, headers, body) = (method.clone(), url.clone(), headers.clone(), body.clone());
             tokio::task::spawn_blocking(move || http(&method, &url, &headers, body)).await.map_err(|e| failed(e.to_string()))?
         }
-        Op::FileRead { path } => files::read(&context.workspace, path).map(|text| json!({ "content": text })),
+        Op::FileRead { path } => files::read(context.workspace.fd(), path).map(|text| json!({ "content": text })),
         Op::FileWrite { path, content, append } => {
-            files::write(&context.workspace, path, content.as_bytes(), *append).map(|n| json!({ "written": n }))
+            files::write(context.workspace.fd(), path, content.as_bytes(), *append).map(|n| json!({ "written": n }))
         }
         // Only what the run declares: the host's environment holds the runtime's own secrets.
         Op::EnvGet { name } => Ok(json!({ "value": context.variables.get(name) })),

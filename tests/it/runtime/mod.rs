@@ -2,6 +2,7 @@
 //! Firecracker API contract (Tier 3); and the inter-agent bus and scheduler, in process.
 
 mod bus;
+mod files;
 mod firecracker;
 mod isolation;
 pub(crate) mod sandbox;

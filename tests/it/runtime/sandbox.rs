@@ -362,8 +362,7 @@ fn run_beside(
     let signer = Arc::new(FileSigner::generate().unwrap());
     std::fs::create_dir_all(ws.path(".symbiont")).unwrap();
     let (log, _) = Log::open(&ws.path(".symbiont/audit"), signer, LogOptions::default()).unwrap();
-    let workspace = ws.path(".symbiont/workspaces").join(agent);
-    std::fs::create_dir_all(&workspace).unwrap();
+    let workspace = symbiont_runtime::Workspace::for_agent(ws.dir.path(), agent).unwrap();
     let config = AgentConfig {
         id: agent.to_string(),
         tier,
@@ -799,7 +798,7 @@ fn pooled_runs(tier: Tier) {
         language: Language::Python,
         code_root: ws.dir.path().to_path_buf(),
         files: vec![PathBuf::from("agent.py")],
-        workspace: ws.path(".symbiont/workspaces/worker"),
+        workspace: symbiont_runtime::Workspace::for_agent(ws.dir.path(), "worker").unwrap(),
         input: serde_json::json!({ "port": port }),
         context: serde_json::Map::new(),
         env: Default::default(),
