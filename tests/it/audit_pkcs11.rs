@@ -2,8 +2,9 @@
 //! in it through `symbiont-audit`, logs signed by the token and verified with the exported public
 //! key, a rotation from a key file to the token, and the PIN never shown. One token serves the
 //! whole test process (SoftHSM2 reads `SOFTHSM2_CONF` once, at `C_Initialize`), so each test uses
-//! its own key labels. Without SoftHSM2 these tests print `SKIPPED: …` and pass; `scripts/test`
-//! installs it.
+//! its own key labels. Without SoftHSM2 these tests print `SKIPPED: …` and pass, except when
+//! `SYMBIONT_REQUIRE_HSM` or `CI` is set (as `scripts/test`, which installs SoftHSM2, does): then
+//! they fail.
 
 use std::{
     path::{Path, PathBuf},
@@ -43,12 +44,20 @@ impl SoftHsm {
     }
 }
 
-/// Where SoftHSM2's module is installed: Debian's place first, then other distributions'.
+/// Whether a missing SoftHSM2 fails the tests rather than skipping them.
+fn required() -> bool {
+    std::env::var_os("SYMBIONT_REQUIRE_HSM").is_some() || std::env::var_os("CI").is_some()
+}
+
+/// Where SoftHSM2's module is installed: `SOFTHSM2_MODULE`; else the places distributions put
+/// it; else where the Debian packages say they put it (`dpkg -L`); else any `libsofthsm2.so`
+/// a few levels under the usual library directories.
 fn find_module() -> Option<PathBuf> {
+    const NAME: &str = "libsofthsm2.so";
     if let Some(path) = std::env::var_os("SOFTHSM2_MODULE") {
         return Some(PathBuf::from(path));
     }
-    [
+    let known = [
         "/usr/lib/softhsm/libsofthsm2.so",
         "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
         "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
@@ -57,16 +66,32 @@ fn find_module() -> Option<PathBuf> {
         "/usr/lib/x86_64-linux-gnu/pkcs11/libsofthsm2.so",
         "/usr/local/lib/softhsm/libsofthsm2.so",
         "/opt/homebrew/lib/softhsm/libsofthsm2.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
+    ];
+    if let Some(path) = known.iter().map(PathBuf::from).find(|p| p.is_file()) {
+        return Some(path);
+    }
+    let listed = Command::new("dpkg").args(["-L", "libsofthsm2", "softhsm2"]).output().map(|o| o.stdout).unwrap_or_default();
+    if let Some(path) = String::from_utf8_lossy(&listed).lines().map(PathBuf::from).find(|p| p.ends_with(NAME) && p.is_file()) {
+        return Some(path);
+    }
+    fn search(dir: &Path, depth: usize) -> Option<PathBuf> {
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
+        if let Some(found) = entries.iter().find(|p| p.ends_with(NAME) && p.is_file()) {
+            return Some(found.clone());
+        }
+        if depth == 0 {
+            return None;
+        }
+        // Not through links: a library directory's links lead back into it.
+        entries.iter().filter(|p| p.symlink_metadata().is_ok_and(|m| m.is_dir())).find_map(|p| search(p, depth - 1))
+    }
+    ["/usr/lib", "/usr/lib64", "/usr/local/lib"].iter().find_map(|dir| search(Path::new(dir), 2))
 }
 
 /// Makes the token once per test process, in `<target>/tmp/softhsm-<pid>` (directories left by
 /// test processes that are gone are removed). `None` (after printing why) only when SoftHSM2 is
-/// not installed: an installed SoftHSM2 that does not work fails the tests, so a broken module
-/// loader cannot pass as a skip.
+/// not installed and not [`required`]: an installed SoftHSM2 that does not work fails the tests,
+/// so a broken module loader cannot pass as a skip.
 fn softhsm() -> Option<&'static SoftHsm> {
     static HSM: OnceLock<Result<SoftHsm, String>> = OnceLock::new();
     let hsm = HSM.get_or_init(|| {
@@ -104,6 +129,7 @@ fn softhsm() -> Option<&'static SoftHsm> {
     match hsm {
         Ok(hsm) => Some(hsm),
         Err(reason) => {
+            assert!(!required(), "SoftHSM2 is required here (SYMBIONT_REQUIRE_HSM or CI is set) but {reason}");
             println!("SKIPPED: {reason}");
             None
         }
