@@ -355,10 +355,13 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         .map_err(|e| refuse(status::RUNTIME_FAILED, format!("{}: cannot open the audit log: {e}", log_dir.display())))?;
     let log = Arc::new(log);
     let auditor = Auditor::new(log.clone());
+    // Neither the audit log nor its key may be where the agent's file operations reach.
     let within = |path: &Path| path.canonicalize().ok().zip(workspace.path().canonicalize().ok()).is_some_and(|(p, w)| p.starts_with(w));
-    if within(&log_dir) {
-        let message = format!("the audit log {} is inside the agent's workspace {}", log_dir.display(), workspace.path().display());
-        return Err(usage(message));
+    let key = options.key.as_deref().map_or_else(|| state_dir.join("audit.key"), PathBuf::from);
+    for (what, path) in [("audit log", &log_dir), ("signing key", &key)] {
+        if within(path) {
+            return Err(usage(format!("the {what} {} is inside the agent's workspace {}", path.display(), workspace.path().display())));
+        }
     }
 
     let config = AgentConfig {

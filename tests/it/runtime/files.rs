@@ -289,6 +289,14 @@ fn a_workspace_that_is_a_link_or_not_owned_refuses_the_run() {
     runner(&ws);
     ws.write(".symbiont/workspaces/worker", "a file");
     assert_refused(&ws, ".symbiont/workspaces/worker", "not a directory");
+
+    // The audit log may not be put where the agent's file operations reach.
+    let ws = Ws::new();
+    runner(&ws);
+    let run = ws.run(&["run", "agent.sym", "--audit-log", ".symbiont/workspaces/worker/log"]);
+    assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("is inside the agent's workspace"), "{}", run.stderr);
+    assert!(!run.stdout.contains("RAN"), "the agent ran: {}", run.stdout);
 }
 
 /// An implementation file that is a link to a host file (or to the process's environment) is
