@@ -75,11 +75,11 @@ pub(crate) struct Ws {
     pub(crate) tmp: tempfile::TempDir,
 }
 
-struct RunOutput {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    run_id: String,
+pub(crate) struct RunOutput {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) run_id: String,
 }
 
 impl Ws {
@@ -99,21 +99,26 @@ impl Ws {
         std::fs::write(path, text).unwrap();
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(crate::cli::binary());
         command.args(args).current_dir(self.dir.path()).env("TMPDIR", self.tmp.path()).stdin(Stdio::null());
         command
     }
 
-    fn run(&self, args: &[&str]) -> RunOutput {
-        let out = self.command(args).output().expect("symbiont runs");
+    pub(crate) fn run(&self, args: &[&str]) -> RunOutput {
+        self.output(self.command(args))
+    }
+
+    /// Runs a command made by [`Ws::command`] (with more settings) to its end.
+    pub(crate) fn output(&self, mut command: Command) -> RunOutput {
+        let out = command.output().expect("symbiont runs");
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let run_id = stderr.split("run ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("").to_string();
         RunOutput { code: out.status.code().expect("exits"), stdout: String::from_utf8_lossy(&out.stdout).to_string(), stderr, run_id }
     }
 
     /// The audit log's entries, after checking that it verifies.
-    fn audit(&self) -> Vec<Value> {
+    pub(crate) fn audit(&self) -> Vec<Value> {
         let log = self.path(".symbiont/audit");
         let verify = self.command(&["audit", "verify", log.to_str().unwrap()]).output().unwrap();
         assert!(verify.status.success(), "the run's audit log must verify:\n{}", String::from_utf8_lossy(&verify.stdout));
@@ -122,7 +127,7 @@ impl Ws {
     }
 
     /// Nothing of the run may remain: no container, no staging directory or socket.
-    fn assert_clean(&self, run: &RunOutput) {
+    pub(crate) fn assert_clean(&self, run: &RunOutput) {
         assert!(!run.run_id.is_empty(), "the summary names the run:\n{}", run.stderr);
         assert_no_container(&run.run_id);
         self.assert_clean_dir();
@@ -141,13 +146,13 @@ pub(crate) fn assert_no_container(run_id: &str) {
     assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "", "a container of run {run_id} is left");
 }
 
-fn entries_of<'a>(entries: &'a [Value], operation: &str) -> Vec<&'a Value> {
+pub(crate) fn entries_of<'a>(entries: &'a [Value], operation: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["operation"] == operation).collect()
 }
 
 /// A plain HTTP server on the host's loopback that answers every request with `hello` and counts
 /// connections.
-fn http_server() -> (u16, Arc<AtomicUsize>) {
+pub(crate) fn http_server() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -852,6 +857,7 @@ fn pooled_runs(tier: Tier) {
             code_dir: dir.path().to_path_buf(),
             broker_dir: dir.path().to_path_buf(),
             limits,
+            labels: Vec::new(),
         };
         let mut instance = backend.create(&spec).await.unwrap();
         let config = host_config(instance.id());
