@@ -287,7 +287,7 @@ fn we_allow(engine: &Engine, request: &OurRequest) -> bool {
 
 fn our_engine() -> Result<Engine, String> {
     // Lowering problems would change the meaning of a rule (an unevaluable guard fails closed).
-    let model = symbiont_policy::lower::lower_file(SYM_PATH, SYM, &symbiont_syntax_tree(SYM), &symbiont_policy::Levels::default());
+    let model = symbiont_policy::lower::lower_file(SYM_PATH, SYM, &symbiont_syntax_tree(SYM));
     if let Some(issue) = model.issues.first() {
         return Err(format!("{}: {}", issue.loc, issue.message));
     }
