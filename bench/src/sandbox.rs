@@ -382,6 +382,7 @@ impl Bench {
             code_dir: self.raw_code.clone(),
             broker_dir: self.raw_broker.clone(),
             limits,
+            labels: Vec::new(),
         };
         let mut body = symbiont_runtime::sandbox::docker::container_body(tier, &spec);
         body.labels = bench_labels();

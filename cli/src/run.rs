@@ -380,6 +380,8 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
     };
     let runtime = tokio_runtime().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
     let outcome = runtime.block_on(async {
+        // First, so that no stop signal kills the process while it has made anything.
+        let cancel = stop_signals().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
         let factors: Vec<_> = assessment.factors.iter().map(|(why, w)| json!({"factor": why, "weight": w})).collect();
         let details = Map::from_iter([
             ("score".to_string(), json!(assessment.score)),
@@ -394,6 +396,9 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
             .map_err(|e| refuse(status::RUNTIME_FAILED, format!("audit log: {e}")))?;
         let mut runtime = AgentRuntime::new(auditor).await;
         runtime.set_adopt_parked(warm);
+        // What an earlier `symbiont run` killed with SIGKILL left: removed, and audited when its
+        // audit log is this one.
+        runtime.set_reap_leftovers(true);
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
         let printer = tokio::spawn(async move {
             while let Some((stream, bytes)) = receiver.recv().await {
@@ -403,9 +408,6 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
                 };
             }
         });
-        let cancel = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
         let result = runtime.run(config, sender, cancel).await;
         let _ = printer.await;
         Ok::<_, Refusal>(result)
@@ -471,6 +473,34 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         Err(e @ RunError::Input(_)) => Err(usage(e.to_string())),
         Err(e) => Err(refuse(status::RUNTIME_FAILED, e.to_string())),
     }
+}
+
+/// Resolves at the first SIGINT (Ctrl-C), SIGTERM (`kill`, a service manager) or SIGHUP (the
+/// terminal went away): each stops the run the same way (the agent killed, `killed` audited, the
+/// container and staging directory removed, exit 137). Registered before anything is made, so
+/// that none of them ends the process by its default action; Tokio never unregisters them, so a
+/// second signal during the clean-up is absorbed and the clean-up finishes (it is bounded: the
+/// kill, at most 10 s waiting for the agent to end, the removal). SIGKILL cannot be handled: the
+/// next run cleans up (`symbiont_runtime::leftovers`).
+fn stop_signals() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [("SIGINT", SignalKind::interrupt()), ("SIGTERM", SignalKind::terminate()), ("SIGHUP", SignalKind::hangup())];
+    let mut streams = Vec::new();
+    for (name, kind) in kinds {
+        streams.push((name, signal(kind).map_err(|e| format!("cannot handle {name}: {e}"))?));
+    }
+    Ok(async move {
+        let name = std::future::poll_fn(|cx| {
+            for (name, stream) in &mut streams {
+                if stream.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*name);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        let _ = writeln!(std::io::stderr(), "symbiont: {name}: stopping the agent and cleaning up");
+    })
 }
 
 /// The signer for `--key`, or the workspace's key, created (0600) on first use.

@@ -13,6 +13,7 @@ pub mod broker;
 pub mod bus;
 pub mod config;
 pub mod image;
+pub mod leftovers;
 pub mod lifecycle;
 pub mod local;
 pub mod parked;

@@ -177,6 +177,7 @@ pub(crate) fn make_slot(root: &Path, language: Language, limits: Limits) -> Resu
         code_dir: code,
         broker_dir: broker,
         limits,
+        labels: Vec::new(),
     };
     Ok((dir, spec))
 }

@@ -96,6 +96,8 @@ pub struct AgentRuntime {
     pool: Pool,
     /// Runs may adopt warm containers parked by earlier processes (`parked.rs`).
     adopt_parked: bool,
+    /// Each run first cleans up what killed runs left (`leftovers.rs`).
+    reap_leftovers: bool,
 }
 
 /// The SDKs agents use to reach their broker, copied next to their code.
@@ -127,6 +129,7 @@ impl AgentRuntime {
             lightweight: Scheduler::new(DEFAULT_LIGHTWEIGHT),
             pool: Pool::default(),
             adopt_parked: false,
+            reap_leftovers: false,
         }
     }
 
@@ -175,6 +178,21 @@ impl AgentRuntime {
     /// the caller's ([`crate::parked::tend`], from another process).
     pub fn set_adopt_parked(&mut self, on: bool) {
         self.adopt_parked = on;
+    }
+
+    /// Makes each run first clean up what killed runtimes left ([`AgentRuntime::reap_leftovers`]),
+    /// saying what it did on the run's standard error: for a process that runs one agent
+    /// (`symbiont run`). A long-lived runtime calls `reap_leftovers` itself, once, at its start.
+    pub fn set_reap_leftovers(&mut self, on: bool) {
+        self.reap_leftovers = on;
+    }
+
+    /// Cleans up after runtimes that were killed (`leftovers.rs`): the containers and staging
+    /// directories (in this run root) of their runs; the runs of this runtime's audit log are
+    /// audited `failed`, `by` naming who cleaned up. Fails only when dockerd cannot be asked.
+    pub async fn reap_leftovers(&self, by: &str) -> Result<Vec<crate::leftovers::Reaped>, String> {
+        let docker = sandbox::docker::connect().await?;
+        crate::leftovers::reap(&docker, &self.run_root, &self.auditor, by).await
     }
 
     /// The directory under which each run's staging directory (and each slot) is made.
@@ -259,6 +277,15 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Cleans up what killed runs left, saying so on the run's standard error. When dockerd cannot
+    /// be asked, nothing is said: the run reports that itself if it needs dockerd.
+    async fn reap_leftovers(&self, output: &OutputSender) {
+        let Ok(reaped) = self.runtime.reap_leftovers(&format!("run {}", self.run_id)).await else { return };
+        for line in reaped {
+            let _ = output.send((OutputStream::Stderr, format!("symbiont: {line}\n").into_bytes()));
+        }
+    }
+
     /// The policy's `env`: the caller's context, then what only the runtime may say.
     fn policy_env(&self) -> Map<String, Value> {
         let mut env = self.config.context.clone();
@@ -295,6 +322,9 @@ impl Run<'_> {
             ),
         ]);
         self.transition(State::Created, created).await?;
+        if self.runtime.reap_leftovers {
+            self.reap_leftovers(&output).await;
+        }
         let mut resources = Resources::default();
         let result = self.launch_and_wait(&mut resources, output, cancel).await;
         let claimed = resources.claimed;
@@ -449,6 +479,11 @@ impl Run<'_> {
         let dir = self.runtime.run_root.join(&self.run_id);
         resources.dir = Some(dir.clone());
         let (code_dir, broker_dir) = stage(&self.runtime.run_root, &dir, &self.config)?;
+        // Who owns the run, on its directory and its container: a later runtime cleans up if this
+        // one is killed (`leftovers.rs`).
+        let labels =
+            crate::leftovers::labels(&self.run_id, &self.config.id, &dir, self.runtime.auditor.log()).map_err(RunError::Setup)?;
+        crate::leftovers::mark(&dir, &labels).map_err(RunError::Setup)?;
         let listener = bind_broker(&broker_dir)?;
         let mut command: Vec<String> = pool::interpreter(self.config.language).iter().map(|s| s.to_string()).collect();
         command.push(format!("{}/{entry}", sandbox::CODE_MOUNT));
@@ -467,6 +502,7 @@ impl Run<'_> {
             code_dir,
             broker_dir,
             limits: self.config.limits,
+            labels,
         };
         match backend.create(&spec).await {
             Ok(instance) => resources.instance = Some(instance),

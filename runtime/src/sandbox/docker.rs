@@ -106,6 +106,8 @@ pub fn container_body(tier: Tier, spec: &LaunchSpec) -> ContainerCreateBody {
         runtime: (tier == Tier::GVisor).then(|| RUNSC_RUNTIME.to_string()),
         ..Default::default()
     };
+    let mut labels = HashMap::from([(RUN_LABEL.to_string(), spec.run_id.clone()), (AGENT_LABEL.to_string(), spec.agent.clone())]);
+    labels.extend(spec.labels.iter().cloned());
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: Some(spec.command.clone()),
@@ -116,7 +118,7 @@ pub fn container_body(tier: Tier, spec: &LaunchSpec) -> ContainerCreateBody {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
-        labels: Some(HashMap::from([(RUN_LABEL.to_string(), spec.run_id.clone()), (AGENT_LABEL.to_string(), spec.agent.clone())])),
+        labels: Some(labels),
         host_config: Some(host_config),
         ..Default::default()
     }

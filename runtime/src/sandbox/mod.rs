@@ -32,6 +32,9 @@ pub struct LaunchSpec {
     /// Holds the broker's socket; mounted at [`BROKER_MOUNT`].
     pub broker_dir: PathBuf,
     pub limits: Limits,
+    /// Labels added to the sandbox besides the run's and the agent's: who owns it
+    /// (`crate::leftovers::labels`), so that a later runtime can clean up after a killed one.
+    pub labels: Vec<(String, String)>,
 }
 
 /// How the peer of a broker connection is known to the host.

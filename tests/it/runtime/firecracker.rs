@@ -236,6 +236,7 @@ fn launch_spec(dir: &Path) -> LaunchSpec {
         code_dir: dir.join("code"),
         broker_dir: dir.join("broker"),
         limits: Limits { memory_bytes: 300 << 20, cpus: 1.5, ..Limits::default() },
+        labels: Vec::new(),
     }
 }
 

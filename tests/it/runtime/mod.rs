@@ -7,3 +7,4 @@ mod firecracker;
 mod isolation;
 pub(crate) mod sandbox;
 mod secrets;
+mod signals;

@@ -857,6 +857,7 @@ fn pooled_runs(tier: Tier) {
             code_dir: dir.path().to_path_buf(),
             broker_dir: dir.path().to_path_buf(),
             limits,
+            labels: Vec::new(),
         };
         let mut instance = backend.create(&spec).await.unwrap();
         let config = host_config(instance.id());

@@ -1,0 +1,410 @@
+//! What a killed runtime left behind, found and cleaned up by the next one.
+//!
+//! A `symbiont run` killed with SIGKILL (or a long-lived runtime that died) cannot clean up: its
+//! container goes on running (its timeout is the runtime's), its staging directory stays, and its
+//! audit log has no final lifecycle entry for the run. So a cold run's container carries labels
+//! that say who owns it ([`labels`]): the run and agent, the owner process (pid, its start time
+//! from `/proc/PID/stat` so that a reused pid is not taken for the owner, the boot id and the pid
+//! namespace), the audit log (its canonical directory and its origin) and the staging directory;
+//! the staging directory holds the same labels in its [`OWNER_FILE`], for a run killed before its
+//! container existed or after it was removed.
+//!
+//! [`reap`] lists the containers with the run label and the staging directories of the run root,
+//! and for each whose owner is certainly dead (never one whose owner is alive or cannot be
+//! judged: another pid namespace, an unreadable `/proc`, labels missing):
+//!
+//! - **of the audit log this runtime writes**: appends the run's missing final lifecycle entry,
+//!   `failed` (when its last lifecycle entry in the log is not final), then removes the container
+//!   and the staging directory (only one directly in this run root, named as a run id);
+//! - **of another audit log**: stops the container (SIGKILL) if it still runs, and leaves it and
+//!   its staging directory to the next run that writes that log, which removes them and audits
+//!   the run: this runtime cannot write that log (another key, maybe another user's).
+//!
+//! Warm containers (label `dev.symbiont.pool`) are never touched: they carry no owner labels and
+//! have their own expiry and drain (`pool.rs`, `parked.rs`).
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt, fs,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
+
+use bollard::{
+    models::ContainerSummaryStateEnum,
+    query_parameters::{KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder},
+    Docker,
+};
+use serde_json::{json, Map};
+use symbiont_audit::{entry::Entry, log::Log, store};
+
+use crate::{
+    sandbox::docker::{AGENT_LABEL, POOL_LABEL, RUN_LABEL},
+    Auditor, State,
+};
+
+pub const OWNER_PID_LABEL: &str = "dev.symbiont.owner.pid";
+/// The owner's start time, in clock ticks since boot (field 22 of `/proc/PID/stat`).
+pub const OWNER_START_LABEL: &str = "dev.symbiont.owner.start";
+/// `/proc/sys/kernel/random/boot_id`: an owner of another boot is dead.
+pub const OWNER_BOOT_LABEL: &str = "dev.symbiont.owner.boot";
+/// The owner's pid namespace (`/proc/self/ns/pid`): a pid means nothing in another one.
+pub const OWNER_PIDNS_LABEL: &str = "dev.symbiont.owner.pidns";
+/// The audit log's canonical directory.
+pub const AUDIT_LABEL: &str = "dev.symbiont.audit";
+/// The audit log's origin (`symbiont.audit/…`), unique per log.
+pub const AUDIT_ORIGIN_LABEL: &str = "dev.symbiont.audit.origin";
+/// The run's staging directory.
+pub const STAGING_LABEL: &str = "dev.symbiont.staging";
+/// The file in a staging directory that holds the run's labels (JSON), outside what is mounted.
+pub const OWNER_FILE: &str = "owner.json";
+
+/// A process, identified so that a reused pid is not taken for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    pid: u32,
+    start: u64,
+    boot: String,
+    pidns: String,
+}
+
+/// Whether an owner process still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Liveness {
+    Alive,
+    Dead,
+    /// Cannot be judged from here: left alone.
+    Unknown,
+}
+
+/// Field 22 (`starttime`) of `/proc/PID/stat`; `Ok(None)` when there is no such process.
+fn start_time(pid: u32) -> Result<Option<u64>, String> {
+    let path = format!("/proc/{pid}/stat");
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{path}: {e}")),
+    };
+    parse_start_time(&text).map(Some).ok_or_else(|| format!("{path}: unexpected format"))
+}
+
+/// The start time in a `/proc/PID/stat` line: the command (field 2) is in parentheses and may hold
+/// spaces and parentheses itself, so fields are counted after its last `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    // Fields 3 (state) onwards: starttime, field 22, is the 20th.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Owner {
+    /// This process.
+    fn current() -> Result<Owner, String> {
+        static CURRENT: OnceLock<Result<Owner, String>> = OnceLock::new();
+        CURRENT
+            .get_or_init(|| {
+                let pid = std::process::id();
+                let start = start_time(pid)?.ok_or("/proc/self/stat: missing")?;
+                let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").map_err(|e| format!("the boot id: {e}"))?;
+                let pidns = fs::read_link("/proc/self/ns/pid").map_err(|e| format!("/proc/self/ns/pid: {e}"))?;
+                Ok(Owner { pid, start, boot: boot.trim().to_string(), pidns: pidns.display().to_string() })
+            })
+            .clone()
+    }
+
+    fn labels(&self) -> [(String, String); 4] {
+        [
+            (OWNER_PID_LABEL.into(), self.pid.to_string()),
+            (OWNER_START_LABEL.into(), self.start.to_string()),
+            (OWNER_BOOT_LABEL.into(), self.boot.clone()),
+            (OWNER_PIDNS_LABEL.into(), self.pidns.clone()),
+        ]
+    }
+
+    fn from_labels(labels: &HashMap<String, String>) -> Option<Owner> {
+        Some(Owner {
+            pid: labels.get(OWNER_PID_LABEL)?.parse().ok()?,
+            start: labels.get(OWNER_START_LABEL)?.parse().ok()?,
+            boot: labels.get(OWNER_BOOT_LABEL)?.clone(),
+            pidns: labels.get(OWNER_PIDNS_LABEL)?.clone(),
+        })
+    }
+
+    /// Whether this owner still runs, judged from `me` (this process).
+    fn liveness(&self, me: &Owner) -> Liveness {
+        if self.boot != me.boot {
+            // The machine restarted since: every process of that boot is gone.
+            return Liveness::Dead;
+        }
+        if self.pidns != me.pidns {
+            return Liveness::Unknown;
+        }
+        match start_time(self.pid) {
+            Ok(None) => Liveness::Dead,
+            Ok(Some(start)) if start == self.start => Liveness::Alive,
+            // The pid was reused by a later process.
+            Ok(Some(_)) => Liveness::Dead,
+            Err(_) => Liveness::Unknown,
+        }
+    }
+}
+
+/// The labels of a cold run's container (and of its staging directory's [`OWNER_FILE`]): the run,
+/// the agent, this process as owner, the audit log and the staging directory.
+pub fn labels(run_id: &str, agent: &str, staging: &Path, log: &Log) -> Result<Vec<(String, String)>, String> {
+    let owner = Owner::current()?;
+    let audit = log.dir().canonicalize().map_err(|e| format!("{}: {e}", log.dir().display()))?;
+    let mut labels = vec![(RUN_LABEL.to_string(), run_id.to_string()), (AGENT_LABEL.to_string(), agent.to_string())];
+    labels.extend(owner.labels());
+    labels.push((AUDIT_LABEL.into(), audit.display().to_string()));
+    labels.push((AUDIT_ORIGIN_LABEL.into(), log.origin().to_string()));
+    labels.push((STAGING_LABEL.into(), staging.display().to_string()));
+    Ok(labels)
+}
+
+/// Writes `labels` into the staging directory `dir` ([`OWNER_FILE`], mode 0600).
+pub fn mark(dir: &Path, labels: &[(String, String)]) -> Result<(), String> {
+    let path = dir.join(OWNER_FILE);
+    let map: Map<String, serde_json::Value> = labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    file.write_all(serde_json::Value::Object(map).to_string().as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// What [`reap`] did with one leftover.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reaped {
+    /// A run of this runtime's audit log: its container (if any) and staging directory removed,
+    /// and its final `failed` entry appended (`audited`) unless the log had a final entry already.
+    Removed { run_id: String, agent: String, container: Option<String>, audited: bool },
+    /// A running container of another audit log, stopped and left for that log's next run.
+    Stopped { run_id: String, agent: String, container: String, audit_log: String },
+    /// Something could not be cleaned up.
+    Error(String),
+}
+
+impl fmt::Display for Reaped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reaped::Removed { run_id, agent, container, audited } => {
+                let what = if container.is_some() { "its container and staging directory" } else { "its staging directory" };
+                let entry = if *audited { "; audited as failed" } else { "" };
+                write!(f, "run {run_id} of agent `{agent}` was left by a killed runtime: removed {what}{entry}")
+            }
+            Reaped::Stopped { run_id, agent, container, audit_log } => write!(
+                f,
+                "run {run_id} of agent `{agent}` (audit log {audit_log}) was left by a killed runtime: its container {} is stopped; \
+                 the next run with that audit log removes it and audits the run",
+                &container[..container.len().min(12)]
+            ),
+            Reaped::Error(why) => write!(f, "cleaning up after a killed runtime: {why}"),
+        }
+    }
+}
+
+/// One thing a run left: its labels, and its container if it has one.
+struct Leftover {
+    labels: HashMap<String, String>,
+    container: Option<(String, bool)>,
+}
+
+/// Finds what killed runtimes left (module doc) and cleans it up; `by` names who does (it goes in
+/// the `failed` entries' reason, e.g. "run 0123…"). Containers of dead owners are found on
+/// `docker`, staging directories in `run_root`; `auditor` writes the audit log the runtime uses.
+pub async fn reap(docker: &Docker, run_root: &Path, auditor: &Auditor, by: &str) -> Result<Vec<Reaped>, String> {
+    let me = Owner::current()?;
+    let mut leftovers = containers(docker).await?;
+    let staged: HashSet<String> = leftovers.iter().filter_map(|l| l.labels.get(STAGING_LABEL).cloned()).collect();
+    leftovers.extend(directories(run_root).into_iter().filter(|l| l.labels.get(STAGING_LABEL).is_none_or(|s| !staged.contains(s))));
+    let log = auditor.log();
+    let ours = (log.dir().canonicalize().ok().map(|d| d.display().to_string()), log.origin().to_string());
+    let mut reaped = Vec::new();
+    for leftover in leftovers {
+        let owner = Owner::from_labels(&leftover.labels);
+        if owner.is_none_or(|o| o.liveness(&me) != Liveness::Dead) {
+            continue;
+        }
+        let label = |key: &str| leftover.labels.get(key).cloned().unwrap_or_default();
+        let of_this_log = ours.0.as_deref() == Some(label(AUDIT_LABEL).as_str()) && ours.1 == label(AUDIT_ORIGIN_LABEL);
+        let outcome = if of_this_log {
+            remove(docker, run_root, auditor, &leftover, by).await
+        } else {
+            match &leftover.container {
+                Some((id, true)) => stop(docker, id).await.map(|()| {
+                    Some(Reaped::Stopped {
+                        run_id: label(RUN_LABEL),
+                        agent: label(AGENT_LABEL),
+                        container: id.clone(),
+                        audit_log: label(AUDIT_LABEL),
+                    })
+                }),
+                _ => Ok(None),
+            }
+        };
+        reaped.extend(outcome.unwrap_or_else(|e| Some(Reaped::Error(e))));
+    }
+    Ok(reaped)
+}
+
+/// The containers with the run label and owner labels (any state), warm ones excepted.
+async fn containers(docker: &Docker) -> Result<Vec<Leftover>, String> {
+    let filters = HashMap::from([("label".to_string(), vec![RUN_LABEL.to_string(), OWNER_PID_LABEL.to_string()])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let list = docker.list_containers(Some(options)).await.map_err(|e| format!("listing containers: {e}"))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
+            (!labels.contains_key(POOL_LABEL)).then_some(Leftover { labels, container: Some((c.id?, running)) })
+        })
+        .collect())
+}
+
+/// The staging directories of `run_root` (named as run ids, not links) with an owner file.
+fn directories(run_root: &Path) -> Vec<Leftover> {
+    let Ok(entries) = fs::read_dir(run_root) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| is_run_id(&e.file_name().to_string_lossy()) && e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let text = fs::read_to_string(e.path().join(OWNER_FILE)).ok()?;
+            let labels: HashMap<String, String> = serde_json::from_str(&text).ok()?;
+            // The directory is the one the file is in, whatever the file says.
+            let path = e.path().display().to_string();
+            (labels.get(STAGING_LABEL) == Some(&path)).then_some(Leftover { labels, container: None })
+        })
+        .collect()
+}
+
+/// A run id as `util::random_id(8)` makes it: 16 lowercase hex digits.
+fn is_run_id(name: &str) -> bool {
+    name.len() == 16 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Audits a dead run of this log as failed (unless its last lifecycle entry is final already),
+/// then removes its container and its staging directory.
+async fn remove(docker: &Docker, run_root: &Path, auditor: &Auditor, leftover: &Leftover, by: &str) -> Result<Option<Reaped>, String> {
+    let label = |key: &str| leftover.labels.get(key).cloned().unwrap_or_default();
+    let (run_id, agent) = (label(RUN_LABEL), label(AGENT_LABEL));
+    let last = last_lifecycle(auditor.log().dir(), &run_id)?;
+    let audited = match last {
+        Some(from) if !from.is_final() && from.can_become(State::Failed) => {
+            let details = Map::from_iter([
+                ("run_id".to_string(), json!(run_id)),
+                ("from".to_string(), json!(from.as_str())),
+                ("exit_code".to_string(), json!(null)),
+                ("oom_killed".to_string(), json!(false)),
+                ("sandbox".to_string(), json!(leftover.container.as_ref().map(|(id, _)| id))),
+                ("reason".to_string(), json!(format!("the runtime that ran it was killed; cleaned up by {by}"))),
+            ]);
+            auditor.record(&agent, "lifecycle", State::Failed.as_str(), details).await.map_err(|e| format!("audit log: {e}"))?;
+            true
+        }
+        _ => false,
+    };
+    if let Some((id, _)) = &leftover.container {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match docker.remove_container(id, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
+            Err(e) => return Err(format!("removing container {id} of run {run_id}: {e}")),
+        }
+    }
+    if let Some(dir) = staging_in(run_root, &label(STAGING_LABEL)) {
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", dir.display())),
+        }
+    }
+    Ok(Some(Reaped::Removed { run_id, agent, container: leftover.container.as_ref().map(|(id, _)| id.clone()), audited }))
+}
+
+/// `path` if it is a staging directory directly in `run_root` (named as a run id, not a link):
+/// a label never makes the runtime remove anything else.
+fn staging_in(run_root: &Path, path: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(path);
+    let inside = path.parent()?.canonicalize().ok()? == run_root.canonicalize().ok()?;
+    let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+    (inside && is_dir && is_run_id(path.file_name()?.to_str()?)).then_some(path)
+}
+
+/// Stops (SIGKILL) a running container of another audit log.
+async fn stop(docker: &Docker, id: &str) -> Result<(), String> {
+    let options = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
+    match docker.kill_container(id, Some(options)).await {
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
+        Err(e) => Err(format!("stopping container {id}: {e}")),
+    }
+}
+
+/// The state of the last lifecycle entry of `run_id` in the log `dir`, newest segment first.
+fn last_lifecycle(dir: &Path, run_id: &str) -> Result<Option<State>, String> {
+    let segments = store::segments(dir).map_err(|e| e.to_string())?;
+    for (_, path) in segments.iter().rev() {
+        let lines = store::read_lines(path).map_err(|e| e.to_string())?;
+        for line in lines.iter().rev() {
+            let Ok(entry) = serde_json::from_slice::<Entry>(&line.bytes) else { continue };
+            if entry.operation == "lifecycle" && entry.details.get("run_id").and_then(|v| v.as_str()) == Some(run_id) {
+                return Ok(state_named(&entry.decision));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn state_named(name: &str) -> Option<State> {
+    use State::*;
+    [Created, Starting, Running, Completed, Failed, TimedOut, Killed].into_iter().find(|s| s.as_str() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_time_is_read_after_the_last_parenthesis() {
+        let fields: String = (3..=30).map(|n| format!(" {n}")).collect();
+        assert_eq!(parse_start_time(&format!("42 (a) b (c){fields}")), Some(22));
+        assert_eq!(parse_start_time(&format!("42 (sleep){fields}")), Some(22));
+        assert_eq!(parse_start_time("42 (short) S 1"), None);
+        assert_eq!(parse_start_time("no parenthesis"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_reused_or_gone_pid_is_not() {
+        let me = Owner::current().unwrap();
+        assert_eq!(me.liveness(&me), Liveness::Alive);
+        let reused = Owner { start: me.start + 1, ..me.clone() };
+        assert_eq!(reused.liveness(&me), Liveness::Dead);
+        let gone = Owner { pid: u32::MAX - 1, ..me.clone() };
+        assert_eq!(gone.liveness(&me), Liveness::Dead);
+        let rebooted = Owner { boot: "another boot".into(), ..me.clone() };
+        assert_eq!(rebooted.liveness(&me), Liveness::Dead);
+        let elsewhere = Owner { pidns: "pid:[1]".into(), ..me.clone() };
+        assert_eq!(elsewhere.liveness(&me), Liveness::Unknown);
+        let labels: HashMap<String, String> = me.labels().into_iter().collect();
+        assert_eq!(Owner::from_labels(&labels), Some(me));
+    }
+
+    #[test]
+    fn only_run_directories_directly_in_the_run_root_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("0123456789abcdef");
+        fs::create_dir(&run).unwrap();
+        fs::create_dir(root.path().join("pool-0123")).unwrap();
+        let shown = |p: &Path| p.display().to_string();
+        assert_eq!(staging_in(root.path(), &shown(&run)), Some(run.clone()));
+        assert_eq!(staging_in(root.path(), &shown(&root.path().join("pool-0123"))), None);
+        assert_eq!(staging_in(root.path(), &shown(&run.join("code"))), None);
+        assert_eq!(staging_in(root.path(), "/etc"), None);
+        let link = root.path().join("fedcba9876543210");
+        std::os::unix::fs::symlink(&run, &link).unwrap();
+        assert_eq!(staging_in(root.path(), &shown(&link)), None);
+    }
+}
