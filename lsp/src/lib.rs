@@ -52,6 +52,9 @@ pub async fn serve_stdio() -> bool {
     let output = tokio::spawn(transport::pump_output(from_server, frames));
     let writer = tokio::spawn(transport::write_frames(tokio::io::stdout(), to_client));
     Server::new(server_input, server_output, socket).serve(CatchPanic(service)).await;
+    // `exit` (or a closed stdin) while a run is going: it stops as on Ctrl-C before the process
+    // ends (`main` exits without running destructors).
+    run::stop_all().await;
     // The server has written its last frame: let it reach the client.
     input.abort();
     let _ = output.await;

@@ -6,14 +6,26 @@
 //! Both run the `symbiont` binary (beside this one, or `SYMBIONT_BIN`, or on `PATH`): a run is
 //! exactly what `symbiont run` does on the command line, and a crashing agent or runtime never
 //! takes the language server down with it.
+//!
+//! A run is stopped as Ctrl-C stops `symbiont run`, never killed first: SIGINT, after which it
+//! kills its agent, audits `killed`, removes its container and staging directory and exits. That
+//! happens when its request is cancelled (`$/cancelRequest`), at `shutdown`, and when the server
+//! exits while a run is going ([`stop_all`]); the server waits for it, at most [`STOP_GRACE`], and
+//! only then kills it (SIGKILL: what it leaves, the next `symbiont run` removes).
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
+    process::{ExitStatus, Stdio},
+    sync::LazyLock,
+    time::Duration,
 };
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Child,
+    sync::watch,
+};
 use tower_lsp_server::{
     jsonrpc::Result,
     ls_types::{self as lsp, MessageType},
@@ -38,8 +50,92 @@ fn file_uri(path: &Path) -> String {
     lsp::Uri::from_file_path(path).map(|u| u.as_str().to_string()).unwrap_or_else(|| format!("file://{}", path.display()))
 }
 
+/// How long a run may take to stop after SIGINT (killing its agent, auditing, removing its
+/// container: about a second) before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// The runs this server started that have not ended, and whether the server is stopping them.
+#[derive(Default)]
+struct Runs {
+    live: usize,
+    stopping: bool,
+}
+
+static RUNS: LazyLock<watch::Sender<Runs>> = LazyLock::new(|| watch::Sender::new(Runs::default()));
+
+/// A `symbiont run` this server started. Dropped before it ended (its request cancelled, the
+/// server stopping), it is stopped in the background ([`stop`]) and counted until it has ended.
+struct Running {
+    child: Option<Child>,
+}
+
+impl Running {
+    fn new(child: Child) -> Running {
+        RUNS.send_modify(|runs| runs.live += 1);
+        Running { child: Some(child) }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        let status = self.child.as_mut().expect("waited for once").wait().await?;
+        self.child = None;
+        Ok(status)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    stop(child).await;
+                    RUNS.send_modify(|runs| runs.live -= 1);
+                });
+                return;
+            }
+            // No runtime left to wait in (never while the server runs): the last resort.
+            let mut child = child;
+            let _ = child.start_kill();
+        }
+        RUNS.send_modify(|runs| runs.live -= 1);
+    }
+}
+
+/// Stops a run with SIGINT and waits for it to end, at most [`STOP_GRACE`]; then kills it.
+async fn stop(mut child: Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) only takes integers. `Child::id` is `None` once the child has been
+        // reaped, and only this `Child` reaps it, so `pid` still names our child, not a process
+        // that reused its pid.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+        crate::log(format!(
+            "`symbiont run` did not stop within {} s of SIGINT: killed (the next run removes what it left)",
+            STOP_GRACE.as_secs()
+        ));
+        let _ = child.kill().await;
+    }
+}
+
+/// Stops every run this server started (SIGINT) and waits until all have ended, at most a little
+/// more than [`STOP_GRACE`]; no run starts after it. At `shutdown`, and when the server exits.
+pub async fn stop_all() {
+    let mut runs = RUNS.subscribe();
+    RUNS.send_modify(|runs| runs.stopping = true);
+    let _ = tokio::time::timeout(STOP_GRACE + Duration::from_secs(5), runs.wait_for(|runs| runs.live == 0)).await;
+}
+
+/// Resolves once the server is stopping its runs.
+async fn stopping(runs: &mut watch::Receiver<Runs>) {
+    let _ = runs.wait_for(|runs| runs.stopping).await;
+}
+
 /// Runs `agent` of `file`; `root` is where `symbiont` runs (the workspace root).
 pub async fn run_agent(client: &Client, file: PathBuf, agent: String, root: PathBuf) -> Result<Option<Value>> {
+    let mut stop_requested = RUNS.subscribe();
+    if stop_requested.borrow().stopping {
+        return Err(request_failed("the language server is shutting down: no run starts"));
+    }
     let token = lsp::ProgressToken::String(format!("symbiont.runAgent/{agent}/{}", std::process::id() ^ rand_u32()));
     // Clients that cannot show progress answer with an error; the run goes on regardless.
     let _ = client.create_work_done_progress(token.clone()).await;
@@ -52,11 +148,11 @@ pub async fn run_agent(client: &Client, file: PathBuf, agent: String, root: Path
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(|e| request_failed(format!("cannot start `{}`: {e}", symbiont_binary().display())))?;
     let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
     let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let mut child = Running::new(child);
     let (mut summary, mut errors) = (None, Vec::new());
     let (mut out_open, mut err_open) = (true, true);
     while out_open || err_open {
@@ -78,6 +174,11 @@ pub async fn run_agent(client: &Client, file: PathBuf, agent: String, root: Path
                 },
                 _ => err_open = false,
             },
+            () = stopping(&mut stop_requested) => {
+                // Dropping `child` stops the run (SIGINT) and `stop_all` waits for it.
+                progress.finish_with_message("stopped: the language server is shutting down".to_string()).await;
+                return Err(request_failed(format!("agent {agent}: stopped, the language server is shutting down")));
+            }
         }
     }
     let status = child.wait().await.map_err(|e| request_failed(format!("waiting for `symbiont run`: {e}")))?;

@@ -337,6 +337,8 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> Result<()> {
         crate::SHUT_DOWN.store(true, Ordering::SeqCst);
+        // A run this server started stops as on Ctrl-C, before the answer: nothing is left.
+        crate::run::stop_all().await;
         Ok(())
     }
 

@@ -2,6 +2,12 @@
 //! (`symbiont run`), with `$/progress`, its output streamed as log messages, and a result that
 //! says where its audit entries are; `symbiont.verifyAudit` then verifies the log.
 
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
 use serde_json::{json, Value};
 
 use super::client::{file_uri, Server};
@@ -56,4 +62,102 @@ fn run_agent_reports_progress_output_and_result() {
     assert_eq!(verified["valid"], true, "{verified:#}");
     assert_eq!(verified["report"]["entries"].as_u64(), Some(last + 1));
     assert_eq!(server.stop(), 0);
+}
+
+/// The audit log of `root`, checked to verify, as JSON entries.
+fn verified_audit(root: &Path) -> Vec<Value> {
+    let log = root.join(".symbiont/audit");
+    let verify = Command::new(crate::cli::binary()).args(["audit", "verify"]).arg(&log).output().unwrap();
+    assert!(verify.status.success(), "the audit log must verify: {}", String::from_utf8_lossy(&verify.stdout));
+    let show = Command::new(crate::cli::binary()).args(["audit", "show"]).arg(&log).args(["--format", "json"]).output();
+    String::from_utf8_lossy(&show.unwrap().stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The last lifecycle entry of `run_id` in `root`'s audit log.
+fn final_state(root: &Path, run_id: &str) -> Option<String> {
+    let entries = verified_audit(root);
+    let lifecycle = crate::runtime::sandbox::entries_of(&entries, "lifecycle");
+    lifecycle.into_iter().rfind(|e| e["details"]["run_id"] == run_id).map(|e| e["decision"].as_str().unwrap().to_string())
+}
+
+fn container_left(run_id: &str) -> bool {
+    let filter = format!("label=dev.symbiont.run={run_id}");
+    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap();
+    !String::from_utf8_lossy(&ps.stdout).trim().is_empty()
+}
+
+fn staging_left(run_id: &str) -> bool {
+    std::env::temp_dir().join("symbiont-runs").join(run_id).exists()
+}
+
+/// Writes a workspace in `root` with an agent `name` that says it is ready (with its run id), then
+/// sleeps; returns the URI of its `.sym` and its text.
+fn sleeping_agent(root: &Path, name: &str) -> (String, String) {
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("symbiont.toml"), "[policy]\n").unwrap();
+    let code = "import os, time\nprint('ready', os.environ['SYMBIONT_RUN_ID'], flush=True)\ntime.sleep(60)\n";
+    std::fs::write(root.join(format!("{name}.py")), code).unwrap();
+    let sym = format!("agent {name} {{\n    implementation = [\"{name}.py\"]\n    security = {{ tier: Tier1, timeout: 120s }}\n}}\n");
+    std::fs::write(root.join(format!("{name}.sym")), &sym).unwrap();
+    (file_uri(&root.join(format!("{name}.sym"))), sym)
+}
+
+/// Starts "Run agent" for the agent `name` of `uri` and waits for its ready line: the request's id
+/// and the run's id.
+fn start_sleeping_run(server: &mut Server, uri: &str, sym: &str, name: &str) -> (i64, String) {
+    server.open(uri, "symbiont", sym);
+    let lenses = server.request("textDocument/codeLens", json!({ "textDocument": { "uri": uri } })).unwrap();
+    let command = &lenses[0]["command"];
+    let id = server.send_request("workspace/executeCommand", json!({ "command": command["command"], "arguments": command["arguments"] }));
+    let prefix = format!("[{name}] ready ");
+    let ready =
+        server.wait_for(|m| m["method"] == "window/logMessage" && m["params"]["message"].as_str().is_some_and(|l| l.starts_with(&prefix)));
+    (id, ready["params"]["message"].as_str().unwrap()[prefix.len()..].to_string())
+}
+
+#[test]
+fn run_agent_is_stopped_not_killed_on_cancel_and_shutdown() {
+    if !crate::runtime::sandbox::sandbox_ready("run_agent_is_stopped_not_killed_on_cancel_and_shutdown") {
+        return;
+    }
+    crate::cli::binary();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (uri, sym) = sleeping_agent(root, "sleeper");
+    // A second workspace (its own audit log) for the run that the shutdown stops.
+    let (uri_2, sym_2) = sleeping_agent(&root.join("second"), "sleeper2");
+    let mut server = Server::start_with(Some(root), json!({}), Value::Null);
+
+    // Cancelled by the client: the run is stopped with SIGINT and cleans up (in the background:
+    // waited for here, boundedly).
+    let (id, run_id) = start_sleeping_run(&mut server, &uri, &sym, "sleeper");
+    server.notify("$/cancelRequest", json!({ "id": id }));
+    assert!(server.response(id).is_err(), "a cancelled request answers with an error");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while final_state(root, &run_id).as_deref() != Some("killed") || container_left(&run_id) || staging_left(&run_id) {
+        assert!(Instant::now() < deadline, "the cancelled run did not stop cleanly: {:?}", final_state(root, &run_id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Shut down while a run is going: `shutdown` answers once the run has stopped and cleaned up.
+    let (id, run_id) = start_sleeping_run(&mut server, &uri_2, &sym_2, "sleeper2");
+    let shutdown = server.send_request("shutdown", Value::Null);
+    let (mut answer, mut shut_down) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answer.is_none() || shut_down.is_none() {
+        let message = server.next_message(deadline).expect("both answers within 60 s");
+        if message["id"] == id && message.get("method").is_none() {
+            answer = Some(message);
+        } else if message["id"] == shutdown {
+            shut_down = Some(message);
+        }
+    }
+    let answer = answer.unwrap();
+    assert!(answer["error"]["message"].as_str().is_some_and(|m| m.contains("shutting down")), "{answer:#}");
+    assert!(shut_down.unwrap().get("error").is_none());
+    assert!(!container_left(&run_id), "the run's container is left");
+    assert!(!staging_left(&run_id), "the run's staging directory is left");
+    assert_eq!(final_state(&root.join("second"), &run_id).as_deref(), Some("killed"));
+    server.notify("exit", Value::Null);
+    assert_eq!(server.wait_exit(), 0);
 }
