@@ -55,9 +55,10 @@ WORKSPACE is the directory of the nearest symbiont.toml above FILE, or FILE's di
 The agent's output streams to standard output and error; a summary goes to standard error.
 
 Exit status: the agent's own exit status when it ran to its end; 124 when it timed out;
-137 when it was killed (out of memory, or Ctrl-C); 69 when the sandbox or its image is not
-available (nothing weaker is tried); 77 when the policy or the security settings refuse the
-run; 70 when the runtime failed (audit log, host set-up); 2 on a usage or workspace error.
+137 when it was killed (out of memory, or SIGINT/Ctrl-C, SIGTERM, SIGHUP: the run cleans up
+first); 69 when the sandbox or its image is not available (nothing weaker is tried); 77 when
+the policy or the security settings refuse the run; 70 when the runtime failed (audit log, host
+set-up); 2 on a usage or workspace error.
 ";
 
 pub const IMAGE_HELP: &str = "\
