@@ -536,6 +536,7 @@ impl Run<'_> {
             variables: Arc::new(self.config.env.clone()),
             output: output.clone(),
             bus: self.runtime.bus.clone(),
+            limits: Default::default(),
         });
         resources.broker = Some(tokio::spawn(broker::serve(listener, context, instance.identify())));
 

@@ -1,6 +1,33 @@
 //! The broker's wire format: one JSON object per line each way (`docs/broker-protocol.md`).
 
+use std::net::IpAddr;
+
 use serde_json::{json, Map, Value};
+
+use super::target::{self, Target};
+
+// Bounds on what a request may carry into the audit log, a guard or the host's output (a field
+// over its bound refuses the request as `bad_request`, audited with the field cut short).
+/// An HTTP request's URL, as given and in canonical form.
+pub const MAX_URL: usize = 8 << 10;
+/// A file path.
+pub const MAX_PATH: usize = 4 << 10;
+/// A name: of a variable or secret, a header, a message's recipient, an agent claimed.
+pub const MAX_NAME: usize = 256;
+/// Headers of one HTTP request.
+pub const MAX_HEADERS: usize = 64;
+/// An HTTP method: letters, as `GET`.
+pub const MAX_METHOD: usize = 16;
+/// A log level: letters, as `info` (kept in lowercase).
+pub const MAX_LEVEL: usize = 16;
+/// The bytes of a log message the audit entry keeps (the rest is cut, its length noted).
+pub const AUDIT_MESSAGE_BYTES: usize = 1024;
+/// The bytes of a log message written to the host's output.
+pub const OUTPUT_MESSAGE_BYTES: usize = 4096;
+/// The bytes of each field kept in the audit entry of a refused request.
+const REFUSED_FIELD_BYTES: usize = 256;
+
+const OPS: [&str; 8] = ["http", "file_read", "file_write", "env_get", "secret_get", "log", "send_message", "receive_message"];
 
 /// Error codes in replies; stable, documented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +42,8 @@ pub enum ErrorCode {
     AuditFailed,
     /// Allowed, but acting failed (network error, no such file).
     Failed,
+    /// A per-agent bound is reached: connections at once, buffered bytes, the run's log budget.
+    Limited,
 }
 
 impl ErrorCode {
@@ -25,13 +54,16 @@ impl ErrorCode {
             ErrorCode::Unidentified => "unidentified",
             ErrorCode::AuditFailed => "audit_failed",
             ErrorCode::Failed => "failed",
+            ErrorCode::Limited => "limited",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Http { method: String, url: String, headers: Vec<(String, String)>, body: Option<String> },
+    // `address`: where the broker will connect. It resolves `target.host` before the policy
+    // decides, so that guards read the address connected to.
+    Http { method: String, target: Target, headers: Vec<(String, String)>, body: Option<String>, address: Option<IpAddr> },
     FileRead { path: String },
     FileWrite { path: String, content: String, append: bool },
     EnvGet { name: String },
@@ -53,37 +85,66 @@ pub struct Request {
 pub struct RequestError {
     pub id: Value,
     pub message: String,
+    /// For a request of a known `op`: what the audit entry of its refusal keeps, every field cut
+    /// short. `None` for what is not a request at all (not JSON, no or an unknown `op`).
+    pub view: Option<Value>,
+}
+
+impl RequestError {
+    fn plain(id: Value, message: String) -> Self {
+        RequestError { id, message, view: None }
+    }
 }
 
 pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
-    let value: Value =
-        serde_json::from_slice(line).map_err(|e| RequestError { id: Value::Null, message: format!("not a JSON object: {e}") })?;
-    let Value::Object(map) = value else { return Err(RequestError { id: Value::Null, message: "a request is a JSON object".into() }) };
+    let value: Value = serde_json::from_slice(line).map_err(|e| RequestError::plain(Value::Null, format!("not a JSON object: {e}")))?;
+    let Value::Object(map) = value else { return Err(RequestError::plain(Value::Null, "a request is a JSON object".into())) };
     let id = map.get("id").cloned().unwrap_or(Value::Null);
-    let fail = |message: String| RequestError { id: id.clone(), message };
-    let string = |key: &str| -> Result<String, RequestError> {
+    let name = match map.get("op") {
+        Some(Value::String(name)) => name.as_str(),
+        Some(_) => return Err(RequestError::plain(id, "`op` must be a string".into())),
+        None => return Err(RequestError::plain(id, "the request has no `op`".into())),
+    };
+    if !OPS.contains(&name) {
+        let message = format!("unknown op `{}`: expected {}", excerpt(name, REFUSED_FIELD_BYTES), OPS.join(", "));
+        return Err(RequestError::plain(id, message));
+    }
+    match within_bounds(&map).and_then(|()| op(name, &map)) {
+        Ok(op) => {
+            let claimed_agent = map.get("agent").map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_string));
+            Ok(Request { id, op, claimed_agent })
+        }
+        Err(message) => Err(RequestError { id, message, view: Some(refused_view(&map)) }),
+    }
+}
+
+fn op(name: &str, map: &Map<String, Value>) -> Result<Op, String> {
+    let string = |key: &str| -> Result<String, String> {
         match map.get(key) {
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(fail(format!("`{key}` must be a string"))),
-            None => Err(fail(format!("the request has no `{key}`"))),
+            Some(_) => Err(format!("`{key}` must be a string")),
+            None => Err(format!("the request has no `{key}`")),
         }
     };
-    let op_name = string("op")?;
-    let op = match op_name.as_str() {
+    let word = |key: &str, default: &str, max: usize| -> Result<String, String> {
+        let word = match map.get(key) {
+            None | Some(Value::Null) => default.to_string(),
+            Some(_) => string(key)?,
+        };
+        match word.bytes().all(|b| b.is_ascii_alphabetic()) && (1..=max).contains(&word.len()) {
+            true => Ok(word),
+            false => Err(format!("`{key}` must be 1 to {max} letters, as {default}")),
+        }
+    };
+    Ok(match name {
         "http" => {
-            let method = map.get("method").and_then(Value::as_str).unwrap_or("GET").to_ascii_uppercase();
-            let headers = match map.get("headers") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Object(h)) => h
-                    .iter()
-                    .map(|(k, v)| {
-                        v.as_str().map(|v| (k.clone(), v.to_string())).ok_or_else(|| fail(format!("header `{k}` must be a string")))
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err(fail("`headers` must be an object of strings".into())),
-            };
+            let method = word("method", "GET", MAX_METHOD)?.to_ascii_uppercase();
+            let target = target::canonical(&string("url")?)?;
+            if target.url.len() > MAX_URL {
+                return Err(format!("the URL in canonical form is longer than {MAX_URL} bytes"));
+            }
             let body = map.get("body").and_then(Value::as_str).map(str::to_string);
-            Op::Http { method, url: string("url")?, headers, body }
+            Op::Http { method, target, headers: headers(map)?, body, address: None }
         }
         "file_read" => Op::FileRead { path: string("path")? },
         "file_write" => Op::FileWrite {
@@ -93,35 +154,98 @@ pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
         },
         "env_get" => Op::EnvGet { name: string("name")? },
         // Canonical before anything decides on it: guards and the lookup see one name.
-        "secret_get" => Op::SecretGet { name: symbiont_policy::names::secret_name(&string("name")?).map_err(fail)? },
-        "log" => Op::Log { level: map.get("level").and_then(Value::as_str).unwrap_or("info").to_string(), message: string("message")? },
+        "secret_get" => Op::SecretGet { name: symbiont_policy::names::secret_name(&string("name")?)? },
+        "log" => Op::Log { level: word("level", "info", MAX_LEVEL)?.to_ascii_lowercase(), message: string("message")? },
         "send_message" => Op::SendMessage { to: string("to")?, payload: map.get("payload").cloned().unwrap_or(Value::Null) },
-        "receive_message" => Op::ReceiveMessage { timeout_ms: map.get("timeout_ms").and_then(Value::as_u64).unwrap_or(0) },
-        other => {
-            return Err(fail(format!(
-                "unknown op `{other}`: expected http, file_read, file_write, env_get, secret_get, log, send_message or receive_message"
-            )))
-        }
-    };
-    let claimed_agent = map.get("agent").map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_string));
-    Ok(Request { id, op, claimed_agent })
+        _ => Op::ReceiveMessage { timeout_ms: map.get("timeout_ms").and_then(Value::as_u64).unwrap_or(0) },
+    })
 }
 
-/// Splits a URL into what policies read: scheme, host, port, path.
-fn url_parts(url: &str) -> Option<(String, String, u16, String)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let (authority, path) = rest.find(['/', '?', '#']).map_or((rest, "/"), |at| (&rest[..at], &rest[at..]));
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => match port.parse() {
-            Ok(port) => (host, port),
-            Err(_) => (authority, default_port),
-        },
-        _ => (authority, default_port),
+fn headers(map: &Map<String, Value>) -> Result<Vec<(String, String)>, String> {
+    let headers = match map.get("headers") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(headers)) => headers,
+        Some(_) => return Err("`headers` must be an object of strings".into()),
     };
-    Some((scheme, host.trim_matches(['[', ']']).to_ascii_lowercase(), port, path.to_string()))
+    let mut list = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("host") {
+            // A request goes where its guards saw it go: the URL names the host, not a header.
+            return Err("a request may not set its Host header: the URL's host is sent".into());
+        }
+        let value = value.as_str().ok_or_else(|| format!("header `{name}` must be a string"))?;
+        list.push((name.clone(), value.to_string()));
+    }
+    Ok(list)
+}
+
+/// Refuses a request any of whose fields is longer than its bound.
+fn within_bounds(map: &Map<String, Value>) -> Result<(), String> {
+    let long = |key: &str, len: usize, max: usize| match len > max {
+        true => Err(format!("`{key}` is longer than {max} bytes ({len} bytes)")),
+        false => Ok(()),
+    };
+    let bounds = [("url", MAX_URL), ("path", MAX_PATH), ("name", MAX_NAME), ("to", MAX_NAME), ("method", MAX_METHOD), ("level", MAX_LEVEL)];
+    for (key, max) in bounds {
+        if let Some(Value::String(s)) = map.get(key) {
+            long(key, s.len(), max)?;
+        }
+    }
+    if let Some(agent) = map.get("agent") {
+        long("agent", agent.as_str().map_or_else(|| agent.to_string().len(), str::len), MAX_NAME)?;
+    }
+    if let Some(Value::Object(headers)) = map.get("headers") {
+        if headers.len() > MAX_HEADERS {
+            return Err(format!("a request has at most {MAX_HEADERS} headers ({})", headers.len()));
+        }
+        for name in headers.keys() {
+            long("a header name", name.len(), MAX_NAME)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the audit entry of a refused request keeps: its parameters cut to
+/// [`REFUSED_FIELD_BYTES`] (the message to [`AUDIT_MESSAGE_BYTES`], a URL's userinfo redacted);
+/// of contents, bodies and header values nothing but lengths.
+fn refused_view(map: &Map<String, Value>) -> Value {
+    let cut = |value: &Value, max: usize| match value {
+        Value::String(s) => json!(excerpt(s, max)),
+        Value::Array(_) => json!("(an array)"),
+        Value::Object(_) => json!("(an object)"),
+        scalar => scalar.clone(),
+    };
+    let mut view = Map::new();
+    for key in ["op", "method", "path", "name", "to", "agent", "level", "append", "timeout_ms"] {
+        if let Some(value) = map.get(key) {
+            view.insert(key.to_string(), cut(value, REFUSED_FIELD_BYTES));
+        }
+    }
+    if let Some(url) = map.get("url") {
+        view.insert("url".into(), url.as_str().map_or_else(|| cut(url, 0), |url| cut(&json!(url_for_audit(url)), REFUSED_FIELD_BYTES)));
+    }
+    if let Some(message) = map.get("message") {
+        view.insert("message".into(), cut(message, AUDIT_MESSAGE_BYTES));
+    }
+    if let Some(Value::Object(headers)) = map.get("headers") {
+        let names: Vec<String> = headers.keys().take(MAX_HEADERS).map(|k| excerpt(k, REFUSED_FIELD_BYTES)).collect();
+        view.insert("header_names".into(), json!(names));
+    }
+    for (key, length) in [("content", "content_bytes"), ("body", "body_bytes")] {
+        if let Some(Value::String(s)) = map.get(key) {
+            view.insert(length.into(), json!(s.len()));
+        }
+    }
+    Value::Object(view)
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying how long it was.
+pub fn excerpt(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let end = (0..=max).rev().find(|&at| text.is_char_boundary(at)).unwrap_or(0);
+    format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
 /// The URL as the audit log keeps it: its userinfo (`user:password@`, a credential field) is
@@ -145,10 +269,15 @@ impl Request {
     /// for `log`, which needs no permission.
     pub fn operation(&self) -> Option<(&'static str, Value)> {
         Some(match &self.op {
-            Op::Http { method, url, .. } => {
-                let (scheme, host, port, path) = url_parts(url).unwrap_or_default();
-                let op = if scheme == "https" { "https_request" } else { "http_request" };
-                (op, json!({ "url": url, "method": method, "scheme": scheme, "host": host, "port": port, "path": path }))
+            Op::Http { method, target, address, .. } => {
+                let op = if target.scheme == "https" { "https_request" } else { "http_request" };
+                let scope = address.map(target::scope);
+                let args = json!({
+                    "url": target.url, "method": method, "scheme": target.scheme, "host": target.host, "port": target.port,
+                    "path": target.path, "address": address.map(|a| a.to_string()),
+                    "loopback": scope.map(|s| s.loopback), "private": scope.map(|s| s.private),
+                });
+                (op, args)
             }
             Op::FileRead { path } => ("file_read", json!({ "path": path })),
             Op::FileWrite { path, append, .. } => ("file_system_write", json!({ "path": path, "append": append })),
@@ -168,10 +297,12 @@ impl Request {
             view.insert(k.to_string(), v);
         };
         match &self.op {
-            Op::Http { method, url, headers, body } => {
+            Op::Http { method, target, headers, body, address } => {
                 put("op", json!("http"));
                 put("method", json!(method));
-                put("url", json!(url_for_audit(url)));
+                put("url", json!(url_for_audit(&target.url)));
+                put("host", json!(target.host));
+                put("address", json!(address.map(|a| a.to_string())));
                 put("header_names", json!(headers.iter().map(|(k, _)| k).collect::<Vec<_>>()));
                 put("body_bytes", json!(body.as_ref().map_or(0, String::len)));
             }
@@ -196,7 +327,7 @@ impl Request {
             Op::Log { level, message } => {
                 put("op", json!("log"));
                 put("level", json!(level));
-                put("message", json!(message.chars().take(1024).collect::<String>()));
+                put("message", json!(excerpt(message, AUDIT_MESSAGE_BYTES)));
             }
             Op::SendMessage { to, payload } => {
                 put("op", json!("send_message"));
@@ -288,9 +419,61 @@ mod tests {
     }
 
     #[test]
-    fn url_parts_handle_ipv6_and_userinfo() {
-        assert_eq!(url_parts("http://[::1]:8080/x"), Some(("http".into(), "::1".into(), 8080, "/x".into())));
-        assert_eq!(url_parts("https://user:pw@Host.example"), Some(("https".into(), "host.example".into(), 443, "/".into())));
-        assert_eq!(url_parts("nonsense"), None);
+    fn http_arguments_are_canonical_and_name_the_address() {
+        let mut r = parse(br#"{"op":"http","url":"http://[::1]:8080/x"}"#).unwrap();
+        assert_eq!(r.operation().unwrap().1["host"], "::1");
+        assert_eq!(r.operation().unwrap().1["address"], Value::Null, "not resolved yet");
+        let Op::Http { address, .. } = &mut r.op else { unreachable!() };
+        *address = Some("::1".parse().unwrap());
+        let (op, args) = r.operation().unwrap();
+        assert_eq!(op, "http_request");
+        assert_eq!(
+            (&args["address"], &args["loopback"], &args["private"], &args["port"]),
+            (&json!("::1"), &json!(true), &json!(true), &json!(8080))
+        );
+        let view = r.audit_view();
+        assert_eq!((&view["url"], &view["host"], &view["address"]), (&json!("http://[::1]:8080/x"), &json!("::1"), &json!("::1")));
+        let r = parse(br#"{"op":"http","url":"HTTP://0x7F000001./a/../b#f"}"#).unwrap();
+        let (_, args) = r.operation().unwrap();
+        assert_eq!((&args["url"], &args["host"], &args["path"]), (&json!("http://127.0.0.1/b"), &json!("127.0.0.1"), &json!("/b")));
+        for bad in [
+            r#"{"op":"http","url":"nonsense"}"#,
+            r#"{"op":"http","url":"ftp://a.example/"}"#,
+            r#"{"op":"http","url":"http://a.example","headers":{"HOST":"b.example"}}"#,
+            r#"{"op":"http","url":"http://a.example","method":"GET /evil"}"#,
+        ] {
+            let e = parse(bad.as_bytes()).unwrap_err();
+            assert!(e.view.is_some(), "a refused request of a known op is audited: {bad}");
+        }
+        let e = parse(br#"{"op":"http","url":"nonsense://alice:hunter2@x"}"#).unwrap_err();
+        assert!(!e.view.unwrap().to_string().contains("hunter2"), "a refused URL's userinfo is redacted too");
+    }
+
+    #[test]
+    fn fields_over_their_bounds_are_refused_and_audited_cut_short() {
+        let huge = "x".repeat(1 << 20);
+        for (field, op) in
+            [("url", "http"), ("level", "log"), ("name", "secret_get"), ("path", "file_read"), ("to", "send_message"), ("agent", "env_get")]
+        {
+            let value = if field == "url" { format!("http://a.example/{huge}") } else { huge.clone() };
+            let request =
+                json!({ "id": 3, "op": op, "url": "http://a.example", "message": "m", "name": "n", "path": "p", "to": "t", field: value });
+            let e = parse(request.to_string().as_bytes()).unwrap_err();
+            assert!(e.message.contains(&format!("`{field}` is longer than")), "{field}: {}", e.message);
+            let view = e.view.expect("audited").to_string();
+            assert!(view.len() < 2048 && view.contains("(10485"), "{field}: {view}");
+        }
+        let headers: Map<String, Value> = (0..=MAX_HEADERS).map(|i| (format!("x-{i}"), json!("v"))).collect();
+        let request = json!({ "op": "http", "url": "http://a.example", "headers": headers });
+        assert!(parse(request.to_string().as_bytes()).unwrap_err().message.contains("at most 64 headers"));
+        // A level is letters; a message is kept whole, and cut only in the audit entry.
+        assert!(parse(br#"{"op":"log","message":"m","level":"in fo"}"#).unwrap_err().message.contains("letters"));
+        let r = parse(format!(r#"{{"op":"log","message":"{huge}","level":"WARN"}}"#).as_bytes()).unwrap();
+        assert_eq!(r.op, Op::Log { level: "warn".into(), message: huge.clone() });
+        assert_eq!(r.audit_view()["message"], json!(format!("{}… (1048576 bytes)", &huge[..AUDIT_MESSAGE_BYTES])));
+        // An unknown op is not echoed whole.
+        let e = parse(format!(r#"{{"op":"{huge}"}}"#).as_bytes()).unwrap_err();
+        assert!(e.message.len() < 1024 && e.view.is_none(), "{}", e.message.len());
+        assert_eq!(excerpt("é", 1), "… (2 bytes)");
     }
 }

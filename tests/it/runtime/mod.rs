@@ -5,6 +5,7 @@ mod bus;
 mod files;
 mod firecracker;
 mod isolation;
+mod limits;
 pub(crate) mod sandbox;
 mod secrets;
 mod signals;

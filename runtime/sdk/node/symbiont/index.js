@@ -36,14 +36,19 @@ function connection() {
       const line = buffered.slice(0, at);
       buffered = buffered.slice(at + 1);
       const reply = JSON.parse(line);
-      const waiter = pending.get(reply.id);
-      if (!waiter) continue;
-      pending.delete(reply.id);
-      if (reply.ok) waiter.resolve(reply.result);
-      else {
-        const e = reply.error || {};
-        const Cls = e.code === "denied" ? PolicyDenied : BrokerError;
-        waiter.reject(new Cls(e.code || "failed", e.message || ""));
+      // An error with no id is about the connection itself (over a limit): every call on it fails
+      // with it, and the broker closes it.
+      const waiters = reply.id === null && !reply.ok ? [...pending.keys()] : [reply.id];
+      for (const id of waiters) {
+        const waiter = pending.get(id);
+        if (!waiter) continue;
+        pending.delete(id);
+        if (reply.ok) waiter.resolve(reply.result);
+        else {
+          const e = reply.error || {};
+          const Cls = e.code === "denied" ? PolicyDenied : BrokerError;
+          waiter.reject(new Cls(e.code || "failed", e.message || ""));
+        }
       }
     }
     if (pending.size === 0) socket.unref();

@@ -47,11 +47,22 @@ class _Connection:
                 self._file = self._sock.makefile("rb")
             self._next += 1
             request = dict(params, id=self._next, op=op)
-            self._sock.sendall(json.dumps(request).encode() + b"\n")
-            line = self._file.readline()
-        if not line:
+            try:
+                self._sock.sendall(json.dumps(request).encode() + b"\n")
+            except OSError:
+                pass  # closed by the broker, which may have said why: read on
+            try:
+                line = self._file.readline()
+            except OSError:
+                line = b""
+            reply = json.loads(line) if line else None
+            # A connection the broker closed is forgotten, so that the next call connects again;
+            # an error with no id is about the connection itself (over a limit), and its last line.
+            if reply is None or (reply.get("id") is None and not reply.get("ok")):
+                self._sock.close()
+                self._sock = None
+        if reply is None:
             raise BrokerError("closed", "the broker closed the connection")
-        reply = json.loads(line)
         if reply.get("ok"):
             return reply.get("result")
         error = reply.get("error") or {}
