@@ -359,4 +359,28 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_workspace_is_reached_without_links_and_owned() {
+        let root = tempfile::tempdir().unwrap();
+        let ws = Workspace::for_agent(root.path(), "a").unwrap();
+        assert_eq!(ws.path(), root.path().join(".symbiont/workspaces/a"));
+        assert!(root.path().join(".symbiont/workspaces/a").is_dir());
+        // The descriptor, not the path: a later swap of the path changes nothing.
+        std::fs::rename(root.path().join(".symbiont/workspaces/a"), root.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink("/", root.path().join(".symbiont/workspaces/a")).unwrap();
+        let rel = RelPath::parse("f").unwrap();
+        write_atomic(ws.fd(), &rel, b"x").unwrap();
+        assert!(root.path().join("moved/f").is_file() && !Path::new("/f").exists());
+        let refused = Workspace::for_agent(root.path(), "a").unwrap_err();
+        assert!(refused.contains(".symbiont/workspaces/a: it is a symbolic link"), "{refused}");
+        std::fs::write(root.path().join(".symbiont/workspaces/b"), "").unwrap();
+        assert!(Workspace::for_agent(root.path(), "b").unwrap_err().contains("not a directory"));
+        assert!(Workspace::for_agent(root.path(), "../x").unwrap_err().contains("`..`"));
+        std::fs::create_dir(root.path().join("c")).unwrap();
+        // Giving a directory away needs root; elsewhere that case is left out.
+        if std::os::unix::fs::chown(root.path().join("c"), Some(54321), None).is_ok() {
+            assert!(Workspace::open(root.path(), "c").unwrap_err().contains("owned by uid 54321"));
+        }
+    }
 }
