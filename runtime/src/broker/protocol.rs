@@ -279,6 +279,8 @@ impl Request {
                 });
                 (op, args)
             }
+            // A path reaches a guard only in its one accepted spelling, checked before the
+            // decision (`files::parse`), so the `path` read here is the file opened.
             Op::FileRead { path } => ("file_read", json!({ "path": path })),
             Op::FileWrite { path, append, .. } => ("file_system_write", json!({ "path": path, "append": append })),
             Op::EnvGet { name } => ("env_access", json!({ "name": name })),
