@@ -476,3 +476,37 @@ fn one_line(text: &str) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+
+    use super::*;
+
+    /// The connection goes to the address decided on, never where the name resolves by then:
+    /// `pinned.invalid` resolves nowhere, yet the request reaches the server at the decided
+    /// address, which sees the requested host in its Host header.
+    #[test]
+    fn http_connects_to_the_decided_address_only() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            while reader.read_line(&mut head).unwrap() > 2 && !head.ends_with("\r\n\r\n") {}
+            (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").unwrap();
+            head
+        });
+        let to = target::canonical(&format!("http://Pinned.INVALID.:{port}/x")).unwrap();
+        let result = http("GET", &to, "127.0.0.1".parse().unwrap(), &[], None).unwrap();
+        assert_eq!(result, json!({ "status": 200, "body": "ok" }));
+        let head = server.join().unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("get /x http/1.1\r\n") && head.contains(&format!("host: pinned.invalid:{port}\r\n")), "{head}");
+    }
+
+    #[test]
+    fn a_log_line_is_one_line() {
+        assert_eq!(one_line("a\n[other error] b\x1b[2J\tc é"), "a\\n[other error] b\\u{1b}[2J\\tc é");
+    }
+}
