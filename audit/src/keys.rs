@@ -50,8 +50,10 @@ impl FileSigner {
         Ok(FileSigner::from_seed(seed))
     }
 
+    /// Reads a private key file, refusing one that anybody but its owner could have read or
+    /// replaced (see [`read_private`]).
     pub fn load(path: &Path) -> Result<FileSigner, Error> {
-        let text = fs::read_to_string(path).map_err(|e| Error::Key(format!("{}: cannot read the key: {e}", path.display())))?;
+        let text = read_private(path)?;
         let body = text
             .trim()
             .strip_prefix(PRIVATE_HEADER)
@@ -104,6 +106,40 @@ pub fn public_path(private: &Path) -> PathBuf {
     let mut name = private.as_os_str().to_owned();
     name.push(".pub");
     PathBuf::from(name)
+}
+
+/// The text of a private key file, read only if it is the effective user's own regular file,
+/// reached without following a symbolic link and readable by nobody else (mode 0600 or
+/// stricter). A key that others could read is no longer a secret, and one that a repository
+/// ships (git checks files out 0644, and keeps links) is one whose signatures anybody can forge:
+/// either would make the audit log prove nothing.
+fn read_private(path: &Path) -> Result<String, Error> {
+    use std::{io::Read, os::unix::fs::MetadataExt};
+    let refuse = |why: String| Error::Key(format!("{}: {why}", path.display()));
+    let mut file =
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => refuse("the key file is a symbolic link; a key is read only from a file of its own".into()),
+            _ => refuse(format!("cannot read the key: {e}")),
+        })?;
+    let meta = file.metadata().map_err(|e| refuse(format!("cannot read the key: {e}")))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_file() {
+        return Err(refuse("the key is not a regular file".into()));
+    }
+    if meta.uid() != euid {
+        return Err(refuse(format!("the key file is owned by uid {}, not by the user signing (uid {euid})", meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(refuse(format!(
+            "the key file is readable or writable by others (mode {:o}): a private key must be mode 0600 (chmod 600 {})",
+            meta.mode() & 0o777,
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| refuse(format!("cannot read the key: {e}")))?;
+    Ok(text)
 }
 
 fn create_new_0600(path: &Path, contents: &[u8]) -> Result<(), Error> {

@@ -351,6 +351,16 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
     // The audit log and its key: per workspace by default, never inside what the agent sees.
     let state_dir = root.join(".symbiont");
     let log_dir = options.audit_log.clone().unwrap_or_else(|| state_dir.join("audit"));
+    if options.audit_log.is_none() {
+        // The workspace's own log directory may come from the repository (git keeps links): a
+        // link would send the log, and the run's writes, wherever the repository points.
+        if std::fs::symlink_metadata(&log_dir).is_ok_and(|meta| meta.is_symlink()) {
+            return Err(usage(format!(
+                "the audit log {} is a symbolic link; the workspace's audit log must be a directory of its own (or choose one with --audit-log)",
+                log_dir.display()
+            )));
+        }
+    }
     let signer = signer(options.key.as_deref(), &state_dir).map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
     let (log, opened) = Log::open(&log_dir, signer, LogOptions::default())
         .map_err(|e| refuse(status::RUNTIME_FAILED, format!("{}: cannot open the audit log: {e}", log_dir.display())))?;

@@ -384,7 +384,17 @@ fn bad_input_gets_a_precise_error_never_a_panic() {
     // A key file that is not a key.
     let not_a_key = tmp.path().join("key");
     std::fs::write(&not_a_key, "hello").unwrap();
+    // Written 0644: refused for who may read it before what it says is read.
+    assert!(FileSigner::load(&not_a_key).err().unwrap().to_string().contains("must be mode 0600"));
+    std::fs::set_permissions(&not_a_key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     assert!(FileSigner::load(&not_a_key).err().unwrap().to_string().contains("not a Symbiont private key"));
+    // A link to a key is refused, even to a good one: a repository can ship links.
+    let good = tmp.path().join("good.key");
+    FileSigner::generate().unwrap().write(&good).unwrap();
+    FileSigner::load(&good).expect("a 0600 key of one's own loads");
+    let link = tmp.path().join("link.key");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    assert!(FileSigner::load(&link).err().unwrap().to_string().contains("symbolic link"));
 }
 
 /// The audit path of leaf `m` by the definition of RFC 6962 §2.1.1, written as plainly as possible.

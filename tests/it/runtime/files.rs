@@ -299,6 +299,37 @@ fn a_workspace_that_is_a_link_or_not_owned_refuses_the_run() {
     assert!(!run.stdout.contains("RAN"), "the agent ran: {}", run.stdout);
 }
 
+/// What a repository may ship in `.symbiont/` beside the workspaces: a signing key it knows (git
+/// checks files out 0644), a link to a key, or a link for the audit log's directory. Each refuses
+/// the run before anything is signed or written there.
+#[test]
+fn a_shipped_key_or_audit_link_refuses_the_run() {
+    let known_key = tempfile::tempdir().unwrap();
+    let key = known_key.path().join("audit.key");
+    // A key as `symbiont audit keygen` writes it (0600), its public key beside it.
+    let public = symbiont_audit::keys::FileSigner::generate().unwrap().write(&key).unwrap();
+    for (case, expect) in [("shipped key", "must be mode 0600"), ("linked key", "symbolic link"), ("linked log", "symbolic link")] {
+        let ws = Ws::new();
+        runner(&ws);
+        std::fs::create_dir_all(ws.path(".symbiont")).unwrap();
+        match case {
+            "shipped key" => {
+                std::fs::copy(&key, ws.path(".symbiont/audit.key")).unwrap();
+                std::fs::set_permissions(ws.path(".symbiont/audit.key"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+            }
+            "linked key" => std::os::unix::fs::symlink(&key, ws.path(".symbiont/audit.key")).unwrap(),
+            _ => std::os::unix::fs::symlink(known_key.path(), ws.path(".symbiont/audit")).unwrap(),
+        }
+        let run = ws.run(&["run", "agent.sym"]);
+        assert_ne!(run.code, 0, "{case}: stdout: {}\nstderr: {}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(expect), "{case}: {}", run.stderr);
+        assert!(!run.stdout.contains("RAN"), "{case}: the agent ran: {}", run.stdout);
+        let written: Vec<_> = std::fs::read_dir(known_key.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(written.len(), 2, "{case}: something was written where the repository points: {written:?}");
+    }
+    assert!(public.exists());
+}
+
 /// An implementation file that is a link to a host file (or to the process's environment) is
 /// not staged: the run is refused and the host's file never reaches the sandbox.
 #[test]
