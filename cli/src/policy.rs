@@ -90,6 +90,18 @@ fn reason_key(reason: Reason) -> &'static str {
     }
 }
 
+/// A `secret_access` request's `name` in the one form the broker decides on (lowercase), so that
+/// `policy eval` answers what a run would: `DB_PASSWORD` meets `name == "db_password"` here too.
+fn canonical_secret_name(operation: &str, args: &mut serde_json::Value) -> Result<(), String> {
+    if operation != "secret_access" {
+        return Ok(());
+    }
+    if let Some(serde_json::Value::String(name)) = args.get_mut("name") {
+        *name = symbiont_policy::names::secret_name(name).map_err(|e| format!("--args: {e}"))?;
+    }
+    Ok(())
+}
+
 pub fn eval(options: &PolicyEvalOptions) -> Exit {
     let universe = match load(&options.paths) {
         Ok(u) => u,
@@ -106,7 +118,12 @@ pub fn eval(options: &PolicyEvalOptions) -> Exit {
     let args = match &options.args {
         None => Value::Array(Vec::new()),
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(json @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => Value::from(json),
+            Ok(mut json @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+                if let Err(message) = canonical_secret_name(&options.operation, &mut json) {
+                    return Exit::failure(message);
+                }
+                Value::from(json)
+            }
             Ok(_) => return Exit::failure("--args must be a JSON array or object"),
             Err(e) => return Exit::failure(format!("--args is not valid JSON: {e}")),
         },

@@ -68,6 +68,27 @@ fn eval_denies_by_requirement_deny_rule_and_default() {
     assert_eq!((unnamed["decision"].as_str(), unnamed["reason"].as_str()), (Some("deny"), Some("not_allowed")));
 }
 
+/// `policy eval` decides a secret's name in the form the broker does, so it answers what a run
+/// would: `DB_PASSWORD` meets a guard on `"db_password"`.
+#[test]
+fn eval_reads_secret_names_as_the_broker_does() {
+    let ws = Workspace::new();
+    ws.write(
+        "vault.sym",
+        "agent keeper {\n    policy rules {\n        allow: [\"secret_access\"]\n        deny: secret_access(name) if name == \"db_password\"\n    }\n}\n",
+    );
+    for spelling in ["db_password", "DB_PASSWORD", "Db_Password"] {
+        let args = format!(r#"{{"name": "{spelling}"}}"#);
+        let out = eval_json(&ws, &["--agent", "keeper", "--operation", "secret_access", "--args", &args]);
+        assert_eq!((out["decision"].as_str(), out["reason"].as_str()), (Some("deny"), Some("denied")), "{spelling}: {out}");
+    }
+    let other = eval_json(&ws, &["--agent", "keeper", "--operation", "secret_access", "--args", r#"{"name": "API_TOKEN"}"#]);
+    assert_eq!(other["decision"], "allow");
+    let bad = ws.run(&["policy", "eval", "--agent", "keeper", "--operation", "secret_access", "--args", r#"{"name": "db-password"}"#]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("a secret's name is"), "{}", bad.stderr);
+}
+
 #[test]
 fn eval_binds_arguments_and_fails_closed_on_missing_attributes() {
     let ws = workspace();
