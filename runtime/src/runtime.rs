@@ -481,8 +481,7 @@ impl Run<'_> {
         let (code_dir, broker_dir) = stage(&self.runtime.run_root, &dir, &self.config)?;
         // Who owns the run, on its directory and its container: a later runtime cleans up if this
         // one is killed (`leftovers.rs`).
-        let labels =
-            crate::leftovers::labels(&self.run_id, &self.config.id, &dir, self.runtime.auditor.log()).map_err(RunError::Setup)?;
+        let labels = crate::leftovers::labels(&self.run_id, &self.config.id, &dir, self.runtime.auditor.log()).map_err(RunError::Setup)?;
         crate::leftovers::mark(&dir, &labels).map_err(RunError::Setup)?;
         let listener = bind_broker(&broker_dir)?;
         let mut command: Vec<String> = pool::interpreter(self.config.language).iter().map(|s| s.to_string()).collect();
