@@ -72,6 +72,7 @@ rules! {
     UNEVALUABLE_GUARD = ("SYM0207", "unevaluable-guard", Warning, "A guard uses something the policy engine cannot evaluate, so it fails closed.");
     NOT_AN_OPERATION = ("SYM0208", "not-an-operation", Error, "An allow or deny rule names no operation.");
     SECRET_NAME_NOT_CANONICAL = ("SYM0209", "secret-name-not-canonical", Error, "A `secret_access` guard compares the secret's name with a string that is not lowercase `a`-`z`, `0`-`9`, `_`.");
+    HOST_NOT_CANONICAL = ("SYM0210", "host-not-canonical", Error, "An HTTP guard compares the request's host with a string that is not a canonical host.");
     CUSTOM_CODE_RULE = ("SYM0399", "custom-code-rule", Error, "A custom rule from `symbiont.toml` found code performing an operation the policy denies.");
     UNDECLARED_OPERATION = ("SYM0402", "undeclared-operation", Warning, "Agent code performs an operation the agent does not declare in `capabilities`.");
     UNJUSTIFIED_SUPPRESSION = ("SYM0403", "unjustified-suppression", Error, "A `symbiont: allow` comment has no justification.");

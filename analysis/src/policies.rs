@@ -58,6 +58,7 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
             IssueKind::UnevaluableGuard => &rules::UNEVALUABLE_GUARD,
             IssueKind::NotAnOperation => &rules::NOT_AN_OPERATION,
             IssueKind::NonCanonicalSecretName => &rules::SECRET_NAME_NOT_CANONICAL,
+            IssueKind::NonCanonicalHost => &rules::HOST_NOT_CANONICAL,
         };
         out.push(Diagnostic::new(rule, issue.loc.range, issue.message.clone()));
     }

@@ -180,29 +180,29 @@ impl Lowerer<'_> {
             });
         }
         lowered.guard = guard;
-        if lowered.ops.iter().any(|o| o.name == "secret_access") {
-            if let Some(guard) = &mut lowered.guard {
-                self.secret_names(guard);
+        if let Some(guard) = &mut lowered.guard {
+            for arg in CANONICAL_ARGS.iter().filter(|arg| lowered.ops.iter().any(|o| arg.operations.contains(&o.name.as_str()))) {
+                self.canonical_comparisons(guard, arg);
             }
         }
         Some(lowered)
     }
 
-    /// A `secret_access` guard reads the request's `name`, which is canonical
-    /// ([`crate::names::secret_name`]): compared with a literal that is not, it could never
-    /// match, and a deny would silently never deny. Each such comparison fails closed instead (as
-    /// an unsupported expression: an allow never allows, a deny always denies) and is reported.
-    fn secret_names(&mut self, guard: &mut Guard) {
+    /// A guard reads `arg` in its one canonical form: compared with a literal in another, it could
+    /// never match, and a deny would silently never deny. Each such comparison fails closed
+    /// instead (as an unsupported expression: an allow never allows, a deny always denies) and is
+    /// reported.
+    fn canonical_comparisons(&mut self, guard: &mut Guard, arg: &CanonicalArg) {
         let mut found = Vec::new();
-        non_canonical_secret_names(&mut guard.expr, &mut found);
+        non_canonical_comparisons(&mut guard.expr, arg, &mut found);
         for literal in found {
-            let lower = literal.to_ascii_lowercase();
-            let write = if crate::names::secret_name_chars(&lower) { format!("; write {lower:?}") } else { String::new() };
             let message = format!(
-                "secret names are canonical (lowercase letters, digits and `_`: the broker reads `DB_PASSWORD` as `db_password`), \
-                 so comparing `name` with {literal:?} could never hold; the rule fails closed (an allow never allows, a deny always denies){write}"
+                "{}, so comparing `{}` with {literal:?} could never hold; the rule fails closed (an allow never allows, a deny always denies){}",
+                arg.why,
+                arg.param,
+                (arg.suggest)(&literal).map_or(String::new(), |s| format!("; write {s:?}"))
             );
-            self.model.issues.push(LowerIssue { kind: IssueKind::NonCanonicalSecretName, message, loc: guard.loc.clone() });
+            self.model.issues.push(LowerIssue { kind: arg.kind, message, loc: guard.loc.clone() });
         }
     }
 
@@ -444,58 +444,99 @@ impl Lowerer<'_> {
     }
 }
 
-/// Whether `expr` is the request's secret name as a `secret_access(name)` guard binds it (or it
-/// lowercased).
-fn is_secret_name(expr: &Expr) -> bool {
+/// A request argument the broker hands to guards in one canonical form only.
+struct CanonicalArg {
+    /// The operations whose rules read it: the broker's operation and the catalogue's ancestors.
+    operations: &'static [&'static str],
+    /// The argument's name, as a guard binds it (`secret_access(name)`).
+    param: &'static str,
+    /// Whether a literal can equal the argument: the whole of a canonical value.
+    whole: fn(&str) -> bool,
+    /// Whether a literal can be part of the argument (`starts_with`, `ends_with`, `contains`).
+    part: fn(&str) -> bool,
+    kind: IssueKind,
+    /// What the canonical form is, for the message.
+    why: &'static str,
+    /// The canonical spelling of a literal, where one is clear.
+    suggest: fn(&str) -> Option<String>,
+}
+
+static CANONICAL_ARGS: &[CanonicalArg] = &[
+    CanonicalArg {
+        operations: &["secret_access"],
+        param: "name",
+        whole: crate::names::secret_name_chars,
+        part: crate::names::secret_name_chars,
+        kind: IssueKind::NonCanonicalSecretName,
+        why: "secret names are canonical (lowercase letters, digits and `_`: the broker reads `DB_PASSWORD` as `db_password`)",
+        suggest: |literal| crate::names::secret_name(literal).ok(),
+    },
+    CanonicalArg {
+        operations: &["http_request", "https_request", "network_access"],
+        param: "host",
+        whole: crate::names::host_is_canonical,
+        part: crate::names::host_part_is_canonical,
+        kind: IssueKind::NonCanonicalHost,
+        why: "hosts are canonical (a name in lowercase without a trailing dot, an IPv4 address as a dotted quad, \
+              an IPv6 address compressed: the broker reads `LOCALHOST.` as `localhost` and `127.1` as `127.0.0.1`)",
+        suggest: |_| None,
+    },
+];
+
+/// Whether `expr` is the request's argument `param` as a guard binds it (or it lowercased).
+fn is_param(expr: &Expr, param: &str) -> bool {
     match expr {
-        Expr::Path { root: Root::Param { name, .. }, fields } => &**name == "name" && fields.is_empty(),
-        Expr::Method { receiver, method: Method::Lower, .. } => is_secret_name(receiver),
+        Expr::Path { root: Root::Param { name, .. }, fields } => &**name == param && fields.is_empty(),
+        Expr::Method { receiver, method: Method::Lower, .. } => is_param(receiver, param),
         _ => false,
     }
 }
 
-/// The string literals of `expr` (a literal or a list of them) with a character no canonical
-/// secret name has.
-fn non_canonical(expr: &Expr) -> Vec<String> {
-    let bad = |s: &str| !crate::names::secret_name_chars(s);
+/// The string literals of `expr` (a literal or a list of them) that `can_match` refuses.
+fn non_canonical(expr: &Expr, can_match: fn(&str) -> bool) -> Vec<String> {
     match expr {
-        Expr::Lit(Value::String(s)) if bad(s) => vec![s.clone()],
-        Expr::Lit(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter(|s| bad(s)).map(str::to_string).collect(),
-        Expr::Array(items) => items.iter().flat_map(non_canonical).collect(),
+        Expr::Lit(Value::String(s)) if !can_match(s) => vec![s.clone()],
+        Expr::Lit(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter(|s| !can_match(s)).map(str::to_string).collect(),
+        Expr::Array(items) => items.iter().flat_map(|e| non_canonical(e, can_match)).collect(),
         _ => Vec::new(),
     }
 }
 
-/// Replaces each comparison of the secret's name with a non-canonical literal (`==`, `!=`, `in`,
-/// `starts_with`, `ends_with`, `contains`) by an unsupported expression, collecting the literals.
-fn non_canonical_secret_names(expr: &mut Expr, found: &mut Vec<String>) {
+/// Replaces each comparison of `arg` with a literal no canonical value can match (`==`, `!=`,
+/// `in`, `starts_with`, `ends_with`, `contains`) by an unsupported expression, collecting the
+/// literals.
+fn non_canonical_comparisons(expr: &mut Expr, arg: &CanonicalArg, found: &mut Vec<String>) {
     let substring = |m: &Method| matches!(m, Method::StartsWith | Method::EndsWith | Method::Contains);
+    let is_arg = |e: &Expr| is_param(e, arg.param);
     let bad = match &*expr {
-        // `name in "a,b"` asks whether the name is part of the string: any string may hold one.
-        Expr::In(a, b) if is_secret_name(a) && matches!(**b, Expr::Lit(Value::String(_))) => Vec::new(),
-        Expr::Cmp(_, a, b) | Expr::In(a, b) if is_secret_name(a) => non_canonical(b),
-        Expr::Cmp(_, a, b) | Expr::In(a, b) if is_secret_name(b) => non_canonical(a),
-        Expr::Method { receiver, method, args } if substring(method) && is_secret_name(receiver) => {
-            args.iter().flat_map(non_canonical).collect()
+        // `name in "a,b"` asks whether the value is part of the string: any string may hold one.
+        Expr::In(a, b) if is_arg(a) && matches!(**b, Expr::Lit(Value::String(_))) => Vec::new(),
+        Expr::Cmp(_, a, b) | Expr::In(a, b) if is_arg(a) => non_canonical(b, arg.whole),
+        // `"x" in name` asks whether the string is part of the value.
+        Expr::In(a, b) if is_arg(b) => non_canonical(a, arg.part),
+        Expr::Cmp(_, a, b) if is_arg(b) => non_canonical(a, arg.whole),
+        Expr::Method { receiver, method, args } if substring(method) && is_arg(receiver) => {
+            args.iter().flat_map(|e| non_canonical(e, arg.part)).collect()
         }
-        Expr::Method { receiver, method: Method::Contains, args } if args.first().is_some_and(is_secret_name) => non_canonical(receiver),
+        Expr::Method { receiver, method: Method::Contains, args } if args.first().is_some_and(is_arg) => non_canonical(receiver, arg.whole),
         _ => Vec::new(),
     };
     if !bad.is_empty() {
-        *expr = Expr::Unsupported(format!("`name` compared with {bad:?}, which no canonical secret name can match").into());
+        *expr = Expr::Unsupported(format!("`{}` compared with {bad:?}, which no canonical value can match", arg.param).into());
         found.extend(bad);
         return;
     }
+    let mut recurse = |e: &mut Expr| non_canonical_comparisons(e, arg, found);
     match expr {
-        Expr::Not(e) | Expr::Neg(e) => non_canonical_secret_names(e, found),
+        Expr::Not(e) | Expr::Neg(e) => recurse(e),
         Expr::And(a, b) | Expr::Or(a, b) | Expr::Cmp(_, a, b) | Expr::LevelCmp(_, _, a, b) | Expr::In(a, b) | Expr::Arith(_, a, b) => {
-            non_canonical_secret_names(a, found);
-            non_canonical_secret_names(b, found);
+            recurse(a);
+            recurse(b);
         }
-        Expr::Array(items) => items.iter_mut().for_each(|e| non_canonical_secret_names(e, found)),
+        Expr::Array(items) => items.iter_mut().for_each(recurse),
         Expr::Method { receiver, args, .. } => {
-            non_canonical_secret_names(receiver, found);
-            args.iter_mut().for_each(|e| non_canonical_secret_names(e, found));
+            recurse(receiver);
+            args.iter_mut().for_each(recurse);
         }
         Expr::Lit(_) | Expr::Path { .. } | Expr::Unsupported(_) => {}
     }
@@ -581,6 +622,42 @@ mod tests {
         let engine = Engine::compile(universe.effective(Some("a")).unwrap());
         let effect = engine.decide("secret_access", &Value::from(json!({ "name": name })), &Value::from(json!({}))).effect;
         (effect, issues)
+    }
+
+    /// The effect for agent `a` of `http_request` to `host`, and the file's host issues.
+    fn decide_host(policy: &str, host: &str) -> (Effect, Vec<String>) {
+        let text = format!("agent a {{\n    policy p {{\n        {policy}\n    }}\n}}\n");
+        let model = super::lower_file("a.sym", &text, &symbiont_syntax::parse(&text).tree());
+        let issues = model.issues.iter().filter(|i| i.kind == IssueKind::NonCanonicalHost).map(|i| i.message.clone()).collect();
+        let universe = crate::Universe::new([&model], Default::default());
+        let engine = Engine::compile(universe.effective(Some("a")).unwrap());
+        let effect = engine.decide("http_request", &Value::from(json!({ "host": host })), &Value::from(json!({}))).effect;
+        (effect, issues)
+    }
+
+    #[test]
+    fn a_non_canonical_host_in_a_guard_fails_closed() {
+        let allow_all = "allow: [\"http_request\"]\n        ";
+        let canonical = format!("{allow_all}deny: http_request(host) if host == \"localhost\" || host.ends_with(\".internal\")");
+        assert_eq!(decide_host(&canonical, "localhost"), (Effect::Deny, vec![]));
+        assert_eq!(decide_host(&canonical, "db.internal"), (Effect::Deny, vec![]));
+        assert_eq!(decide_host(&canonical, "api.example.com"), (Effect::Allow, vec![]));
+        for guard in [
+            "host == \"LOCALHOST\"",
+            "host == \"localhost.\"",
+            "host in [\"localhost\", \"127.1\"]",
+            "host == \"2130706433\"",
+            "host == \"[::1]\"",
+            "host.ends_with(\".INTERNAL\")",
+        ] {
+            let (effect, issues) = decide_host(&format!("{allow_all}deny: http_request(host) if {guard}"), "api.example.com");
+            assert_eq!(effect, Effect::Deny, "{guard}");
+            assert_eq!(issues.len(), 1, "{guard}: {issues:?}");
+            assert!(issues[0].contains("hosts are canonical"), "{guard}: {}", issues[0]);
+        }
+        // A rule on the parent operation reads the same argument.
+        let (_, issues) = decide_host("deny: network_access(host) if host == \"127.1\"", "x");
+        assert_eq!(issues.len(), 1);
     }
 
     #[test]

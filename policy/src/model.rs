@@ -183,6 +183,9 @@ pub enum IssueKind {
     /// A `secret_access` guard compares the secret's name with a string no canonical name can
     /// equal or contain (`crate::names::secret_name`); the comparison fails closed.
     NonCanonicalSecretName,
+    /// An HTTP guard compares the request's host with a string no canonical host can equal or
+    /// contain (`crate::names::host_is_canonical`); the comparison fails closed.
+    NonCanonicalHost,
 }
 
 /// A level name written in an ordered comparison, checked against the workspace's levels.

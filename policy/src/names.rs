@@ -29,6 +29,32 @@ pub fn secret_name(requested: &str) -> Result<String, String> {
     Ok(canonical)
 }
 
+/// Whether `literal` is a host as the broker hands it to guards (`docs/broker-protocol.md`, "HTTP
+/// destinations"): an IPv4 address as a dotted quad; an IPv6 address compressed, in lowercase,
+/// without brackets, and not IPv4-mapped (that one is its IPv4 address); else a name in lowercase
+/// ASCII (IDNA applied) without a trailing dot or percent-encoding. A literal that looks like a
+/// number in its last label is an IPv4 address to a URL parser (`127.1`, `0x7f000001`), so it is
+/// canonical only as a dotted quad.
+pub fn host_is_canonical(literal: &str) -> bool {
+    if let Ok(v6) = literal.parse::<std::net::Ipv6Addr>() {
+        return v6.to_ipv4_mapped().is_none() && v6.to_string() == literal;
+    }
+    let last = literal.rsplit('.').next().unwrap_or(literal);
+    let numeric = !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || (last.len() > 1 && last[..2].eq_ignore_ascii_case("0x") && last[2..].bytes().all(|b| b.is_ascii_hexdigit())));
+    if numeric {
+        return literal.parse::<std::net::Ipv4Addr>().is_ok_and(|v4| v4.to_string() == literal);
+    }
+    !literal.is_empty() && !literal.ends_with('.') && host_part_is_canonical(literal)
+}
+
+/// Whether `part` can be part of a canonical host: lowercase ASCII, without brackets,
+/// percent-encoding, spaces or a port.
+pub fn host_part_is_canonical(part: &str) -> bool {
+    part.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase() && !matches!(b, b'%' | b'[' | b']' | b'/' | b'@'))
+}
+
 /// Why `name` cannot be a variable of an agent's environment, if it cannot: it must be a portable
 /// variable name (`[A-Za-z_][A-Za-z0-9_]*`) outside the runtime's own `SYMBIONT_` prefix.
 pub fn env_name_error(name: &str) -> Option<String> {
@@ -84,6 +110,33 @@ mod tests {
         }
         assert!(secret_name("a\nb").unwrap_err().contains("\"a\\nb\""), "control characters are escaped in messages");
         assert!(secret_name_chars("db_") && secret_name_chars("") && !secret_name_chars("DB") && !secret_name_chars("a-b"));
+    }
+
+    #[test]
+    fn canonical_hosts() {
+        for canonical in ["localhost", "api.example.com", "xn--bcher-kva.example", "127.0.0.1", "0.0.0.0", "::1", "::", "2001:db8::1"] {
+            assert!(host_is_canonical(canonical), "{canonical}");
+        }
+        for other in [
+            "LOCALHOST",
+            "localhost.",
+            "Api.example.com",
+            "bücher.example",
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "0177.0.0.1",
+            "127.0.0.1.",
+            "[::1]",
+            "::ffff:127.0.0.1",
+            "0:0:0:0:0:0:0:1",
+            "2001:DB8::1",
+            "%6c%6f%63alhost",
+            "",
+        ] {
+            assert!(!host_is_canonical(other), "{other}");
+        }
+        assert!(host_part_is_canonical(".example.com") && host_part_is_canonical("127.") && !host_part_is_canonical(".EXAMPLE.com"));
     }
 
     #[test]

@@ -188,6 +188,8 @@ mod tests {
         ];
         for (raw, expected) in table {
             assert_eq!(host(raw).as_deref(), Ok(expected), "{raw}");
+            // The policy's static check of host literals (SYM0210) agrees with this form.
+            assert!(symbiont_policy::names::host_is_canonical(expected), "{expected} is what guards see");
         }
     }
 
