@@ -255,6 +255,10 @@ async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
             return protocol::error_line(&id, ErrorCode::Unidentified, "a request cannot name another agent: the broker knows who you are");
         }
     }
+    if let protocol::Op::Hello { protocol: version, .. } = &request.op {
+        // Crosses no boundary: nothing to decide or audit.
+        return protocol::hello_line(&id, version, &context.agent);
+    }
     if request.is_message() {
         return reply(&id, act(context, &request).await);
     }
@@ -409,6 +413,8 @@ async fn act(context: &BrokerContext, request: &Request) -> ActResult {
             Err(e @ crate::bus::BusError::Audit(_)) => Err((ErrorCode::AuditFailed, e.to_string())),
             Err(e) => Err((ErrorCode::Failed, e.to_string())),
         },
+        // Answered by `handle` before anything is decided.
+        Op::Hello { .. } => Ok(Value::Null),
         Op::ReceiveMessage { timeout_ms } => {
             let wait = Duration::from_millis((*timeout_ms).min(30_000));
             match context.bus.receive(&context.agent, wait).await {

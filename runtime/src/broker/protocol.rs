@@ -27,7 +27,13 @@ pub const OUTPUT_MESSAGE_BYTES: usize = 4096;
 /// The bytes of each field kept in the audit entry of a refused request.
 const REFUSED_FIELD_BYTES: usize = 256;
 
-const OPS: [&str; 8] = ["http", "file_read", "file_write", "env_get", "secret_get", "log", "send_message", "receive_message"];
+const OPS: [&str; 9] = ["hello", "http", "file_read", "file_write", "env_get", "secret_get", "log", "send_message", "receive_message"];
+
+/// The protocol's version (`docs/broker-protocol.md`). An SDK says which it speaks in `hello`; a
+/// different major version is refused (`version`), so an SDK never half-works against a broker
+/// that means something else by the same words. The broker protocol doc and the SDKs change
+/// together with it.
+pub const PROTOCOL_VERSION: &str = "1.0";
 
 /// Error codes in replies; stable, documented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +50,8 @@ pub enum ErrorCode {
     Failed,
     /// A per-agent bound is reached: connections at once, buffered bytes, the run's log budget.
     Limited,
+    /// `hello` named a protocol version whose major differs from [`PROTOCOL_VERSION`].
+    Version,
 }
 
 impl ErrorCode {
@@ -55,12 +63,15 @@ impl ErrorCode {
             ErrorCode::AuditFailed => "audit_failed",
             ErrorCode::Failed => "failed",
             ErrorCode::Limited => "limited",
+            ErrorCode::Version => "version",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
+    /// The SDK's handshake: the protocol version it speaks and who it is (`python 0.1.0`).
+    Hello { protocol: String, sdk: String },
     // `address`: where the broker will connect. It resolves `target.host` before the policy
     // decides, so that guards read the address connected to.
     Http { method: String, target: Target, headers: Vec<(String, String)>, body: Option<String>, address: Option<IpAddr> },
@@ -137,6 +148,7 @@ fn op(name: &str, map: &Map<String, Value>) -> Result<Op, String> {
         }
     };
     Ok(match name {
+        "hello" => Op::Hello { protocol: string("protocol")?, sdk: map.get("sdk").and_then(Value::as_str).unwrap_or("").to_string() },
         "http" => {
             let method = word("method", "GET", MAX_METHOD)?.to_ascii_uppercase();
             let target = target::canonical(&string("url")?)?;
@@ -287,7 +299,7 @@ impl Request {
             Op::SecretGet { name } => ("secret_access", json!({ "name": name })),
             Op::SendMessage { to, .. } => ("send_message", json!({ "to": to, "recipient": to })),
             Op::ReceiveMessage { .. } => ("receive_message", json!({})),
-            Op::Log { .. } => return None,
+            Op::Log { .. } | Op::Hello { .. } => return None,
         })
     }
 
@@ -340,6 +352,11 @@ impl Request {
                 put("op", json!("receive_message"));
                 put("timeout_ms", json!(timeout_ms));
             }
+            Op::Hello { protocol, sdk } => {
+                put("op", json!("hello"));
+                put("protocol", json!(protocol));
+                put("sdk", json!(sdk));
+            }
         }
         Value::Object(view)
     }
@@ -349,6 +366,20 @@ fn line(value: Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(&value).expect("JSON values serialize");
     bytes.push(b'\n');
     bytes
+}
+
+/// The reply to `hello`: the broker's version, or `version` when the majors differ.
+pub fn hello_line(id: &Value, sdk_protocol: &str, agent: &str) -> Vec<u8> {
+    let major = |v: &str| v.split('.').next().unwrap_or("").to_string();
+    if major(sdk_protocol) != major(PROTOCOL_VERSION) {
+        let message = format!(
+            "the broker speaks protocol {PROTOCOL_VERSION}; this SDK speaks {}: use an SDK of major version {}",
+            excerpt(sdk_protocol, 32),
+            major(PROTOCOL_VERSION)
+        );
+        return error_line(id, ErrorCode::Version, &message);
+    }
+    ok_line(id, json!({ "protocol": PROTOCOL_VERSION, "agent": agent }))
 }
 
 pub fn ok_line(id: &Value, result: Value) -> Vec<u8> {
@@ -378,6 +409,20 @@ mod tests {
         assert_eq!(parse(b"{\"id\":7,\"op\":\"rm\"}").unwrap_err().id, json!(7));
         let claimed = parse(br#"{"op":"env_get","name":"HOME","agent":"other"}"#).unwrap();
         assert_eq!(claimed.claimed_agent.as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn hello_answers_the_version_or_refuses_another_major() {
+        let hello = parse(br#"{"id":0,"op":"hello","protocol":"1.3","sdk":"python 0.1.0"}"#).unwrap();
+        assert_eq!(hello.op, Op::Hello { protocol: "1.3".into(), sdk: "python 0.1.0".into() });
+        assert!(hello.operation().is_none(), "hello is no operation: nothing to decide");
+        let ok: Value = serde_json::from_slice(&hello_line(&json!(0), "1.3", "worker")).unwrap();
+        assert_eq!(ok["result"], json!({ "protocol": PROTOCOL_VERSION, "agent": "worker" }));
+        let refused: Value = serde_json::from_slice(&hello_line(&json!(0), "2.0", "worker")).unwrap();
+        assert_eq!(refused["error"]["code"], "version");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains("protocol 1.0") && message.contains("speaks 2.0"), "{message}");
+        assert!(parse(br#"{"id":0,"op":"hello"}"#).unwrap_err().message.contains("`protocol`"));
     }
 
     #[test]
