@@ -340,9 +340,10 @@ fn to_fix(path: &Path, title: String, edits: Vec<fix::Edit>, safe: bool) -> Fix 
 /// operation under the policy. (The other code-side fix, a suppression comment to justify, is
 /// built for all of a file's findings at once.)
 fn sdk_fix(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Option<Fix> {
-    let sdk = symbiont_code::rules::lookup(&finding.rule).and_then(|r| r.sdk)?;
-    let edits = fix::sdk_rewrite(lang, text, finding, sdk)?;
-    Some(to_fix(path, format!("Route through the Symbiont SDK ({sdk})"), edits, true))
+    let rule = symbiont_code::rules::lookup(&finding.rule)?;
+    let sdk_call = rule.sdk.iter().find(|row| row.callee == finding.qualified)?.sdk_call;
+    let edits = fix::sdk_rewrite(lang, text, finding, sdk_call)?;
+    Some(to_fix(path, format!("Route through the Symbiont SDK ({sdk_call})"), edits, true))
 }
 
 /// The `.sym` side: allow the operation in the agent's own policy, or drop it from a deny list of

@@ -146,28 +146,14 @@ fn in_jsx_children(lang: Lang, text: &str, at: usize) -> bool {
     node.parent().is_some_and(|p| matches!(p.kind(), "jsx_element" | "jsx_fragment"))
 }
 
-/// Rewrites the callee to the SDK module's function of the same name (`requests.get(url)` becomes
-/// `symbiont.net.get(url)`, `fetch(u)` becomes `symbiont.net.fetch(u)`), adding the SDK's import
-/// when the language needs one.
-pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, sdk_module: &str) -> Option<Vec<Edit>> {
+/// Rewrites the callee to the SDK call its rule's table maps it to ([`crate::rules::Rule::sdk`]:
+/// `requests.get(url)` becomes `symbiont.net.get(url)`), adding the SDK's import when the
+/// language needs one. `sdk_call` is the table's; a callee without a row gets no rewrite.
+pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, sdk_call: &str) -> Option<Vec<Edit>> {
     if text.len() > MAX_FIX_BYTES {
         return None;
     }
-    let method = finding.qualified.rsplit(['.', ':']).next().filter(|m| !m.is_empty() && *m != "()")?;
-    // The SDK's function keeps the callee's last name, which must be an identifier: a module
-    // called as a function (`import fetch from "node-fetch"`) has none to keep, and
-    // `symbiont.net.node-fetch(u)` would parse as a subtraction.
-    let identifier = |m: &str| {
-        m.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$')
-            && m.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
-    };
-    if !identifier(method) {
-        return None;
-    }
-    let callee = match lang.family() {
-        Family::Rust => format!("{sdk_module}::{method}"),
-        Family::Python | Family::Js => format!("{sdk_module}.{method}"),
-    };
+    let callee = sdk_call.to_string();
     let mut edits = vec![Edit { start: finding.callee_start, end: finding.callee_end, new_text: callee }];
     let import = match lang.family() {
         Family::Python if !has_line(text, "import symbiont") => Some("import symbiont\n"),

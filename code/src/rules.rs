@@ -69,10 +69,50 @@ pub struct Rule {
     /// A line of code the rule flags, and the same code without the operation.
     pub example: &'static str,
     pub negative: &'static str,
-    /// The capability SDK module a flagged call can be rewritten to (keeping the method name:
-    /// `requests.get` becomes `symbiont.net.get`), so that the runtime's broker performs it.
-    pub sdk: Option<&'static str>,
+    /// The SDK rewrites: each callee (a qualified name exactly as a finding resolves it) that can
+    /// become a call of the capability SDK taking the same arguments and returning what the code
+    /// goes on to use, and that call. A callee not listed gets no SDK rewrite (its finding keeps
+    /// the suppression and `.sym` fixes): a rewrite must never turn a finding into code that
+    /// does not run. `docs/code-rules.md` and `docs/sdk.md` list them.
+    pub sdk: &'static [SdkRewrite],
 }
+
+/// A callee the quick fix rewrites, and the SDK call it becomes (same arguments, in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdkRewrite {
+    pub callee: &'static str,
+    pub sdk_call: &'static str,
+}
+
+const fn sdk(callee: &'static str, sdk_call: &'static str) -> SdkRewrite {
+    SdkRewrite { callee, sdk_call }
+}
+
+/// Python: `requests` and `httpx`'s one-shot calls take the URL first and keyword arguments the
+/// SDK's `net` takes too (`headers`, `data`, `json`), and return a response with `status_code`,
+/// `text`, `json()`, `ok` and `raise_for_status()`. Sessions, clients, `head`, `urlopen` (whose
+/// result is read like a file) and sockets have no SDK equivalent.
+static PY_NET_SDK: &[SdkRewrite] = &[
+    sdk("requests.get", "symbiont.net.get"),
+    sdk("requests.post", "symbiont.net.post"),
+    sdk("requests.put", "symbiont.net.put"),
+    sdk("requests.delete", "symbiont.net.delete"),
+    sdk("requests.request", "symbiont.net.request"),
+    sdk("httpx.get", "symbiont.net.get"),
+    sdk("httpx.post", "symbiont.net.post"),
+    sdk("httpx.put", "symbiont.net.put"),
+    sdk("httpx.delete", "symbiont.net.delete"),
+    sdk("httpx.request", "symbiont.net.request"),
+];
+
+/// JavaScript and TypeScript: `fetch(url, init)` keeps its arguments and its result's `status`,
+/// `ok`, `text()` and `json()`. axios (whose result is `{ data }`), got, http(s) and sockets have
+/// no SDK equivalent.
+static JS_NET_SDK: &[SdkRewrite] = &[sdk("fetch", "symbiont.net.fetch"), sdk("undici.fetch", "symbiont.net.fetch")];
+
+/// Rust: `reqwest::blocking::get(url)` returns a result whose response has `status()`-like fields
+/// and `text()`; the async clients (`reqwest::get(..).await`) and builders have no SDK equivalent.
+static RS_NET_SDK: &[SdkRewrite] = &[sdk("reqwest::blocking::get", "symbiont::net::get")];
 
 /// One row of the table; the fields a row rarely sets (argument checks, site kinds, SDK) default.
 #[allow(clippy::too_many_arguments)]
@@ -86,7 +126,7 @@ const fn rule(
     example: &'static str,
     negative: &'static str,
 ) -> Rule {
-    Rule { code, name, family, operation, kinds: &[SiteKind::Call], patterns, args: ArgCheck::Any, summary, example, negative, sdk: None }
+    Rule { code, name, family, operation, kinds: &[SiteKind::Call], patterns, args: ArgCheck::Any, summary, example, negative, sdk: &[] }
 }
 
 use Family::{Js, Python as Py, Rust as Rs};
@@ -94,7 +134,7 @@ use Family::{Js, Python as Py, Rust as Rs};
 pub static RULES: &[Rule] = &[
     // ---- Python -------------------------------------------------------------------------
     Rule {
-        sdk: Some("symbiont.net"),
+        sdk: PY_NET_SDK,
         ..rule(
             "SYM0301",
             "py-network",
@@ -259,7 +299,7 @@ pub static RULES: &[Rule] = &[
     ),
     // ---- JavaScript and TypeScript --------------------------------------------------------
     Rule {
-        sdk: Some("symbiont.net"),
+        sdk: JS_NET_SDK,
         ..rule(
             "SYM0311",
             "js-network",
@@ -431,7 +471,7 @@ pub static RULES: &[Rule] = &[
     },
     // ---- Rust -------------------------------------------------------------------------------
     Rule {
-        sdk: Some("symbiont::net"),
+        sdk: RS_NET_SDK,
         ..rule(
             "SYM0321",
             "rs-network",

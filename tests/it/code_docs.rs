@@ -89,8 +89,11 @@ fn generate() -> String {
         out.push_str(&format!("\n### Why it matters\n{}\n", why(rule.operation)));
         out.push_str(&format!("\n### Example\n```{fence}\n{}\n```\n", rule.example));
         out.push_str(&format!("\n### Fix\nAllow `{}` in the agent's policy if it is intended, route the call through the Symbiont SDK so the runtime's broker performs it, or do without:\n\n```{fence}\n{}\n```\n", rule.operation, rule.negative));
-        if let Some(sdk) = rule.sdk {
-            out.push_str(&format!("\nThe quick fix rewrites the call to `{sdk}`, imports the SDK, and removes the import the call was the last use of (`check --fix` applies it).\n"));
+        if !rule.sdk.is_empty() {
+            out.push_str("\nThe quick fix rewrites these calls to the Symbiont SDK (same arguments), imports the SDK, and removes the import the call was the last use of (`check --fix` applies it); any other callee of this rule gets no SDK rewrite, since the SDK has no call that takes its arguments and returns what the code uses:\n\n| Callee | SDK call |\n|--------|----------|\n");
+            for row in rule.sdk {
+                out.push_str(&format!("| `{}` | `{}` |\n", row.callee, row.sdk_call));
+            }
         }
     }
     out

@@ -32,12 +32,16 @@ const AGENT: &str = r#"agent fetcher(url: String) -> String {
 "#;
 
 const PY: &str = r#"import os
+import socket
 import requests
 
 with open("config.json") as f:
     config = f.read()
 body = requests.get("https://example.com").text
 requests.post("https://example.com/report", data=body)
+session = requests.Session()
+requests.head("https://example.com/ping")
+conn = socket.create_connection(("example.com", 443))
 token = os.environ["TOKEN"]
 # symbiont: allow network_access -- the health check of our own status page, reviewed in SEC-142
 requests.head("https://status.example.com")
@@ -171,13 +175,17 @@ fn check_judges_each_language_against_the_agent_policy() {
             .unwrap_or_else(|| panic!("no {code} at {path}:{line}:\n{rendered}"))
     };
     let deny_line = line_of(AGENT, "deny: [\"network_access\"]");
-    for (path, text, network, denied, suppressed) in [
-        ("src/agent.py", PY, "SYM0301", "requests.get(", "requests.head"),
-        ("src/agent.js", JS, "SYM0311", "axios.get(", "status.example.com"),
-        ("src/agent.ts", TS, "SYM0311", "axios.get<", "status.example.com"),
-        ("src/agent.rs", RS, "SYM0321", "reqwest::get(url)", "status.example.com"),
+    // The SDK fix is offered only for a callee the SDK has a call for with the same arguments
+    // (`rules::Rule::sdk`): `axios.get` resolves to `{ data }`, `reqwest::get` is async.
+    for (path, text, network, denied, sdk_fix, suppressed) in [
+        ("src/agent.py", PY, "SYM0301", "requests.get(", true, "status.example.com"),
+        ("src/agent.js", JS, "SYM0311", "fetch(\"https://example.com/report\"", true, "status.example.com"),
+        ("src/agent.js", JS, "SYM0311", "axios.get(", false, "status.example.com"),
+        ("src/agent.ts", TS, "SYM0311", "axios.get<", false, "status.example.com"),
+        ("src/agent.rs", RS, "SYM0321", "reqwest::get(url)", false, "status.example.com"),
     ] {
-        // The denied network call: an error, pointing at the agent's deny rule, with the SDK fix.
+        // The denied network call: an error, pointing at the agent's deny rule, with the SDK fix
+        // where the SDK has the call.
         let at = line_of(text, denied);
         let d = find(path, at, network);
         assert_eq!(d["severity"], "error");
@@ -185,7 +193,7 @@ fn check_judges_each_language_against_the_agent_policy() {
         let related = &d["related"][0];
         assert_eq!(related["path"], "fetcher.sym", "{d}");
         assert_eq!(related["range"]["start"]["line"], deny_line, "{d}");
-        assert!(d["fix"]["title"].as_str().unwrap().contains("Symbiont SDK"), "{d}");
+        assert_eq!(d["fix"]["title"].as_str().unwrap().contains("Symbiont SDK"), sdk_fix, "{d}");
         // Allowed (by the base policy) but not declared: a warning.
         let env_line = text.lines().position(|l| l.contains("TOKEN")).unwrap() as u64 + 1;
         assert_eq!(find(path, env_line, "SYM0402")["severity"], "warning");
@@ -239,16 +247,27 @@ fn check_fix_routes_denied_calls_through_the_sdk() {
 
     let (py, js, ts, rs) = (read("src/agent.py"), read("src/agent.js"), read("src/agent.ts"), read("src/agent.rs"));
     assert!(py.contains("symbiont.net.get(\"https://example.com\")") && py.contains("symbiont.net.post("), "{py}");
-    assert!(
-        js.contains("symbiont.net.get(\"https://example.com\")") && js.contains("symbiont.net.fetch(\"https://example.com/report\""),
-        "{js}"
-    );
-    assert!(ts.contains("await symbiont.net.get<string>(url)"), "{ts}");
-    assert!(rs.contains("symbiont::net::get(url)"), "{rs}");
+    assert!(js.contains("symbiont.net.fetch(\"https://example.com/report\""), "{js}");
+    // No SDK call takes these callees' arguments and returns what the code uses: no rewrite, and
+    // the finding stays (a fix must never turn a finding into code that does not run).
+    assert!(js.contains("axios.get(\"https://example.com\")") && !js.contains("symbiont.net.get"), "{js}");
+    assert!(ts.contains("await axios.get<string>(url)") && !ts.contains("symbiont.net") && !ts.contains("from \"symbiont\""), "{ts}");
+    assert!(rs.contains("reqwest::get(url).await") && !rs.contains("symbiont::net"), "{rs}");
+    for (callee, written) in [
+        ("requests.Session()", "symbiont.net.Session"),
+        ("requests.head(\"https://example.com/ping\")", "symbiont.net.head"),
+        ("socket.create_connection(", "symbiont.net.create_connection"),
+    ] {
+        assert!(py.contains(callee) && !py.contains(written), "{callee}: {py}");
+        let line = line_of(&py, callee);
+        let still = report["diagnostics"].as_array().unwrap().iter().any(|d| {
+            d["path"] == "src/agent.py" && d["range"]["start"]["line"] == line && d["code"] == "SYM0301" && d["severity"] == "error"
+        });
+        assert!(still, "{callee}: the finding must remain after --fix\n{}", render(&report));
+    }
     // One import of the SDK however many calls were rewritten.
     assert_eq!(py.matches("import symbiont\n").count(), 1, "{py}");
     assert_eq!(js.matches("require(\"symbiont\")").count(), 1, "{js}");
-    assert_eq!(ts.matches("from \"symbiont\"").count(), 1, "{ts}");
     // Suppressed calls are left alone, with or without a reason.
     for text in [&py, &js, &ts, &rs] {
         assert!(text.contains("status.example.com") && text.contains("example.com/state"), "{text}");
@@ -258,15 +277,16 @@ fn check_fix_routes_denied_calls_through_the_sdk() {
     let unbound = read("tools/cleanup.py");
     assert!(unbound.contains("subprocess.run(") && unbound.contains("symbiont.net.get("), "{unbound}");
 
-    // What remains: no denied network call; the warnings, the suppressed findings, the
-    // unjustified suppressions and the unbound process.
+    // What remains: the denied calls the SDK has no call for (axios.get twice, the async
+    // reqwest::get, requests.Session, requests.head, socket.create_connection), the unbound
+    // process; the warnings, the suppressed findings and the unjustified suppressions.
     let rendered = render(&report);
     crate::code_rules::snapshot("e2e-after-fix", rendered.clone());
     let codes = |code: &str| report["diagnostics"].as_array().unwrap().iter().filter(|d| d["code"] == code).count();
     assert_eq!(
         report["diagnostics"].as_array().unwrap().iter().filter(|d| d["severity"] == "error" && d["code"] != "SYM0403").count(),
-        1,
-        "only the unbound process is still denied (there is no SDK for it):\n{rendered}"
+        7,
+        "only the calls without an SDK equivalent are still denied:\n{rendered}"
     );
     assert_eq!(codes("SYM0403"), 4, "{rendered}");
     assert_eq!(codes("SYM0402"), 4, "{rendered}");

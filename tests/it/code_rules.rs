@@ -280,7 +280,12 @@ fn fixes_reparse_and_do_what_they_say() {
 
             // The SDK rewrite, for rules that have an SDK: parses, keeps the lines that must stay
             // first, and the rewritten call is no longer a finding of the rule.
-            let Some(sdk) = rules::lookup(&finding.rule).and_then(|r| r.sdk) else { continue };
+            let Some(rule) = rules::lookup(&finding.rule).filter(|r| !r.sdk.is_empty()) else { continue };
+            let Some(row) = rule.sdk.iter().find(|row| row.callee == finding.qualified) else {
+                out.push_str(&format!("sdk: none for `{}` (no SDK call takes its arguments)\n", finding.qualified));
+                continue;
+            };
+            let sdk = row.sdk_call;
             let Some(edits) = fix::sdk_rewrite(lang, text, finding, sdk) else {
                 out.push_str(&format!("sdk ({sdk}): none\n"));
                 continue;
