@@ -71,17 +71,44 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// The SDK's handshake: the protocol version it speaks and who it is (`python 0.1.0`).
-    Hello { protocol: String, sdk: String },
+    Hello {
+        protocol: String,
+        sdk: String,
+    },
     // `address`: where the broker will connect. It resolves `target.host` before the policy
     // decides, so that guards read the address connected to.
-    Http { method: String, target: Target, headers: Vec<(String, String)>, body: Option<String>, address: Option<IpAddr> },
-    FileRead { path: String },
-    FileWrite { path: String, content: String, append: bool },
-    EnvGet { name: String },
-    SecretGet { name: String },
-    Log { level: String, message: String },
-    SendMessage { to: String, payload: Value },
-    ReceiveMessage { timeout_ms: u64 },
+    Http {
+        method: String,
+        target: Target,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+        address: Option<IpAddr>,
+    },
+    FileRead {
+        path: String,
+    },
+    FileWrite {
+        path: String,
+        content: String,
+        append: bool,
+    },
+    EnvGet {
+        name: String,
+    },
+    SecretGet {
+        name: String,
+    },
+    Log {
+        level: String,
+        message: String,
+    },
+    SendMessage {
+        to: String,
+        payload: Value,
+    },
+    ReceiveMessage {
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
