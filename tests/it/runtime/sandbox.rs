@@ -642,49 +642,72 @@ fn the_bundled_example_runs() {
     ws.assert_clean(&refused);
 }
 
-/// A compiled agent (Rust, built here with `rustc`) runs in the minimal image and speaks the
-/// broker protocol over the socket itself: the protocol needs no SDK.
+/// A compiled agent (Rust, built here against the SDK crate `sdk/rust`) runs in the minimal image
+/// at Tier 1 and Tier 2 and reaches its broker through the SDK: the handshake, an allowed write, a
+/// denial as the typed error naming the deciding rule, and the run's input; the audit log verifies.
 #[test]
 fn a_compiled_rust_agent_speaks_the_protocol() {
     if !sandbox_ready("a_compiled_rust_agent_speaks_the_protocol") {
         return;
     }
-    let ws = Ws::new();
-    ws.write(
-        "agent.rs",
-        r##"use std::io::{BufRead, BufReader, Write};
-fn main() {
-    let path = std::env::var("SYMBIONT_BROKER").unwrap();
-    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
-    let mut replies = BufReader::new(stream.try_clone().unwrap());
-    for request in [
-        r#"{"id":1,"op":"file_write","path":"native.txt","content":"from rust"}"#,
-        r#"{"id":2,"op":"env_get","name":"HOME"}"#,
-    ] {
-        stream.write_all(request.as_bytes()).unwrap();
-        stream.write_all(b"\n").unwrap();
-        let mut line = String::new();
-        replies.read_line(&mut line).unwrap();
-        print!("{line}");
+    let agent = build_rust_agent(
+        r##"fn main() {
+    println!("agent {}", symbiont::Client::from_env().agent().unwrap());
+    println!("written {}", symbiont::fs::write("native.txt", "from rust").unwrap());
+    match symbiont::env::get("HOME") {
+        Err(symbiont::Error::Denied { rule, .. }) => println!("denied by {}", rule.unwrap_or_default()),
+        other => println!("not denied: {other:?}"),
     }
+    println!("input {}", symbiont::input().unwrap()["n"]);
 }
 "##,
     );
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let built = Command::new(rustc).args(["-O", "-o"]).arg(ws.path("agent")).arg(ws.path("agent.rs")).output().unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    std::fs::remove_file(ws.path("agent.rs")).unwrap();
-    ws.write(
-        "agent.sym",
-        "agent native {\n    implementation = [\"agent\"]\n    security = { tier: Tier1, timeout: 30s }\n    policy p {\n        allow: [\"file_system_write\"]\n    }\n}\n",
+    for tier in ["1", "2"] {
+        let ws = Ws::new();
+        std::fs::copy(&agent, ws.path("agent")).unwrap();
+        ws.write(
+            "agent.sym",
+            "agent native {\n    implementation = [\"agent\"]\n    security = { tier: Tier1, timeout: 30s }\n    policy p {\n        allow: [\"file_system_write\"]\n        deny: env_access(name) if name == \"HOME\"\n    }\n}\n",
+        );
+        let run = ws.run(&["run", "agent.sym", "--tier", tier, "--input", r#"{"n": 7}"#]);
+        assert_eq!(run.code, 0, "tier {tier}: {}\n{}", run.stdout, run.stderr);
+        let expected = "agent native\nwritten 9\ndenied by deny: env_access(name) if name == \"HOME\"\ninput 7\n";
+        assert_eq!(run.stdout, expected, "tier {tier}: {}", run.stderr);
+        assert_eq!(std::fs::read_to_string(ws.path(".symbiont/workspaces/native/native.txt")).unwrap(), "from rust");
+        let entries = ws.audit();
+        let decisions: Vec<(&str, &str)> = entries
+            .iter()
+            .filter(|e| e["operation"] == "env_access" || e["operation"] == "file_system_write")
+            .map(|e| (e["operation"].as_str().unwrap(), e["decision"].as_str().unwrap()))
+            .collect();
+        assert_eq!(decisions, [("file_system_write", "allow"), ("env_access", "deny")], "tier {tier}");
+        ws.assert_clean(&run);
+    }
+}
+
+/// Builds `main_rs` into a binary against the SDK crate, offline, as a throw-away package of its own
+/// under the target directory (kept between runs, so that serde_json is built once). It resolves
+/// with the workspace's lock, so it needs no crate the workspace does not already have.
+fn build_rust_agent(main_rs: &str) -> PathBuf {
+    let root = symbiont_tests::repo_root();
+    let package = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-sdk-agent");
+    std::fs::create_dir_all(package.join("src")).unwrap();
+    let manifest = format!(
+        "[package]\nname = \"sdk-agent\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\nsymbiont-sdk = {{ path = {:?} }}\nserde_json = \"1\"\n\n[workspace]\n",
+        root.join("sdk/rust")
     );
-    let run = ws.run(&["run", "agent.sym"]);
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let replies: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(replies[0]["result"]["written"], 9, "{replies:?}");
-    assert_eq!(replies[1]["error"]["code"], "denied", "{replies:?}");
-    assert_eq!(std::fs::read_to_string(ws.path(".symbiont/workspaces/native/native.txt")).unwrap(), "from rust");
-    ws.assert_clean(&run);
+    std::fs::write(package.join("Cargo.toml"), manifest).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), package.join("Cargo.lock")).unwrap();
+    std::fs::write(package.join("src/main.rs"), main_rs).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--offline", "--quiet"])
+        .current_dir(&package)
+        .env("CARGO_TARGET_DIR", package.join("target"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "building the Rust agent: {}", String::from_utf8_lossy(&built.stderr));
+    package.join("target/debug/sdk-agent")
 }
 
 /// A sandboxed agent and a lightweight one on the same runtime talk over the bus: the sandboxed
