@@ -210,7 +210,7 @@ class _Connection:
     def _exchange(self, sock: socket.socket, file: IO[bytes], request: dict[str, Any]) -> Any:
         """Writes one request line and reads its reply line; any failure closes the connection."""
         try:
-            line = _json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
+            line = _json.dumps(request, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
         except (TypeError, ValueError, UnicodeEncodeError) as e:
             raise BadRequest("bad_request", f"the request cannot be sent as JSON: {e}") from e
         if len(line) >= MAX_LINE:
@@ -306,7 +306,7 @@ class _Net:
             method: the HTTP method (``GET``, ``POST``...).
             url: an ``http`` or ``https`` URL.
             headers: request headers (at most 64; ``Host`` cannot be set).
-            data: the body, as text or UTF-8 bytes (at most 16 MiB).
+            data: the body, as text or UTF-8 bytes (at most 16 MiB; other bytes are ``BadRequest``).
             json: a value sent as a JSON body, with ``content-type: application/json``.
             timeout: accepted for code written for ``requests``; the broker bounds every request to 30 s.
 
@@ -320,7 +320,10 @@ class _Net:
             body = _json.dumps(json)
             headers = dict(headers or {}, **{"content-type": "application/json"})
         if isinstance(body, bytes):
-            body = body.decode()
+            try:
+                body = body.decode()
+            except UnicodeDecodeError as e:
+                raise BadRequest("bad_request", f"the body is not UTF-8 text, which the broker carries: {e}") from e
         result = _broker.call("http", method=method, url=url, headers=headers or {}, body=body)
         return Response(int(_field(result, "status")), str(_field(result, "body")))
 

@@ -133,7 +133,14 @@ def test_a_request_too_large_for_the_broker_is_refused_before_sending(start: Sta
     assert broker.connections == 1
 
 
-def test_a_value_that_is_not_json(start: Start) -> None:
-    start()
+def test_what_json_cannot_carry_is_refused_before_sending(start: Start) -> None:
+    broker = start()
     with pytest.raises(symbiont.BadRequest, match="cannot be sent as JSON"):
         symbiont.send("b", {1, 2})
+    with pytest.raises(symbiont.BadRequest, match="cannot be sent as JSON"):
+        symbiont.send("b", float("nan"))
+    with pytest.raises(symbiont.BadRequest, match="cannot be sent as JSON"):
+        symbiont.fs.write("a.txt", "\udc80")
+    with pytest.raises(symbiont.BadRequest, match="not UTF-8"):
+        symbiont.net.post("https://x.example/", data=b"\xff\xfe")
+    assert broker.ops() == ["hello"]
