@@ -341,9 +341,9 @@ fn to_fix(path: &Path, title: String, edits: Vec<fix::Edit>, safe: bool) -> Fix 
 /// built for all of a file's findings at once.)
 fn sdk_fix(lang: Lang, text: &str, finding: &Finding, path: &Path) -> Option<Fix> {
     let rule = symbiont_code::rules::lookup(&finding.rule)?;
-    let sdk_call = rule.sdk.iter().find(|row| row.callee == finding.qualified)?.sdk_call;
-    let edits = fix::sdk_rewrite(lang, text, finding, sdk_call)?;
-    Some(to_fix(path, format!("Route through the Symbiont SDK ({sdk_call})"), edits, true))
+    let row = rule.sdk.iter().find(|row| row.callee == finding.qualified)?;
+    let edits = fix::sdk_rewrite(lang, text, finding, row)?;
+    Some(to_fix(path, format!("Route through the Symbiont SDK ({})", row.sdk_call), edits, true))
 }
 
 /// The `.sym` side: allow the operation in the agent's own policy, or drop it from a deny list of

@@ -90,9 +90,11 @@ fn generate() -> String {
         out.push_str(&format!("\n### Example\n```{fence}\n{}\n```\n", rule.example));
         out.push_str(&format!("\n### Fix\nAllow `{}` in the agent's policy if it is intended, route the call through the Symbiont SDK so the runtime's broker performs it, or do without:\n\n```{fence}\n{}\n```\n", rule.operation, rule.negative));
         if !rule.sdk.is_empty() {
-            out.push_str("\nThe quick fix rewrites these calls to the Symbiont SDK (same arguments), imports the SDK, and removes the import the call was the last use of (`check --fix` applies it); any other callee of this rule gets no SDK rewrite, since the SDK has no call that takes its arguments and returns what the code uses:\n\n| Callee | SDK call |\n|--------|----------|\n");
+            out.push_str("\nThe quick fix rewrites these calls to the Symbiont SDK with the same arguments, when the call passes at most the positional arguments and only the keywords listed (no `*args`, `**kwargs` or spread), imports the SDK, and removes the import the call was the last use of (`check --fix` applies it). Any other callee or call of this rule gets no SDK rewrite, since the SDK has no call that takes its arguments and returns what the code uses:\n\n| Callee | SDK call | Positional | Keywords |\n|--------|----------|------------|----------|\n");
             for row in rule.sdk {
-                out.push_str(&format!("| `{}` | `{}` |\n", row.callee, row.sdk_call));
+                let keywords: Vec<String> = row.keywords.iter().map(|k| format!("`{k}`")).collect();
+                let keywords = if keywords.is_empty() { "—".to_string() } else { keywords.join(", ") };
+                out.push_str(&format!("| `{}` | `{}` | {} | {keywords} |\n", row.callee, row.sdk_call, row.positional));
             }
         }
     }

@@ -40,6 +40,7 @@ with open("config.json") as f:
 body = requests.get("https://example.com").text
 requests.post("https://example.com/report", data=body)
 session = requests.Session()
+requests.get("https://example.com/search", params={"q": "x"})
 requests.head("https://example.com/ping")
 conn = socket.create_connection(("example.com", 443))
 token = os.environ["TOKEN"]
@@ -255,6 +256,8 @@ fn check_fix_routes_denied_calls_through_the_sdk() {
     assert!(rs.contains("reqwest::get(url).await") && !rs.contains("symbiont::net"), "{rs}");
     for (callee, written) in [
         ("requests.Session()", "symbiont.net.Session"),
+        // The SDK's `get` takes no `params`: the call is not rewritten.
+        ("requests.get(\"https://example.com/search\", params=", "symbiont.net.get(\"https://example.com/search\""),
         ("requests.head(\"https://example.com/ping\")", "symbiont.net.head"),
         ("socket.create_connection(", "symbiont.net.create_connection"),
     ] {
@@ -278,14 +281,14 @@ fn check_fix_routes_denied_calls_through_the_sdk() {
     assert!(unbound.contains("subprocess.run(") && unbound.contains("symbiont.net.get("), "{unbound}");
 
     // What remains: the denied calls the SDK has no call for (axios.get twice, the async
-    // reqwest::get, requests.Session, requests.head, socket.create_connection), the unbound
-    // process; the warnings, the suppressed findings and the unjustified suppressions.
+    // reqwest::get, requests.Session, requests.get with params, requests.head,
+    // socket.create_connection), the unbound process; the warnings, the suppressed findings and the unjustified suppressions.
     let rendered = render(&report);
     crate::code_rules::snapshot("e2e-after-fix", rendered.clone());
     let codes = |code: &str| report["diagnostics"].as_array().unwrap().iter().filter(|d| d["code"] == code).count();
     assert_eq!(
         report["diagnostics"].as_array().unwrap().iter().filter(|d| d["severity"] == "error" && d["code"] != "SYM0403").count(),
-        7,
+        8,
         "only the calls without an SDK equivalent are still denied:\n{rendered}"
     );
     assert_eq!(codes("SYM0403"), 4, "{rendered}");

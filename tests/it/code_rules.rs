@@ -286,7 +286,7 @@ fn fixes_reparse_and_do_what_they_say() {
                 continue;
             };
             let sdk = row.sdk_call;
-            let Some(edits) = fix::sdk_rewrite(lang, text, finding, sdk) else {
+            let Some(edits) = fix::sdk_rewrite(lang, text, finding, row) else {
                 out.push_str(&format!("sdk ({sdk}): none\n"));
                 continue;
             };
