@@ -12,6 +12,7 @@ mod code_docs;
 mod code_e2e;
 mod code_robustness;
 mod code_rules;
+mod code_sdk_table;
 mod corpus;
 mod diagnostics_docs;
 mod dsl_reference;
