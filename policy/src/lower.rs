@@ -613,26 +613,24 @@ mod tests {
 
     use crate::{model::IssueKind, Effect, Engine, Value};
 
-    /// The effect for agent `a` of `secret_access` with `name`, and the file's issues.
-    fn decide(policy: &str, name: &str) -> (Effect, Vec<String>) {
+    /// The effect for agent `a` of `operation` with `args`, and the file's issues of `kind`.
+    fn decide_with(policy: &str, operation: &str, args: serde_json::Value, kind: IssueKind) -> (Effect, Vec<String>) {
         let text = format!("agent a {{\n    policy p {{\n        {policy}\n    }}\n}}\n");
         let model = super::lower_file("a.sym", &text, &symbiont_syntax::parse(&text).tree());
-        let issues = model.issues.iter().filter(|i| i.kind == IssueKind::NonCanonicalSecretName).map(|i| i.message.clone()).collect();
+        let issues = model.issues.iter().filter(|i| i.kind == kind).map(|i| i.message.clone()).collect();
         let universe = crate::Universe::new([&model], Default::default());
         let engine = Engine::compile(universe.effective(Some("a")).unwrap());
-        let effect = engine.decide("secret_access", &Value::from(json!({ "name": name })), &Value::from(json!({}))).effect;
-        (effect, issues)
+        (engine.decide(operation, &Value::from(args), &Value::from(json!({}))).effect, issues)
     }
 
-    /// The effect for agent `a` of `http_request` to `host`, and the file's host issues.
+    /// `secret_access` of the secret `name`.
+    fn decide(policy: &str, name: &str) -> (Effect, Vec<String>) {
+        decide_with(policy, "secret_access", json!({ "name": name }), IssueKind::NonCanonicalSecretName)
+    }
+
+    /// `http_request` to `host`.
     fn decide_host(policy: &str, host: &str) -> (Effect, Vec<String>) {
-        let text = format!("agent a {{\n    policy p {{\n        {policy}\n    }}\n}}\n");
-        let model = super::lower_file("a.sym", &text, &symbiont_syntax::parse(&text).tree());
-        let issues = model.issues.iter().filter(|i| i.kind == IssueKind::NonCanonicalHost).map(|i| i.message.clone()).collect();
-        let universe = crate::Universe::new([&model], Default::default());
-        let engine = Engine::compile(universe.effective(Some("a")).unwrap());
-        let effect = engine.decide("http_request", &Value::from(json!({ "host": host })), &Value::from(json!({}))).effect;
-        (effect, issues)
+        decide_with(policy, "http_request", json!({ "host": host }), IssueKind::NonCanonicalHost)
     }
 
     #[test]
