@@ -20,9 +20,9 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
-Reply = Union[dict[str, Any], bytes, None]
+Reply = dict[str, Any] | bytes | None
 Script = Callable[[dict[str, Any]], Reply]
 
 
