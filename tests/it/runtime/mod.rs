@@ -7,5 +7,6 @@ mod firecracker;
 mod isolation;
 mod limits;
 pub(crate) mod sandbox;
+mod sdk;
 mod secrets;
 mod signals;

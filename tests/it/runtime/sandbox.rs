@@ -352,7 +352,7 @@ pub(crate) fn run_direct(ws: &Ws, agent: &str, tier: Tier, limits: Limits, file:
 
 /// [`run_direct`], with lightweight agents that `beside` spawns on the same runtime (and bus)
 /// before the sandboxed one starts; their reports come back too.
-fn run_beside(
+pub(crate) fn run_beside(
     ws: &Ws,
     agent: &str,
     tier: Tier,
@@ -373,7 +373,7 @@ fn run_beside(
         tier,
         limits,
         policy: Arc::new(engine),
-        language: Language::Python,
+        language: Language::of_path(Path::new(file)).expect("a Python, JavaScript or compiled agent"),
         code_root: ws.dir.path().to_path_buf(),
         files: vec![PathBuf::from(file)],
         workspace,
@@ -687,8 +687,11 @@ fn a_compiled_rust_agent_speaks_the_protocol() {
 
 /// Builds `main_rs` into a binary against the SDK crate, offline, as a throw-away package of its own
 /// under the target directory (kept between runs, so that serde_json is built once). It resolves
-/// with the workspace's lock, so it needs no crate the workspace does not already have.
-fn build_rust_agent(main_rs: &str) -> PathBuf {
+/// with the workspace's lock, so it needs no crate the workspace does not already have. Tests
+/// running at once take turns (they share the package), and each gets its own copy of its binary.
+pub(crate) fn build_rust_agent(main_rs: &str) -> PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = BUILDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let root = symbiont_tests::repo_root();
     let package = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-sdk-agent");
     std::fs::create_dir_all(package.join("src")).unwrap();
@@ -707,7 +710,11 @@ fn build_rust_agent(main_rs: &str) -> PathBuf {
         .output()
         .unwrap();
     assert!(built.status.success(), "building the Rust agent: {}", String::from_utf8_lossy(&built.stderr));
-    package.join("target/debug/sdk-agent")
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(main_rs, &mut hasher);
+    let binary = package.join(format!("sdk-agent-{:016x}", std::hash::Hasher::finish(&hasher)));
+    std::fs::copy(package.join("target/debug/sdk-agent"), &binary).unwrap();
+    binary
 }
 
 /// A sandboxed agent and a lightweight one on the same runtime talk over the bus: the sandboxed
