@@ -4,7 +4,9 @@
 //! - Python: the SDK is imported and each row's arguments (its positional count, every keyword)
 //!   are bound to the target's `inspect.signature` (as many positional arguments as the row
 //!   allows; and the required ones with every keyword it allows).
-//! - JavaScript: the SDK is loaded with Node.js and each target must be a function.
+//! - JavaScript: the SDK is loaded with Node.js and each target must be a function; and each
+//!   row's call, with as many arguments as the row allows, type-checks against the package's
+//!   `index.d.ts` under `tsc --strict` (the pinned TypeScript `runtime/sdk/node/check` installs).
 //! - Rust: each target is named in `rust_target`, which the compiler checks against the crate.
 
 use std::{path::PathBuf, process::Command};
@@ -81,6 +83,39 @@ fn javascript_rows_name_functions_of_the_sdk() {
     let rows = rows(Family::Js);
     assert!(!rows.is_empty());
     run("node", &["-e", NODE_CHECK], ("NODE_PATH", sdk_dir("node")), &as_json(&rows));
+}
+
+/// Each JavaScript row's call, with its positional arguments (a URL, then an options object), in
+/// a TypeScript file that `tsc --strict` checks against `index.d.ts`, as `test/tsconfig.json` does
+/// for the package's own example agent.
+#[test]
+fn javascript_rows_type_check_against_the_declarations() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tsc = root.join(".venv-test/npm/node_modules/.bin/tsc");
+    if !tsc.exists() {
+        let why = "TypeScript is not installed in .venv-test/npm (runtime/sdk/node/check installs it)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("SKIPPED javascript_rows_type_check_against_the_declarations: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = String::from("import * as symbiont from \"symbiont\";\n");
+    for (i, row) in rows(Family::Js).iter().enumerate() {
+        let args: Vec<&str> = std::iter::once("\"https://example.com\"").chain(std::iter::repeat("{}")).take(row.positional).collect();
+        source.push_str(&format!("export async function row{i}(): Promise<unknown> {{ return {}({}); }}\n", row.sdk_call, args.join(", ")));
+    }
+    std::fs::write(dir.path().join("rows.ts"), &source).unwrap();
+    let declarations = root.join("runtime/sdk/node/symbiont/index.d.ts");
+    let config = serde_json::json!({
+        "compilerOptions": {
+            "strict": true, "noEmit": true, "target": "es2022", "lib": ["es2022"], "module": "commonjs",
+            "moduleResolution": "node10", "types": [], "baseUrl": ".", "paths": { "symbiont": [declarations] }
+        },
+        "files": ["rows.ts"]
+    });
+    std::fs::write(dir.path().join("tsconfig.json"), config.to_string()).unwrap();
+    let out = Command::new(&tsc).arg("-p").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "the SDK table's JavaScript rows do not type-check:\n{source}\n{}", String::from_utf8_lossy(&out.stdout));
 }
 
 /// The Rust SDK function a row names, called as the rewritten code calls it (the compiler checks
