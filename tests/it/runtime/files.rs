@@ -276,13 +276,15 @@ fn a_workspace_that_is_a_link_or_not_owned_refuses_the_run() {
     assert_refused(&ws, ".symbiont", "symbolic link");
     assert!(!elsewhere.path().join("audit.key").exists(), "the key was written through the link");
 
-    // Giving the directory away needs root (as the sandbox tests run); elsewhere this case is
-    // left out.
+    // Giving the directory away needs root, as CI runs (where the case must run); elsewhere it
+    // is left out, saying so.
     let ws = Ws::new();
     runner(&ws);
     std::fs::create_dir_all(ws.path(".symbiont/workspaces/worker")).unwrap();
-    if std::os::unix::fs::chown(ws.path(".symbiont/workspaces/worker"), Some(54321), None).is_ok() {
-        assert_refused(&ws, ".symbiont/workspaces/worker", "owned by uid 54321");
+    match std::os::unix::fs::chown(ws.path(".symbiont/workspaces/worker"), Some(54321), None) {
+        Ok(()) => assert_refused(&ws, ".symbiont/workspaces/worker", "owned by uid 54321"),
+        Err(e) if std::env::var_os("CI").is_none() => eprintln!("SKIPPED the not-owned workspace case: chown needs root ({e})"),
+        Err(e) => panic!("the not-owned workspace case must run in CI, as root: {e}"),
     }
 
     let ws = Ws::new();

@@ -4,7 +4,7 @@
 //! after each of which nothing may be left behind.
 //!
 //! The tests skip, saying why, when no sandbox is set up (`scripts/sandbox-setup`), unless
-//! `SYMBIONT_REQUIRE_SANDBOX` is set (as `scripts/test` does as root): then they fail.
+//! `CI` or `SYMBIONT_REQUIRE_SANDBOX` is set (as `scripts/test` does as root): then they fail.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -55,12 +55,14 @@ fn sandbox_missing() -> Option<String> {
         .clone()
 }
 
-/// True when the test should go on; prints why it skips otherwise.
+/// True when the test should go on; prints why it skips otherwise. Under CI (`CI` set, as the CI
+/// runner sets it, or `SYMBIONT_REQUIRE_SANDBOX`, as `scripts/test` does as root) a missing
+/// sandbox fails the test instead: there every sandbox test must run.
 pub(crate) fn sandbox_ready(test: &str) -> bool {
     match sandbox_missing() {
         None => true,
-        Some(why) if std::env::var_os("SYMBIONT_REQUIRE_SANDBOX").is_some() => {
-            panic!("{test}: SYMBIONT_REQUIRE_SANDBOX is set but the sandbox is not ready: {why}")
+        Some(why) if std::env::var_os("SYMBIONT_REQUIRE_SANDBOX").is_some() || std::env::var_os("CI").is_some() => {
+            panic!("{test}: the sandbox is required here (CI or SYMBIONT_REQUIRE_SANDBOX) but not ready: {why}")
         }
         Some(why) => {
             eprintln!("SKIPPED {test}: {why}; run scripts/sandbox-setup as root");
