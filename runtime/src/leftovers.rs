@@ -328,10 +328,7 @@ async fn remove(docker: &Docker, run_root: &Path, auditor: &Auditor, leftover: &
 /// `path` if it is a staging directory directly in `run_root` (named as a run id, not a link):
 /// a label never makes the runtime remove anything else.
 fn staging_in(run_root: &Path, path: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(path);
-    let inside = path.parent()?.canonicalize().ok()? == run_root.canonicalize().ok()?;
-    let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-    (inside && is_dir && is_run_id(path.file_name()?.to_str()?)).then_some(path)
+    crate::util::labelled_dir_in(run_root, path, is_run_id)
 }
 
 /// Stops (SIGKILL) a running container of another audit log.

@@ -91,11 +91,9 @@ fn older_than(parked: &Parked, age: Duration) -> bool {
 /// (not a symbolic link) with `code/` and `broker/` directories: anything else is not this run
 /// root's, and is left alone.
 fn slot_of(root: &Path, parked: &Parked) -> Option<PathBuf> {
-    let path = PathBuf::from(parked.labels.get(SLOT_LABEL)?);
-    let name = path.file_name()?.to_str()?;
+    let path = crate::util::labelled_dir_in(root, parked.labels.get(SLOT_LABEL)?, |name| name.starts_with("pool-"))?;
     let is_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
-    let inside = path.parent()?.canonicalize().ok()? == root.canonicalize().ok()?;
-    (name.starts_with("pool-") && inside && is_dir(&path) && is_dir(&path.join("code")) && is_dir(&path.join("broker"))).then_some(path)
+    (is_dir(&path.join("code")) && is_dir(&path.join("broker"))).then_some(path)
 }
 
 /// Claims the container of slot `dir` for this process: true for exactly one process.
