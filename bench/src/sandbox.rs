@@ -70,8 +70,6 @@ pub const ARGS: &str = "[--iters N] [--warmup N] [--profile N] [--tiers 1,2] [--
 const BENCH_LABEL: &str = "dev.symbiont.bench";
 
 const AGENT_PY: &str = "import symbiont\nsymbiont.log(\"hi\")\n";
-/// The SDK the runtime copies next to an agent's code, for the `raw agent` containers.
-const SDK_PY: &str = include_str!("../../runtime/sdk/python/symbiont/__init__.py");
 
 struct Options {
     iters: usize,
@@ -249,13 +247,12 @@ fn set_up(options: &Options) -> Result<Bench, String> {
         write(&ws.join("agent.py"), AGENT_PY)?;
     }
 
-    // The `raw agent` containers: code and SDK staged once, a stub broker that answers anything.
+    // The `raw agent` containers: code staged once (the SDK is the image's), a stub broker that answers anything.
     let raw_code = dir.join("raw/code");
     let raw_broker = dir.join("raw/broker");
     write(&raw_code.join("agent.py"), AGENT_PY)?;
-    write(&raw_code.join(".symbiont/python/symbiont/__init__.py"), SDK_PY)?;
     fs::create_dir_all(&raw_broker).map_err(|e| e.to_string())?;
-    for d in [dir.join("raw"), raw_code.clone(), raw_code.join(".symbiont"), raw_code.join(".symbiont/python"), raw_broker.clone()] {
+    for d in [dir.join("raw"), raw_code.clone(), raw_broker.clone()] {
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     }
     let stub_answers = Arc::new(AtomicUsize::new(0));
@@ -368,9 +365,7 @@ impl Bench {
             ("SYMBIONT_RUN_ID", "raw".to_string()),
             ("SYMBIONT_BROKER", BROKER_SOCKET.to_string()),
             ("SYMBIONT_INPUT", "null".to_string()),
-            ("PYTHONPATH", format!("{CODE_MOUNT}/.symbiont/python")),
             ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
-            ("NODE_PATH", format!("{CODE_MOUNT}/.symbiont/node")),
             ("HOME", "/tmp".to_string()),
         ];
         let spec = LaunchSpec {

@@ -150,7 +150,7 @@ fn in_jsx_children(lang: Lang, text: &str, at: usize) -> bool {
 /// `requests.get(url)` becomes `symbiont.net.get(url)`), adding the SDK's import when the
 /// language needs one. `sdk_call` is the table's; a callee without a row gets no rewrite.
 pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, row: &SdkRewrite) -> Option<Vec<Edit>> {
-    if text.len() > MAX_FIX_BYTES || !arguments_fit(lang, text, finding, row)? {
+    if text.len() > MAX_FIX_BYTES || !crate::sdk_fit::fits(lang, text, finding, row)? {
         return None;
     }
     let callee = row.sdk_call.to_string();
@@ -158,7 +158,9 @@ pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, row: &SdkRewrite) 
     let import = match lang.family() {
         Family::Python if !has_line(text, "import symbiont") => Some("import symbiont\n"),
         Family::Js if !text.contains("from \"symbiont\"") && !text.contains("require(\"symbiont\")") => {
-            if text.contains("require(") && !text.contains("import ") {
+            // CommonJS JavaScript keeps `require`; TypeScript always imports, as its `require` is
+            // untyped (`any`) and the rewritten call would go unchecked.
+            if lang == Lang::JavaScript && text.contains("require(") && !text.contains("import ") {
                 Some("const symbiont = require(\"symbiont\");\n")
             } else {
                 Some("import * as symbiont from \"symbiont\";\n")
@@ -173,32 +175,6 @@ pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, row: &SdkRewrite) 
     }
     edits.extend(unused_import(lang, text, finding));
     reparses(lang, text, &edits.iter().collect::<Vec<_>>()).then_some(edits)
-}
-
-/// Whether the call passes only what the SDK call takes the same way: at most `row.positional`
-/// arguments by position, keywords among `row.keywords`, no `*args`, `**kwargs` or spread. `None`
-/// when the call cannot be found in the tree.
-fn arguments_fit(lang: Lang, text: &str, finding: &Finding, row: &SdkRewrite) -> Option<bool> {
-    let tree = scan::parse(lang, text)?;
-    let callee = tree.root_node().descendant_for_byte_range(finding.callee_start, finding.callee_end)?;
-    let mut call = callee;
-    while call.byte_range() == callee.byte_range() || !matches!(call.kind(), "call" | "call_expression") {
-        call = call.parent()?;
-    }
-    let arguments = call.child_by_field_name("arguments")?;
-    let mut cursor = arguments.walk();
-    let (mut positional, mut fits) = (0, true);
-    for argument in arguments.named_children(&mut cursor).filter(|a| a.kind() != "comment") {
-        match argument.kind() {
-            "keyword_argument" => {
-                let name = argument.child_by_field_name("name").map(|n| &text[n.byte_range()]);
-                fits &= name.is_some_and(|name| row.keywords.contains(&name));
-            }
-            "list_splat" | "dictionary_splat" | "spread_element" => fits = false,
-            _ => positional += 1,
-        }
-    }
-    Some(fits && positional <= row.positional)
 }
 
 /// Deletes the import the rewritten call was the last use of: the top-level statement that binds

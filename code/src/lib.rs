@@ -15,6 +15,7 @@ mod pieces;
 mod query_words;
 pub mod rules;
 pub mod scan;
+mod sdk_fit;
 pub mod sites;
 
 /// Hands tree-sitter's allocations to mimalloc: its trees are many small, short-lived

@@ -80,48 +80,66 @@ pub struct Rule {
 /// A callee the quick fix rewrites, and the SDK call it becomes with the same arguments, when the
 /// call passes no more than `positional` arguments by position and no keyword but `keywords`
 /// (and no `*args`/`**kwargs`/spread): the two agree on exactly those (`requests.get`'s second
-/// positional is `params`, the SDK's is not, so `requests.get(url, p)` is not rewritten).
+/// positional is `params`, the SDK's is not, so `requests.get(url, p)` is not rewritten); and
+/// when the code uses the call's result only through `result`, the members both results have
+/// the same way (`r.status_code`, `r.json()`): the result discarded, read by member, or bound
+/// to a name (without a declared type) that is only read by member. Anything else (`r.headers`,
+/// `with urlopen(u) as r`, `const r: Response = ...`, passing it on) gets no rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SdkRewrite {
     pub callee: &'static str,
     pub sdk_call: &'static str,
     pub positional: usize,
     pub keywords: &'static [&'static str],
+    pub result: &'static [&'static str],
 }
 
-const fn sdk(callee: &'static str, sdk_call: &'static str, positional: usize, keywords: &'static [&'static str]) -> SdkRewrite {
-    SdkRewrite { callee, sdk_call, positional, keywords }
+const fn sdk(
+    callee: &'static str,
+    sdk_call: &'static str,
+    positional: usize,
+    keywords: &'static [&'static str],
+    result: &'static [&'static str],
+) -> SdkRewrite {
+    SdkRewrite { callee, sdk_call, positional, keywords, result }
 }
 
 /// What `requests`/`httpx` and the Python SDK's `net` calls both take by name.
 const PY_ONE_SHOT: &[&str] = &["headers", "timeout"];
 const PY_WITH_BODY: &[&str] = &["data", "json", "headers", "timeout"];
+/// What a `requests`/`httpx` response and the Python SDK's `Response` both have.
+const PY_RESPONSE: &[&str] = &["status_code", "text", "ok", "json", "raise_for_status"];
+/// What `fetch`'s `Response` and the JavaScript SDK's both have, of the same types.
+const JS_RESPONSE: &[&str] = &["status", "ok", "text", "json"];
+/// What `reqwest::blocking::Response` and the Rust SDK's both have, called the same way.
+const RS_RESPONSE: &[&str] = &["text"];
 
 /// Python: `requests` and `httpx`'s one-shot calls take the URL first and keyword arguments the
 /// SDK's `net` takes too (`headers`, `data`, `json`), and return a response with `status_code`,
 /// `text`, `json()`, `ok` and `raise_for_status()`. Sessions, clients, `head`, `urlopen` (whose
 /// result is read like a file) and sockets have no SDK equivalent.
 static PY_NET_SDK: &[SdkRewrite] = &[
-    sdk("requests.get", "symbiont.net.get", 1, PY_ONE_SHOT),
-    sdk("requests.post", "symbiont.net.post", 3, PY_WITH_BODY),
-    sdk("requests.put", "symbiont.net.put", 2, PY_WITH_BODY),
-    sdk("requests.delete", "symbiont.net.delete", 1, PY_ONE_SHOT),
-    sdk("requests.request", "symbiont.net.request", 2, PY_WITH_BODY),
-    sdk("httpx.get", "symbiont.net.get", 1, PY_ONE_SHOT),
-    sdk("httpx.post", "symbiont.net.post", 1, PY_WITH_BODY),
-    sdk("httpx.put", "symbiont.net.put", 1, PY_WITH_BODY),
-    sdk("httpx.delete", "symbiont.net.delete", 1, PY_ONE_SHOT),
-    sdk("httpx.request", "symbiont.net.request", 2, PY_WITH_BODY),
+    sdk("requests.get", "symbiont.net.get", 1, PY_ONE_SHOT, PY_RESPONSE),
+    sdk("requests.post", "symbiont.net.post", 3, PY_WITH_BODY, PY_RESPONSE),
+    sdk("requests.put", "symbiont.net.put", 2, PY_WITH_BODY, PY_RESPONSE),
+    sdk("requests.delete", "symbiont.net.delete", 1, PY_ONE_SHOT, PY_RESPONSE),
+    sdk("requests.request", "symbiont.net.request", 2, PY_WITH_BODY, PY_RESPONSE),
+    sdk("httpx.get", "symbiont.net.get", 1, PY_ONE_SHOT, PY_RESPONSE),
+    sdk("httpx.post", "symbiont.net.post", 1, PY_WITH_BODY, PY_RESPONSE),
+    sdk("httpx.put", "symbiont.net.put", 1, PY_WITH_BODY, PY_RESPONSE),
+    sdk("httpx.delete", "symbiont.net.delete", 1, PY_ONE_SHOT, PY_RESPONSE),
+    sdk("httpx.request", "symbiont.net.request", 2, PY_WITH_BODY, PY_RESPONSE),
 ];
 
 /// JavaScript and TypeScript: `fetch(url, init)` keeps its arguments and its result's `status`,
 /// `ok`, `text()` and `json()`. axios (whose result is `{ data }`), got, http(s) and sockets have
 /// no SDK equivalent.
-static JS_NET_SDK: &[SdkRewrite] = &[sdk("fetch", "symbiont.net.fetch", 2, &[]), sdk("undici.fetch", "symbiont.net.fetch", 2, &[])];
+static JS_NET_SDK: &[SdkRewrite] =
+    &[sdk("fetch", "symbiont.net.fetch", 2, &[], JS_RESPONSE), sdk("undici.fetch", "symbiont.net.fetch", 2, &[], JS_RESPONSE)];
 
 /// Rust: `reqwest::blocking::get(url)` returns a result whose response has `status()`-like fields
 /// and `text()`; the async clients (`reqwest::get(..).await`) and builders have no SDK equivalent.
-static RS_NET_SDK: &[SdkRewrite] = &[sdk("reqwest::blocking::get", "symbiont::net::get", 1, &[])];
+static RS_NET_SDK: &[SdkRewrite] = &[sdk("reqwest::blocking::get", "symbiont::net::get", 1, &[], RS_RESPONSE)];
 
 /// One row of the table; the fields a row rarely sets (argument checks, site kinds, SDK) default.
 #[allow(clippy::too_many_arguments)]

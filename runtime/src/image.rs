@@ -1,6 +1,16 @@
-//! Base images built without a registry: `debootstrap --variant=minbase` of Debian plus the
-//! interpreter, imported into dockerd. Each image is tagged with the hash of its recipe, so a
-//! build is skipped when an image of the same recipe exists, and a changed recipe builds anew.
+//! The sandbox images, built without a registry in two steps:
+//! - the base, `symbiont/KIND-base:HASH`: `debootstrap --variant=minbase` of Debian plus the
+//!   interpreter, imported into dockerd (minutes);
+//! - the image agents run in, `symbiont/KIND:HASH`: the base with the language's SDK package
+//!   installed where the interpreter finds it with no settings (seconds; `sdk.rs`).
+//!
+//! Each is tagged with the hash of everything that decides its contents, so a build is skipped
+//! when an image of the same recipe exists, and a changed recipe (or SDK) builds anew; a changed
+//! SDK reuses the base.
+
+pub mod sdk;
+
+pub use sdk::{SdkPackage, SDK_LABEL};
 
 use std::{path::Path, process::Stdio};
 
@@ -11,8 +21,10 @@ use tokio_util::io::ReaderStream;
 
 use crate::config::Language;
 
-/// Bump when the way images are made changes (not their package lists: those are hashed).
+/// Bump when the way base images are made changes (not their package lists: those are hashed).
 const RECIPE_VERSION: &str = "1";
+/// Bump when the way the SDK is installed changes (not the SDK's files: those are hashed).
+const SDK_RECIPE_VERSION: &str = "1";
 pub const SUITE: &str = "bookworm";
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -61,25 +73,50 @@ pub fn mirror() -> String {
     std::env::var("SYMBIONT_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_string())
 }
 
-/// `symbiont/KIND:HASH`, the hash of everything that decides the image's contents.
+/// `symbiont/KIND-base:HASH`: Debian and the interpreter, the hash of everything that decides them.
+pub fn base_reference(kind: ImageKind) -> String {
+    let mirror = mirror();
+    let parts = [RECIPE_VERSION, SUITE, "minbase", &mirror].into_iter().chain(kind.packages().iter().copied());
+    format!("symbiont/{}-base:{}", kind.name(), short_hash(parts))
+}
+
+/// `symbiont/KIND:HASH`, the image agents run in: its base and the SDK installed in it.
 pub fn reference(kind: ImageKind) -> String {
+    let base = base_reference(kind);
+    let sdk = kind.sdk();
+    let files = sdk.iter().flat_map(|sdk| sdk.files.iter()).flat_map(|(path, content)| [path.as_str(), content.as_str()]);
+    format!("symbiont/{}:{}", kind.name(), short_hash([SDK_RECIPE_VERSION, base.as_str()].into_iter().chain(files)))
+}
+
+fn short_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut hash = Sha256::new();
-    for part in [RECIPE_VERSION, SUITE, "minbase", &mirror()].into_iter().chain(kind.packages().iter().copied()) {
+    for part in parts {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
-    let digest = hash.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("symbiont/{}:{hex}", kind.name())
+    hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub async fn exists(docker: &Docker, reference: &str) -> bool {
     docker.inspect_image(reference).await.is_ok()
 }
 
-/// Builds the image unless it exists; returns its reference. `progress` receives one line per step.
+/// Builds the image agents of `kind` run in, and its base, unless they exist; returns its
+/// reference. `progress` receives one line per step, the last saying which SDK the image holds.
 pub async fn build(docker: &Docker, kind: ImageKind, progress: &mut (dyn FnMut(String) + Send)) -> Result<String, String> {
     let reference = reference(kind);
+    if exists(docker, &reference).await {
+        let holds = sdk::held(docker, &reference).await;
+        progress(format!("{reference}: up to date (cached), holds {holds}"));
+        return Ok(reference);
+    }
+    let base = build_base(docker, kind, progress).await?;
+    sdk::install(docker, kind, &base, &reference, progress).await?;
+    Ok(reference)
+}
+
+async fn build_base(docker: &Docker, kind: ImageKind, progress: &mut (dyn FnMut(String) + Send)) -> Result<String, String> {
+    let reference = base_reference(kind);
     if exists(docker, &reference).await {
         progress(format!("{reference}: up to date (cached)"));
         return Ok(reference);

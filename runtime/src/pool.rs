@@ -105,9 +105,7 @@ impl Default for Pool {
 pub(crate) fn constant_env() -> Vec<(String, String)> {
     vec![
         ("SYMBIONT_BROKER".into(), sandbox::BROKER_SOCKET.into()),
-        ("PYTHONPATH".into(), format!("{}/.symbiont/python", sandbox::CODE_MOUNT)),
         ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
-        ("NODE_PATH".into(), format!("{}/.symbiont/node", sandbox::CODE_MOUNT)),
         ("HOME".into(), "/tmp".into()),
     ]
 }
@@ -160,14 +158,12 @@ pub(crate) fn make_dirs(root: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), S
     Ok((code, broker))
 }
 
-/// A new slot under `root`: `pool-ID/` with `code/` (the SDK staged) and `broker/`, and the spec
+/// A new slot under `root`: `pool-ID/` with `code/` and `broker/`, and the spec
 /// of the warm container for `language` and `limits` that mounts it. On an error nothing is left.
 pub(crate) fn make_slot(root: &Path, language: Language, limits: Limits) -> Result<(PathBuf, LaunchSpec), String> {
     let name = format!("pool-{}", crate::util::random_id(8));
     let dir = root.join(&name);
-    let (code, broker) = make_dirs(root, &dir)
-        .and_then(|(code, broker)| crate::runtime::stage_sdk(&code).map(|()| (code, broker)))
-        .inspect_err(|_| remove_dir(&dir))?;
+    let (code, broker) = make_dirs(root, &dir).inspect_err(|_| remove_dir(&dir))?;
     let spec = LaunchSpec {
         run_id: name,
         agent: "pool".into(),

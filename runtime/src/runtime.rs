@@ -100,12 +100,6 @@ pub struct AgentRuntime {
     reap_leftovers: bool,
 }
 
-/// The SDKs agents use to reach their broker, copied next to their code.
-const SDK_FILES: &[(&str, &str)] = &[
-    (".symbiont/python/symbiont/__init__.py", include_str!("../sdk/python/symbiont/__init__.py")),
-    (".symbiont/node/symbiont/index.js", include_str!("../sdk/node/symbiont/index.js")),
-];
-
 impl AgentRuntime {
     /// A runtime with the standard backends: Docker (Tier 1), gVisor through Docker (Tier 2) and
     /// Firecracker (Tier 3). A backend that cannot run here reports it when a run asks for it.
@@ -557,12 +551,11 @@ enum Ended {
     BrokerStopped(String),
 }
 
-/// Makes the run's directory: `code/` (the implementation and the SDK, world-readable for the
-/// sandbox's user, mounted read-only) and `broker/` (the socket).
+/// Makes the run's directory: `code/` (the implementation, world-readable for the sandbox's user,
+/// mounted read-only; the SDK is the image's) and `broker/` (the socket).
 fn stage(root: &Path, dir: &Path, config: &AgentConfig) -> Result<(PathBuf, PathBuf), RunError> {
     let (code, broker) = pool::make_dirs(root, dir).map_err(RunError::Setup)?;
     stage_files(&code, config)?;
-    stage_sdk(&code).map_err(RunError::Setup)?;
     Ok((code, broker))
 }
 
@@ -597,19 +590,6 @@ fn stage_files(code: &Path, config: &AgentConfig) -> Result<(), RunError> {
         let copied = fs::File::create(&target).and_then(|mut out| std::io::copy(&mut source, &mut out));
         copied.map_err(setup_error("copying to", &target)).map_err(RunError::Setup)?;
         fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(setup_error("chmod", &target)).map_err(RunError::Setup)?;
-    }
-    Ok(())
-}
-
-/// Writes the SDKs into `code` (`.symbiont/`).
-pub(crate) fn stage_sdk(code: &Path) -> Result<(), String> {
-    for (path, text) in SDK_FILES {
-        let target = code.join(path);
-        if let Some(parent) = target.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(setup_error("creating", parent))?;
-        }
-        fs::write(&target, text).map_err(setup_error("writing", &target))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).map_err(setup_error("chmod", &target))?;
     }
     Ok(())
 }

@@ -90,11 +90,18 @@ fn generate() -> String {
         out.push_str(&format!("\n### Example\n```{fence}\n{}\n```\n", rule.example));
         out.push_str(&format!("\n### Fix\nAllow `{}` in the agent's policy if it is intended, route the call through the Symbiont SDK so the runtime's broker performs it, or do without:\n\n```{fence}\n{}\n```\n", rule.operation, rule.negative));
         if !rule.sdk.is_empty() {
-            out.push_str("\nThe quick fix rewrites these calls to the Symbiont SDK with the same arguments, when the call passes at most the positional arguments and only the keywords listed (no `*args`, `**kwargs` or spread), imports the SDK, and removes the import the call was the last use of (`check --fix` applies it). Any other callee or call of this rule gets no SDK rewrite, since the SDK has no call that takes its arguments and returns what the code uses:\n\n| Callee | SDK call | Positional | Keywords |\n|--------|----------|------------|----------|\n");
+            out.push_str("\nThe quick fix rewrites these calls to the Symbiont SDK with the same arguments, when the call passes at most the positional arguments and only the keywords listed (no `*args`, `**kwargs` or spread) and the code uses its result only through the members listed (the result discarded, read by member, or bound to a name with no declared type that is only read by member; in Rust, a `?` only in a function whose error a `symbiont::Error` converts into), imports the SDK, and removes the import the call was the last use of (`check --fix` applies it). Any other callee or call of this rule gets no SDK rewrite, since the SDK has no call that takes its arguments and returns what the code uses:\n\n| Callee | SDK call | Positional | Keywords | Result used through |\n|--------|----------|------------|----------|---------------------|\n");
+            let listed = |names: &[&str]| {
+                let names: Vec<String> = names.iter().map(|k| format!("`{k}`")).collect();
+                if names.is_empty() {
+                    "—".to_string()
+                } else {
+                    names.join(", ")
+                }
+            };
             for row in rule.sdk {
-                let keywords: Vec<String> = row.keywords.iter().map(|k| format!("`{k}`")).collect();
-                let keywords = if keywords.is_empty() { "—".to_string() } else { keywords.join(", ") };
-                out.push_str(&format!("| `{}` | `{}` | {} | {keywords} |\n", row.callee, row.sdk_call, row.positional));
+                let (keywords, result) = (listed(row.keywords), listed(row.result));
+                out.push_str(&format!("| `{}` | `{}` | {} | {keywords} | {result} |\n", row.callee, row.sdk_call, row.positional));
             }
         }
     }

@@ -4,6 +4,7 @@
 mod bus;
 mod files;
 mod firecracker;
+mod image;
 mod isolation;
 mod limits;
 pub(crate) mod sandbox;

@@ -43,14 +43,11 @@ fn sandbox_missing() -> Option<String> {
                 Ok(out) if !String::from_utf8_lossy(&out.stdout).contains("runsc") => return Some("dockerd has no runsc runtime".into()),
                 Ok(_) => {}
             }
-            let images = Command::new("docker").args(["images", "--format", "{{.Repository}}"]).output().ok()?;
-            let images = String::from_utf8_lossy(&images.stdout).to_string();
-            for needed in ["symbiont/python", "symbiont/node"] {
-                if !images.lines().any(|l| l == needed) {
-                    return Some(format!("image {needed} is not built (symbiont image build)"));
-                }
-            }
-            None
+            // The images of this build: an older build's (another SDK, say) is no substitute.
+            let missing = ImageKind::ALL.map(image::reference).into_iter().find(|reference| {
+                !Command::new("docker").args(["image", "inspect", reference]).output().is_ok_and(|out| out.status.success())
+            });
+            missing.map(|reference| format!("image {reference} is not built (symbiont image build)"))
         })
         .clone()
 }
