@@ -42,6 +42,7 @@ impl SdkPackage {
 pub const PYTHON_MODULE: &[(&str, &str)] = &[
     ("symbiont/__init__.py", include_str!("../../sdk/python/symbiont/__init__.py")),
     ("symbiont/py.typed", include_str!("../../sdk/python/symbiont/py.typed")),
+    ("symbiont/testing.py", include_str!("../../sdk/python/symbiont/testing.py")),
 ];
 const PYPROJECT: &str = include_str!("../../sdk/python/pyproject.toml");
 const PYTHON_SITE: &str = "/usr/lib/python3/dist-packages";

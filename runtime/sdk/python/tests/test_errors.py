@@ -10,7 +10,7 @@ import pytest
 import symbiont
 
 from .conftest import Start
-from .fake_broker import Memory, Reply, error, ok
+from .fake_broker import Reply, allow, error, ok
 
 DENIAL = (
     "policy denies file_system_write for agent worker by "
@@ -57,10 +57,8 @@ def test_every_call_raises_the_brokers_error(start: Start) -> None:
 
 
 def test_a_denial_carries_its_rule(start: Start) -> None:
-    memory = Memory()
-
     def script(req: dict[str, Any]) -> Reply:
-        return error(req, "denied", DENIAL) if req.get("path") == "id.key" else memory(req)
+        return error(req, "denied", DENIAL) if req.get("path") == "id.key" else allow(req)
 
     start(script)
     with pytest.raises(symbiont.PolicyDenied) as raised:

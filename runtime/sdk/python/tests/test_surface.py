@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import symbiont
+import symbiont.testing
 
 # Each call, with its parameters in order and their defaults (`inspect.Parameter.empty`: required).
 REQUIRED = inspect.Parameter.empty
@@ -51,3 +52,22 @@ def test_every_public_name_is_documented() -> None:
             assert inspect.getdoc(value), name
     for error in (symbiont.PolicyDenied, symbiont.TransportError, symbiont.VersionMismatch):
         assert error.__doc__, error.__name__
+
+
+def test_every_public_name_of_the_testing_module_is_documented() -> None:
+    assert inspect.getdoc(symbiont.testing)
+    for name in symbiont.testing.__all__:
+        assert inspect.getdoc(getattr(symbiont.testing, name)) or name == "DENIABLE", name
+    broker = symbiont.testing.FakeBroker
+    for member in ("__init__", "close"):
+        assert inspect.getdoc(getattr(broker, member)), member
+    assert list(inspect.signature(broker).parameters) == [
+        "files",
+        "env",
+        "secrets",
+        "http",
+        "deny",
+        "inbox",
+        "input",
+        "agent",
+    ]

@@ -8,33 +8,33 @@ from typing import Any
 import pytest
 
 import symbiont
+from symbiont.testing import FakeBroker
 
 from .conftest import Start
-from .fake_broker import Memory, Reply, Script, error, ok
+from .fake_broker import Reply, Script, allow, error, ok
 
 
 def first_then(first: Reply, op: str = "file_read") -> Script:
-    """A script that answers the first ``op`` with ``first`` and everything else as :class:`Memory`."""
-    memory = Memory()
-    memory.files["a.txt"] = "fine"
+    """A script that answers the first ``op`` with ``first`` and everything else as :func:`allow`."""
     answered: list[bool] = []
 
     def script(req: dict[str, Any]) -> Reply:
         if req["op"] == op and not answered:
             answered.append(True)
             return first
-        return memory(req)
+        return allow(req)
 
     return script
 
 
-def test_a_16_mib_payload_round_trip(memory: Memory) -> None:
+def test_a_16_mib_payload_round_trip() -> None:
     content = "é" + "x" * ((16 << 20) - 3) + "\n"
     assert len(content.encode()) == 16 << 20
-    assert symbiont.fs.write("big.txt", content) == 16 << 20
-    assert symbiont.fs.read("big.txt") == content
-    assert symbiont.send("peer", {"blob": content}) == 1
-    assert memory.sent[0][1]["blob"] == content
+    with FakeBroker() as broker:
+        assert symbiont.fs.write("big.txt", content) == 16 << 20
+        assert symbiont.fs.read("big.txt") == content
+        assert symbiont.send("peer", {"blob": content}) == 1
+    assert broker.sent[0].payload["blob"] == content
 
 
 def test_no_socket(monkeypatch: pytest.MonkeyPatch, start: Start) -> None:
