@@ -11,6 +11,8 @@ their sandboxes and their signed audit logs
 Usage: symbiont <COMMAND> [OPTIONS] [PATH]...
 
 Commands:
+  init    Create a workspace: settings, a default-deny base policy, CI and editor files
+  new     Create an agent and its code from its effective policy
   check   Report problems in .sym/.symbi files and in agent code (Rust, Python, JS, TS)
   fmt     Format .sym/.symbi files in place
   policy  Evaluate a request against an agent's policy, or explain the policy
@@ -166,6 +168,8 @@ pub enum Command {
     Run(crate::run::RunOptions),
     ImageBuild(Vec<symbiont_runtime::image::ImageKind>),
     PoolDrain,
+    Init(crate::generate::InitOptions),
+    New(crate::generate::NewOptions),
     /// Hidden: what `symbiont run --warm` starts, detached, after its run.
     PoolWarm(crate::warm::WarmOptions),
 }
@@ -206,6 +210,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         Some(Arg::Short('V') | Arg::Long("version")) => Ok(Command::Version),
         Some(Arg::Value(command)) => match command.string().map_err(in_main)?.as_str() {
             "check" => parse_check(&mut parser),
+            "init" => crate::generate::parse_init(&mut parser),
+            "new" => crate::generate::parse_new(&mut parser),
             "fmt" => parse_fmt(&mut parser),
             "policy" => parse_policy(&mut parser),
             "audit" => crate::audit::parse(&mut parser),
@@ -216,6 +222,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 None => Ok(Command::Help(MAIN_HELP)),
                 Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {
                     "check" => Ok(Command::Help(CHECK_HELP)),
+                    "init" => Ok(Command::Help(crate::generate::INIT_HELP)),
+                    "new" => Ok(Command::Help(crate::generate::NEW_HELP)),
                     "fmt" => Ok(Command::Help(FMT_HELP)),
                     "policy" => Ok(Command::Help(POLICY_HELP)),
                     "audit" => Ok(Command::Help(crate::audit::AUDIT_HELP)),
@@ -228,7 +236,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
             other => Err(UsageError::new(
-                format!("unknown command '{other}' (expected 'check', 'fmt', 'policy', 'audit', 'run', 'image' or 'pool')"),
+                format!("unknown command '{other}' (expected 'init', 'new', 'check', 'fmt', 'policy', 'audit', 'run', 'image' or 'pool')"),
                 None,
             )),
         },

@@ -28,6 +28,7 @@ mod audit_backup;
 mod check;
 mod fmt;
 mod fsutil;
+mod generate;
 mod policy;
 mod position;
 mod report;
@@ -93,6 +94,8 @@ fn main() -> ExitCode {
         Ok(Command::ImageBuild(kinds)) => run::image_build(&kinds),
         Ok(Command::PoolDrain) => warm::drain(),
         Ok(Command::PoolWarm(options)) => warm::warm(&options),
+        Ok(Command::Init(options)) => generate::init(&options),
+        Ok(Command::New(options)) => generate::new_agent(&options),
         Err(error) => {
             print_error(&error);
             let _ = writeln!(std::io::stderr(), "\n{}", error.hint());

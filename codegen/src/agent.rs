@@ -1,0 +1,226 @@
+//! `symbiont new agent`: the agent's `.sym` file and its code, from its effective policy.
+//!
+//! The generator first writes the agent as asked (its capabilities and applied policies, no
+//! inline policy) and asks the policy engine what each capability's verdict is in the workspace:
+//! one an unconditional deny covers refuses everything, naming the rule; one nothing allows gets
+//! an allow in the agent's own policy; the rest are allowed already (perhaps under a guard, which
+//! the code's comments repeat). Then it writes the agent again with that policy and checks that
+//! every capability is now allowed before rendering the code.
+
+use serde::Serialize;
+use symbiont_policy::{
+    effective::{EffectivePolicy, StaticVerdict},
+    model::RuleKind,
+};
+
+use crate::{capability, check_name, templates, GeneratedFile, Language, Refusal, Workspace};
+
+/// What `symbiont new agent` was asked for.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub name: String,
+    pub language: Language,
+    /// Named policies to apply (`policies = [...]`).
+    pub policies: Vec<String>,
+    /// Operations the agent declares (`capabilities = [...]`).
+    pub capabilities: Vec<String>,
+    /// The isolation tier (1 to 3); `None` lets the runtime choose by risk.
+    pub tier: Option<u8>,
+}
+
+/// A capability as the effective policy decides it, for the templates.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapabilityContext {
+    pub operation: String,
+    /// `allowed`, or `conditional` (allowed under a guard, or a deny's guard may refuse it).
+    pub verdict: &'static str,
+    /// The allow rules that cover it: `allow: [...]` at `FILE:LINE`.
+    pub allowed_by: Vec<RuleContext>,
+    /// The SDK function that exercises it, if there is one.
+    pub sdk: Option<&'static capability::SdkUse>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleContext {
+    pub text: String,
+    pub at: String,
+}
+
+/// Everything a language's templates render from.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentContext {
+    pub name: String,
+    pub language: Language,
+    /// The agent's directory, relative to the workspace root.
+    pub dir: String,
+    /// From the agent's directory back to the workspace root (`../..`).
+    pub root: String,
+    pub tier: Option<u8>,
+    pub policies: Vec<String>,
+    pub capabilities: Vec<CapabilityContext>,
+    /// The SDK functions to generate, once each, in table order.
+    pub functions: Vec<&'static capability::SdkUse>,
+    /// Capabilities with no SDK call: declared, nothing generated.
+    pub without_sdk: Vec<String>,
+    /// What the agent may never do: the effective policy's unconditional denies.
+    pub denied: Vec<RuleContext>,
+    /// Operations the agent's own policy must allow, since nothing else does.
+    pub inline_allow: Vec<String>,
+    /// `implementation = [...]`, relative to the `.sym` file; the first is the entry point.
+    pub implementation: Vec<String>,
+}
+
+/// The files of a new agent, or why none.
+pub fn new_agent(ws: &Workspace, request: &NewAgent) -> Result<Vec<GeneratedFile>, Refusal> {
+    let context = plan(ws, request)?;
+    let files = templates::render_agent(&context)?;
+    Ok(files)
+}
+
+/// The context of a new agent: its capabilities judged by its effective policy.
+pub fn plan(ws: &Workspace, request: &NewAgent) -> Result<AgentContext, Refusal> {
+    check_name("an agent's name", &request.name)?;
+    let before = ws.universe(None);
+    if let Some(agent) = before.agent(&request.name) {
+        return Err(Refusal::AgentExists { name: request.name.clone(), at: agent.loc.to_string() });
+    }
+    for policy in &request.policies {
+        if before.policy(policy).is_none() {
+            let names: Vec<String> =
+                ws.universe(None).effective(None).map(|e| e.policies.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
+            let suggestion = symbiont_syntax::suggest::closest(policy, names.iter().map(String::as_str)).map(str::to_string);
+            return Err(Refusal::UnknownPolicy { name: policy.clone(), suggestion });
+        }
+    }
+    let operations = symbiont_policy::catalogue::Operations::new(&ws.config.operations);
+    for capability in &request.capabilities {
+        if !operations.is_known(capability) {
+            let known =
+                symbiont_policy::catalogue::OPERATIONS.iter().map(|o| o.name).chain(ws.config.operations.keys().map(String::as_str));
+            let suggestion = symbiont_syntax::suggest::closest(capability, known).map(str::to_string);
+            return Err(Refusal::UnknownOperation { name: capability.clone(), suggestion });
+        }
+    }
+    let mut context = skeleton(request);
+    let sym_path = format!("{}/{}.sym", context.dir, request.name);
+    // As asked: which capabilities a deny forbids, which nothing allows.
+    let effective = effective_with(ws, &sym_path, &templates::render_sym(&context)?, &request.name)?;
+    for capability in &request.capabilities {
+        match effective.static_verdict(capability) {
+            StaticVerdict::DeniedBy(i) => {
+                let rule = &effective.rules[i].rule;
+                return Err(Refusal::Denied { capability: capability.clone(), rule: rule.text.clone(), at: location(&rule.loc) });
+            }
+            StaticVerdict::NeverAllowed => context.inline_allow.push(capability.clone()),
+            StaticVerdict::Conditional | StaticVerdict::Allowed => {}
+        }
+    }
+    // With the agent's own allows: every capability must now be allowed.
+    let effective = effective_with(ws, &sym_path, &templates::render_sym(&context)?, &request.name)?;
+    context.capabilities = request.capabilities.iter().map(|c| judge(&effective, c)).collect::<Result<_, _>>()?;
+    context.denied = effective
+        .rules
+        .iter()
+        .filter(|r| r.rule.kind == RuleKind::Deny && r.rule.is_unconditional())
+        .map(|r| RuleContext { text: r.rule.text.clone(), at: location(&r.rule.loc) })
+        .collect();
+    Ok(context)
+}
+
+/// The context before any policy is consulted.
+fn skeleton(request: &NewAgent) -> AgentContext {
+    let mut functions: Vec<&'static capability::SdkUse> = Vec::new();
+    let mut without_sdk = Vec::new();
+    for capability in &request.capabilities {
+        match capability::sdk_use(capability) {
+            Some(sdk) if !functions.contains(&sdk) => functions.push(sdk),
+            Some(_) => {}
+            None => without_sdk.push(capability.clone()),
+        }
+    }
+    functions.sort_by_key(|f| capability::SDK_USES.iter().position(|u| u == *f));
+    let name = &request.name;
+    let implementation = match request.language {
+        Language::Python => vec![format!("{name}.py")],
+        Language::JavaScript => vec![format!("{name}.js")],
+        // The entry point is what runs; the sources are listed too, so `check` reads them.
+        Language::TypeScript => vec![format!("dist/{name}.js"), format!("src/{name}.ts")],
+        Language::Rust => vec![format!("target/release/{name}"), "src/main.rs".into(), "src/lib.rs".into()],
+    };
+    AgentContext {
+        name: name.clone(),
+        language: request.language,
+        dir: format!("agents/{name}"),
+        root: "../..".into(),
+        tier: request.tier,
+        policies: request.policies.clone(),
+        capabilities: Vec::new(),
+        functions,
+        without_sdk,
+        denied: Vec::new(),
+        inline_allow: Vec::new(),
+        implementation,
+    }
+}
+
+fn effective_with(ws: &Workspace, path: &str, sym: &str, agent: &str) -> Result<EffectivePolicy, Refusal> {
+    ws.universe(Some((path, sym))).effective(Some(agent)).map_err(|e| Refusal::Internal(e.to_string()))
+}
+
+fn judge(effective: &EffectivePolicy, operation: &str) -> Result<CapabilityContext, Refusal> {
+    let verdict = match effective.static_verdict(operation) {
+        StaticVerdict::Allowed => "allowed",
+        StaticVerdict::Conditional => "conditional",
+        other => return Err(Refusal::Internal(format!("`{operation}` is still not allowed with the agent's own policy ({other:?})"))),
+    };
+    let covering: Vec<&str> = effective.operations.ancestors(operation).collect();
+    let allowed_by = effective
+        .rules
+        .iter()
+        .filter(|r| r.rule.kind == RuleKind::Allow && r.rule.ops.iter().any(|o| covering.contains(&o.name.as_str())))
+        .map(|r| RuleContext { text: r.rule.text.clone(), at: location(&r.rule.loc) })
+        .collect();
+    Ok(CapabilityContext { operation: operation.to_string(), verdict, allowed_by, sdk: capability::sdk_use(operation) })
+}
+
+/// `FILE:LINE`, as an editor opens it.
+fn location(loc: &symbiont_policy::model::SourceLoc) -> String {
+    format!("{}:{}", loc.file, loc.line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace() -> Workspace {
+        let policies = "policy baseline {\n    deny: [\"spawn_process\"]\n}\n\npolicy readers {\n    allow: [\"file_read\"]\n}\n";
+        let config = symbiont_policy::config::parse("[policy]\nbase = \"baseline\"\n").unwrap();
+        Workspace { sources: vec![("policies.sym".into(), policies.into())], config }
+    }
+
+    fn request(capabilities: &[&str]) -> NewAgent {
+        NewAgent {
+            name: "notes".into(),
+            language: Language::Python,
+            policies: vec!["readers".into()],
+            capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
+            tier: Some(1),
+        }
+    }
+
+    #[test]
+    fn a_denied_capability_generates_nothing_and_names_the_rule() {
+        let refusal = new_agent(&workspace(), &request(&["file_read", "spawn_process"])).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::Denied { capability: "spawn_process".into(), rule: "deny: [\"spawn_process\"]".into(), at: "policies.sym:2".into() }
+        );
+    }
+
+    #[test]
+    fn what_nothing_allows_the_agent_allows_itself() {
+        let context = plan(&workspace(), &request(&["file_read", "file_system_write"])).unwrap();
+        assert_eq!(context.inline_allow, ["file_system_write"]);
+        assert_eq!(context.capabilities[0].allowed_by[0].at, "policies.sym:6");
+    }
+}

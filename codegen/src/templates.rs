@@ -1,0 +1,130 @@
+//! The templates (`templates/`, compiled in) and the one environment that renders them. Every
+//! rendered file is checked before it is returned: `.sym` files and code parse without an error,
+//! JSON and TOML files parse.
+
+use std::sync::OnceLock;
+
+use minijinja::Environment;
+
+use crate::{agent::AgentContext, GeneratedFile, Language, Refusal};
+
+/// Each template, by the name templates `include` it with.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("agent.sym", include_str!("../templates/agent.sym")),
+    ("python/agent.py", include_str!("../templates/python/agent.py")),
+    ("python/function.py", include_str!("../templates/python/function.py")),
+    ("python/call.py", include_str!("../templates/python/call.py")),
+    ("python/pyproject.toml", include_str!("../templates/python/pyproject.toml")),
+    ("header.txt", include_str!("../templates/header.txt")),
+    ("javascript/agent.js", include_str!("../templates/javascript/agent.js")),
+    ("javascript/function.js", include_str!("../templates/javascript/function.js")),
+    ("javascript/call.js", include_str!("../templates/javascript/call.js")),
+    ("javascript/package.json", include_str!("../templates/javascript/package.json")),
+    ("typescript/agent.ts", include_str!("../templates/typescript/agent.ts")),
+    ("typescript/function.ts", include_str!("../templates/typescript/function.ts")),
+    ("typescript/call.ts", include_str!("../templates/typescript/call.ts")),
+    ("typescript/package.json", include_str!("../templates/typescript/package.json")),
+    ("typescript/tsconfig.json", include_str!("../templates/typescript/tsconfig.json")),
+    ("rust/Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+    ("rust/lib.rs", include_str!("../templates/rust/lib.rs")),
+    ("rust/function.rs", include_str!("../templates/rust/function.rs")),
+    ("rust/main.rs", include_str!("../templates/rust/main.rs")),
+    ("init/symbiont.toml", include_str!("../templates/init/symbiont.toml")),
+    ("init/policies.sym", include_str!("../templates/init/policies.sym")),
+    ("init/gitignore", include_str!("../templates/init/gitignore")),
+    ("init/symbiont.yml", include_str!("../templates/init/symbiont.yml")),
+    ("init/extensions.json", include_str!("../templates/init/extensions.json")),
+];
+
+fn environment() -> &'static Environment<'static> {
+    static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
+    ENVIRONMENT.get_or_init(|| {
+        let mut env = Environment::new();
+        // Block tags take their line with them, so templates read like the code they write.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_keep_trailing_newline(true);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_filter("comment", comment);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source).expect("the compiled-in templates parse");
+        }
+        env
+    })
+}
+
+/// `text` as line comments: each line after `prefix` and a space (a blank line, `prefix` alone).
+fn comment(text: String, prefix: String) -> String {
+    let lines: Vec<String> =
+        text.trim_end().lines().map(|line| if line.is_empty() { prefix.clone() } else { format!("{prefix} {line}") }).collect();
+    lines.join("\n") + "\n"
+}
+
+/// Renders `template` with `context`, then checks the result as a file at `path`.
+pub(crate) fn render(template: &str, context: &impl serde::Serialize, path: String) -> Result<GeneratedFile, Refusal> {
+    let env = environment();
+    let rendered = env.get_template(template).and_then(|t| t.render(context));
+    let content = rendered.map_err(|e| Refusal::Internal(format!("rendering {template}: {e:#}")))?;
+    check(&path, &content).map_err(|why| Refusal::Internal(format!("{path} (from {template}) {why}:\n{content}")))?;
+    Ok(GeneratedFile { path, content })
+}
+
+/// The agent's `.sym` file alone.
+pub(crate) fn render_sym(context: &AgentContext) -> Result<String, Refusal> {
+    render("agent.sym", context, format!("{}/{}.sym", context.dir, context.name)).map(|f| f.content)
+}
+
+/// Every file of a new agent.
+pub(crate) fn render_agent(context: &AgentContext) -> Result<Vec<GeneratedFile>, Refusal> {
+    let (dir, name) = (&context.dir, &context.name);
+    let at = |path: &str| format!("{dir}/{path}");
+    let mut files = vec![GeneratedFile { path: format!("{dir}/{name}.sym"), content: render_sym(context)? }];
+    let wanted: Vec<(&str, String)> = match context.language {
+        Language::Python => vec![
+            ("python/agent.py", at(&format!("{name}.py"))),
+            ("python/test_agent.py", at(&format!("test_{name}.py"))),
+            ("python/pyproject.toml", at("pyproject.toml")),
+        ],
+        Language::JavaScript => vec![
+            ("javascript/agent.js", at(&format!("{name}.js"))),
+            ("javascript/agent.test.js", at(&format!("{name}.test.js"))),
+            ("javascript/package.json", at("package.json")),
+        ],
+        Language::TypeScript => vec![
+            ("typescript/agent.ts", at(&format!("src/{name}.ts"))),
+            ("typescript/agent.test.ts", at(&format!("src/{name}.test.ts"))),
+            ("typescript/package.json", at("package.json")),
+            ("typescript/tsconfig.json", at("tsconfig.json")),
+        ],
+        Language::Rust => vec![
+            ("rust/Cargo.toml", at("Cargo.toml")),
+            ("rust/lib.rs", at("src/lib.rs")),
+            ("rust/main.rs", at("src/main.rs")),
+            ("rust/test.rs", at(&format!("tests/{name}.rs"))),
+        ],
+    };
+    for (template, path) in wanted {
+        files.push(render(template, context, path)?);
+    }
+    Ok(files)
+}
+
+/// Why `content` is not a well-formed file at `path`, if it is not.
+fn check(path: &str, content: &str) -> Result<(), String> {
+    let extension = path.rsplit_once('.').map_or("", |(_, e)| e);
+    match extension {
+        "sym" | "symbi" => match symbiont_syntax::parse(content).errors().first() {
+            Some(error) => Err(format!("does not parse: {}", error.message)),
+            None => Ok(()),
+        },
+        "json" => serde_json::from_str::<serde_json::Value>(content).map(drop).map_err(|e| format!("is not JSON: {e}")),
+        "toml" => content.parse::<toml::Table>().map(drop).map_err(|e| format!("is not TOML: {e}")),
+        _ => match symbiont_code::Lang::from_path(std::path::Path::new(path)) {
+            Some(lang) => match symbiont_code::scan::parse(lang, content) {
+                Some(tree) if !tree.root_node().has_error() => Ok(()),
+                _ => Err("does not parse (tree-sitter finds an error)".into()),
+            },
+            None => Ok(()),
+        },
+    }
+}
