@@ -53,6 +53,8 @@ pub const NODE_PACKAGE: &[(&str, &str)] = &[
     ("index.js", include_str!("../../sdk/node/symbiont/index.js")),
     ("index.d.ts", include_str!("../../sdk/node/symbiont/index.d.ts")),
     ("README.md", include_str!("../../sdk/node/symbiont/README.md")),
+    ("testing.js", include_str!("../../sdk/node/symbiont/testing.js")),
+    ("testing.d.ts", include_str!("../../sdk/node/symbiont/testing.d.ts")),
 ];
 const NODE_MODULES: &str = "/usr/share/nodejs";
 

@@ -181,6 +181,16 @@ function versionError(e) {
   return new VersionMismatch(`the broker refused the handshake (${e.message}): it is older than protocol 1.0; this SDK (javascript ${VERSION}) speaks protocol ${PROTOCOL}`);
 }
 
+/**
+ * For symbiont/testing (not part of the API): forgets the connection and any version seen, as a
+ * new process would, so the next call connects to $SYMBIONT_BROKER afresh. Calls in flight reject.
+ */
+function reset() {
+  if (current) current.fail(new TransportError("the connection was closed: the SDK was pointed at another broker"));
+  current = null;
+  mismatch = null;
+}
+
 async function call(op, params) {
   if (mismatch) throw mismatch;
   const id = ++nextId;
@@ -283,3 +293,4 @@ module.exports = {
   VERSION,
   PROTOCOL,
 };
+Object.defineProperty(module.exports, Symbol.for("symbiont.testing.reset"), { value: reset });

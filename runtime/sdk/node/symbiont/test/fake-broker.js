@@ -1,6 +1,7 @@
 "use strict";
-// A fake broker for the SDK's tests: a Unix socket in a temporary directory that speaks the
-// protocol's JSON lines (docs/broker-protocol.md), each test scripting the replies.
+// A scripted broker for the SDK's transport tests: a Unix socket in a temporary directory that
+// speaks the protocol's JSON lines (docs/broker-protocol.md), each test scripting the replies, down
+// to a reply cut short. Tests of what a well-behaved broker answers use symbiont/testing instead.
 
 const fs = require("node:fs");
 const net = require("node:net");

@@ -1,15 +1,27 @@
 "use strict";
-// The SDK against a fake broker speaking the protocol over a real Unix socket (fake-broker.js):
-// every call, each error code, the handshake, bounds and broken connections.
+// The SDK against fake brokers speaking the protocol over a real Unix socket: every call against
+// the public one (symbiont/testing), and each error code, the handshake, bounds and broken
+// connections against the scripted one (fake-broker.js).
 
 const assert = require("node:assert/strict");
 const { spawn } = require("node:child_process");
 const path = require("node:path");
 const test = require("node:test");
+const symbiont = require("..");
+const { FakeBroker } = require("../testing");
 const { fakeBroker, freshSdk, ok, err } = require("./fake-broker");
 
 const MiB = 1024 * 1024;
-const DENIAL = 'policy denies file_system_write for agent worker by `deny: file_system_write(path) if path == "out.txt"` (Denied)';
+
+/** The public fake broker (symbiont/testing), for the calls a well-behaved broker answers; closed after the test. */
+async function publicBroker(t, options = {}) {
+  const broker = await FakeBroker.start(options);
+  t.after(() => broker.close());
+  return broker;
+}
+
+/** The requests after the handshake. */
+const calls = (broker) => broker.requests.filter((r) => r.op !== "hello");
 
 test("each connection opens with hello: protocol 1.0 and the SDK's name and version", async (t) => {
   const { sdk, seen } = await fakeBroker(t, () => ok(null));
@@ -71,15 +83,15 @@ test("a 3xx is ok (no redirect is followed), a 4xx or 5xx is not", async (t) => 
 });
 
 test("fs: read, write and append (and Node.js's names for them) speak file_read and file_write", async (t) => {
-  const { sdk, calls } = await fakeBroker(t, (r) => (r.op === "file_read" ? ok({ content: `content of ${r.path}` }) : ok({ written: r.content.length })));
-  assert.equal(await sdk.fs.read("notes/a.txt"), "content of notes/a.txt");
-  assert.equal(await sdk.fs.readFile("b.txt"), "content of b.txt");
-  assert.equal(await sdk.fs.write("out.txt", "hello"), 5);
-  assert.equal(await sdk.fs.writeFile("out.txt", "hi"), 2);
-  assert.equal(await sdk.fs.append("log.txt", "line\n"), 5);
-  assert.equal(await sdk.fs.appendFile("log.txt", 42), 2, "content is sent as a string");
+  const broker = await publicBroker(t, { files: { "notes/a.txt": "content of a", "b.txt": "content of b" } });
+  assert.equal(await symbiont.fs.read("notes/a.txt"), "content of a");
+  assert.equal(await symbiont.fs.readFile("b.txt"), "content of b");
+  assert.equal(await symbiont.fs.write("out.txt", "hello"), 5);
+  assert.equal(await symbiont.fs.writeFile("out.txt", "hi"), 2);
+  assert.equal(await symbiont.fs.append("log.txt", "line\n"), 5);
+  assert.equal(await symbiont.fs.appendFile("log.txt", 42), 2, "content is sent as a string");
   assert.deepEqual(
-    calls().map(({ op, path, content, append }) => ({ op, path, content, append })),
+    calls(broker).map(({ op, path, content, append }) => ({ op, path, content, append })),
     [
       { op: "file_read", path: "notes/a.txt", content: undefined, append: undefined },
       { op: "file_read", path: "b.txt", content: undefined, append: undefined },
@@ -89,42 +101,43 @@ test("fs: read, write and append (and Node.js's names for them) speak file_read 
       { op: "file_write", path: "log.txt", content: "42", append: true },
     ]
   );
+  assert.deepEqual(broker.files, { "notes/a.txt": "content of a", "b.txt": "content of b", "out.txt": "hi", "log.txt": "line\n42" });
 });
 
 test("env.get and secrets.get resolve the value or null", async (t) => {
-  const values = { REGION: "eu-west-1", api_token: "s3cr3t" };
-  const { sdk, calls } = await fakeBroker(t, (r) => ok({ value: values[r.name] ?? null }));
-  assert.equal(await sdk.env.get("REGION"), "eu-west-1");
-  assert.equal(await sdk.env.get("HOME"), null);
-  assert.equal(await sdk.secrets.get("api_token"), "s3cr3t");
-  assert.equal(await sdk.secrets.get("missing"), null);
+  const broker = await publicBroker(t, { env: { REGION: "eu-west-1" }, secrets: { api_token: "s3cr3t" } });
+  assert.equal(await symbiont.env.get("REGION"), "eu-west-1");
+  assert.equal(await symbiont.env.get("HOME"), null);
+  assert.equal(await symbiont.secrets.get("api_token"), "s3cr3t");
+  assert.equal(await symbiont.secrets.get("missing"), null);
   assert.deepEqual(
-    calls().map(({ op, name }) => [op, name]),
+    calls(broker).map(({ op, name }) => [op, name]),
     [["env_get", "REGION"], ["env_get", "HOME"], ["secret_get", "api_token"], ["secret_get", "missing"]]
   );
 });
 
 test("log sends the message and the level (info by default) and resolves nothing", async (t) => {
-  const { sdk, calls } = await fakeBroker(t, () => ok(null));
-  assert.equal(await sdk.log("started"), undefined);
-  await sdk.log("careful", "warn");
+  const broker = await publicBroker(t);
+  assert.equal(await symbiont.log("started"), undefined);
+  await symbiont.log("careful", "warn");
   assert.deepEqual(
-    calls().map(({ message, level }) => [message, level]),
+    calls(broker).map(({ message, level }) => [message, level]),
     [["started", "info"], ["careful", "warn"]]
   );
 });
 
 test("send resolves the sequence number; receive a Message, or null when none came in time", async (t) => {
-  const inbox = [{ from: "planner", seq: 7, payload: { task: [1, 2] } }];
-  const { sdk, calls } = await fakeBroker(t, (r) => (r.op === "send_message" ? ok({ delivered: 3 }) : ok(inbox.shift() ?? null)));
-  assert.equal(await sdk.send("summarizer", { text: "hi" }), 3);
-  assert.deepEqual(await sdk.receive(1000), { from: "planner", seq: 7, payload: { task: [1, 2] } });
-  assert.equal(await sdk.receive(250), null, "a receive that times out resolves null");
-  assert.equal(await sdk.receive(), null);
+  const broker = await publicBroker(t, { inbox: [{ from: "planner", payload: { task: [1, 2] } }] });
+  assert.equal(await symbiont.send("summarizer", { text: "hi" }), 1);
+  assert.equal(await symbiont.send("summarizer", { text: "again" }), 2);
+  assert.deepEqual(await symbiont.receive(1000), { from: "planner", seq: 1, payload: { task: [1, 2] } });
+  assert.equal(await symbiont.receive(250), null, "a receive that times out resolves null");
+  assert.equal(await symbiont.receive(), null);
   assert.deepEqual(
-    calls().map(({ op, to, payload, timeout_ms }) => ({ op, to, payload, timeout_ms })),
+    calls(broker).map(({ op, to, payload, timeout_ms }) => ({ op, to, payload, timeout_ms })),
     [
       { op: "send_message", to: "summarizer", payload: { text: "hi" }, timeout_ms: undefined },
+      { op: "send_message", to: "summarizer", payload: { text: "again" }, timeout_ms: undefined },
       { op: "receive_message", to: undefined, payload: undefined, timeout_ms: 1000 },
       { op: "receive_message", to: undefined, payload: undefined, timeout_ms: 250 },
       { op: "receive_message", to: undefined, payload: undefined, timeout_ms: 0 },
@@ -171,14 +184,14 @@ test("each error code rejects with its class, carrying the code and the broker's
 });
 
 test("a denial carries the deciding rule parsed from the broker's message", async (t) => {
-  const SEND = 'policy denies send_message to `auditor` for agent worker by `deny: send_message(to) if to == "auditor"` (Denied)';
-  const { sdk } = await fakeBroker(t, (r) => (r.op === "file_write" ? err("denied", DENIAL) : err("denied", SEND)));
-  const e = await sdk.fs.write("out.txt", "x").catch((e) => e);
-  assert.ok(e instanceof sdk.PolicyDenied);
+  await publicBroker(t, { deny: { file_write: 'deny: file_system_write(path) if path == "out.txt"', send_message: 'deny: send_message(to) if to == "auditor"' } });
+  const e = await symbiont.fs.write("out.txt", "x").catch((e) => e);
+  assert.ok(e instanceof symbiont.PolicyDenied);
   assert.equal(e.rule, 'deny: file_system_write(path) if path == "out.txt"');
-  assert.equal(e.message, DENIAL);
-  const s = await sdk.send("auditor", 1).catch((e) => e);
+  assert.equal(e.message, 'policy denies file_system_write for agent agent by `deny: file_system_write(path) if path == "out.txt"` (Denied)');
+  const s = await symbiont.send("auditor", 1).catch((e) => e);
   assert.equal(s.rule, 'deny: send_message(to) if to == "auditor"');
+  assert.equal(s.message, 'policy denies send_message to `auditor` for agent agent by `deny: send_message(to) if to == "auditor"` (Denied)');
 });
 
 test("16 MiB go through whole both ways, in one reply read to its end", async (t) => {
