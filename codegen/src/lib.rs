@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod capability;
 pub mod init;
+pub mod sym_edit;
 mod templates;
 
 use std::fmt;
