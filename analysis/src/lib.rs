@@ -64,6 +64,11 @@ pub fn is_source_path(path: &Path) -> bool {
 /// The name of the workspace configuration file.
 pub const CONFIG_FILE_NAME: &str = "symbiont.toml";
 
+/// Files named so list, in `.gitignore`'s syntax, what `check` and the editor leave out of the
+/// workspace beyond what `.gitignore` does: code that is in the repository but is not an agent's,
+/// such as the SDKs `symbiont init` vendors.
+pub const IGNORE_FILE_NAME: &str = ".symbiontignore";
+
 /// Owns the database and the map from paths to file inputs.
 pub struct AnalysisHost {
     db: RootDatabase,

@@ -30,7 +30,9 @@ pub fn collect(paths: &[PathBuf], cwd: &Path, code: bool) -> Result<Collected, S
             files.insert(normalize(path, cwd));
             continue;
         }
-        for entry in ignore::WalkBuilder::new(path).require_git(false).build() {
+        for entry in
+            ignore::WalkBuilder::new(path).require_git(false).add_custom_ignore_filename(symbiont_analysis::IGNORE_FILE_NAME).build()
+        {
             match entry {
                 Ok(entry) => {
                     if entry.file_type().is_some_and(|t| t.is_file())

@@ -43,7 +43,17 @@ pub struct CapabilityContext {
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleContext {
     pub text: String,
+    /// `FILE:LINE`.
     pub at: String,
+    /// The policy it is a rule of.
+    pub policy: String,
+}
+
+/// An operation the agent may never perform, and the deny that says so.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeniedContext {
+    pub operation: String,
+    pub by: RuleContext,
 }
 
 /// Everything a language's templates render from.
@@ -62,8 +72,8 @@ pub struct AgentContext {
     pub functions: Vec<&'static capability::SdkUse>,
     /// Capabilities with no SDK call: declared, nothing generated.
     pub without_sdk: Vec<String>,
-    /// What the agent may never do: the effective policy's unconditional denies.
-    pub denied: Vec<RuleContext>,
+    /// What the agent may never do: each operation of the effective policy's unconditional denies.
+    pub denied: Vec<DeniedContext>,
     /// Operations the agent's own policy must allow, since nothing else does.
     pub inline_allow: Vec<String>,
     /// `implementation = [...]`, relative to the `.sym` file; the first is the entry point.
@@ -122,7 +132,10 @@ pub fn plan(ws: &Workspace, request: &NewAgent) -> Result<AgentContext, Refusal>
         .rules
         .iter()
         .filter(|r| r.rule.kind == RuleKind::Deny && r.rule.is_unconditional())
-        .map(|r| RuleContext { text: r.rule.text.clone(), at: location(&r.rule.loc) })
+        .flat_map(|r| {
+            let by = rule_context(&effective, r);
+            r.rule.ops.iter().map(move |op| DeniedContext { operation: op.name.clone(), by: by.clone() })
+        })
         .collect();
     Ok(context)
 }
@@ -178,9 +191,14 @@ fn judge(effective: &EffectivePolicy, operation: &str) -> Result<CapabilityConte
         .rules
         .iter()
         .filter(|r| r.rule.kind == RuleKind::Allow && r.rule.ops.iter().any(|o| covering.contains(&o.name.as_str())))
-        .map(|r| RuleContext { text: r.rule.text.clone(), at: location(&r.rule.loc) })
+        .map(|r| rule_context(effective, r))
         .collect();
     Ok(CapabilityContext { operation: operation.to_string(), verdict, allowed_by, sdk: capability::sdk_use(operation) })
+}
+
+fn rule_context(effective: &EffectivePolicy, rule: &symbiont_policy::effective::EffectiveRule) -> RuleContext {
+    let policy = effective.policies[rule.policy].name.clone();
+    RuleContext { text: rule.rule.text.clone(), at: location(&rule.rule.loc), policy }
 }
 
 /// `FILE:LINE`, as an editor opens it.

@@ -14,6 +14,8 @@ pub struct SdkUse {
     /// The operations this call performs, as the broker decides them: a capability names one
     /// of these, or an operation above them (`network_access` covers `web_request`).
     pub operations: &'static [&'static str],
+    /// The broker op it sends (`docs/broker-protocol.md`): what a fake broker denies in its tests.
+    pub broker_op: &'static str,
     /// The input field the generated entry point reads to call it (`{"fetch": URL}`).
     pub input: &'static str,
     pub summary: &'static str,
@@ -22,6 +24,7 @@ pub struct SdkUse {
 pub static SDK_USES: &[SdkUse] = &[
     SdkUse {
         function: "fetch_url",
+        broker_op: "http",
         camel: "fetchUrl",
         operations: &["web_request", "https_request", "http_request", "network_access"],
         input: "fetch",
@@ -29,6 +32,7 @@ pub static SDK_USES: &[SdkUse] = &[
     },
     SdkUse {
         function: "read_file",
+        broker_op: "file_read",
         camel: "readFile",
         operations: &["file_read", "file_access"],
         input: "read",
@@ -36,6 +40,7 @@ pub static SDK_USES: &[SdkUse] = &[
     },
     SdkUse {
         function: "write_file",
+        broker_op: "file_write",
         camel: "writeFile",
         operations: &["file_system_write"],
         input: "write",
@@ -43,6 +48,7 @@ pub static SDK_USES: &[SdkUse] = &[
     },
     SdkUse {
         function: "read_env",
+        broker_op: "env_get",
         camel: "readEnv",
         operations: &["env_access"],
         input: "env",
@@ -50,6 +56,7 @@ pub static SDK_USES: &[SdkUse] = &[
     },
     SdkUse {
         function: "read_secret",
+        broker_op: "secret_get",
         camel: "readSecret",
         operations: &["secret_access"],
         input: "secret",
@@ -57,6 +64,7 @@ pub static SDK_USES: &[SdkUse] = &[
     },
     SdkUse {
         function: "send_message",
+        broker_op: "send_message",
         camel: "sendMessage",
         operations: &["send_message", "delegate"],
         input: "send",
@@ -64,6 +72,7 @@ pub static SDK_USES: &[SdkUse] = &[
     },
     SdkUse {
         function: "receive_message",
+        broker_op: "receive_message",
         camel: "receiveMessage",
         operations: &["receive_message"],
         input: "receive",

@@ -15,6 +15,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("python/function.py", include_str!("../templates/python/function.py")),
     ("python/call.py", include_str!("../templates/python/call.py")),
     ("python/pyproject.toml", include_str!("../templates/python/pyproject.toml")),
+    ("python/test_agent.py", include_str!("../templates/python/test_agent.py")),
+    ("javascript/agent.test.js", include_str!("../templates/javascript/agent.test.js")),
+    ("javascript/test.js", include_str!("../templates/javascript/test.js")),
+    ("typescript/agent.test.ts", include_str!("../templates/typescript/agent.test.ts")),
     ("header.txt", include_str!("../templates/header.txt")),
     ("javascript/agent.js", include_str!("../templates/javascript/agent.js")),
     ("javascript/function.js", include_str!("../templates/javascript/function.js")),
@@ -32,6 +36,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("init/symbiont.toml", include_str!("../templates/init/symbiont.toml")),
     ("init/policies.sym", include_str!("../templates/init/policies.sym")),
     ("init/gitignore", include_str!("../templates/init/gitignore")),
+    ("init/symbiontignore", include_str!("../templates/init/symbiontignore")),
     ("init/symbiont.yml", include_str!("../templates/init/symbiont.yml")),
     ("init/extensions.json", include_str!("../templates/init/extensions.json")),
 ];

@@ -317,7 +317,12 @@ impl Writer<'_> {
         }
         self.world.roots.push(root.to_path_buf());
         let mut count = 0;
-        for entry in ignore::WalkBuilder::new(root).require_git(false).build().flatten() {
+        for entry in ignore::WalkBuilder::new(root)
+            .require_git(false)
+            .add_custom_ignore_filename(symbiont_analysis::IGNORE_FILE_NAME)
+            .build()
+            .flatten()
+        {
             let path = entry.path();
             if !entry.file_type().is_some_and(|t| t.is_file()) || !(is_source_path(path) || is_code_path(path)) {
                 continue;
