@@ -28,25 +28,28 @@
 //! ```
 //!
 //! The functions here share one connection per process (a [`Client`] from
-//! [`Client::from_env`]); a program that wants its own uses [`Client`] directly.
+//! [`Client::from_env`]); a program that wants its own uses [`Client`] directly. An agent's own
+//! tests run its code against [`testing::FakeBroker`], a broker answering from memory.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod client;
 mod error;
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
 pub use client::{Client, Message, Response, DEFAULT_BROKER, MAX_LINE, PROTOCOL_VERSION};
 pub use error::{Error, Result};
 
-/// The process's client, at `$SYMBIONT_BROKER` as it was at the first call.
-fn broker() -> &'static Client {
-    static CLIENT: OnceLock<Client> = OnceLock::new();
-    CLIENT.get_or_init(Client::from_env)
+/// The process's client: a live [`testing::FakeBroker`]'s, else the one at `$SYMBIONT_BROKER` as
+/// it was at the first call.
+fn broker() -> Arc<Client> {
+    static CLIENT: OnceLock<Arc<Client>> = OnceLock::new();
+    testing::client().unwrap_or_else(|| CLIENT.get_or_init(|| Arc::new(Client::from_env())).clone())
 }
 
 /// HTTP through the broker, which decides each request (`http_request`, `https_request`) by the
@@ -215,7 +218,8 @@ pub fn receive(timeout: Duration) -> Result<Option<Message>> {
     broker().receive(timeout)
 }
 
-/// The run's input (`symbiont run --input JSON`, in `$SYMBIONT_INPUT`); `null` when it has none.
+/// The run's input (`symbiont run --input JSON`, in `$SYMBIONT_INPUT`; a live
+/// [`testing::FakeBroker`]'s input instead); `null` when it has none.
 ///
 /// ```no_run
 /// let input = symbiont::input()?;
@@ -223,7 +227,10 @@ pub fn receive(timeout: Duration) -> Result<Option<Message>> {
 /// # Ok::<(), symbiont::Error>(())
 /// ```
 pub fn input() -> Result<Value> {
-    parse_input(std::env::var("SYMBIONT_INPUT").ok().as_deref())
+    match testing::input() {
+        Some(input) => Ok(input),
+        None => parse_input(std::env::var("SYMBIONT_INPUT").ok().as_deref()),
+    }
 }
 
 /// The input from `$SYMBIONT_INPUT`'s text: the runtime writes JSON, so anything else is a transport error.

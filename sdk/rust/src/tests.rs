@@ -1,5 +1,7 @@
-//! The client against a fake broker: a thread serving a Unix socket in a temporary directory,
-//! answering each request as the test's script says, and keeping every request it read.
+//! The client against fake brokers: the public one (`testing::FakeBroker`) for what a well-behaved
+//! broker answers, and a scripted one for the rest (a thread serving a Unix socket in a temporary
+//! directory, answering each request as the test's script says, down to a reply cut short, and
+//! keeping every request it read).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::testing::FakeBroker;
 use crate::{Client, Error, Message, Response, MAX_LINE};
 
 /// What the fake broker writes for a request, and whether it then closes the connection.
@@ -17,15 +20,15 @@ type Answer = (Vec<u8>, bool);
 /// The script's view of a request: which connection (0, 1, …) it came on, and the request.
 type Script = dyn Fn(usize, &Value) -> Answer + Send + Sync;
 
-struct FakeBroker {
+struct FakeScript {
     _dir: tempfile::TempDir,
     path: PathBuf,
     seen: Arc<Mutex<Vec<(usize, Value)>>>,
 }
 
-impl FakeBroker {
+impl FakeScript {
     /// Serves connections one after another, answering each request line by `script`.
-    fn serve(script: impl Fn(usize, &Value) -> Answer + Send + Sync + 'static) -> FakeBroker {
+    fn serve(script: impl Fn(usize, &Value) -> Answer + Send + Sync + 'static) -> FakeScript {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broker.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -48,12 +51,12 @@ impl FakeBroker {
                 }
             }
         });
-        FakeBroker { _dir: dir, path, seen }
+        FakeScript { _dir: dir, path, seen }
     }
 
     /// A broker that says `hello` and answers every other request with `result(request)`.
-    fn answering(result: impl Fn(&Value) -> Value + Send + Sync + 'static) -> FakeBroker {
-        FakeBroker::serve(move |_, request| match request["op"].as_str() {
+    fn answering(result: impl Fn(&Value) -> Value + Send + Sync + 'static) -> FakeScript {
+        FakeScript::serve(move |_, request| match request["op"].as_str() {
             Some("hello") => hello(request),
             _ => ok(request, result(request)),
         })
@@ -93,7 +96,7 @@ fn error(id: &Value, code: &str, message: &str) -> Answer {
 }
 
 /// The requests after each connection's `hello`, without their `id`.
-fn calls(broker: &FakeBroker) -> Vec<Value> {
+fn calls(broker: &FakeScript) -> Vec<Value> {
     broker
         .seen()
         .into_iter()
@@ -107,7 +110,7 @@ fn calls(broker: &FakeBroker) -> Vec<Value> {
 
 #[test]
 fn every_operation_sends_its_request_and_reads_its_result() {
-    let broker = FakeBroker::answering(|r| match r["op"].as_str().unwrap() {
+    let broker = FakeScript::answering(|r| match r["op"].as_str().unwrap() {
         "http" => json!({ "status": 201, "body": format!("{} {}", r["method"].as_str().unwrap(), r["body"].as_str().unwrap_or("-")) }),
         "file_read" => json!({ "content": "file text" }),
         "file_write" => json!({ "written": r["content"].as_str().unwrap().len() }),
@@ -182,7 +185,7 @@ fn a_response_body_parses_as_json_or_says_it_is_not() {
 #[test]
 fn each_error_code_is_its_variant_and_keeps_the_connection() {
     // The broker answers a read of `CODE` with that error code.
-    let broker = FakeBroker::serve(|_, r| match r["op"].as_str() {
+    let broker = FakeScript::serve(|_, r| match r["op"].as_str() {
         Some("hello") => hello(r),
         _ => error(&r["id"], r["path"].as_str().unwrap(), &format!("why {}", r["path"].as_str().unwrap())),
     });
@@ -209,22 +212,16 @@ fn each_error_code_is_its_variant_and_keeps_the_connection() {
 
 #[test]
 fn a_denial_carries_the_deciding_rule() {
-    let broker = FakeBroker::serve(|_, r| match r["op"].as_str() {
-        Some("hello") => hello(r),
-        Some("file_write") => {
-            error(&r["id"], "denied", "policy denies file_system_write for agent worker by `deny: [\"file_system_write\"]` (Denied)")
-        }
-        Some("send_message") => error(
-            &r["id"],
-            "denied",
-            "policy denies send_message to `vault` for agent asker by `deny: send_message(to) if to == \"vault\"` (Denied)",
-        ),
-        _ => error(&r["id"], "denied", "policy denies http_request for agent worker (NotAllowed)"),
-    });
-    let client = broker.client();
+    let broker = FakeBroker::builder()
+        .deny("file_write", "deny: [\"file_system_write\"]")
+        .deny("send_message", "deny: send_message(to) if to == \"vault\"")
+        .deny("http", "")
+        .agent("worker")
+        .start();
+    let client = Client::new(broker.socket_path());
     let denied = client.write("a.txt", "x").unwrap_err();
     assert_eq!(denied.rule(), Some("deny: [\"file_system_write\"]"));
-    assert!(matches!(&denied, Error::Denied { message, .. } if message.starts_with("policy denies file_system_write")));
+    assert!(matches!(&denied, Error::Denied { message, .. } if message.starts_with("policy denies file_system_write for agent worker")));
     assert_eq!(client.send("vault", &json!(1)).unwrap_err().rule(), Some("deny: send_message(to) if to == \"vault\""));
     let unnamed = client.get("https://a.example/").unwrap_err();
     assert_eq!((unnamed.code(), unnamed.rule()), ("denied", None), "no rule decided it: allow-list miss");
@@ -232,14 +229,14 @@ fn a_denial_carries_the_deciding_rule() {
 
 #[test]
 fn a_receive_that_times_out_is_none() {
-    let broker = FakeBroker::answering(|_| Value::Null);
+    let broker = FakeScript::answering(|_| Value::Null);
     assert_eq!(broker.client().receive(Duration::from_millis(250)).unwrap(), None);
     assert_eq!(calls(&broker), [json!({ "op": "receive_message", "timeout_ms": 250 })]);
 }
 
 #[test]
 fn a_16_mib_payload_goes_and_comes_back_whole() {
-    let broker = FakeBroker::answering(|r| match r["op"].as_str().unwrap() {
+    let broker = FakeScript::answering(|r| match r["op"].as_str().unwrap() {
         "file_write" => json!({ "written": r["content"].as_str().unwrap().len() }),
         _ => json!({ "content": "é".repeat(8 << 20) }),
     });
@@ -258,7 +255,7 @@ fn a_16_mib_payload_goes_and_comes_back_whole() {
 
 #[test]
 fn a_broker_that_closes_mid_reply_is_a_transport_error_and_the_next_call_reconnects() {
-    let broker = FakeBroker::serve(|connection, r| match (connection, r["op"].as_str()) {
+    let broker = FakeScript::serve(|connection, r| match (connection, r["op"].as_str()) {
         (_, Some("hello")) => hello(r),
         (0, _) => (br#"{"id":1,"ok":true,"result":{"con"#.to_vec(), true),
         (1, _) => (Vec::new(), true),
@@ -275,7 +272,7 @@ fn a_broker_that_closes_mid_reply_is_a_transport_error_and_the_next_call_reconne
 
 #[test]
 fn an_error_without_id_closes_the_connection_and_the_next_call_reconnects() {
-    let broker = FakeBroker::serve(|connection, r| match (connection, r["op"].as_str()) {
+    let broker = FakeScript::serve(|connection, r| match (connection, r["op"].as_str()) {
         (_, Some("hello")) => hello(r),
         (0, _) => {
             let (bytes, _) = error(&Value::Null, "limited", "too many bytes buffered: this connection is closed");
@@ -294,10 +291,10 @@ fn an_error_without_id_closes_the_connection_and_the_next_call_reconnects() {
 #[test]
 fn another_protocol_major_fails_at_once_naming_both_versions() {
     // A broker that refuses this SDK's version, and one that answers with another major.
-    let refusing = FakeBroker::serve(|_, r| {
+    let refusing = FakeScript::serve(|_, r| {
         error(&r["id"], "version", "the broker speaks protocol 2.1; this SDK speaks 1.0: use an SDK of major version 2")
     });
-    let newer = FakeBroker::serve(|_, r| ok(r, json!({ "protocol": "2.0", "agent": "worker" })));
+    let newer = FakeScript::serve(|_, r| ok(r, json!({ "protocol": "2.0", "agent": "worker" })));
     for (broker, version) in [(&refusing, "2.1"), (&newer, "2.0")] {
         let error = Client::connect(&broker.path).unwrap_err();
         assert_eq!(error, Error::VersionMismatch { broker: version.into(), sdk: "1.0".into() });
@@ -308,13 +305,13 @@ fn another_protocol_major_fails_at_once_naming_both_versions() {
         assert_eq!(broker.seen().len(), 1, "{:?}", broker.seen());
     }
     // A minor version of the same major is fine.
-    let minor = FakeBroker::serve(|_, r| ok(r, json!({ "protocol": "1.7", "agent": "worker" })));
+    let minor = FakeScript::serve(|_, r| ok(r, json!({ "protocol": "1.7", "agent": "worker" })));
     assert_eq!(Client::connect(&minor.path).unwrap().agent().unwrap(), "worker");
 }
 
 #[test]
 fn a_connection_from_outside_the_sandbox_is_unidentified() {
-    let broker = FakeBroker::serve(|_, _| {
+    let broker = FakeScript::serve(|_, _| {
         let (bytes, _) = error(&Value::Null, "unidentified", "this connection is not from agent worker's sandbox");
         (bytes, true)
     });
@@ -329,7 +326,7 @@ fn a_missing_broker_or_a_reply_that_is_no_reply_is_a_transport_error() {
     let error = Client::new(&missing).read("a.txt").unwrap_err();
     assert!(matches!(&error, Error::Transport { message } if message.contains(&missing.display().to_string())), "{error}");
 
-    let broker = FakeBroker::serve(|_, r| match (r["op"].as_str(), r["path"].as_str()) {
+    let broker = FakeScript::serve(|_, r| match (r["op"].as_str(), r["path"].as_str()) {
         (Some("hello"), _) => hello(r),
         (_, Some("junk")) => (b"not json\n".to_vec(), false),
         (_, Some("other")) => (line(json!({ "id": 99, "ok": true, "result": null })), false),
@@ -352,7 +349,7 @@ fn a_missing_broker_or_a_reply_that_is_no_reply_is_a_transport_error() {
 
 #[test]
 fn threads_take_turns_on_one_connection() {
-    let broker = FakeBroker::answering(|r| json!({ "value": r["name"] }));
+    let broker = FakeScript::answering(|r| json!({ "value": r["name"] }));
     let client = Arc::new(broker.client());
     let threads: Vec<_> = (0..8)
         .map(|i| {
@@ -365,31 +362,39 @@ fn threads_take_turns_on_one_connection() {
     assert_eq!(calls(&broker).len(), 160);
 }
 
-/// The only test that sets `SYMBIONT_BROKER`: the crate's functions use the process's client.
+/// The crate's functions use a live `testing::FakeBroker`, whatever `SYMBIONT_BROKER` says.
 #[test]
-fn the_functions_use_the_broker_named_by_symbiont_broker() {
-    let broker = FakeBroker::answering(|r| match r["op"].as_str().unwrap() {
-        "http" => json!({ "status": 200, "body": "[1]" }),
-        "file_read" => json!({ "content": "c" }),
-        "file_write" => json!({ "written": 1 }),
-        "env_get" | "secret_get" => json!({ "value": null }),
-        "send_message" => json!({ "delivered": 1 }),
-        _ => Value::Null,
-    });
-    std::env::set_var("SYMBIONT_BROKER", &broker.path);
-    assert_eq!(crate::net::get("https://a.example/").unwrap().json().unwrap(), json!([1]));
-    assert_eq!(crate::net::post(String::from("https://a.example/"), "b").unwrap().status, 200);
-    crate::net::put("https://a.example/", "b").unwrap();
-    crate::net::delete("https://a.example/").unwrap();
-    crate::net::request("HEAD", "https://a.example/", &[], None).unwrap();
+fn the_functions_use_a_live_fake_broker() {
+    let url = "https://a.example/";
+    let broker = FakeBroker::builder().http(url, 200, "[1]").file("a", "c").env("X", "x").secret("Y", "y").start();
+    assert_eq!(crate::net::get(url).unwrap().json().unwrap(), json!([1]));
+    assert_eq!(crate::net::post(String::from(url), "b").unwrap().status, 200);
+    crate::net::put(url, "b").unwrap();
+    crate::net::delete(url).unwrap();
+    crate::net::request("HEAD", url, &[], None).unwrap();
     assert_eq!(crate::fs::read("a").unwrap(), "c");
     assert_eq!(crate::fs::write("a", "c").unwrap() + crate::fs::append("a", "c").unwrap(), 2);
-    assert_eq!(crate::env::get("X").unwrap(), None);
-    assert_eq!(crate::secrets::get("X").unwrap(), None);
+    assert_eq!(crate::env::get("X").unwrap().as_deref(), Some("x"));
+    assert_eq!(crate::secrets::get("Y").unwrap().as_deref(), Some("y"));
     crate::log("info", "hi").unwrap();
     assert_eq!(crate::send("b", &json!(null)).unwrap(), 1);
     assert_eq!(crate::receive(Duration::ZERO).unwrap(), None);
-    assert_eq!(calls(&broker).len(), 13);
+    let ops: Vec<Value> = broker.requests().into_iter().map(|r| r["op"].clone()).collect();
+    let expected = ["hello", "http", "http", "http", "http", "http", "file_read", "file_write", "file_write"];
+    let expected = expected.into_iter().chain(["env_get", "secret_get", "log", "send_message", "receive_message"]);
+    assert_eq!(ops, expected.map(Value::from).collect::<Vec<_>>());
+    assert_eq!(broker.files()["a"], "cc");
+}
+
+/// The only test that sets `SYMBIONT_BROKER`, holding the turn fake brokers take, so that none
+/// overrides it meanwhile: with none alive, the crate's functions use the process's client.
+#[test]
+fn the_functions_use_the_broker_named_by_symbiont_broker() {
+    let _turn = crate::testing::Turn::take();
+    let broker = FakeScript::answering(|_| json!({ "value": "from the environment's broker" }));
+    std::env::set_var("SYMBIONT_BROKER", &broker.path);
+    assert_eq!(crate::env::get("X").unwrap().as_deref(), Some("from the environment's broker"));
+    assert_eq!(calls(&broker), [json!({ "op": "env_get", "name": "X" })]);
 }
 
 #[test]
