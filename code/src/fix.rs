@@ -155,26 +155,31 @@ pub fn sdk_rewrite(lang: Lang, text: &str, finding: &Finding, row: &SdkRewrite) 
     }
     let callee = row.sdk_call.to_string();
     let mut edits = vec![Edit { start: finding.callee_start, end: finding.callee_end, new_text: callee }];
-    let import = match lang.family() {
-        Family::Python if !has_line(text, "import symbiont") => Some("import symbiont\n"),
-        Family::Js if !text.contains("from \"symbiont\"") && !text.contains("require(\"symbiont\")") => {
-            // CommonJS JavaScript keeps `require`; TypeScript always imports, as its `require` is
-            // untyped (`any`) and the rewritten call would go unchecked.
-            if lang == Lang::JavaScript && text.contains("require(") && !text.contains("import ") {
-                Some("const symbiont = require(\"symbiont\");\n")
-            } else {
-                Some("import * as symbiont from \"symbiont\";\n")
-            }
-        }
-        _ => None,
-    };
-    if let Some(import) = import {
+    if let Some(import) = sdk_import(lang, text) {
         let (at, newline) = import_offset(lang, text);
-        let new_text = if newline { format!("\n{import}") } else { import.to_string() };
+        let new_text = if newline { format!("\n{import}\n") } else { format!("{import}\n") };
         edits.push(Edit { start: at, end: at, new_text });
     }
     edits.extend(unused_import(lang, text, finding));
     reparses(lang, text, &edits.iter().collect::<Vec<_>>()).then_some(edits)
+}
+
+/// The line that imports the SDK as `symbiont` (without its newline), when `text` lacks one and
+/// its language needs one (Rust names the crate's paths directly).
+pub fn sdk_import(lang: Lang, text: &str) -> Option<&'static str> {
+    match lang.family() {
+        Family::Python if !has_line(text, "import symbiont") => Some("import symbiont"),
+        Family::Js if !text.contains("from \"symbiont\"") && !text.contains("require(\"symbiont\")") => {
+            // CommonJS JavaScript keeps `require`; TypeScript always imports, as its `require` is
+            // untyped (`any`) and the rewritten call would go unchecked.
+            if lang == Lang::JavaScript && text.contains("require(") && !text.contains("import ") {
+                Some("const symbiont = require(\"symbiont\");")
+            } else {
+                Some("import * as symbiont from \"symbiont\";")
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Deletes the import the rewritten call was the last use of: the top-level statement that binds
@@ -274,7 +279,7 @@ fn unused_import(lang: Lang, text: &str, finding: &Finding) -> Option<Edit> {
 /// Where an added import goes: after what must stay first in the file — a shebang, Python's
 /// encoding cookie, module docstring and `from __future__` imports, JavaScript's directives
 /// (`"use strict"`). The flag says the file ends there without a newline.
-fn import_offset(lang: Lang, text: &str) -> (usize, bool) {
+pub fn import_offset(lang: Lang, text: &str) -> (usize, bool) {
     let Some(tree) = scan::parse(lang, text) else { return (0, false) };
     let root = tree.root_node();
     let mut cursor = root.walk();

@@ -11,6 +11,8 @@
 pub mod agent;
 pub mod capability;
 pub mod init;
+pub mod add;
+mod stub;
 pub mod sym_edit;
 mod templates;
 
@@ -103,6 +105,8 @@ pub enum Refusal {
         agent: String,
         why: String,
     },
+    /// A file the generator would edit has syntax errors: it edits only what it can parse.
+    Unparsable { path: String },
     /// A generated file failed its own check: a bug of the generator, never written.
     Internal(String),
 }
@@ -120,6 +124,7 @@ impl fmt::Display for Refusal {
             Refusal::UnknownAgent { name, suggestion } => write!(f, "no agent `{name}` in this workspace{}", suggest(suggestion)),
             Refusal::AgentExists { name, at } => write!(f, "an agent `{name}` exists already at {at}"),
             Refusal::NoImplementation { agent, why } => write!(f, "agent `{agent}`: {why}"),
+            Refusal::Unparsable { path } => write!(f, "`{path}` does not parse: fix it first (`symbiont check` shows where)"),
             Refusal::Internal(message) => write!(f, "internal error of the generator (please report it): {message}"),
         }
     }

@@ -98,7 +98,8 @@ pub fn add_allow(text: &str, agent: &ast::Agent, operation: &str) -> Option<(Edi
     let start = line_start(text, close_at);
     let edit = if text[start..close_at].trim().is_empty() {
         // A blank line between the policy and what precedes it, as `symbiont new agent` writes it.
-        let previous_blank = text[..start].trim_end_matches([' ', '\t']).ends_with("\n\n") || agent.body()?.syntax().children().next().is_none();
+        let previous_blank =
+            text[..start].trim_end_matches([' ', '\t']).ends_with("\n\n") || agent.body()?.syntax().children().next().is_none();
         insert(start, format!("{}{policy}", if previous_blank { "" } else { "\n" }))
     } else {
         // The brace closes a line with members on it: the policy goes between them.

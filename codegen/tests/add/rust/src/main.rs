@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", notes::count("a b").len());
+}
