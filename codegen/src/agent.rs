@@ -127,21 +127,28 @@ pub fn plan(ws: &Workspace, request: &NewAgent) -> Result<AgentContext, Refusal>
     }
     // With the agent's own allows: every capability must now be allowed.
     let effective = effective_with(ws, &sym_path, &templates::render_sym(&context)?, &request.name)?;
-    context.capabilities = request.capabilities.iter().map(|c| judge(&effective, c)).collect::<Result<_, _>>()?;
+    judge_all(&mut context, &effective, &request.capabilities)?;
+    Ok(context)
+}
+
+/// Fills in what the templates say of the policy: each capability's verdict and the rules that
+/// allow it (every one must be allowed), and what the agent may never do.
+pub(crate) fn judge_all(context: &mut AgentContext, effective: &EffectivePolicy, capabilities: &[String]) -> Result<(), Refusal> {
+    context.capabilities = capabilities.iter().map(|c| judge(effective, c)).collect::<Result<_, _>>()?;
     context.denied = effective
         .rules
         .iter()
         .filter(|r| r.rule.kind == RuleKind::Deny && r.rule.is_unconditional())
         .flat_map(|r| {
-            let by = rule_context(&effective, r);
+            let by = rule_context(effective, r);
             r.rule.ops.iter().map(move |op| DeniedContext { operation: op.name.clone(), by: by.clone() })
         })
         .collect();
-    Ok(context)
+    Ok(())
 }
 
 /// The context before any policy is consulted.
-fn skeleton(request: &NewAgent) -> AgentContext {
+pub(crate) fn skeleton(request: &NewAgent) -> AgentContext {
     let mut functions: Vec<&'static capability::SdkUse> = Vec::new();
     let mut without_sdk = Vec::new();
     for capability in &request.capabilities {
