@@ -12,6 +12,7 @@ pub mod agent;
 pub mod capability;
 pub mod init;
 pub mod add;
+pub mod implement;
 mod stub;
 pub mod sym_edit;
 mod templates;
