@@ -13,6 +13,7 @@ mod code_e2e;
 mod code_robustness;
 mod code_rules;
 mod code_sdk_table;
+mod codegen;
 mod corpus;
 mod diagnostics_docs;
 mod dsl_reference;

@@ -33,8 +33,8 @@ pub fn send_message(to: &str, payload: &serde_json::Value) -> symbiont::Result<u
     symbiont::send(to, payload)
 }
 {% elif f.function == "receive_message" %}
-/// The next message for this agent, or `None` after `timeout`.
-pub fn receive_message(timeout: std::time::Duration) -> symbiont::Result<Option<symbiont::Message>> {
-    symbiont::receive(timeout)
+/// The next message for this agent, or `None` after `timeout_ms`.
+pub fn receive_message(timeout_ms: u64) -> symbiont::Result<Option<symbiont::Message>> {
+    symbiont::receive(std::time::Duration::from_millis(timeout_ms))
 }
 {% endif %}

@@ -38,24 +38,11 @@ impl SdkPackage {
     }
 }
 
-/// The Python package's files, as its wheel holds them (`flit_core`: the module's directory).
-pub const PYTHON_MODULE: &[(&str, &str)] = &[
-    ("symbiont/__init__.py", include_str!("../../sdk/python/symbiont/__init__.py")),
-    ("symbiont/py.typed", include_str!("../../sdk/python/symbiont/py.typed")),
-    ("symbiont/testing.py", include_str!("../../sdk/python/symbiont/testing.py")),
-];
-const PYPROJECT: &str = include_str!("../../sdk/python/pyproject.toml");
+use symbiont_sdk_packages::{NODE_PACKAGE, PYTHON_MODULE, PYTHON_PROJECT};
+
+const PYPROJECT: &str = PYTHON_PROJECT[0].1;
 const PYTHON_SITE: &str = "/usr/lib/python3/dist-packages";
 
-/// The npm package's files, as `npm pack` puts them in its tarball.
-pub const NODE_PACKAGE: &[(&str, &str)] = &[
-    ("package.json", include_str!("../../sdk/node/symbiont/package.json")),
-    ("index.js", include_str!("../../sdk/node/symbiont/index.js")),
-    ("index.d.ts", include_str!("../../sdk/node/symbiont/index.d.ts")),
-    ("README.md", include_str!("../../sdk/node/symbiont/README.md")),
-    ("testing.js", include_str!("../../sdk/node/symbiont/testing.js")),
-    ("testing.d.ts", include_str!("../../sdk/node/symbiont/testing.d.ts")),
-];
 const NODE_MODULES: &str = "/usr/share/nodejs";
 
 impl ImageKind {
@@ -76,7 +63,7 @@ fn label_value(kind: ImageKind) -> String {
 }
 
 fn python_package() -> SdkPackage {
-    let init = PYTHON_MODULE[0].1;
+    let init = PYTHON_MODULE.iter().find(|(path, _)| *path == "symbiont/__init__.py").expect("the module's __init__.py").1;
     let version = python_assignment(init, "__version__").expect("the Python SDK sets __version__");
     let name = python_assignment(PYPROJECT, "name").expect("pyproject.toml names the package");
     let dist_info = format!("{}-{version}.dist-info", name.replace('-', "_"));
@@ -98,7 +85,7 @@ fn python_package() -> SdkPackage {
 }
 
 fn node_package() -> SdkPackage {
-    let manifest: serde_json::Value = serde_json::from_str(NODE_PACKAGE[0].1).expect("the npm package's package.json is JSON");
+    let manifest: serde_json::Value = serde_json::from_str(NODE_PACKAGE.iter().find(|(path, _)| *path == "package.json").expect("package.json").1).expect("the npm package's package.json is JSON");
     let field = |key: &str| manifest[key].as_str().expect("package.json has a name and a version").to_string();
     let (name, version) = (field("name"), field("version"));
     let files = NODE_PACKAGE.iter().map(|(path, text)| (format!("{NODE_MODULES}/{name}/{path}"), text.to_string())).collect();

@@ -39,6 +39,7 @@ pub const RUST_CRATE: &[File] = &[
     ("src/lib.rs", include_str!("../../rust/src/lib.rs")),
     ("src/client.rs", include_str!("../../rust/src/client.rs")),
     ("src/error.rs", include_str!("../../rust/src/error.rs")),
+    ("src/testing.rs", include_str!("../../rust/src/testing.rs")),
     ("README.md", include_str!("../../rust/README.md")),
 ];
 

@@ -5,7 +5,8 @@
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
-use symbiont_runtime::image::{self, sdk as sdk_files, ImageKind};
+use symbiont_runtime::image::{self, ImageKind};
+use symbiont_sdk_packages as sdk_files;
 
 use super::sandbox::sandbox_ready;
 
@@ -34,7 +35,7 @@ fn the_installed_files_are_the_packages_files() {
     let mut wheel = BTreeSet::new();
     files_under(&repo().join("runtime/sdk/python/symbiont"), "symbiont/", &mut wheel);
     let compiled: BTreeSet<String> = sdk_files::PYTHON_MODULE.iter().map(|(path, _)| path.to_string()).collect();
-    assert_eq!(compiled, wheel, "runtime/src/image/sdk.rs must install every file of the Python module, and only those");
+    assert_eq!(compiled, wheel, "runtime/src/image/sdk.rs sdk/packages must list every file of the Python module, and only those");
 
     // npm pack ships package.json's `files`, package.json and the README.
     let package = repo().join("runtime/sdk/node/symbiont");
@@ -42,10 +43,24 @@ fn the_installed_files_are_the_packages_files() {
     let mut shipped: BTreeSet<String> = manifest["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
     shipped.extend(["package.json".to_string(), "README.md".to_string()]);
     let compiled: BTreeSet<String> = sdk_files::NODE_PACKAGE.iter().map(|(path, _)| path.to_string()).collect();
-    assert_eq!(compiled, shipped, "runtime/src/image/sdk.rs must install the files npm pack ships, and only those");
+    assert_eq!(compiled, shipped, "runtime/src/image/sdk.rs sdk/packages must list the files npm pack ships, and only those");
+
+    // The Rust crate's sources, but its own unit tests (the vendored manifest is written anew).
+    let mut sources = BTreeSet::new();
+    files_under(&repo().join("sdk/rust/src"), "src/", &mut sources);
+    sources.remove("src/tests.rs");
+    sources.insert("README.md".to_string());
+    let compiled: BTreeSet<String> = sdk_files::RUST_CRATE.iter().map(|(path, _)| path.to_string()).collect();
+    assert_eq!(compiled, sources, "sdk/packages must list every source of the Rust crate, and only those");
 
     // The contents compiled in are the files as they are now (a stale build would differ).
-    for (dir, files) in [("runtime/sdk/python", sdk_files::PYTHON_MODULE), ("runtime/sdk/node/symbiont", sdk_files::NODE_PACKAGE)] {
+    let lists = [
+        ("runtime/sdk/python", sdk_files::PYTHON_MODULE),
+        ("runtime/sdk/python", sdk_files::PYTHON_PROJECT),
+        ("runtime/sdk/node/symbiont", sdk_files::NODE_PACKAGE),
+        ("sdk/rust", sdk_files::RUST_CRATE),
+    ];
+    for (dir, files) in lists {
         for (path, content) in files {
             assert_eq!(std::fs::read_to_string(repo().join(dir).join(path)).unwrap(), *content, "{dir}/{path}");
         }

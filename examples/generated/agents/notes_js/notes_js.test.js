@@ -1,0 +1,77 @@
+// notes_js's tests: its code against the SDK's fake broker, without a sandbox (`node --test`).
+"use strict";
+
+const assert = require("node:assert/strict");
+const test = require("node:test");
+const symbiont = require("symbiont");
+const { FakeBroker } = require("symbiont/testing");
+const agent = require("./notes_js.js");
+
+/** Runs `body` against a fake broker started with `options`, and returns the broker. */
+async function withBroker(options, body) {
+  const broker = await FakeBroker.start(options);
+  try {
+    await body(broker);
+  } finally {
+    await broker.close();
+  }
+  return broker;
+}
+
+test("fetchUrl returns the body", async () => {
+  const http = { "https://example.com/data": { status: 200, body: "hello" } };
+  await withBroker({ http }, async () => assert.equal(await agent.fetchUrl("https://example.com/data"), "hello"));
+});
+
+test("fetchUrl rejects with the denial naming the rule", async () => {
+  const rule = 'deny: ["web_request"]';
+  await withBroker({ deny: { http: rule } }, async () => {
+    const call = agent.fetchUrl("https://example.com/data");
+    await assert.rejects(call, (error) => error instanceof symbiont.PolicyDenied && error.rule === rule);
+  });
+});
+
+test("readFile reads the workspace", async () => {
+  await withBroker({ files: { "notes.txt": "hello" } }, async () => assert.equal(await agent.readFile("notes.txt"), "hello"));
+});
+
+test("readFile rejects with the denial naming the rule", async () => {
+  const rule = 'deny: ["file_read"]';
+  await withBroker({ deny: { file_read: rule } }, async () => {
+    const call = agent.readFile("name");
+    await assert.rejects(call, (error) => error instanceof symbiont.PolicyDenied && error.rule === rule);
+  });
+});
+
+test("writeFile writes the workspace", async () => {
+  const broker = await withBroker({}, async () => assert.equal(await agent.writeFile("out.txt", "hello"), 5));
+  assert.equal(broker.files["out.txt"], "hello");
+});
+
+test("writeFile rejects with the denial naming the rule", async () => {
+  const rule = 'deny: ["file_system_write"]';
+  await withBroker({ deny: { file_write: rule } }, async () => {
+    const call = agent.writeFile("out.txt", "hello");
+    await assert.rejects(call, (error) => error instanceof symbiont.PolicyDenied && error.rule === rule);
+  });
+});
+
+test("readEnv reads declared variables only", async () => {
+  await withBroker({ env: { REGION: "eu-west-1" } }, async () => {
+    assert.equal(await agent.readEnv("REGION"), "eu-west-1");
+    assert.equal(await agent.readEnv("HOME"), null);
+  });
+});
+
+test("readEnv rejects with the denial naming the rule", async () => {
+  const rule = 'deny: ["env_access"]';
+  await withBroker({ deny: { env_get: rule } }, async () => {
+    const call = agent.readEnv("name");
+    await assert.rejects(call, (error) => error instanceof symbiont.PolicyDenied && error.rule === rule);
+  });
+});
+
+test("main does nothing unasked and logs done", async () => {
+  const broker = await withBroker({ input: {} }, () => agent.main());
+  assert.deepEqual(broker.logs, [{ level: "info", message: "notes_js: done" }]);
+});
