@@ -284,7 +284,11 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
                 }
                 StaticVerdict::Conditional | StaticVerdict::Allowed => {
                     if judged.undeclared {
-                        out.push(Diagnostic::new(&rules::UNDECLARED_OPERATION, at, format!("{what}{}", judged.tail)));
+                        let mut d = Diagnostic::new(&rules::UNDECLARED_OPERATION, at, format!("{what}{}", judged.tail));
+                        if let (Some(agent), true) = (agent, with_fixes.wanted(at)) {
+                            d.fix = declare_fix(db, ws, agent, &finding.operation);
+                        }
+                        out.push(d);
                     }
                     continue;
                 }
@@ -323,6 +327,31 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
     // In text order (the findings already are; this places the syntax error among them).
     out.sort_by_key(|d| d.range.start());
     out
+}
+
+/// A `.sym` edit of the generator's as the analysis's.
+fn sym_text_edit(path: &Path, edit: fix::Edit) -> TextEdit {
+    TextEdit { path: path.to_path_buf(), range: range(edit.start, edit.end), new_text: edit.new_text }
+}
+
+/// The `.sym` edit that declares `operation` in `agent`'s `capabilities` (the fix of an
+/// undeclared operation): the same edit as `symbiont add capability`'s.
+fn declare_fix(db: &dyn Db, ws: Workspace, agent: &str, operation: &str) -> Option<Fix> {
+    let (file, agent_node) = agent_syntax(db, ws, agent)?;
+    let edit = symbiont_codegen::sym_edit::add_to_list(file.text(db), &agent_node, "capabilities", &format!("\"{operation}\""))?;
+    Some(Fix {
+        title: format!("Add `{operation}` to the capabilities of agent `{agent}`"),
+        edits: vec![sym_text_edit(file.path(db), edit)],
+        safe: false,
+    })
+}
+
+/// The `.sym` file that defines `agent`, and the agent in its tree.
+fn agent_syntax(db: &dyn Db, ws: Workspace, agent: &str) -> Option<(SourceFile, symbiont_syntax::ast::Agent)> {
+    let def = policy_universe(db, ws).agent(agent)?;
+    let file = ws.files(db).iter().copied().find(|f| f.path(db).to_string_lossy() == *def.loc.file)?;
+    let node = symbiont_codegen::sym_edit::find_agent(&crate::db::parse(db, file).tree(), agent)?;
+    Some((file, node))
 }
 
 fn to_fix(path: &Path, title: String, edits: Vec<fix::Edit>, safe: bool) -> Fix {
@@ -375,15 +404,8 @@ fn policy_fix_unchecked(
     operation: &str,
 ) -> Option<Fix> {
     use symbiont_syntax::ast::{self, AstNode};
-    let universe = policy_universe(db, ws);
-    let def = universe.agent(agent)?;
-    let file = ws.files(db).iter().copied().find(|f| f.path(db).to_string_lossy() == *def.loc.file)?;
+    let (file, agent_node) = agent_syntax(db, ws, agent)?;
     let text = file.text(db);
-    let tree = crate::db::parse(db, file).tree();
-    let agent_node = tree.items().find_map(|i| match i {
-        ast::Item::Agent(a) if a.name().is_some_and(|n| n.text() == agent) => Some(a),
-        _ => None,
-    })?;
     let path = file.path(db).clone();
     let edit = |range: TextRange, new_text: String| TextEdit { path: path.clone(), range, new_text };
     let quoted = format!("\"{operation}\"");
@@ -417,29 +439,8 @@ fn policy_fix_unchecked(
             })
         }
         StaticVerdict::NeverAllowed => {
-            // Add to the first allow list of the agent's own policies, else add an allow rule.
-            for policy in agent_node.policies() {
-                for rule in policy.rules() {
-                    if let (Some(ast::RuleKind::Allow), None, Some(ast::Expr::ArrayExpr(list))) = (rule.kind(), rule.guard(), rule.body()) {
-                        let close = list.syntax().last_token()?.text_range();
-                        let sep = if list.elements().next().is_some() { ", " } else { "" };
-                        return Some(Fix {
-                            title: format!("Allow `{operation}` in policy `{}`", policy.name()?.text()),
-                            edits: vec![edit(TextRange::empty(close.start()), format!("{sep}{quoted}"))],
-                            safe: false,
-                        });
-                    }
-                }
-            }
-            let body = agent_node.body()?;
-            let close = body.syntax().last_token()?.text_range();
-            let line_start = text[..usize::from(close.start())].rfind('\n').map_or(0, |i| i + 1);
-            let at = TextSize::from(line_start as u32);
-            Some(Fix {
-                title: format!("Allow `{operation}` in a policy of agent `{agent}`"),
-                edits: vec![edit(TextRange::empty(at), format!("    policy code_permissions {{\n        allow: [{quoted}]\n    }}\n"))],
-                safe: false,
-            })
+            let (allow, policy) = symbiont_codegen::sym_edit::add_allow(text, &agent_node, operation)?;
+            Some(Fix { title: format!("Allow `{operation}` in policy `{policy}`"), edits: vec![sym_text_edit(&path, allow)], safe: false })
         }
         StaticVerdict::Conditional | StaticVerdict::Allowed => None,
     }

@@ -68,6 +68,8 @@ pub enum CompletionKind {
     Type,
     Attribute,
     Value,
+    /// A template of a whole construct, with placeholders.
+    Snippet,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub struct Completion {
     pub label: String,
     pub kind: CompletionKind,
     pub detail: String,
+    /// What to insert instead of the label, in the protocol's snippet syntax (`${1:name}`).
+    pub snippet: Option<String>,
 }
 
 /// Semantic token types, in the legend's order.
@@ -115,6 +119,8 @@ pub struct Action {
     /// The diagnostic it fixes, if any.
     pub diagnostic: Option<Diagnostic>,
     pub refactor: bool,
+    /// Files the action creates (path, content), which must not exist yet; before its edits.
+    pub create: Vec<(PathBuf, String)>,
 }
 
 fn namespace_of(kind: SyntaxKind) -> Option<DefKind> {
@@ -413,7 +419,7 @@ impl Analysis {
                     continue;
                 }
                 for fix in d.fix.iter().chain(&d.alternatives) {
-                    actions.push(Action { fix: fix.clone(), diagnostic: Some(d.clone()), refactor: false });
+                    actions.push(Action { fix: fix.clone(), diagnostic: Some(d.clone()), refactor: false, create: Vec::new() });
                 }
             }
             if crate::is_source_path(path) {

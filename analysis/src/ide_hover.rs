@@ -249,14 +249,14 @@ const ITEM_KEYWORDS: &[&str] = &["agent", "policy", "metadata", "type", "functio
 const TIERS: &[&str] = &["Tier1", "Tier2", "Tier3", "auto"];
 
 pub fn completions(analysis: &Analysis, path: &Path, offset: TextSize) -> Vec<Completion> {
-    let item = |label: &str, kind, detail: &str| Completion { label: label.to_string(), kind, detail: detail.to_string() };
+    let item = |label: &str, kind, detail: &str| Completion { label: label.to_string(), kind, detail: detail.to_string(), snippet: None };
     let Some(file) = analysis.sym_file(path) else { return Vec::new() };
     let root = db::parse(&analysis.db, file).syntax();
     let text = file.text(&analysis.db);
     let offset = offset.min(root.text_range().end());
     // The token just before the cursor decides the context.
     let before = root.token_at_offset(offset).left_biased().filter(|t| t.text_range().start() < offset);
-    let Some(token) = before else { return ITEM_KEYWORDS.iter().map(|k| item(k, CompletionKind::Keyword, "item")).collect() };
+    let Some(token) = before else { return top_level_items() };
     let line_prefix = &text[text[..usize::from(offset)].rfind('\n').map_or(0, |i| i + 1)..usize::from(offset)];
     let index = crate::resolve::workspace_index(&analysis.db, analysis.workspace);
     let names = |kind: DefKind, ck: CompletionKind| -> Vec<Completion> { index.names(kind).map(|n| item(n, ck, kind.as_str())).collect() };
@@ -311,8 +311,33 @@ pub fn completions(analysis: &Analysis, path: &Path, offset: TextSize) -> Vec<Co
         fields.extend(["policy", "function", "with"].iter().map(|k| item(k, CompletionKind::Keyword, "agent member")));
         return fields;
     }
-    ITEM_KEYWORDS.iter().map(|k| item(k, CompletionKind::Keyword, "item")).collect()
+    top_level_items()
 }
+
+/// What starts a top-level item: each keyword, and a whole new agent or policy as a snippet.
+fn top_level_items() -> Vec<Completion> {
+    let keyword = |k: &&str| Completion { label: k.to_string(), kind: CompletionKind::Keyword, detail: "item".into(), snippet: None };
+    let mut items: Vec<Completion> = ITEM_KEYWORDS.iter().map(keyword).collect();
+    items.extend(ITEM_SNIPPETS.iter().map(|(label, detail, snippet)| Completion {
+        label: label.to_string(),
+        kind: CompletionKind::Snippet,
+        detail: detail.to_string(),
+        snippet: Some(snippet.to_string()),
+    }));
+    items
+}
+
+/// A new agent as `symbiont new agent` writes one (its own policy allowing what it declares, so
+/// it can do something under a default-deny base policy), and a new policy. The implementation is
+/// left out: the "Generate implementation" action writes it.
+const ITEM_SNIPPETS: &[(&str, &str, &str)] = &[
+    (
+        "agent",
+        "new agent (snippet)",
+        "agent ${1:name}(input: String) -> String {\n    capabilities = [${2:\"file_read\"}]\n    security = { tier: ${3|Tier1,Tier2,Tier3|}, memory: 256MB, cpus: 1, timeout: 30s }\n\n    policy ${1:name}_capabilities {\n        allow: [${2:\"file_read\"}]\n    }\n}\n$0",
+    ),
+    ("policy", "new policy (snippet)", "policy ${1:name} {\n    allow: [${2:\"file_read\"}]\n    deny: [${3:\"spawn_process\"}]\n}\n$0"),
+];
 
 fn inside_field(token: &SyntaxToken, field: &str) -> bool {
     token.parent_ancestors().find_map(ast::AgentField::cast).and_then(|f| f.name()).is_some_and(|n| n.text() == field)

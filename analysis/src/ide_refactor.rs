@@ -1,7 +1,7 @@
 //! Refactorings offered as code actions on `.sym` files: extract an inline policy to a named
 //! top-level policy, and apply a named policy to an agent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use symbiont_syntax::{
     ast::{self, AstNode},
@@ -52,6 +52,7 @@ pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: Text
                 fix: Fix { title: format!("Extract inline policy `{}` to a named top-level policy", name.text()), edits, safe: false },
                 diagnostic: None,
                 refactor: true,
+                create: Vec::new(),
             });
         }
         // Apply each top-level policy the agent does not apply yet.
@@ -70,28 +71,70 @@ pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: Text
                 },
                 diagnostic: None,
                 refactor: true,
+                create: Vec::new(),
             });
         }
+        if agent.field("implementation").is_none() {
+            out.extend(generate_implementation(analysis, &agent));
+        }
+    }
+    out
+}
+
+/// "Generate implementation in LANGUAGE" for an agent without code, Python first: the files
+/// `symbiont new agent` writes for the language, from the agent's effective policy, created
+/// beside its `.sym` file, and `implementation = [...]` added to it. A language whose files
+/// exist already is not offered.
+fn generate_implementation(analysis: &Analysis, agent: &ast::Agent) -> Vec<Action> {
+    use symbiont_codegen::Language;
+    let Some(name) = agent.name().map(|n| n.text()) else { return Vec::new() };
+    let sources = analysis
+        .files
+        .iter()
+        .filter(|(path, _)| crate::is_source_path(path))
+        .map(|(path, file)| (path.to_string_lossy().replace('\\', "/"), file.text(&analysis.db).to_string()))
+        .collect();
+    let config = db::config(&analysis.db, analysis.workspace).0.clone();
+    let ws = symbiont_codegen::Workspace { sources, config };
+    let languages = [
+        (Language::Python, "Python"),
+        (Language::TypeScript, "TypeScript"),
+        (Language::JavaScript, "JavaScript"),
+        (Language::Rust, "Rust"),
+    ];
+    let mut out = Vec::new();
+    for (language, title) in languages {
+        let Ok(generated) = symbiont_codegen::implement::implementation(&ws, &name, language) else { continue };
+        let create: Vec<(PathBuf, String)> = generated.files.into_iter().map(|f| (PathBuf::from(f.path), f.content)).collect();
+        if create.iter().any(|(path, _)| analysis.files.contains_key(path)) {
+            continue;
+        }
+        let edit = generated.sym_edit;
+        let range = TextRange::new(TextSize::from(edit.start as u32), TextSize::from(edit.end as u32));
+        out.push(Action {
+            fix: Fix {
+                title: format!("Generate implementation in {title}"),
+                edits: vec![TextEdit { path: PathBuf::from(generated.sym_path), range, new_text: edit.new_text }],
+                safe: false,
+            },
+            diagnostic: None,
+            refactor: true,
+            create,
+        });
     }
     out
 }
 
 /// Edits adding `name` to the agent's `policies = [...]`, creating the field when absent.
 fn add_to_policies(agent: &ast::Agent, text: &str, name: &str, path: &Path) -> Vec<TextEdit> {
-    let edit = |range: TextRange, new_text: String| TextEdit { path: path.to_path_buf(), range, new_text };
-    if let Some(ast::Expr::ArrayExpr(list)) = agent.field("policies").and_then(|f| f.value()) {
-        let Some(close) = list.syntax().last_token() else { return Vec::new() };
-        let sep = if list.elements().next().is_some() { ", " } else { "" };
-        return vec![edit(TextRange::empty(close.text_range().start()), format!("{sep}{name}"))];
-    }
-    let Some(open) = agent.body().and_then(|b| b.syntax().first_token()) else { return Vec::new() };
-    let at = open.text_range().end();
-    let indent = text[usize::from(at)..]
-        .split('\n')
-        .nth(1)
-        .map(|l| l.chars().take_while(|c| c.is_whitespace()).collect::<String>())
-        .unwrap_or_else(|| "    ".into());
-    vec![edit(TextRange::empty(at), format!("\n{indent}policies = [{name}]"))]
+    symbiont_codegen::sym_edit::add_to_list(text, agent, "policies", name)
+        .map(|e| TextEdit {
+            path: path.to_path_buf(),
+            range: TextRange::new((e.start as u32).into(), (e.end as u32).into()),
+            new_text: e.new_text,
+        })
+        .into_iter()
+        .collect()
 }
 
 /// Removes the common leading indentation of all lines but the first (the closing brace's line

@@ -180,6 +180,37 @@ impl Ctx {
         lsp::WorkspaceEdit { changes: Some(changes), ..Default::default() }
     }
 
+    /// Files created (each must not exist yet, else the client applies nothing) with their
+    /// content, then edits of existing files, as `documentChanges`.
+    pub fn creating_workspace_edit(&self, create: &[(PathBuf, String)], edits: &[symbiont_analysis::TextEdit]) -> lsp::WorkspaceEdit {
+        let unversioned = |uri: lsp::Uri| lsp::OptionalVersionedTextDocumentIdentifier { uri, version: None };
+        let mut operations = Vec::new();
+        for (path, content) in create {
+            let Some(uri) = self.uri(path) else { continue };
+            let options = lsp::CreateFileOptions { overwrite: Some(false), ignore_if_exists: Some(false) };
+            operations.push(lsp::DocumentChangeOperation::Op(lsp::ResourceOp::Create(lsp::CreateFile {
+                uri: uri.clone(),
+                options: Some(options),
+                annotation_id: None,
+            })));
+            let start = lsp::Position { line: 0, character: 0 };
+            let insert = lsp::TextEdit { range: lsp::Range { start, end: start }, new_text: content.clone() };
+            operations.push(lsp::DocumentChangeOperation::Edit(lsp::TextDocumentEdit {
+                text_document: unversioned(uri),
+                edits: vec![lsp::OneOf::Left(insert)],
+            }));
+        }
+        let mut changes: Vec<(lsp::Uri, Vec<lsp::TextEdit>)> = self.workspace_edit(edits).changes.unwrap_or_default().into_iter().collect();
+        changes.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        for (uri, edits) in changes {
+            operations.push(lsp::DocumentChangeOperation::Edit(lsp::TextDocumentEdit {
+                text_document: unversioned(uri),
+                edits: edits.into_iter().map(lsp::OneOf::Left).collect(),
+            }));
+        }
+        lsp::WorkspaceEdit { document_changes: Some(lsp::DocumentChanges::Operations(operations)), ..Default::default() }
+    }
+
     pub fn diagnostic(&self, d: &Diagnostic) -> lsp::Diagnostic {
         diagnostic(d, &self.file, |path, range| self.location(path, range))
     }
@@ -247,6 +278,7 @@ pub fn completion_kind(kind: ide::CompletionKind) -> lsp::CompletionItemKind {
         ide::CompletionKind::Type => lsp::CompletionItemKind::STRUCT,
         ide::CompletionKind::Attribute => lsp::CompletionItemKind::PROPERTY,
         ide::CompletionKind::Value => lsp::CompletionItemKind::ENUM_MEMBER,
+        ide::CompletionKind::Snippet => lsp::CompletionItemKind::SNIPPET,
     }
 }
 

@@ -46,6 +46,10 @@ pub struct Backend {
     /// The client's folders, on disk.
     folders: Mutex<Vec<PathBuf>>,
     watch_dynamically: AtomicBool,
+    /// The client inserts snippets (`completionItem.snippetSupport`).
+    snippets: Arc<AtomicBool>,
+    /// The client applies workspace edits that create files (`resourceOperations` with `create`).
+    create_files: Arc<AtomicBool>,
     push_diagnostics: Arc<AtomicBool>,
     /// What is written to the client, for the test hooks' own notifications.
     frames: tokio::sync::mpsc::WeakUnboundedSender<Vec<u8>>,
@@ -77,6 +81,8 @@ impl Backend {
             paths: OnceLock::new(),
             folders: Mutex::default(),
             watch_dynamically: AtomicBool::new(false),
+            snippets: Arc::new(AtomicBool::new(false)),
+            create_files: Arc::new(AtomicBool::new(false)),
             push_diagnostics,
             frames,
         }
@@ -310,6 +316,15 @@ impl LanguageServer for Backend {
             .and_then(|d| d.dynamic_registration)
             .unwrap_or(false);
         self.watch_dynamically.store(dynamic, Ordering::Relaxed);
+        let snippets =
+            params.capabilities.text_document.as_ref().and_then(|t| t.completion.as_ref()).and_then(|c| c.completion_item.as_ref());
+        self.snippets.store(snippets.and_then(|i| i.snippet_support).unwrap_or(false), Ordering::Relaxed);
+        let edits = params.capabilities.workspace.as_ref().and_then(|w| w.workspace_edit.as_ref());
+        let create = edits.is_some_and(|e| {
+            e.document_changes == Some(true)
+                && e.resource_operations.as_ref().is_some_and(|ops| ops.contains(&lsp::ResourceOperationKind::Create))
+        });
+        self.create_files.store(create, Ordering::Relaxed);
         // `initializationOptions.diagnostics`: "push", "pull" or "both" (the default).
         let mode = params.initialization_options.as_ref().and_then(|o| o.get("diagnostics")).and_then(Value::as_str).unwrap_or("both");
         let (push, pull) = match mode {
@@ -466,6 +481,7 @@ impl LanguageServer for Backend {
 
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position;
+        let snippets = self.snippets.load(Ordering::Relaxed);
         self.read(&at.text_document.uri, move |ctx| {
             let offset = ctx.file.offset(at.position)?;
             let items: Vec<lsp::CompletionItem> = ctx
@@ -473,10 +489,14 @@ impl LanguageServer for Backend {
                 .completions(&ctx.path, offset)
                 .or_modified()?
                 .into_iter()
+                // A snippet's placeholders would be inserted literally by a client without them.
+                .filter(|c| snippets || c.snippet.is_none())
                 .map(|c| lsp::CompletionItem {
                     label: c.label,
                     kind: Some(convert::completion_kind(c.kind)),
                     detail: (!c.detail.is_empty()).then_some(c.detail),
+                    insert_text_format: c.snippet.is_some().then_some(lsp::InsertTextFormat::SNIPPET),
+                    insert_text: c.snippet,
                     ..Default::default()
                 })
                 .collect();
@@ -614,6 +634,7 @@ impl LanguageServer for Backend {
     async fn code_action(&self, params: lsp::CodeActionParams) -> Result<Option<lsp::CodeActionResponse>> {
         let range = params.range;
         let only = params.context.only;
+        let create_files = self.create_files.load(Ordering::Relaxed);
         self.read(&params.text_document.uri, move |ctx| {
             let range: TextRange = ctx.file.text_range(range)?;
             let wanted = |kind: &lsp::CodeActionKind| {
@@ -630,7 +651,8 @@ impl LanguageServer for Backend {
                 } else {
                     lsp::CodeActionKind::REFACTOR_REWRITE
                 };
-                if !wanted(&kind) {
+                // An action that creates files needs a client that can.
+                if !wanted(&kind) || (!action.create.is_empty() && !create_files) {
                     continue;
                 }
                 let preferred = action.diagnostic.as_ref().map(|d| d.fix.as_ref() == Some(&action.fix));
@@ -638,7 +660,11 @@ impl LanguageServer for Backend {
                     title: action.fix.title.clone(),
                     kind: Some(kind),
                     diagnostics: action.diagnostic.as_ref().map(|d| vec![ctx.diagnostic(d)]),
-                    edit: Some(ctx.workspace_edit(&action.fix.edits)),
+                    edit: Some(if action.create.is_empty() {
+                        ctx.workspace_edit(&action.fix.edits)
+                    } else {
+                        ctx.creating_workspace_edit(&action.create, &action.fix.edits)
+                    }),
                     command: None,
                     is_preferred: preferred,
                     disabled: None,
