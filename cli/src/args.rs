@@ -13,6 +13,7 @@ Usage: symbiont <COMMAND> [OPTIONS] [PATH]...
 Commands:
   init    Create a workspace: settings, a default-deny base policy, CI and editor files
   new     Create an agent and its code from its effective policy
+  add     Add a capability to an agent: its .sym file, its policy and its code
   check   Report problems in .sym/.symbi files and in agent code (Rust, Python, JS, TS)
   fmt     Format .sym/.symbi files in place
   policy  Evaluate a request against an agent's policy, or explain the policy
@@ -170,6 +171,7 @@ pub enum Command {
     PoolDrain,
     Init(crate::generate::InitOptions),
     New(crate::generate::NewOptions),
+    Add(crate::add::AddOptions),
     /// Hidden: what `symbiont run --warm` starts, detached, after its run.
     PoolWarm(crate::warm::WarmOptions),
 }
@@ -212,6 +214,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "check" => parse_check(&mut parser),
             "init" => crate::generate::parse_init(&mut parser),
             "new" => crate::generate::parse_new(&mut parser),
+            "add" => crate::add::parse(&mut parser),
             "fmt" => parse_fmt(&mut parser),
             "policy" => parse_policy(&mut parser),
             "audit" => crate::audit::parse(&mut parser),
@@ -224,6 +227,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     "check" => Ok(Command::Help(CHECK_HELP)),
                     "init" => Ok(Command::Help(crate::generate::INIT_HELP)),
                     "new" => Ok(Command::Help(crate::generate::NEW_HELP)),
+                    "add" => Ok(Command::Help(crate::add::ADD_HELP)),
                     "fmt" => Ok(Command::Help(FMT_HELP)),
                     "policy" => Ok(Command::Help(POLICY_HELP)),
                     "audit" => Ok(Command::Help(crate::audit::AUDIT_HELP)),
@@ -236,7 +240,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
             other => Err(UsageError::new(
-                format!("unknown command '{other}' (expected 'init', 'new', 'check', 'fmt', 'policy', 'audit', 'run', 'image' or 'pool')"),
+                format!("unknown command '{other}' (expected 'init', 'new', 'add', 'check', 'fmt', 'policy', 'audit', 'run', 'image' or 'pool')"),
                 None,
             )),
         },

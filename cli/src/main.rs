@@ -22,6 +22,7 @@
 //! - panic, or exit with any status but 0 (all is well), 1 (problems found) or 2 (usage or I/O
 //!   error) — except `run`, which exits with the agent's status (`docs/cli.md`).
 
+mod add;
 mod args;
 mod audit;
 mod audit_backup;
@@ -96,6 +97,7 @@ fn main() -> ExitCode {
         Ok(Command::PoolWarm(options)) => warm::warm(&options),
         Ok(Command::Init(options)) => generate::init(&options),
         Ok(Command::New(options)) => generate::new_agent(&options),
+        Ok(Command::Add(options)) => add::run(&options),
         Err(error) => {
             print_error(&error);
             let _ = writeln!(std::io::stderr(), "\n{}", error.hint());
