@@ -36,6 +36,8 @@ pub struct CapabilityContext {
     pub verdict: &'static str,
     /// The allow rules that cover it: `allow: [...]` at `FILE:LINE`.
     pub allowed_by: Vec<RuleContext>,
+    /// When conditional: the rules whose guards decide at run time (allows and denies).
+    pub conditions: Vec<RuleContext>,
     /// The SDK function that exercises it, if there is one.
     pub sdk: Option<&'static capability::SdkUse>,
 }
@@ -194,13 +196,14 @@ fn judge(effective: &EffectivePolicy, operation: &str) -> Result<CapabilityConte
         other => return Err(Refusal::Internal(format!("`{operation}` is still not allowed with the agent's own policy ({other:?})"))),
     };
     let covering: Vec<&str> = effective.operations.ancestors(operation).collect();
-    let allowed_by = effective
-        .rules
-        .iter()
-        .filter(|r| r.rule.kind == RuleKind::Allow && r.rule.ops.iter().any(|o| covering.contains(&o.name.as_str())))
-        .map(|r| rule_context(effective, r))
-        .collect();
-    Ok(CapabilityContext { operation: operation.to_string(), verdict, allowed_by, sdk: capability::sdk_use(operation) })
+    let covers = |r: &&symbiont_policy::effective::EffectiveRule| r.rule.ops.iter().any(|o| covering.contains(&o.name.as_str()));
+    let allowed_by =
+        effective.rules.iter().filter(|r| r.rule.kind == RuleKind::Allow).filter(covers).map(|r| rule_context(effective, r)).collect();
+    let guarded = |r: &&symbiont_policy::effective::EffectiveRule| {
+        matches!(r.rule.kind, RuleKind::Allow | RuleKind::Deny) && !r.rule.is_unconditional()
+    };
+    let conditions = effective.rules.iter().filter(covers).filter(guarded).map(|r| rule_context(effective, r)).collect();
+    Ok(CapabilityContext { operation: operation.to_string(), verdict, allowed_by, conditions, sdk: capability::sdk_use(operation) })
 }
 
 fn rule_context(effective: &EffectivePolicy, rule: &symbiont_policy::effective::EffectiveRule) -> RuleContext {

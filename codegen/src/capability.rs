@@ -11,8 +11,10 @@ pub struct SdkUse {
     pub function: &'static str,
     /// Its name in JavaScript and TypeScript.
     pub camel: &'static str,
-    /// The operations this call performs, as the broker decides them: a capability names one
-    /// of these, or an operation above them (`network_access` covers `web_request`).
+    /// The operations this call performs, as the broker decides them (`docs/broker-protocol.md`),
+    /// and those above them in the catalogue, which cover them (`network_access` covers
+    /// `https_request`). Only these: `web_request` covers no request the broker decides, so an
+    /// agent allowed it alone would be denied every call.
     pub operations: &'static [&'static str],
     /// The broker op it sends (`docs/broker-protocol.md`): what a fake broker denies in its tests.
     pub broker_op: &'static str,
@@ -26,7 +28,7 @@ pub static SDK_USES: &[SdkUse] = &[
         function: "fetch_url",
         broker_op: "http",
         camel: "fetchUrl",
-        operations: &["web_request", "https_request", "http_request", "network_access"],
+        operations: &["https_request", "http_request", "network_access"],
         input: "fetch",
         summary: "GET a URL through the broker and return its body",
     },
@@ -66,7 +68,7 @@ pub static SDK_USES: &[SdkUse] = &[
         function: "send_message",
         broker_op: "send_message",
         camel: "sendMessage",
-        operations: &["send_message", "delegate"],
+        operations: &["send_message"],
         input: "send",
         summary: "send a message to another agent",
     },

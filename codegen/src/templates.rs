@@ -53,6 +53,7 @@ fn environment() -> &'static Environment<'static> {
         env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.add_filter("comment", comment);
+        env.add_filter("wrap", wrap);
         for (name, source) in TEMPLATES {
             env.add_template(name, source).expect("the compiled-in templates parse");
         }
@@ -65,6 +66,21 @@ fn comment(text: String, prefix: String) -> String {
     let lines: Vec<String> =
         text.trim_end().lines().map(|line| if line.is_empty() { prefix.clone() } else { format!("{prefix} {line}") }).collect();
     lines.join("\n") + "\n"
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (a longer word stays whole).
+fn wrap(text: String, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines.join("\n")
 }
 
 /// Renders `template` with `context`, then checks the result as a file at `path`.

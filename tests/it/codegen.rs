@@ -13,9 +13,16 @@ use std::{
 
 use crate::cli::binary;
 
-/// The agents of `examples/generated/`: one per language, the same capabilities.
+/// The agents of `examples/generated/`: one per language, the same capabilities, every one with an
+/// SDK call (so every template branch is in the examples).
 const AGENTS: &[(&str, &str)] = &[("notes_py", "python"), ("notes_js", "javascript"), ("notes_ts", "typescript"), ("notes_rs", "rust")];
-const CAPABILITIES: &[&str] = &["file_read", "file_system_write", "web_request", "env_access"];
+const CAPABILITIES: &[&str] =
+    &["file_read", "file_system_write", "https_request", "env_access", "secret_access", "send_message", "receive_message", "analyze"];
+
+/// A team's policy the agents apply, beside the workspace's baseline: it allows one capability
+/// outright and one under a guard, so the agents' own policies allow only the rest.
+const TEAM_POLICY: &str = "// The notes team's policy, applied by name (`symbiont new agent --policy notes_team`).\n\
+policy notes_team {\n    allow: [\"file_read\"]\n    allow: https_request(host) if host == \"api.example.com\"\n}\n";
 
 fn symbiont(dir: &Path, args: &[&str]) -> std::process::Output {
     let out = Command::new(binary()).args(args).current_dir(dir).output().unwrap();
@@ -26,8 +33,9 @@ fn symbiont(dir: &Path, args: &[&str]) -> std::process::Output {
 /// A workspace made as a user makes one: `init`, then `new agent` per language.
 fn generated_workspace(dir: &Path) {
     symbiont(dir, &["init"]);
+    std::fs::write(dir.join("team.sym"), TEAM_POLICY).unwrap();
     for (name, language) in AGENTS {
-        let mut args = vec!["new", "agent", name, "--lang", language, "--tier", "1"];
+        let mut args = vec!["new", "agent", name, "--lang", language, "--tier", "1", "--policy", "notes_team"];
         for capability in CAPABILITIES {
             args.extend(["--capability", capability]);
         }
@@ -72,7 +80,11 @@ fn the_examples_are_what_the_generator_makes() {
         return;
     }
     for (path, content) in &made {
-        assert_eq!(committed.get(path), Some(content), "examples/generated/{path} differs from what the generator makes (UPDATE_EXAMPLES=1 rewrites it)");
+        assert_eq!(
+            committed.get(path),
+            Some(content),
+            "examples/generated/{path} differs from what the generator makes (UPDATE_EXAMPLES=1 rewrites it)"
+        );
     }
     let stale: Vec<&String> = committed.keys().filter(|p| !made.contains_key(*p)).collect();
     assert!(stale.is_empty(), "examples/generated holds files the generator no longer makes: {stale:?}");
@@ -151,10 +163,11 @@ fn generated_rust_builds_offline_lints_clean_and_passes_its_tests() {
 }
 
 #[test]
-fn symbiont_check_finds_nothing_in_a_generated_workspace() {
+fn symbiont_check_finds_nothing_in_a_generated_workspace_and_fmt_changes_nothing() {
     let out = Command::new(binary()).args(["check", "."]).current_dir(workspace()).output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && report.contains("no problems"), "{report}{}", String::from_utf8_lossy(&out.stderr));
+    symbiont(workspace(), &["fmt", "--check", "."]);
 }
 
 #[test]
@@ -169,7 +182,9 @@ fn a_denied_capability_generates_nothing_and_names_the_rule() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(r#"capability `spawn_process` is denied by `deny: ["spawn_process", "dynamic_code", "modify_policy"]` at policies.sym:9"#),
+        stderr.contains(
+            r#"capability `spawn_process` is denied by `deny: ["spawn_process", "dynamic_code", "modify_policy"]` at policies.sym:9"#
+        ),
         "{stderr}"
     );
     assert!(!dir.path().join("agents").exists(), "nothing is written");

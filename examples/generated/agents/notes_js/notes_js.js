@@ -2,10 +2,15 @@
 //
 // Each call below goes through the agent's broker, which decides it by the agent's effective
 // policy and audits it before acting:
-// - `file_read`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:12)
-// - `file_system_write`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:12)
-// - `web_request`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:12)
-// - `env_access`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:12)
+// - `file_read`: allowed by `notes_team` (team.sym:3)
+// - `file_system_write`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:13)
+// - `https_request`: allowed when a guard holds by `notes_team` (team.sym:4)
+//   allow: https_request(host) if host == "api.example.com"
+// - `env_access`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:13)
+// - `secret_access`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:13)
+// - `send_message`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:13)
+// - `receive_message`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:13)
+// - `analyze`: allowed by `notes_js_capabilities` (agents/notes_js/notes_js.sym:13) (no SDK call)
 //
 // Never allowed, whatever the code does:
 // - `spawn_process`: denied by `baseline` (policies.sym:9)
@@ -57,7 +62,35 @@ async function readEnv(name) {
 }
 
 /**
- * Does what the run's input asks, one key per capability: `fetch`, `read`, `write`, `env`.
+ * The secret `name`, else `null`. Never log or print it.
+ * @param {string} name
+ * @returns {Promise<string | null>}
+ */
+async function readSecret(name) {
+  return symbiont.secrets.get(name);
+}
+
+/**
+ * Sends `payload` to the agent `to`; its sequence number.
+ * @param {string} to
+ * @param {unknown} payload
+ * @returns {Promise<number>}
+ */
+async function sendMessage(to, payload) {
+  return symbiont.send(to, payload);
+}
+
+/**
+ * The next message for this agent, or `null` after `timeoutMs`.
+ * @param {number} timeoutMs
+ * @returns {Promise<import("symbiont").Message | null>}
+ */
+async function receiveMessage(timeoutMs) {
+  return symbiont.receive(timeoutMs);
+}
+
+/**
+ * Does what the run's input asks, one key per capability: `fetch`, `read`, `write`, `env`, `secret`, `send`, `receive`.
  * @returns {Promise<void>}
  */
 async function main() {
@@ -67,10 +100,13 @@ async function main() {
   if ("read" in task) console.log(await readFile(String(task.read)));
   if ("write" in task) console.log(`wrote ${await writeFile(String(task.write.path), String(task.write.content))} bytes`);
   if ("env" in task) console.log(await readEnv(String(task.env)));
+  if ("secret" in task) console.log(`secret ${task.secret}: ${(await readSecret(String(task.secret))) === null ? "not set" : "set"}`);
+  if ("send" in task) console.log(`sent message ${await sendMessage(String(task.send.to), task.send.payload)}`);
+  if ("receive" in task) console.log(JSON.stringify(await receiveMessage(Number(task.receive))));
   await symbiont.log("notes_js: done");
 }
 
-module.exports = { fetchUrl, readFile, writeFile, readEnv, main };
+module.exports = { fetchUrl, readFile, writeFile, readEnv, readSecret, sendMessage, receiveMessage, main };
 
 if (require.main === module) {
   main().catch((error) => {

@@ -2,10 +2,15 @@
 
 Each call below goes through the agent's broker, which decides it by the agent's effective
 policy and audits it before acting:
-- `file_read`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:12)
-- `file_system_write`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:12)
-- `web_request`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:12)
-- `env_access`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:12)
+- `file_read`: allowed by `notes_team` (team.sym:3)
+- `file_system_write`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:13)
+- `https_request`: allowed when a guard holds by `notes_team` (team.sym:4)
+  allow: https_request(host) if host == "api.example.com"
+- `env_access`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:13)
+- `secret_access`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:13)
+- `send_message`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:13)
+- `receive_message`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:13)
+- `analyze`: allowed by `notes_py_capabilities` (agents/notes_py/notes_py.sym:13) (no SDK call)
 
 Never allowed, whatever the code does:
 - `spawn_process`: denied by `baseline` (policies.sym:9)
@@ -45,10 +50,25 @@ def read_env(name: str) -> str | None:
     return symbiont.env.get(name)
 
 
+def read_secret(name: str) -> str | None:
+    """The secret ``name``, else ``None``. Never log or print it."""
+    return symbiont.secrets.get(name)
+
+
+def send_message(to: str, payload: Any) -> int:
+    """Sends ``payload`` to the agent ``to``; its sequence number."""
+    return symbiont.send(to, payload)
+
+
+def receive_message(timeout_ms: int) -> symbiont.Message | None:
+    """The next message for this agent, or ``None`` after ``timeout_ms``."""
+    return symbiont.receive(timeout_ms)
+
+
 def main() -> None:
     """Does what the run's input asks, one key per capability.
 
-    The keys: ``fetch``, ``read``, ``write``, ``env``.
+    The keys: ``fetch``, ``read``, ``write``, ``env``, ``secret``, ``send``, ``receive``.
     """
     task: Any = symbiont.input()
     if not isinstance(task, dict):
@@ -62,6 +82,13 @@ def main() -> None:
         print(f"wrote {written} bytes")
     if "env" in task:
         print(read_env(str(task["env"])))
+    if "secret" in task:
+        found = read_secret(str(task["secret"])) is not None
+        print(f"secret {task['secret']}: {'set' if found else 'not set'}")
+    if "send" in task:
+        print(f"sent message {send_message(str(task['send']['to']), task['send']['payload'])}")
+    if "receive" in task:
+        print(receive_message(int(task["receive"])))
     symbiont.log("notes_py: done")
 
 

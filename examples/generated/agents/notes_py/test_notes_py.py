@@ -15,7 +15,7 @@ def test_fetch_url_returns_the_body() -> None:
 
 
 def test_fetch_url_raises_the_denial_naming_the_rule() -> None:
-    rule = 'deny: ["web_request"]'
+    rule = 'deny: ["https_request"]'
     with FakeBroker(deny={"http": rule}), pytest.raises(symbiont.PolicyDenied) as denied:
         notes_py.fetch_url("https://example.com/data")
     assert denied.value.rule == rule
@@ -57,6 +57,38 @@ def test_read_env_raises_the_denial_naming_the_rule() -> None:
     with FakeBroker(deny={"env_get": rule}), pytest.raises(symbiont.PolicyDenied) as denied:
         notes_py.read_env("name")
     assert denied.value.rule == rule
+
+
+def test_read_secret_reads_by_name() -> None:
+    with FakeBroker(secrets={"api_key": "s3cr3t"}):
+        assert notes_py.read_secret("api_key") == "s3cr3t"
+
+
+def test_read_secret_raises_the_denial_naming_the_rule() -> None:
+    rule = 'deny: ["secret_access"]'
+    with FakeBroker(deny={"secret_get": rule}), pytest.raises(symbiont.PolicyDenied) as denied:
+        notes_py.read_secret("name")
+    assert denied.value.rule == rule
+
+
+def test_send_message_sends_the_payload() -> None:
+    with FakeBroker() as broker:
+        assert notes_py.send_message("peer", {"n": 1}) == 1
+    assert broker.sent == [("peer", {"n": 1})]
+
+
+def test_send_message_raises_the_denial_naming_the_rule() -> None:
+    rule = 'deny: ["send_message"]'
+    with FakeBroker(deny={"send_message": rule}), pytest.raises(symbiont.PolicyDenied) as denied:
+        notes_py.send_message("peer", {"n": 1})
+    assert denied.value.rule == rule
+
+
+def test_receive_message_returns_what_came() -> None:
+    with FakeBroker(inbox=[("peer", {"n": 1})]):
+        message = notes_py.receive_message(100)
+    assert message is not None
+    assert (message.from_, message.payload) == ("peer", {"n": 1})
 
 
 def test_main_does_nothing_unasked_and_logs_done() -> None:

@@ -2,10 +2,15 @@
 //!
 //! Each call below goes through the agent's broker, which decides it by the agent's effective
 //! policy and audits it before acting:
-//! - `file_read`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:12)
-//! - `file_system_write`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:12)
-//! - `web_request`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:12)
-//! - `env_access`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:12)
+//! - `file_read`: allowed by `notes_team` (team.sym:3)
+//! - `file_system_write`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:13)
+//! - `https_request`: allowed when a guard holds by `notes_team` (team.sym:4)
+//!   allow: https_request(host) if host == "api.example.com"
+//! - `env_access`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:13)
+//! - `secret_access`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:13)
+//! - `send_message`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:13)
+//! - `receive_message`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:13)
+//! - `analyze`: allowed by `notes_rs_capabilities` (agents/notes_rs/notes_rs.sym:13) (no SDK call)
 //!
 //! Never allowed, whatever the code does:
 //! - `spawn_process`: denied by `baseline` (policies.sym:9)
@@ -36,4 +41,19 @@ pub fn write_file(path: &str, content: &str) -> symbiont::Result<usize> {
 /// The environment variable `name` the run declares, else `None`.
 pub fn read_env(name: &str) -> symbiont::Result<Option<String>> {
     symbiont::env::get(name)
+}
+
+/// The secret `name`, else `None`. Never log or print it.
+pub fn read_secret(name: &str) -> symbiont::Result<Option<String>> {
+    symbiont::secrets::get(name)
+}
+
+/// Sends `payload` to the agent `to`; its sequence number.
+pub fn send_message(to: &str, payload: &serde_json::Value) -> symbiont::Result<u64> {
+    symbiont::send(to, payload)
+}
+
+/// The next message for this agent, or `None` after `timeout_ms`.
+pub fn receive_message(timeout_ms: u64) -> symbiont::Result<Option<symbiont::Message>> {
+    symbiont::receive(std::time::Duration::from_millis(timeout_ms))
 }

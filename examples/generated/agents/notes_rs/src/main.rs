@@ -1,5 +1,5 @@
 //! notes_rs's entry point: does what the run's input asks, one key per capability:
-//! `fetch`, `read`, `write`, `env`.
+//! `fetch`, `read`, `write`, `env`, `secret`, `send`, `receive`.
 
 use notes_rs as agent;
 
@@ -19,6 +19,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(name) = text("env") {
         println!("{:?}", agent::read_env(&name)?);
+    }
+    if let Some(name) = text("secret") {
+        let found = agent::read_secret(&name)?.is_some();
+        println!("secret {name}: {}", if found { "set" } else { "not set" });
+    }
+    if let Some(send) = task.get("send") {
+        let to = send.get("to").and_then(|v| v.as_str()).unwrap_or_default();
+        println!("sent message {}", agent::send_message(to, &send["payload"])?);
+    }
+    if let Some(ms) = task.get("receive").and_then(|v| v.as_u64()) {
+        println!("{:?}", agent::receive_message(ms)?);
     }
     symbiont::log("info", "notes_rs: done")?;
     Ok(())

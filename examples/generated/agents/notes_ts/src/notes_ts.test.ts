@@ -23,7 +23,7 @@ test("fetchUrl returns the body", async () => {
 });
 
 test("fetchUrl rejects with the denial naming the rule", async () => {
-  const rule = 'deny: ["web_request"]';
+  const rule = 'deny: ["https_request"]';
   await withBroker({ deny: { http: rule } }, async () => {
     const call = agent.fetchUrl("https://example.com/data");
     await assert.rejects(call, (error) => error instanceof symbiont.PolicyDenied && error.rule === rule);
@@ -67,6 +67,38 @@ test("readEnv rejects with the denial naming the rule", async () => {
   await withBroker({ deny: { env_get: rule } }, async () => {
     const call = agent.readEnv("name");
     await assert.rejects(call, (error) => error instanceof symbiont.PolicyDenied && error.rule === rule);
+  });
+});
+
+test("readSecret reads by name", async () => {
+  await withBroker({ secrets: { api_key: "s3cr3t" } }, async () => assert.equal(await agent.readSecret("api_key"), "s3cr3t"));
+});
+
+test("readSecret rejects with the denial naming the rule", async () => {
+  const rule = 'deny: ["secret_access"]';
+  await withBroker({ deny: { secret_get: rule } }, async () => {
+    const call = agent.readSecret("name");
+    await assert.rejects(call, (error) => error instanceof symbiont.PolicyDenied && error.rule === rule);
+  });
+});
+
+test("sendMessage sends the payload", async () => {
+  const broker = await withBroker({}, async () => assert.equal(await agent.sendMessage("peer", { n: 1 }), 1));
+  assert.deepEqual(broker.sent, [{ to: "peer", payload: { n: 1 } }]);
+});
+
+test("sendMessage rejects with the denial naming the rule", async () => {
+  const rule = 'deny: ["send_message"]';
+  await withBroker({ deny: { send_message: rule } }, async () => {
+    const call = agent.sendMessage("peer", { n: 1 });
+    await assert.rejects(call, (error) => error instanceof symbiont.PolicyDenied && error.rule === rule);
+  });
+});
+
+test("receiveMessage returns what came", async () => {
+  await withBroker({ inbox: [{ from: "peer", payload: { n: 1 } }] }, async () => {
+    const message = await agent.receiveMessage(100);
+    assert.deepEqual([message?.from, message?.payload], ["peer", { n: 1 }]);
   });
 });
 

@@ -2,10 +2,15 @@
 //
 // Each call below goes through the agent's broker, which decides it by the agent's effective
 // policy and audits it before acting:
-// - `file_read`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:12)
-// - `file_system_write`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:12)
-// - `web_request`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:12)
-// - `env_access`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:12)
+// - `file_read`: allowed by `notes_team` (team.sym:3)
+// - `file_system_write`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:13)
+// - `https_request`: allowed when a guard holds by `notes_team` (team.sym:4)
+//   allow: https_request(host) if host == "api.example.com"
+// - `env_access`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:13)
+// - `secret_access`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:13)
+// - `send_message`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:13)
+// - `receive_message`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:13)
+// - `analyze`: allowed by `notes_ts_capabilities` (agents/notes_ts/notes_ts.sym:13) (no SDK call)
 //
 // Never allowed, whatever the code does:
 // - `spawn_process`: denied by `baseline` (policies.sym:9)
@@ -38,12 +43,30 @@ export async function readEnv(name: string): Promise<string | null> {
   return symbiont.env.get(name);
 }
 
+/** The secret `name`, else `null`. Never log or print it. */
+export async function readSecret(name: string): Promise<string | null> {
+  return symbiont.secrets.get(name);
+}
+
+/** Sends `payload` to the agent `to`; its sequence number. */
+export async function sendMessage(to: string, payload: unknown): Promise<number> {
+  return symbiont.send(to, payload);
+}
+
+/** The next message for this agent, or `null` after `timeoutMs`. */
+export async function receiveMessage(timeoutMs: number): Promise<symbiont.Message | null> {
+  return symbiont.receive(timeoutMs);
+}
+
 /** What the run's input may ask, one key per capability. */
 export interface Task {
   fetch?: string;
   read?: string;
   write?: { path: string; content: string };
   env?: string;
+  secret?: string;
+  send?: { to: string; payload: unknown };
+  receive?: number;
 }
 
 /** Does what the run's input asks. */
@@ -53,6 +76,9 @@ export async function main(): Promise<void> {
   if (task.read !== undefined) console.log(await readFile(task.read));
   if (task.write !== undefined) console.log(`wrote ${await writeFile(task.write.path, task.write.content)} bytes`);
   if (task.env !== undefined) console.log(await readEnv(task.env));
+  if (task.secret !== undefined) console.log(`secret ${task.secret}: ${(await readSecret(task.secret)) === null ? "not set" : "set"}`);
+  if (task.send !== undefined) console.log(`sent message ${await sendMessage(task.send.to, task.send.payload)}`);
+  if (task.receive !== undefined) console.log(JSON.stringify(await receiveMessage(task.receive)));
   await symbiont.log("notes_ts: done");
 }
 
