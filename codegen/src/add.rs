@@ -101,10 +101,12 @@ pub fn add_capability(ws: &Workspace, request: &AddCapability, code: Option<(&st
     let function = render_function(lang, sdk)?;
     match stub::insert_function(lang, &entry, text, &function)? {
         Some(content) => {
-            added.notes.push(format!("{entry}: function `{}` added, which performs `{operation}` through the SDK", sdk.function));
+            added
+                .notes
+                .push(format!("{entry}: function `{}` added, which performs `{operation}` through the SDK", function_name(lang, sdk)));
             added.files.push(GeneratedFile { path: entry, content });
         }
-        None => added.notes.push(format!("{entry}: has its `{}` function already", sdk.function)),
+        None => added.notes.push(format!("{entry}: has its `{}` function already", function_name(lang, sdk))),
     }
     Ok(added)
 }
@@ -157,6 +159,13 @@ fn check_sym(ws: &Workspace, path: &str, edited: &str, agent: &str, operation: &
         other => Err(Refusal::Internal(format!(
             "after the edit, agent `{agent}` still does not have `{operation}` ({other:?}, declared: {declared})"
         ))),
+    }
+}
+
+fn function_name(lang: symbiont_code::Lang, sdk: &capability::SdkUse) -> &'static str {
+    match lang.family() {
+        symbiont_code::lang::Family::Js => sdk.camel,
+        _ => sdk.function,
     }
 }
 
@@ -276,7 +285,7 @@ mod tests {
         }
     }
 
-    const OPERATIONS: [&str; 3] = ["web_request", "send_message", "analyze"];
+    const OPERATIONS: [&str; 3] = ["https_request", "send_message", "analyze"];
 
     #[test]
     fn adding_capabilities_to_each_language() {
@@ -338,9 +347,9 @@ mod tests {
     fn a_missing_or_broken_implementation_changes_nothing() {
         let mut fx = fixture("python");
         fx.code.clear();
-        assert!(matches!(fx.add("web_request"), Err(Refusal::NoImplementation { .. })), "{:?}", fx.add("web_request"));
+        assert!(matches!(fx.add("https_request"), Err(Refusal::NoImplementation { .. })), "{:?}", fx.add("https_request"));
         fx.code.insert("agents/notes/notes.py".into(), "def main(:\n".into());
-        assert_eq!(fx.add("web_request"), Err(Refusal::Unparsable { path: "agents/notes/notes.py".into() }));
+        assert_eq!(fx.add("https_request"), Err(Refusal::Unparsable { path: "agents/notes/notes.py".into() }));
     }
 
     #[test]

@@ -22,11 +22,12 @@ pub(crate) fn insert_function(lang: Lang, path: &str, text: &str, function: &str
     if top_level(tree.root_node()).any(|n| declared_name(n, text).as_deref() == Some(name.as_str())) {
         return Ok(None);
     }
+    // Blank lines around a top-level function: two in Python (PEP 8, ruff format), else one.
     let blank = if lang.family() == Family::Python { "\n\n" } else { "\n" };
     let function = reindent(function.trim_end(), &indent_unit(function), &indent_unit(text));
     let layout = Layout::of(lang, tree.root_node(), text);
     let with_function = match layout.code_start {
-        Some(at) => format!("{}{function}\n{blank}{}", &text[..at], &text[at..]),
+        Some(at) => format!("{}{}{function}\n{blank}{}", &text[..at], top_up(&text[..at], blank.len()), &text[at..]),
         None if text.trim().is_empty() => format!("{function}\n"),
         None => format!("{}\n{blank}{function}\n", text.trim_end_matches('\n')),
     };
@@ -69,12 +70,15 @@ fn declared_name(node: Node<'_>, text: &str) -> Option<String> {
 struct Layout {
     /// The end of the line of the last import, if there is one.
     imports_end: Option<usize>,
+    /// Where a first import goes: the start of the line after the header (shebang, docstring,
+    /// directives, comments documenting the file), or the end of a file without a final newline.
+    header_end: (usize, bool),
     code_start: Option<usize>,
 }
 
 impl Layout {
     fn of(lang: Lang, root: Node<'_>, text: &str) -> Layout {
-        let (header_end, _) = fix::import_offset(lang, text);
+        let (header_end, no_newline) = fix::import_offset(lang, text);
         let nodes: Vec<Node<'_>> = top_level(root).filter(|n| n.start_byte() >= header_end).collect();
         let mut imports_end = None;
         // Rust's inner doc comments (`//!`) document the file: they stay above everything.
@@ -84,7 +88,8 @@ impl Layout {
             if is_import(lang, *node, text) {
                 imports_end = Some(line_end(text, node.end_byte()));
                 floor = floor.max(node.end_byte());
-            } else if is_inner_doc(*node, text) {
+            } else if is_inner_doc(*node, text) || (imports_end.is_none() && is_prologue(lang, *node)) {
+                // A docstring or directive (`"use strict"`) after a leading comment is still first.
                 floor = floor.max(node.end_byte());
             } else if !is_comment(*node) {
                 first_code = Some(i);
@@ -105,7 +110,15 @@ impl Layout {
             }
             line_start(text, nodes[i].start_byte())
         });
-        Layout { imports_end, code_start }
+        let header_end = if floor == header_end {
+            (header_end, no_newline)
+        } else {
+            match line_end(text, floor) {
+                end if end == text.len() => (end, true),
+                end => (end + 1, false),
+            }
+        };
+        Layout { imports_end, header_end, code_start }
     }
 }
 
@@ -115,6 +128,14 @@ fn is_comment(node: Node<'_>) -> bool {
 
 fn is_inner_doc(node: Node<'_>, text: &str) -> bool {
     is_comment(node) && (text[node.byte_range()].starts_with("//!") || text[node.byte_range()].starts_with("/*!"))
+}
+
+/// A statement that is a string alone: Python's docstring, JavaScript's directive.
+fn is_prologue(lang: Lang, node: Node<'_>) -> bool {
+    lang.family() != Family::Rust
+        && node.kind() == "expression_statement"
+        && node.named_child_count() == 1
+        && node.named_child(0).is_some_and(|c| c.kind() == "string")
 }
 
 fn is_import(lang: Lang, node: Node<'_>, text: &str) -> bool {
@@ -233,6 +254,11 @@ mod python {
         let all_stdlib = |block: &Vec<Import<'_>>| block.iter().all(|i| STDLIB.contains(&i.module.split('.').next().unwrap_or("")));
         let block = match (stdlib, blocks.len()) {
             (_, 0) => return None,
+            // The standard library's section comes first: a new one when the first is not it.
+            (true, _) if !blocks[0].iter().any(|i| STDLIB.contains(&i.module.split('.').next().unwrap_or(""))) => {
+                let start = blocks[0].first()?.node.start_byte();
+                return Some(format!("{}{import}\n\n{}", &text[..start], &text[start..]));
+            }
             (true, _) => &blocks[0],
             (false, 1) if all_stdlib(&blocks[0]) => {
                 let end = line_end(text, blocks[0].last()?.node.end_byte());
@@ -318,7 +344,7 @@ fn add_import(lang: Lang, text: &str, import: &str, blank: &str) -> Result<Strin
         Some(end) if end == text.len() => format!("{text}\n{import}\n"),
         Some(end) => format!("{}\n{import}{}", &text[..end], &text[end..]),
         None => {
-            let (at, no_newline) = fix::import_offset(lang, text);
+            let (at, no_newline) = layout.header_end;
             let (before, after) = text.split_at(at);
             // A blank line between the header and the import, and between the import and code.
             let lead = if no_newline {
@@ -328,7 +354,8 @@ fn add_import(lang: Lang, text: &str, import: &str, blank: &str) -> Result<Strin
             } else {
                 ""
             };
-            let trail = if after.starts_with('\n') { "" } else { blank };
+            let blank_after = after.len() - after.trim_start_matches('\n').len();
+            let trail = "\n".repeat(blank.len().saturating_sub(blank_after));
             format!("{before}{lead}{import}\n{trail}{after}")
         }
     })
@@ -373,10 +400,60 @@ fn reindent(text: &str, from: &str, to: &str) -> String {
     lines.join("\n")
 }
 
+/// The newlines that make the blank lines at the end of `before` (text ending at a line start)
+/// `blank_lines` at least; none at the start of a file.
+fn top_up(before: &str, blank_lines: usize) -> String {
+    if before.trim().is_empty() {
+        return String::new();
+    }
+    let have = before.len() - before.trim_end_matches('\n').len() - 1;
+    "\n".repeat(blank_lines.saturating_sub(have))
+}
+
 fn line_start(text: &str, at: usize) -> usize {
     text[..at].rfind('\n').map_or(0, |i| i + 1)
 }
 
 fn line_end(text: &str, at: usize) -> usize {
     text[at..].find('\n').map_or(text.len(), |i| at + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file, and the function rendered for it, as `add capability` inserts it.
+    fn insert(lang: Lang, text: &str) -> String {
+        let function = match lang.family() {
+            Family::Python => "def send(to: str, payload: Any) -> int:\n    return symbiont.send(to, payload)\n",
+            Family::Js => "/**\n * Sends.\n */\nasync function send(to, payload) {\n  return symbiont.send(to, payload);\n}\n",
+            Family::Rust => {
+                "/// Sends.\npub fn send(to: &str) -> symbiont::Result<u64> {\n    symbiont::send(to, &serde_json::Value::Null)\n}\n"
+            }
+        };
+        match insert_function(lang, "file", text, function) {
+            Ok(Some(edited)) => edited,
+            Ok(None) => "(unchanged)\n".into(),
+            Err(refusal) => format!("refused: {refusal}\n"),
+        }
+    }
+
+    #[test]
+    fn where_functions_and_imports_go() {
+        let cases: &[(Lang, &str)] = &[
+            (Lang::Python, ""),
+            (Lang::Python, "# Copyright: us.\n\"\"\"The docstring.\"\"\"\n\nprint(1)\n"),
+            (Lang::Python, "import requests\n\n\ndef main() -> None:\n    requests.get(\"x\")\n"),
+            (Lang::Python, "import os\nfrom typing import Optional\n\nimport requests\n\nx: Optional[int] = None\n"),
+            (Lang::Python, "def send(to: str, payload: object) -> int:\n    return 0\n"),
+            (Lang::Python, "def main(:\n"),
+            (Lang::JavaScript, "// The agent.\n\"use strict\";\n\nmain();\n"),
+            (Lang::JavaScript, "import fs from \"node:fs\";\n\n\tfs.readFileSync(0);"),
+            (Lang::TypeScript, "export const x = 1;\n"),
+            (Lang::Rust, "//! The crate.\n#![forbid(unsafe_code)]\nuse std::fmt;\n\n#[derive(Debug)]\n// Why.\nstruct A;\n"),
+            (Lang::Rust, "//! Only docs."),
+        ];
+        let out: Vec<String> = cases.iter().map(|(lang, text)| format!("--- {} {text:?}\n{}", lang.name(), insert(*lang, text))).collect();
+        insta::assert_snapshot!(out.join(""));
+    }
 }

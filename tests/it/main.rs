@@ -14,6 +14,7 @@ mod code_robustness;
 mod code_rules;
 mod code_sdk_table;
 mod codegen;
+mod codegen_add;
 mod corpus;
 mod diagnostics_docs;
 mod dsl_reference;
