@@ -98,9 +98,7 @@ pub fn plan(ws: &Workspace, request: &NewAgent) -> Result<AgentContext, Refusal>
     }
     for policy in &request.policies {
         if before.policy(policy).is_none() {
-            let names: Vec<String> =
-                ws.universe(None).effective(None).map(|e| e.policies.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
-            let suggestion = symbiont_syntax::suggest::closest(policy, names.iter().map(String::as_str)).map(str::to_string);
+            let suggestion = symbiont_syntax::suggest::closest(policy, before.policy_names()).map(str::to_string);
             return Err(Refusal::UnknownPolicy { name: policy.clone(), suggestion });
         }
     }
@@ -243,6 +241,25 @@ mod tests {
             refusal,
             Refusal::Denied { capability: "spawn_process".into(), rule: "deny: [\"spawn_process\"]".into(), at: "policies.sym:2".into() }
         );
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let ws = workspace();
+        let refuse = |edit: &dyn Fn(&mut NewAgent)| {
+            let mut request = request(&["file_read"]);
+            edit(&mut request);
+            new_agent(&ws, &request).unwrap_err().to_string()
+        };
+        assert_eq!(refuse(&|r| r.capabilities.push("file_reed".into())), "unknown operation `file_reed` (did you mean `file_read`?)");
+        assert_eq!(refuse(&|r| r.policies = vec!["reader".into()]), "no policy `reader` in this workspace (did you mean `readers`?)");
+        assert_eq!(
+            refuse(&|r| r.name = "Notes".into()),
+            "`Notes` cannot be an agent's name: use lower-case letters, digits and `_`, starting with a letter (at most 64)"
+        );
+        let mut with_agent = ws.clone();
+        with_agent.sources.push(("a.sym".into(), "agent notes(x: String) -> String {\n}\n".into()));
+        assert_eq!(new_agent(&with_agent, &request(&[])).unwrap_err().to_string(), "an agent `notes` exists already at a.sym:1:7");
     }
 
     #[test]

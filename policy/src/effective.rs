@@ -155,6 +155,11 @@ impl Universe {
         self.policies.get(name).map(|p| &**p)
     }
 
+    /// The names of the workspace's top-level policies, in no particular order.
+    pub fn policy_names(&self) -> impl Iterator<Item = &str> {
+        self.policies.keys().map(String::as_str)
+    }
+
     /// The effective policy of an agent, or of code bound to no agent (`None`: the base policy).
     pub fn effective(&self, agent: Option<&str>) -> Result<EffectivePolicy, UnknownAgent> {
         let agent = match agent {
