@@ -6,6 +6,7 @@
 
 mod client;
 mod code;
+mod codegen;
 mod features;
 mod properties;
 mod robustness;
