@@ -24,12 +24,7 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Universe, String> {
     if let Some((path, error)) = sources.unreadable.first() {
         return Err(format!("{}: {error}", path.display()));
     }
-    let config = match &sources.config {
-        None => symbiont_policy::config::Config::default(),
-        Some((path, text)) => {
-            symbiont_policy::config::parse(text).map_err(|e| format!("{}: invalid configuration: {}", path.display(), e.message))?
-        }
-    };
+    let config = workspace::config(&sources)?;
     // Agent code lives beside the definitions; only `.sym`/`.symbi` files hold policies.
     let definitions: Vec<&(PathBuf, String)> = sources.files.iter().filter(|(path, _)| symbiont_analysis::is_source_path(path)).collect();
     for (path, text) in definitions.iter().copied() {

@@ -52,25 +52,30 @@ pub fn read(paths: &[PathBuf], cwd: &Path) -> Result<Sources, String> {
     Ok(sources)
 }
 
+/// The settings of `symbiont.toml`, the defaults when there is none, or why it is invalid.
+pub fn config(sources: &Sources) -> Result<symbiont_policy::config::Config, String> {
+    match &sources.config {
+        None => Ok(symbiont_policy::config::Config::default()),
+        Some((path, text)) => {
+            symbiont_policy::config::parse(text).map_err(|e| format!("{}: invalid configuration: {}", path.display(), e.message))
+        }
+    }
+}
+
 /// The workspace the generator edits: the directory of the nearest `symbiont.toml` at or above
 /// the current directory, its `.sym`/`.symbi` files by path relative to that directory, and its
 /// settings. A file that does not parse refuses: generating from a policy half read would be
 /// generating from a policy nobody wrote.
 pub fn generator_workspace() -> Result<(PathBuf, symbiont_codegen::Workspace), String> {
     let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
-    let config = walk::find_config(Path::new("."), &cwd)
+    let settings = walk::find_config(Path::new("."), &cwd)
         .ok_or("no symbiont.toml in this directory or above it: create a workspace with `symbiont init`")?;
-    let root = cwd.join(&config).parent().map(Path::to_path_buf).unwrap_or(cwd);
+    let root = cwd.join(&settings).parent().map(Path::to_path_buf).unwrap_or(cwd);
     let sources = read(std::slice::from_ref(&root), &root)?;
     if let Some((path, error)) = sources.unreadable.first() {
         return Err(format!("{}: {error}", path.display()));
     }
-    let config = match &sources.config {
-        None => symbiont_policy::config::Config::default(),
-        Some((path, text)) => {
-            symbiont_policy::config::parse(text).map_err(|e| format!("{}: invalid configuration: {}", path.display(), e.message))?
-        }
-    };
+    let config = config(&sources)?;
     let mut files = Vec::new();
     for (path, text) in sources.files.into_iter().filter(|(path, _)| symbiont_analysis::is_source_path(path)) {
         let relative = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().replace('\\', "/");

@@ -70,12 +70,7 @@ pub fn add_capability(ws: &Workspace, request: &AddCapability, code: Option<(&st
         });
     }
     let sym_path = def.loc.file.to_string();
-    let sym_text = ws
-        .sources
-        .iter()
-        .find(|(p, _)| *p == sym_path)
-        .map(|(_, t)| t.as_str())
-        .ok_or_else(|| Refusal::Internal(format!("{sym_path} is not among the sources")))?;
+    let sym_text = source(ws, &sym_path)?;
     let mut added = Added::default();
     let declared = def.capabilities.iter().any(|(c, _)| effective.operations.ancestors(operation).any(|a| a == c));
     if let Some(edits) = sym_edits(sym_text, agent, operation, !declared, verdict == StaticVerdict::NeverAllowed, &mut added.notes)? {
@@ -190,6 +185,12 @@ fn render_function(lang: symbiont_code::Lang, sdk: &'static capability::SdkUse) 
     };
     let template = format!("{}/function.{extension}", language.name());
     templates::render(&template, &FunctionContext { f: sdk }, format!("function.{extension}")).map(|f| f.content)
+}
+
+/// The text of the workspace's `.sym` file `path`.
+pub(crate) fn source<'w>(ws: &'w Workspace, path: &str) -> Result<&'w str, Refusal> {
+    let found = ws.sources.iter().find(|(p, _)| p == path).map(|(_, t)| t.as_str());
+    found.ok_or_else(|| Refusal::Internal(format!("{path} is not among the sources")))
 }
 
 fn find_agent<'u>(universe: &'u symbiont_policy::Universe, name: &str) -> Result<&'u symbiont_policy::model::AgentDef, Refusal> {

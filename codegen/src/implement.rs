@@ -56,12 +56,7 @@ pub fn implementation(ws: &Workspace, agent: &str, language: Language) -> Result
         .filter(|f| !f.path.ends_with(".sym"))
         .map(|f| GeneratedFile { path: f.path.strip_prefix("./").unwrap_or(&f.path).to_string(), content: f.content })
         .collect();
-    let text = ws
-        .sources
-        .iter()
-        .find(|(p, _)| *p == sym_path)
-        .map(|(_, t)| t.as_str())
-        .ok_or_else(|| Refusal::Internal(format!("{sym_path} is not among the sources")))?;
+    let text = crate::add::source(ws, &sym_path)?;
     let tree = symbiont_syntax::parse(text).tree();
     let node = sym_edit::find_agent(&tree, agent).ok_or_else(|| Refusal::Internal(format!("agent `{agent}` is not in {sym_path}")))?;
     let entries: Vec<String> = context.implementation.iter().map(|p| format!("\"{p}\"")).collect();

@@ -7,7 +7,10 @@
 use symbiont_code::{fix, lang::Family, scan, Lang};
 use tree_sitter::Node;
 
-use crate::Refusal;
+use crate::{
+    sym_edit::{line_end, line_start},
+    Refusal,
+};
 
 /// `text` with `function` (a rendered `LANG/function.EXT`) inserted, or `None` when the file
 /// defines a function of that name already. The result parses without an error, else nothing.
@@ -408,14 +411,6 @@ fn top_up(before: &str, blank_lines: usize) -> String {
     }
     let have = before.len() - before.trim_end_matches('\n').len() - 1;
     "\n".repeat(blank_lines.saturating_sub(have))
-}
-
-fn line_start(text: &str, at: usize) -> usize {
-    text[..at].rfind('\n').map_or(0, |i| i + 1)
-}
-
-fn line_end(text: &str, at: usize) -> usize {
-    text[at..].find('\n').map_or(text.len(), |i| at + i)
 }
 
 #[cfg(test)]

@@ -155,11 +155,13 @@ fn line_indent_at(text: &str, at: usize) -> String {
     text[start..].chars().take_while(|c| *c == ' ' || *c == '\t').collect()
 }
 
-fn line_start(text: &str, at: usize) -> usize {
+/// The offset of the start of the line holding `at`.
+pub(crate) fn line_start(text: &str, at: usize) -> usize {
     text[..at].rfind('\n').map_or(0, |i| i + 1)
 }
 
-fn line_end(text: &str, at: usize) -> usize {
+/// The offset of the end of the line holding `at` (its `\n`, or the end of the text).
+pub(crate) fn line_end(text: &str, at: usize) -> usize {
     text[at..].find('\n').map_or(text.len(), |i| at + i)
 }
 
