@@ -286,7 +286,7 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
                     if judged.undeclared {
                         let mut d = Diagnostic::new(&rules::UNDECLARED_OPERATION, at, format!("{what}{}", judged.tail));
                         if let (Some(agent), true) = (agent, with_fixes.wanted(at)) {
-                            d.fix = declare_fix(db, ws, agent, &finding.operation);
+                            d.fix = declare_fix(db, ws, agent, &finding.operation, false);
                         }
                         out.push(d);
                     }
@@ -335,15 +335,48 @@ fn sym_text_edit(path: &Path, edit: fix::Edit) -> TextEdit {
 }
 
 /// The `.sym` edit that declares `operation` in `agent`'s `capabilities` (the fix of an
-/// undeclared operation): the same edit as `symbiont add capability`'s.
-fn declare_fix(db: &dyn Db, ws: Workspace, agent: &str, operation: &str) -> Option<Fix> {
+/// undeclared operation), and allows it in the agent's own policy when `allow`: the same edits as
+/// `symbiont add capability`'s. Verified by re-parsing, like every fix.
+fn declare_fix(db: &dyn Db, ws: Workspace, agent: &str, operation: &str, allow: bool) -> Option<Fix> {
+    use symbiont_codegen::sym_edit;
     let (file, agent_node) = agent_syntax(db, ws, agent)?;
-    let edit = symbiont_codegen::sym_edit::add_to_list(file.text(db), &agent_node, "capabilities", &format!("\"{operation}\""))?;
-    Some(Fix {
-        title: format!("Add `{operation}` to the capabilities of agent `{agent}`"),
-        edits: vec![sym_text_edit(file.path(db), edit)],
-        safe: false,
-    })
+    let text = file.text(db);
+    let mut edits = vec![sym_edit::add_to_list(text, &agent_node, "capabilities", &format!("\"{operation}\""))?];
+    let mut title = format!("Add `{operation}` to the capabilities of agent `{agent}`");
+    if allow {
+        let (edit, policy) = sym_edit::add_allow(text, &agent_node, operation)?;
+        edits.push(edit);
+        title.push_str(&format!(" and allow it in policy `{policy}`"));
+    }
+    if !symbiont_syntax::parse(&fix::apply(text, &edits)).errors().is_empty() {
+        return None;
+    }
+    Some(Fix { title, edits: edits.into_iter().map(|e| sym_text_edit(file.path(db), e)).collect(), safe: false })
+}
+
+/// What the code bound to `agent` performs and the agent does not declare, each with the `.sym`
+/// edit that declares it (and allows it, when nothing does): what is offered on the agent's
+/// `capabilities` list. A denied operation is left out: no edit of the agent makes it legal.
+pub fn undeclared_in_code(db: &dyn Db, ws: Workspace, agent: &str) -> Vec<Fix> {
+    let universe = policy_universe(db, ws);
+    let (Some(def), Ok(effective)) = (universe.agent(agent), universe.effective(Some(agent))) else { return Vec::new() };
+    let bindings = code_bindings(db, ws);
+    let mut operations = std::collections::BTreeSet::new();
+    for &file in ws.code_files(db) {
+        if bindings.get(file.path(db)).is_some_and(|agents| agents.iter().any(|a| a == agent)) {
+            operations.extend(code_findings(db, ws, file).iter().filter(|f| f.suppression.is_none()).map(|f| f.operation.clone()));
+        }
+    }
+    let declared = |op: &str| def.capabilities.iter().any(|(c, _)| effective.operations.ancestors(op).any(|a| a == c));
+    operations
+        .into_iter()
+        .filter(|op| !declared(op))
+        .filter_map(|op| match effective.static_verdict(&op) {
+            StaticVerdict::DeniedBy(_) => None,
+            StaticVerdict::NeverAllowed => declare_fix(db, ws, agent, &op, true),
+            StaticVerdict::Allowed | StaticVerdict::Conditional => declare_fix(db, ws, agent, &op, false),
+        })
+        .collect()
 }
 
 /// The `.sym` file that defines `agent`, and the agent in its tree.

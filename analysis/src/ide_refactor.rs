@@ -77,6 +77,12 @@ pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: Text
         if agent.field("implementation").is_none() {
             out.extend(generate_implementation(analysis, &agent));
         }
+        // On the capabilities list: declare what the agent's code does and the list does not say.
+        let on_capabilities = agent.field("capabilities").is_some_and(|f| f.syntax().text_range().contains_range(range));
+        if let (true, Some(name)) = (on_capabilities, agent.name()) {
+            let fixes = crate::code::undeclared_in_code(&analysis.db, analysis.workspace, &name.text());
+            out.extend(fixes.into_iter().map(|fix| Action { fix, diagnostic: None, refactor: true, create: Vec::new() }));
+        }
     }
     out
 }

@@ -49,6 +49,34 @@ fn an_undeclared_operation_is_declared_by_a_quick_fix() {
 }
 
 #[test]
+fn the_capabilities_list_offers_what_the_code_does() {
+    let fx = fixture();
+    let code =
+        "import os\nimport subprocess\n\nprint(os.environ[\"HOME\"])\nopen(\"out.txt\", \"w\").write(\"x\")\nsubprocess.run([\"ls\"])\n";
+    fx.write("agents/notes.py", code);
+    let mut server = fx.server();
+    let (py, sym) = (fx.uri("agents/notes.py"), fx.uri("agents/notes.sym"));
+    fx.open(&mut server, "agents/notes.sym");
+    let actions = code_actions(&mut server, &sym, &fx.at("agents/notes.sym", "capabil$0ities"), json!({ "diagnostics": [] }));
+    let offered: Vec<&str> = titles(&actions).into_iter().filter(|t| t.starts_with("Add")).collect();
+    // `spawn_process` is denied by the base policy: no edit of the agent makes it legal.
+    assert_eq!(
+        offered,
+        [
+            "Add `env_access` to the capabilities of agent `notes`",
+            "Add `file_system_write` to the capabilities of agent `notes` and allow it in policy `own`"
+        ]
+    );
+    let write = actions.as_array().unwrap().iter().find(|a| a["title"].as_str().unwrap().contains("file_system_write")).unwrap();
+    let edited = apply_edits(&fx.text("agents/notes.sym"), &write["edit"]["changes"][&sym]);
+    insta::assert_snapshot!(edited);
+    server.change(&sym, 2, json!([{ "text": edited }]));
+    server.open(&py, "python", code);
+    let after = server.diagnostics_until(&py, |ds| !ds.to_string().contains("file_system_write"));
+    assert!(after.to_string().contains("spawn_process"), "{after}");
+}
+
+#[test]
 fn an_agent_without_code_gets_generate_implementation() {
     let fx = fixture();
     let creating = json!({ "workspace": { "workspaceEdit": { "documentChanges": true, "resourceOperations": ["create"] } } });
