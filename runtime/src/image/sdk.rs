@@ -85,7 +85,9 @@ fn python_package() -> SdkPackage {
 }
 
 fn node_package() -> SdkPackage {
-    let manifest: serde_json::Value = serde_json::from_str(NODE_PACKAGE.iter().find(|(path, _)| *path == "package.json").expect("package.json").1).expect("the npm package's package.json is JSON");
+    let manifest: serde_json::Value =
+        serde_json::from_str(NODE_PACKAGE.iter().find(|(path, _)| *path == "package.json").expect("package.json").1)
+            .expect("the npm package's package.json is JSON");
     let field = |key: &str| manifest[key].as_str().expect("package.json has a name and a version").to_string();
     let (name, version) = (field("name"), field("version"));
     let files = NODE_PACKAGE.iter().map(|(path, text)| (format!("{NODE_MODULES}/{name}/{path}"), text.to_string())).collect();
