@@ -172,7 +172,8 @@ pub fn sdk_import(lang: Lang, text: &str) -> Option<&'static str> {
         Family::Js if !text.contains("from \"symbiont\"") && !text.contains("require(\"symbiont\")") => {
             // CommonJS JavaScript keeps `require`; TypeScript always imports, as its `require` is
             // untyped (`any`) and the rewritten call would go unchecked.
-            if lang == Lang::JavaScript && text.contains("require(") && !text.contains("import ") {
+            let common_js = ["require(", "module.exports", "\"use strict\""].iter().any(|m| text.contains(m));
+            if lang == Lang::JavaScript && common_js && !text.contains("import ") {
                 Some("const symbiont = require(\"symbiont\");")
             } else {
                 Some("import * as symbiont from \"symbiont\";")
