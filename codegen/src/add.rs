@@ -83,7 +83,7 @@ pub fn add_capability(ws: &Workspace, request: &AddCapability, code: Option<(&st
         return Ok(added);
     };
     let Some(entry) = entry_file(ws, agent)? else {
-        added.notes.push(format!("agent `{agent}` lists no implementation in Rust, Python, JavaScript or TypeScript: no code to add"));
+        added.notes.push(format!("agent `{agent}` lists no implementation file to add code to (a Rust, Python, JavaScript or TypeScript file, not a glob): no code to add"));
         return Ok(added);
     };
     let text = match code {
@@ -351,6 +351,15 @@ mod tests {
         assert!(matches!(fx.add("https_request"), Err(Refusal::NoImplementation { .. })), "{:?}", fx.add("https_request"));
         fx.code.insert("agents/notes/notes.py".into(), "def main(:\n".into());
         assert_eq!(fx.add("https_request"), Err(Refusal::Unparsable { path: "agents/notes/notes.py".into() }));
+    }
+
+    #[test]
+    fn an_agent_without_code_gets_only_the_sym_edit() {
+        let mut fx = fixture("python");
+        fx.ws.sources[1].1 = fx.ws.sources[1].1.replace("    implementation = [\"notes.py\"]\n", "    implementation = [\"src/*.py\"]\n");
+        let added = fx.add("https_request").unwrap();
+        assert_eq!(added.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["agents/notes/notes.sym"]);
+        assert!(added.notes.last().unwrap().contains("not a glob): no code to add"), "{:?}", added.notes);
     }
 
     #[test]
