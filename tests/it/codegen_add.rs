@@ -91,6 +91,32 @@ fn added_capabilities_pass_the_languages_tools_and_check() {
 }
 
 #[test]
+fn added_typescript_and_rust_functions_type_check_and_compile() {
+    let ws = Workspace::new();
+    for args in [
+        &["init"][..],
+        &["new", "agent", "typed", "--lang", "typescript", "--capability", "file_read"],
+        &["new", "agent", "native", "--lang", "rust", "--capability", "file_read"],
+        &["add", "capability", "typed", "env_access"],
+        &["add", "capability", "typed", "send_message"],
+        &["add", "capability", "native", "env_access"],
+        &["add", "capability", "native", "send_message"],
+    ] {
+        let run = ws.run(args);
+        assert_eq!(run.code, 0, "symbiont {args:?}: {}{}", run.stdout, run.stderr);
+    }
+    let typed = ws.path("agents/typed");
+    tool(&typed, "npm", &["install", "--no-audit", "--no-fund", "--prefer-offline"]);
+    tool(&typed, "npx", &["tsc", "--noEmit", "--strict", "-p", "."]);
+    let native = ws.path("agents/native");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    tool(&native, &cargo, &["fmt", "--check"]);
+    tool(&native, &cargo, &["clippy", "--offline", "--all-targets", "--", "-D", "warnings"]);
+    let check = ws.run(&["check"]);
+    assert_eq!(check.code, 0, "symbiont check after add:\n{}{}", check.stdout, check.stderr);
+}
+
+#[test]
 fn adding_twice_changes_nothing_the_second_time() {
     let ws = workspace();
     assert_eq!(add(&ws, "notes", "https_request").code, 0);
