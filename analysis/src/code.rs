@@ -304,6 +304,15 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
             let preferred_only = matches!(with_fixes, Fixes::Preferred);
             if let (Some(agent), false) = (agent, preferred_only && !fixes.is_empty()) {
                 fixes.extend(policy_fix(db, ws, agent, effective, verdict, &finding.operation));
+                // For an editor: declare it too, as `symbiont add capability` does.
+                let declared = || {
+                    universe.agent(agent).is_some_and(|a| {
+                        a.capabilities.iter().any(|(c, _)| effective.operations.ancestors(&finding.operation).any(|op| op == c))
+                    })
+                };
+                if !preferred_only && verdict == StaticVerdict::NeverAllowed && !declared() {
+                    fixes.extend(declare_fix(db, ws, agent, &finding.operation, true));
+                }
             }
             if preferred_only && !fixes.is_empty() {
                 d.fix = fixes.into_iter().next();

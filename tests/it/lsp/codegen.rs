@@ -67,11 +67,22 @@ fn the_capabilities_list_offers_what_the_code_does() {
             "Add `file_system_write` to the capabilities of agent `notes` and allow it in policy `own`"
         ]
     );
+    // On the call, the same edit is a quick fix beside the allow alone.
+    server.open(&py, "python", code);
+    let diagnostics = server.diagnostics(&py, Some(1));
+    let on_call = code_actions(&mut server, &py, &fx.at("agents/notes.py", "op$0en("), json!({ "diagnostics": diagnostics }));
+    let on_call: Vec<&str> = titles(&on_call).into_iter().filter(|t| t.starts_with("Add") || t.starts_with("Allow")).collect();
+    assert_eq!(
+        on_call,
+        [
+            "Allow `file_system_write` in policy `own`",
+            "Add `file_system_write` to the capabilities of agent `notes` and allow it in policy `own`"
+        ]
+    );
     let write = actions.as_array().unwrap().iter().find(|a| a["title"].as_str().unwrap().contains("file_system_write")).unwrap();
     let edited = apply_edits(&fx.text("agents/notes.sym"), &write["edit"]["changes"][&sym]);
     insta::assert_snapshot!(edited);
     server.change(&sym, 2, json!([{ "text": edited }]));
-    server.open(&py, "python", code);
     let after = server.diagnostics_until(&py, |ds| !ds.to_string().contains("file_system_write"));
     assert!(after.to_string().contains("spawn_process"), "{after}");
 }
