@@ -8,11 +8,11 @@
 //! returns a file that does not parse, and never generates code for a capability the policies
 //! deny: that is a [`Refusal`] naming the rule.
 
+pub mod add;
 pub mod agent;
 pub mod capability;
-pub mod init;
-pub mod add;
 pub mod implement;
+pub mod init;
 mod stub;
 pub mod sym_edit;
 mod templates;
@@ -107,7 +107,9 @@ pub enum Refusal {
         why: String,
     },
     /// A file the generator would edit has syntax errors: it edits only what it can parse.
-    Unparsable { path: String },
+    Unparsable {
+        path: String,
+    },
     /// A generated file failed its own check: a bug of the generator, never written.
     Internal(String),
 }
