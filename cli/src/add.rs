@@ -17,7 +17,7 @@ Usage: symbiont add capability AGENT OP [OPTIONS]
 
 Arguments:
   AGENT  The agent, by name, in the workspace of the nearest symbiont.toml
-  OP     The operation, e.g. file_read, web_request, env_access
+  OP     The operation, e.g. file_read, https_request, env_access
 
 Options:
       --dry-run  Say what would change; write nothing

@@ -8,9 +8,9 @@ use std::{
 };
 
 use lexopt::{Arg, Parser, ValueExt};
-use symbiont_codegen::{agent::NewAgent, GeneratedFile, Language, Workspace};
+use symbiont_codegen::{agent::NewAgent, GeneratedFile, Language};
 
-use crate::{args::UsageError, fsutil, walk, workspace, Exit};
+use crate::{args::UsageError, fsutil, workspace, Exit};
 
 pub const INIT_HELP: &str = "\
 Create a Symbiont workspace: settings, a default-deny base policy, CI and editor files
@@ -45,7 +45,7 @@ Options:
       --lang <LANG>       rust, python, javascript or typescript
       --policy <P>        A named policy of the workspace to apply (repeatable)
       --capability <OP>   An operation the agent may perform (repeatable), e.g. file_read,
-                          web_request, env_access: one function per capability uses its SDK call
+                          https_request, env_access: one function per capability uses its SDK call
       --tier <N>          Isolation tier 1 (Docker), 2 (gVisor) or 3 (microVM)
                           [default: chosen by the runtime from the agent's risk]
       --force             Overwrite files that exist
@@ -133,16 +133,8 @@ pub fn init(options: &InitOptions) -> Exit {
 }
 
 pub fn new_agent(options: &NewOptions) -> Exit {
-    let cwd = match std::env::current_dir() {
-        Ok(cwd) => cwd,
-        Err(e) => return Exit::failure(format!("cannot read the current directory: {e}")),
-    };
-    let Some(config) = walk::find_config(Path::new("."), &cwd) else {
-        return Exit::failure("no symbiont.toml in this directory or above it: create a workspace with `symbiont init`");
-    };
-    let root = cwd.join(&config).parent().map(Path::to_path_buf).unwrap_or(cwd);
-    let workspace = match load(&root) {
-        Ok(workspace) => workspace,
+    let (root, workspace) = match workspace::generator_workspace() {
+        Ok(found) => found,
         Err(message) => return Exit::failure(message),
     };
     match symbiont_codegen::agent::new_agent(&workspace, &options.agent) {
@@ -152,31 +144,6 @@ pub fn new_agent(options: &NewOptions) -> Exit {
             Exit::Problems
         }
     }
-}
-
-/// The workspace under `root`: its `.sym`/`.symbi` files by path relative to `root`, and its
-/// settings. A file that does not parse refuses: generating from a policy half read would be
-/// generating from a policy nobody wrote.
-fn load(root: &Path) -> Result<Workspace, String> {
-    let sources = workspace::read(&[root.to_path_buf()], root)?;
-    if let Some((path, error)) = sources.unreadable.first() {
-        return Err(format!("{}: {error}", path.display()));
-    }
-    let config = match &sources.config {
-        None => symbiont_policy::config::Config::default(),
-        Some((path, text)) => {
-            symbiont_policy::config::parse(text).map_err(|e| format!("{}: invalid configuration: {}", path.display(), e.message))?
-        }
-    };
-    let mut files = Vec::new();
-    for (path, text) in sources.files.into_iter().filter(|(path, _)| symbiont_analysis::is_source_path(path)) {
-        let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-        if let Some(error) = symbiont_syntax::parse(&text).errors().first() {
-            return Err(format!("{relative}: {} (fix the syntax errors first: `symbiont check` lists them)", error.message));
-        }
-        files.push((relative, text));
-    }
-    Ok(Workspace { sources: files, config })
 }
 
 /// Writes `files` under `root`, or, when some exist and `force` is not set, lists them and writes

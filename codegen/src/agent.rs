@@ -102,14 +102,8 @@ pub fn plan(ws: &Workspace, request: &NewAgent) -> Result<AgentContext, Refusal>
             return Err(Refusal::UnknownPolicy { name: policy.clone(), suggestion });
         }
     }
-    let operations = symbiont_policy::catalogue::Operations::new(&ws.config.operations);
     for capability in &request.capabilities {
-        if !operations.is_known(capability) {
-            let known =
-                symbiont_policy::catalogue::OPERATIONS.iter().map(|o| o.name).chain(ws.config.operations.keys().map(String::as_str));
-            let suggestion = symbiont_syntax::suggest::closest(capability, known).map(str::to_string);
-            return Err(Refusal::UnknownOperation { name: capability.clone(), suggestion });
-        }
+        crate::add::check_operation(ws, capability)?;
     }
     let mut context = skeleton(request);
     let sym_path = format!("{}/{}.sym", context.dir, request.name);
