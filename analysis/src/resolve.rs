@@ -170,5 +170,26 @@ pub fn config_diagnostics(db: &dyn Db, ws: Workspace) -> Vec<Diagnostic> {
             ));
         }
     }
+    // A context for an agent that does not exist would give no run anything: a misspelt name.
+    let index = workspace_index(db, ws);
+    for (agent, (_, range)) in &config.run.agents {
+        if !index.lookup(DefKind::Agent, agent).is_empty() {
+            continue;
+        }
+        let mut diagnostic = Diagnostic::new(
+            &rules::UNRESOLVED_REFERENCE,
+            *range,
+            format!("`[run.agents.{agent}]` in `symbiont.toml` gives a context to agent `{agent}`, which is not defined in the workspace"),
+        );
+        if let (Some(best), Some((path, _))) = (symbiont_syntax::suggest::closest(agent, index.names(DefKind::Agent)), ws.config_file(db)) {
+            // Not safe unreviewed: it gives another agent the context, clearances included.
+            diagnostic.fix = Some(crate::Fix {
+                title: format!("Replace with agent `{best}`"),
+                edits: vec![TextEdit { path: path.clone(), range: *range, new_text: best.to_string() }],
+                safe: false,
+            });
+        }
+        diagnostics.push(diagnostic);
+    }
     diagnostics
 }

@@ -40,6 +40,8 @@ Options:
       --input <JSON>      The agent's input (SYMBIONT_INPUT in the sandbox)
       --context <JSON>    A JSON object whose top-level keys are names the policy's guards and
                           requirements read, e.g. '{\"user_clearance\": \"developer\"}'
+                          [default: symbiont.toml's [run] context, with [run.agents.NAME]
+                          context's keys over it]
       --timeout <DUR>     Lower the execution timeout (e.g. 30s, 5m)
       --summary <FORMAT>  The closing summary on standard error: human or json [default: human]
                           (json: one object with agent, run_id, state, exit_code, tier,
@@ -92,7 +94,8 @@ pub struct RunOptions {
     pub audit_log: Option<PathBuf>,
     pub key: Option<String>,
     pub input: serde_json::Value,
-    pub context: serde_json::Map<String, serde_json::Value>,
+    /// `--context`; without it, the run's context is the one `symbiont.toml`'s `[run]` gives.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
     pub timeout: Option<Duration>,
     pub json_summary: bool,
     /// Adopt a warm container left by an earlier run, and leave one for the next.
@@ -103,7 +106,7 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("run"));
     let usage = |m: String| UsageError::new(m, Some("run"));
     let (mut file, mut agent, mut tier, mut audit_log, mut key, mut input, mut timeout) = (None, None, None, None, None, json!(null), None);
-    let mut context = Map::new();
+    let mut context = None;
     let (mut json_summary, mut warm) = (false, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
@@ -126,7 +129,7 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
             Arg::Long("context") => {
                 let text = parser.value().map_err(err)?.string().map_err(err)?;
                 context = match serde_json::from_str(&text) {
-                    Ok(serde_json::Value::Object(map)) => map,
+                    Ok(serde_json::Value::Object(map)) => Some(map),
                     Ok(_) => return Err(usage("'--context' must be a JSON object".into())),
                     Err(e) => return Err(usage(format!("'--context' is not JSON: {e}"))),
                 };
@@ -385,7 +388,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         files,
         workspace,
         input: options.input.clone(),
-        context: options.context.clone(),
+        context: options.context.clone().unwrap_or_else(|| universe.config().run.context_for(&agent.name)),
         env: agent_env(&universe.config().runtime),
         priority: Default::default(),
     };

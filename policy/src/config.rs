@@ -21,6 +21,12 @@
 //!
 //! [runtime.env]                  # variables an agent's `env_get` reads, with these values
 //! REGION = "eu-west-1"
+//!
+//! [run]                          # a run's context when `symbiont run` has no `--context`
+//! context = { user_clearance = "developer" }
+//!
+//! [run.agents.reviewer]          # one agent's, over the workspace's key by key
+//! context = { audit_trail = true }
 //! ```
 
 use std::collections::BTreeMap;
@@ -41,7 +47,34 @@ pub struct Config {
     pub code: String,
     /// The `[runtime]` table.
     pub runtime: RuntimeSettings,
+    /// The `[run]` table.
+    pub run: RunSettings,
 }
+
+/// The context a run gets when `symbiont run` is given no `--context` (so the editor's "Run
+/// agent" too): `[run] context` for every agent, `[run.agents.NAME] context` for one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSettings {
+    pub context: serde_json::Map<String, serde_json::Value>,
+    /// Per agent: its context, and where its name is written in `symbiont.toml`.
+    pub agents: BTreeMap<String, (serde_json::Map<String, serde_json::Value>, TextRange)>,
+}
+
+impl RunSettings {
+    /// The context of a run of `agent`: the workspace's, then the agent's own, whose top-level
+    /// keys replace the workspace's.
+    pub fn context_for(&self, agent: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut context = self.context.clone();
+        if let Some((own, _)) = self.agents.get(agent) {
+            context.extend(own.clone());
+        }
+        context
+    }
+}
+
+/// The names the runtime gives every run's guards itself (`symbiont-runtime`'s `policy_env`),
+/// which a context cannot set.
+pub const RUNTIME_CONTEXT_KEYS: &[&str] = &["agent", "run_id", "tier", "input"];
 
 /// How `symbiont run` runs this workspace's agents (`[runtime]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -115,7 +148,28 @@ struct RawConfig {
     #[serde(default)]
     code: toml::Table,
     runtime: Option<toml::Spanned<RuntimeSettings>>,
+    run: Option<RawRun>,
 }
+
+/// `[run]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table ([run])")]
+struct RawRun {
+    #[serde(default)]
+    context: RawContext,
+    #[serde(default)]
+    agents: BTreeMap<toml::Spanned<String>, RawAgentRun>,
+}
+
+/// `[run.agents.NAME]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table with a `context`")]
+struct RawAgentRun {
+    #[serde(default)]
+    context: RawContext,
+}
+
+type RawContext = BTreeMap<String, toml::Spanned<toml::Value>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,7 +232,53 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             return Err(ConfigError { message, range: range(span) });
         }
     }
+    if let Some(run) = raw.run {
+        config.run = run_settings(run)?;
+    }
     Ok(config)
+}
+
+fn run_settings(raw: RawRun) -> Result<RunSettings, ConfigError> {
+    let mut run = RunSettings { context: context(raw.context, "[run] context")?, agents: BTreeMap::new() };
+    for (name, agent) in raw.agents {
+        let name_range = range(name.span());
+        let name = name.into_inner();
+        let context = context(agent.context, &format!("[run.agents.{name}] context"))?;
+        run.agents.insert(name, (context, name_range));
+    }
+    Ok(run)
+}
+
+/// A context table as the JSON object guards read. TOML has values JSON has not: a date-time is
+/// refused (a guard compares strings), and so are the names the runtime sets itself.
+fn context(raw: RawContext, table: &str) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    let mut out = serde_json::Map::new();
+    for (key, value) in raw {
+        let span = value.span();
+        let error = |why: String| ConfigError { message: format!("{table}: `{key}`: {why}"), range: range(span.clone()) };
+        if RUNTIME_CONTEXT_KEYS.contains(&key.as_str()) {
+            return Err(error(format!("the runtime sets `{key}` for every run ({}); a context cannot", RUNTIME_CONTEXT_KEYS.join(", "))));
+        }
+        out.insert(key.clone(), json_value(value.into_inner()).map_err(error)?);
+    }
+    Ok(out)
+}
+
+fn json_value(value: toml::Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value as Json;
+    Ok(match value {
+        toml::Value::String(s) => Json::String(s),
+        toml::Value::Integer(i) => Json::from(i),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(f).map(Json::Number).ok_or(format!("{f} is not a number a guard can compare"))?
+        }
+        toml::Value::Boolean(b) => Json::Bool(b),
+        toml::Value::Datetime(d) => return Err(format!("a date-time ({d}) is not a context value; write it as a string (\"{d}\")")),
+        toml::Value::Array(items) => Json::Array(items.into_iter().map(json_value).collect::<Result<_, _>>()?),
+        toml::Value::Table(table) => {
+            Json::Object(table.into_iter().map(|(k, v)| Ok((k, json_value(v)?))).collect::<Result<serde_json::Map<_, _>, String>>()?)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -229,5 +329,46 @@ mod tests {
         refused("[runtime.env]\nPORT = 8080\n", "string");
         refused("[runtime]\npass_env = \"TZ\"\n", "sequence");
         refused("[runtime]\nenviron = [\"TZ\"]\n", "environ");
+    }
+
+    #[test]
+    fn run_context() {
+        let config = super::parse(
+            "[run]\ncontext = { user_clearance = \"developer\", audit_trail = true, user = { roles = [\"dev\"] } }\n\
+             [run.agents.reviewer]\ncontext = { user_clearance = \"maintainer\", max = 2.5 }\n",
+        )
+        .unwrap();
+        let reviewer = serde_json::Value::Object(config.run.context_for("reviewer"));
+        assert_eq!(
+            reviewer,
+            serde_json::json!({ "user_clearance": "maintainer", "audit_trail": true, "user": { "roles": ["dev"] }, "max": 2.5 }),
+            "the agent's keys replace the workspace's"
+        );
+        let other = serde_json::Value::Object(config.run.context_for("other"));
+        assert_eq!(other, serde_json::json!({ "user_clearance": "developer", "audit_trail": true, "user": { "roles": ["dev"] } }));
+        let text = "[run.agents.reviewer]\ncontext = { n = 1 }\n";
+        let (_, name_range) = &super::parse(text).unwrap().run.agents["reviewer"];
+        assert_eq!(&text[*name_range], "reviewer");
+        assert!(super::parse("").unwrap().run.context_for("any").is_empty(), "no context unless declared");
+    }
+
+    #[test]
+    fn run_context_refused() {
+        let refused = |text: &str, why: &str, at: &str| {
+            let err = super::parse(text).unwrap_err();
+            assert!(err.message.contains(why), "{text}: {}", err.message);
+            assert_eq!(&text[err.range], at, "{text}: {}", err.message);
+        };
+        refused("[run]\ncontxt = {}\n", "unknown field `contxt`", "contxt");
+        refused("[run]\ncontext = \"developer\"\n", "invalid type: string", "\"developer\"");
+        refused("[run.agents.reviewer]\ncontext = { a = 1 }\nclearance = 2\n", "unknown field `clearance`", "clearance");
+        refused("[run.agents]\nreviewer = 3\n", "invalid type: integer `3`, expected a table with a `context`", "3");
+        refused("[run]\ncontext = { since = 1979-05-27 }\n", "[run] context: `since`: a date-time (1979-05-27)", "1979-05-27");
+        refused(
+            "[run.agents.a]\ncontext = { agent = \"b\" }\n",
+            "[run.agents.a] context: `agent`: the runtime sets `agent` for every run",
+            "\"b\"",
+        );
+        refused("[run]\ncontext = { x = nan }\n", "NaN is not a number", "nan");
     }
 }

@@ -26,6 +26,7 @@ mod policy_cli;
 mod policy_docs;
 mod policy_properties;
 mod properties;
+mod run_context;
 mod runtime;
 mod valid;
 

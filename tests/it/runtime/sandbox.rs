@@ -616,7 +616,8 @@ fn unavailable_sandboxes_refuse_the_run() {
 }
 
 /// The README's example: the bundled reviewer runs at its Tier 2, reads its input through the
-/// broker when the caller's context meets its policy's requirement, and is refused otherwise.
+/// broker when the caller's context meets its policy's requirement (the context `symbiont.toml`'s
+/// `[run]` gives it, or `--context`), and is refused otherwise.
 #[test]
 fn the_bundled_example_runs() {
     if !sandbox_ready("the_bundled_example_runs") {
@@ -628,14 +629,17 @@ fn the_bundled_example_runs() {
         ws.write(file, &std::fs::read_to_string(examples.join(file)).unwrap());
     }
     ws.write(".symbiont/workspaces/reviewer/change.diff", "+ fn main() {}\n+ // TODO: handle errors\n");
-    let context = r#"{"user_clearance": "developer", "audit_trail": true}"#;
-    let run = ws.run(&["run", "agents/reviewer.sym", "--context", context]);
+    // As the README runs it: the context is examples/symbiont.toml's.
+    let run = ws.run(&["run", "agents/reviewer.sym"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let review: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(review["verdict"], "changes_requested");
     assert_eq!(review["findings"][0]["line"], 2);
     assert!(run.stderr.contains("at Tier2"), "{}", run.stderr);
-    let refused = ws.run(&["run", "agents/reviewer.sym"]);
+    let given = ws.run(&["run", "agents/reviewer.sym", "--context", r#"{"user_clearance": "maintainer", "audit_trail": true}"#]);
+    assert_eq!(given.code, 0, "{}\n{}", given.stdout, given.stderr);
+    // `--context` replaces the configured context: without the clearance the read is denied.
+    let refused = ws.run(&["run", "agents/reviewer.sym", "--context", r#"{"audit_trail": true}"#]);
     assert_eq!(refused.code, 1, "without the clearance the read is denied: {}", refused.stderr);
     assert!(refused.stderr.contains("RequirementFailed"), "{}", refused.stderr);
     ws.assert_clean(&refused);
