@@ -130,8 +130,21 @@ async fn stopping(runs: &mut watch::Receiver<Runs>) {
     let _ = runs.wait_for(|runs| runs.stopping).await;
 }
 
-/// Runs `agent` of `file`; `root` is where `symbiont` runs (the workspace root).
-pub async fn run_agent(client: &Client, file: PathBuf, agent: String, root: PathBuf) -> Result<Option<Value>> {
+/// A run asked for by `symbiont.runAgent`.
+pub struct RunRequest {
+    /// The agent's `.sym` file.
+    pub file: PathBuf,
+    pub agent: String,
+    /// The run's input (`--input`), if given.
+    pub input: Option<Value>,
+    /// Where `symbiont` runs: the workspace root. Its `symbiont.toml` gives the run's context.
+    pub root: PathBuf,
+}
+
+/// Runs the agent of a request. The run's context is the workspace's (`[run]` in
+/// `symbiont.toml`): `symbiont run` reads it when given no `--context`.
+pub async fn run_agent(client: &Client, request: RunRequest) -> Result<Option<Value>> {
+    let RunRequest { file, agent, input, root } = request;
     let mut stop_requested = RUNS.subscribe();
     if stop_requested.borrow().stopping {
         return Err(request_failed("the language server is shutting down: no run starts"));
@@ -140,10 +153,12 @@ pub async fn run_agent(client: &Client, file: PathBuf, agent: String, root: Path
     // Clients that cannot show progress answer with an error; the run goes on regardless.
     let _ = client.create_work_done_progress(token.clone()).await;
     let progress = client.progress(token, format!("Running agent {agent}")).with_message("starting the sandbox").begin().await;
-    let mut child = tokio::process::Command::new(symbiont_binary())
-        .arg("run")
-        .arg(&file)
-        .args(["--agent", &agent, "--summary", "json"])
+    let mut command = tokio::process::Command::new(symbiont_binary());
+    command.arg("run").arg(&file).args(["--agent", &agent, "--summary", "json"]);
+    if let Some(input) = &input {
+        command.arg("--input").arg(input.to_string());
+    }
+    let mut child = command
         .current_dir(&root)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

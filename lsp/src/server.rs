@@ -699,8 +699,9 @@ impl LanguageServer for Backend {
     }
 
     async fn execute_command(&self, params: lsp::ExecuteCommandParams) -> Result<Option<lsp::LSPAny>> {
-        // Arguments: the agent's name and its document's URI (what the "Run agent" lens sends);
-        // for `symbiont.verifyAudit`, optionally a document or folder URI of the workspace.
+        // Arguments: the agent's name, its document's URI (what the "Run agent" lens sends) and,
+        // optionally, the run's input (any JSON value); for `symbiont.verifyAudit`, optionally a
+        // document or folder URI of the workspace.
         let uri_argument = |index: usize| -> Result<Option<PathBuf>> {
             match params.arguments.get(index) {
                 None | Some(Value::Null) => Ok(None),
@@ -718,8 +719,9 @@ impl LanguageServer for Backend {
                 let agent =
                     params.arguments.first().and_then(Value::as_str).ok_or_else(|| invalid_params("argument 0: the agent's name"))?;
                 let file = uri_argument(1)?.ok_or_else(|| invalid_params("argument 1: the URI of the agent's .sym file"))?;
+                let input = params.arguments.get(2).filter(|v| !v.is_null()).cloned();
                 let root = root_of(file.parent().unwrap_or(Path::new("/")));
-                crate::run::run_agent(&self.client, file, agent.to_string(), root).await
+                crate::run::run_agent(&self.client, crate::run::RunRequest { file, agent: agent.to_string(), input, root }).await
             }
             VERIFY_AUDIT => {
                 let start = match uri_argument(0)? {

@@ -64,6 +64,40 @@ fn run_agent_reports_progress_output_and_result() {
     assert_eq!(server.stop(), 0);
 }
 
+/// The README's example, from the editor: the bundled reviewer's policy requires the caller's
+/// clearance, which the run gets from the context in the examples' `symbiont.toml` (`[run]`), and
+/// the lens's command takes the run's input as its third argument.
+#[test]
+fn run_agent_runs_the_bundled_example_with_its_configured_context() {
+    if !crate::runtime::sandbox::sandbox_ready("run_agent_runs_the_bundled_example_with_its_configured_context") {
+        return;
+    }
+    crate::cli::binary();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let examples = symbiont_tests::repo_root().join("examples");
+    for file in ["symbiont.toml", "policies.sym", "agents/reviewer.sym", "agents/reviewer.py", "agents/incidents.symbi"] {
+        std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+        std::fs::copy(examples.join(file), root.join(file)).unwrap();
+    }
+    std::fs::create_dir_all(root.join(".symbiont/workspaces/reviewer")).unwrap();
+    std::fs::write(root.join(".symbiont/workspaces/reviewer/review.diff"), "+ fn main() {}\n+ // TODO: handle errors\n").unwrap();
+    let uri = file_uri(&root.join("agents/reviewer.sym"));
+    let mut server = Server::start_with(Some(root), json!({}), Value::Null);
+    server.open(&uri, "symbiont", &std::fs::read_to_string(root.join("agents/reviewer.sym")).unwrap());
+    let lenses = server.request("textDocument/codeLens", json!({ "textDocument": { "uri": uri } })).unwrap();
+    let mut arguments = lenses[0]["command"]["arguments"].as_array().unwrap().clone();
+    arguments.push(json!({ "target": "review.diff" }));
+    let result = server.request("workspace/executeCommand", json!({ "command": "symbiont.runAgent", "arguments": arguments })).unwrap();
+    let logs: Vec<String> =
+        server.backlog_of("window/logMessage").iter().map(|m| m["params"]["message"].as_str().unwrap().to_string()).collect();
+    assert_eq!((result["state"].as_str(), result["exit_code"].as_i64()), (Some("completed"), Some(0)), "{result:#}\n{logs:#?}");
+    assert_eq!(result["tier"], 2, "{result:#}");
+    assert!(logs.contains(&"[reviewer]   \"verdict\": \"changes_requested\"".to_string()), "{logs:#?}");
+    assert!(logs.iter().any(|l| l.contains("\"file\": \"review.diff\"")), "the input reached the agent: {logs:#?}");
+    assert_eq!(server.stop(), 0);
+}
+
 /// The audit log of `root`, checked to verify, as JSON entries.
 fn verified_audit(root: &Path) -> Vec<Value> {
     let log = root.join(".symbiont/audit");
