@@ -168,8 +168,14 @@ module.exports = grammar({
       '}',
     ),
 
+    // `capabilities` stays a keyword token (not a `name`) so that queries can single out the
+    // operations it lists with one capture.
     agent_field: $ => seq(
-      field('name', choice(name($), alias(choice('policy', 'function', 'with'), $.name))),
+      field('name', choice(
+        name($),
+        alias(choice('policy', 'function', 'with'), $.name),
+        'capabilities',
+      )),
       choice('=', ':'),
       field('value', $._expression),
       optional(choice(',', ';')),

@@ -16,13 +16,13 @@ fn doc() -> String {
 
 /// A fenced code block: the document line its content starts on, and its content (with the
 /// fence's indentation removed, so blocks inside list items work too).
-struct Block {
-    line: usize,
-    text: String,
+pub(crate) struct Block {
+    pub(crate) line: usize,
+    pub(crate) text: String,
 }
 
-/// The fenced blocks whose info string is `lang`.
-fn blocks(doc: &str, lang: &str) -> Vec<Block> {
+/// The fenced blocks whose info string is `lang` (also used by grammar.rs).
+pub(crate) fn blocks(doc: &str, lang: &str) -> Vec<Block> {
     let mut out = Vec::new();
     let mut lines = doc.lines().enumerate();
     while let Some((i, line)) = lines.next() {

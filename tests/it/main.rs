@@ -18,6 +18,7 @@ mod codegen_add;
 mod corpus;
 mod diagnostics_docs;
 mod dsl_reference;
+mod grammar;
 mod incremental;
 mod lsp;
 mod malformed;

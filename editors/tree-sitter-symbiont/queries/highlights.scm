@@ -96,7 +96,7 @@
 (record_field key: (name) @property)
 (field_def name: (name) @property)
 (field_expr field: (name_ref) @variable.member)
-(agent_field name: (name) @property)
+(agent_field name: [(name) "capabilities"] @property)
 (with_attr name: (name) @attribute)
 (named_arg name: (name) @variable.parameter)
 (qualifier word: (name) @keyword.modifier)
@@ -131,6 +131,5 @@
       (array_expr [(string) (path_expr (name_ref))] @function.builtin)
     ]))
 (agent_field
-  name: (name) @_field
-  value: (array_expr (string) @function.builtin)
-  (#eq? @_field "capabilities"))
+  name: "capabilities"
+  value: (array_expr (string) @function.builtin))
