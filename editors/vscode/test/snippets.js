@@ -42,7 +42,9 @@ function expand(body) {
 
 /** @type {Record<string, {prefix: string, body: string[]}>} */
 const snippets = JSON.parse(fs.readFileSync(snippetsPath, "utf8"));
+/** @type {string[]} */
 const items = [];
+/** @type {string[]} */
 const rules = [];
 for (const [name, snippet] of Object.entries(snippets)) {
   const text = `// ${name}\n${expand(snippet.body.join("\n"))}`;
