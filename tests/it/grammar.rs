@@ -207,3 +207,76 @@ fn the_committed_parser_is_generated_from_grammar_js() {
         );
     }
 }
+
+/// The top-level names of Helix's highlight scopes (its book, "Themes"): Helix colours a capture
+/// by its longest prefix that a theme defines, so a capture whose first part is not one of these
+/// shows uncoloured.
+const HELIX_SCOPE_ROOTS: &[&str] = &[
+    "attribute",
+    "type",
+    "constructor",
+    "constant",
+    "string",
+    "comment",
+    "variable",
+    "label",
+    "punctuation",
+    "keyword",
+    "operator",
+    "function",
+    "tag",
+    "namespace",
+    "special",
+];
+
+/// The text of the section that starts with the heading `heading`, up to the next `## ` heading.
+fn section<'a>(doc: &'a str, heading: &str) -> &'a str {
+    let start = doc.find(&format!("\n{heading}\n")).unwrap_or_else(|| panic!("no `{heading}` section"));
+    let rest = &doc[start + 1..];
+    let end = rest[heading.len()..].find("\n## ").map_or(rest.len(), |i| i + heading.len() + 1);
+    &rest[..end]
+}
+
+fn capture_names(query: &tree_sitter::Query) -> impl Iterator<Item = &str> {
+    query.capture_names().iter().copied().filter(|name| !name.starts_with('_'))
+}
+
+#[test]
+fn the_helix_setup_in_the_docs_installs_queries_helix_reads() {
+    let doc = read(&repo_root().join("docs/editors.md"));
+    let helix = section(&doc, "## Helix");
+
+    let configs = crate::dsl_reference::blocks(helix, "toml");
+    assert_eq!(configs.len(), 1, "docs/editors.md's Helix section has one languages.toml");
+    let config: toml::Table = configs[0].text.parse().unwrap_or_else(|e| panic!("docs/editors.md:{}: {e}", configs[0].line));
+    let languages = config["language"].as_array().expect("[[language]] entries");
+    let symbiont = languages.iter().find(|l| l["name"].as_str() == Some("symbiont")).expect("a symbiont [[language]]");
+    assert_eq!(symbiont["file-types"], toml::Value::from(vec!["sym", "symbi"]));
+    assert_eq!(symbiont["language-servers"], toml::Value::from(vec!["symbiont-lsp"]));
+    assert_eq!(symbiont["comment-token"].as_str(), Some("//"));
+    let grammar = &config["grammar"].as_array().expect("a [[grammar]] entry")[0];
+    assert_eq!(grammar["name"].as_str(), Some("symbiont"));
+    assert_eq!(grammar["source"]["subpath"].as_str(), Some(GRAMMAR_DIR));
+    let only = config["use-grammars"]["only"].as_array().expect("use-grammars.only");
+    assert!(only.iter().any(|g| g.as_str() == Some("symbiont")), "use-grammars leaves out symbiont");
+
+    // The shell lines that install the queries, run as written, into a scratch home.
+    let scripts = crate::dsl_reference::blocks(helix, "sh");
+    assert_eq!(scripts.len(), 1, "docs/editors.md's Helix section has one shell block");
+    let home = tempfile::tempdir().expect("a temporary directory");
+    run(Command::new("sh").arg("-ec").arg(&scripts[0].text).env("HOME", home.path()).current_dir(repo_root()));
+    let installed = home.path().join(".config/helix/runtime/queries/symbiont");
+    let language = tree_sitter_symbiont::LANGUAGE.into();
+    let query = |name: &str| {
+        let path = installed.join(format!("{name}.scm"));
+        tree_sitter::Query::new(&language, &read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let highlights = query("highlights");
+    let uncoloured: Vec<&str> =
+        capture_names(&highlights).filter(|name| !HELIX_SCOPE_ROOTS.contains(&name.split('.').next().unwrap_or_default())).collect();
+    assert!(uncoloured.is_empty(), "captures Helix has no scope for after the docs' renaming: {uncoloured:?}");
+    let indents = query("indents");
+    assert_eq!(capture_names(&indents).collect::<Vec<_>>(), ["indent", "outdent"]);
+    let locals = query("locals");
+    assert!(capture_names(&locals).all(|name| name.starts_with("local.")), "{:?}", locals.capture_names());
+}
