@@ -2,7 +2,7 @@
 //! documented in `docs/diagnostics.md` (a test checks that each code's example triggers it and
 //! each documented fix silences it).
 
-use std::{fmt, path::PathBuf};
+use std::{collections::BTreeMap, fmt, path::PathBuf};
 
 use symbiont_syntax::TextRange;
 
@@ -168,4 +168,59 @@ impl Diagnostic {
     pub fn code(&self) -> &'static str {
         self.rule.code
     }
+}
+
+/// The safe fixes (those that need no review) among some diagnostics, as edits ready to apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SafeFixes {
+    /// How many safe fixes there were.
+    pub fixes: usize,
+    /// Per file, sorted by position and not overlapping.
+    pub edits: BTreeMap<PathBuf, Vec<TextEdit>>,
+}
+
+/// Every safe fix of `diagnostics` at once: what `symbiont check --fix` applies and the editor's
+/// fix-all (`source.fixAll.symbiont`) returns. Fixes share edits (every SDK rewrite of a file adds
+/// the same import; a finding in a file bound to two agents carries its fix twice): each such
+/// edit is kept once. An edit that overlaps an earlier one is left out, and the fix it belongs to
+/// is then applied in part at most; the next round of checks reports what is left.
+pub fn safe_fixes<'a>(diagnostics: impl IntoIterator<Item = &'a Diagnostic>) -> SafeFixes {
+    let mut out = SafeFixes::default();
+    for fix in diagnostics.into_iter().filter_map(|d| d.fix.as_ref()).filter(|f| f.safe) {
+        out.fixes += 1;
+        for edit in &fix.edits {
+            out.edits.entry(edit.path.clone()).or_default().push(edit.clone());
+        }
+    }
+    for edits in out.edits.values_mut() {
+        edits.sort_by(|a, b| (a.range.start(), a.range.end(), &a.new_text).cmp(&(b.range.start(), b.range.end(), &b.new_text)));
+        edits.dedup_by(|a, b| a.range == b.range && a.new_text == b.new_text);
+        let mut end = None;
+        edits.retain(|edit| {
+            let keep = end.is_none_or(|end| edit.range.start() >= end);
+            if keep {
+                end = Some(edit.range.end());
+            }
+            keep
+        });
+    }
+    out
+}
+
+/// `text` with `edits` (of one file, sorted and not overlapping, as [`safe_fixes`] gives them)
+/// applied; an edit past the end of the text is left out.
+pub fn apply_edits(text: &str, edits: &[TextEdit]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0usize;
+    for edit in edits {
+        let (start, end) = (usize::from(edit.range.start()), usize::from(edit.range.end()));
+        if start < at || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str(&edit.new_text);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
 }

@@ -429,6 +429,16 @@ impl Analysis {
         }))
     }
 
+    /// Every safe fix of a file's diagnostics at once, as `symbiont check --fix` applies them
+    /// ([`crate::diagnostics::safe_fixes`]): the editor's fix-all, for fix on save. The edits may
+    /// touch other files than `path`; none when nothing is safe to fix.
+    pub fn fix_all(&self, path: &Path) -> Cancellable<crate::diagnostics::SafeFixes> {
+        self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
+            Some(file) => crate::diagnostics::safe_fixes(&crate::file_diagnostics_in(&self.db, self.workspace, path, file)),
+            None => Default::default(),
+        }))
+    }
+
     /// A "Run agent" lens above each agent: its name range and the agent's name.
     pub fn agent_lenses(&self, path: &Path) -> Cancellable<Vec<(TextRange, String)>> {
         self.catch(std::panic::AssertUnwindSafe(|| {

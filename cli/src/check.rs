@@ -1,12 +1,14 @@
 //! `symbiont check`: read the files, hand them to the analysis, render its diagnostics.
 
 use std::{
-    collections::BTreeMap,
     io::{IsTerminal, Write},
     path::PathBuf,
 };
 
-use symbiont_analysis::{diagnostics::INVALID_FILE, AnalysisHost, Diagnostic};
+use symbiont_analysis::{
+    diagnostics::{apply_edits, safe_fixes, INVALID_FILE},
+    AnalysisHost, Diagnostic,
+};
 use symbiont_syntax::{TextRange, TextSize};
 
 use crate::{
@@ -95,39 +97,17 @@ fn analyse(host: &AnalysisHost) -> Vec<(PathBuf, Vec<Diagnostic>)> {
     host.all_diagnostics_parallel(&progress)
 }
 
-/// Applies every safe fix (those that need no review), file by file, skipping edits that overlap
-/// an earlier one; each file is rewritten atomically and reloaded. Returns how many fixes applied.
+/// Applies every safe fix (those that need no review; `symbiont_analysis::diagnostics::safe_fixes`
+/// says which edits), rewriting each file atomically and reloading it. Returns how many fixes applied.
 fn apply_safe_fixes(host: &mut AnalysisHost, diagnostics: &[(PathBuf, Vec<Diagnostic>)]) -> Result<usize, String> {
-    let mut per_file: BTreeMap<PathBuf, Vec<&symbiont_analysis::TextEdit>> = BTreeMap::new();
-    let mut fixes = 0;
-    for fix in diagnostics.iter().flat_map(|(_, ds)| ds.iter()).filter_map(|d| d.fix.as_ref()).filter(|f| f.safe) {
-        fixes += 1;
-        for edit in &fix.edits {
-            per_file.entry(edit.path.clone()).or_default().push(edit);
-        }
-    }
-    for (path, mut edits) in per_file {
+    let fixes = safe_fixes(diagnostics.iter().flat_map(|(_, ds)| ds));
+    for (path, edits) in fixes.edits {
         let Some(text) = host.file_text(&path) else { continue };
-        edits.sort_by(|a, b| (a.range.start(), a.range.end(), &a.new_text).cmp(&(b.range.start(), b.range.end(), &b.new_text)));
-        // Fixes share edits: every SDK rewrite of a file adds the same import, and a finding of a
-        // file bound to two agents carries its fix twice. Each such edit is applied once.
-        edits.dedup_by(|a, b| a.range == b.range && a.new_text == b.new_text);
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0usize;
-        for edit in edits {
-            let (start, end) = (usize::from(edit.range.start()), usize::from(edit.range.end()));
-            if start < at || end > text.len() {
-                continue;
-            }
-            out.push_str(&text[at..start]);
-            out.push_str(&edit.new_text);
-            at = end;
-        }
-        out.push_str(&text[at..]);
+        let out = apply_edits(&text, &edits);
         fsutil::write_atomic(&path, out.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         host.set_file(path, out);
     }
-    Ok(fixes)
+    Ok(fixes.fixes)
 }
 
 fn invalid_file(error: fsutil::ReadError) -> Diagnostic {

@@ -209,6 +209,25 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 
     }
 }
 
+/// The kind of the code action that applies every fix needing no review (`symbiont check --fix`'s
+/// fixes) to a whole document: what editors run on save (`editor.codeActionsOnSave`).
+pub const FIX_ALL: &str = "source.fixAll.symbiont";
+
+/// The fix-all action of the document, when it has anything safe to fix.
+fn fix_all_action(ctx: &Ctx, kind: lsp::CodeActionKind) -> Result<Option<lsp::CodeActionOrCommand>> {
+    let fixes = ctx.snap.fix_all(&ctx.path).or_modified()?;
+    if fixes.fixes == 0 {
+        return Ok(None);
+    }
+    let edits: Vec<symbiont_analysis::TextEdit> = fixes.edits.into_values().flatten().collect();
+    Ok(Some(lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
+        title: format!("Apply {} safe fix{}", fixes.fixes, if fixes.fixes == 1 { "" } else { "es" }),
+        kind: Some(kind),
+        edit: Some(ctx.workspace_edit(&edits)),
+        ..Default::default()
+    })))
+}
+
 /// `?` for the analysis's cancellable answers.
 trait OrModified<T> {
     fn or_modified(self) -> Result<T>;
@@ -261,6 +280,7 @@ fn capabilities(pull: bool) -> lsp::ServerCapabilities {
                 lsp::CodeActionKind::QUICKFIX,
                 lsp::CodeActionKind::REFACTOR_EXTRACT,
                 lsp::CodeActionKind::REFACTOR_REWRITE,
+                lsp::CodeActionKind::new(FIX_ALL),
             ]),
             ..Default::default()
         })),
@@ -670,6 +690,12 @@ impl LanguageServer for Backend {
                     disabled: None,
                     data: None,
                 }));
+            }
+            // Fix-all is asked for by kind (on save, or a "Fix all" command), never offered
+            // unasked beside the fixes under the cursor.
+            let fix_all = lsp::CodeActionKind::new(FIX_ALL);
+            if only.is_some() && wanted(&fix_all) {
+                out.extend(fix_all_action(ctx, fix_all)?);
             }
             Ok(Some(out))
         })

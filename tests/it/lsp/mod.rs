@@ -8,6 +8,7 @@ mod client;
 mod code;
 mod codegen;
 mod features;
+mod fix_all;
 mod properties;
 mod robustness;
 mod run;
