@@ -22,6 +22,7 @@ mod grammar;
 mod incremental;
 mod lsp;
 mod malformed;
+mod nvim;
 mod policy;
 mod policy_cli;
 mod policy_docs;

@@ -11,7 +11,8 @@
 -- The tree-sitter checks need editors/tree-sitter-symbiont (src/parser.c and queries/).
 local GRAMMAR = true
 
-local plugin = vim.fs.dirname(vim.fs.dirname(vim.fs.normalize(vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p"))))
+local plugin =
+  vim.fs.dirname(vim.fs.dirname(vim.fs.normalize(vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p"))))
 local workspace = assert(vim.env.SYMBIONT_TEST_WORKSPACE, "SYMBIONT_TEST_WORKSPACE is not set")
 local failures, started = 0, vim.uv.hrtime()
 
@@ -140,7 +141,10 @@ local function run()
       local parser = require("symbiont.parser")
       truthy(vim.uv.fs_stat(parser.library()), "no " .. parser.library())
       eq("installed", parser.status(require("symbiont").config()), "status")
-      truthy(#vim.api.nvim_get_runtime_file("queries/symbiont/highlights.scm", true) > 0, "no highlights.scm on the runtimepath")
+      truthy(
+        #vim.api.nvim_get_runtime_file("queries/symbiont/highlights.scm", true) > 0,
+        "no highlights.scm on the runtimepath"
+      )
     end)
   end
 
@@ -174,7 +178,11 @@ local function run()
   check("comments and indentation as symbiont fmt writes them", function()
     vim.api.nvim_set_current_buf(reviewer)
     eq("// %s", vim.bo.commentstring, "commentstring")
-    eq({ true, 4, 4 }, { vim.bo.expandtab, vim.bo.shiftwidth, vim.bo.softtabstop }, "expandtab, shiftwidth, softtabstop")
+    eq(
+      { true, 4, 4 },
+      { vim.bo.expandtab, vim.bo.shiftwidth, vim.bo.softtabstop },
+      "expandtab, shiftwidth, softtabstop"
+    )
     local line = find(reviewer, "capabilities =")
     local before = lines(reviewer)[line + 1]
     vim.api.nvim_win_set_cursor(0, { line + 1, 0 })
@@ -208,18 +216,29 @@ local function run()
 
   check("a file created on disk reaches the server (workspace/didChangeWatchedFiles)", function()
     local client = client_of(reviewer)
-    local file = assert(io.open(path("agents/watched.sym"), "w"))
-    file:write("agent watched_agent {\n    capabilities = [\"read\"]\n}\n")
-    file:close()
+    -- In a subdirectory: Neovim's fallback watcher (without inotifywait) sees only the root's files.
+    local file_path = path("agents/watched.sym")
+    local found, asked, writes = false, false, 0
     wait_for("workspace/symbol to find the new file's agent", function()
-      local response = client:request_sync("workspace/symbol", { query = "watched_agent" }, 2000, reviewer)
-      for _, symbol in ipairs(response and response.result or {}) do
-        if symbol.name == "watched_agent" then
-          return true
-        end
+      if not asked and not found then
+        -- Written again each round: inotifywait may still be setting up its watches at first.
+        writes = writes + 1
+        local file = assert(io.open(file_path, "w"))
+        file:write(('// write %d\nagent watched_agent {\n    capabilities = ["read"]\n}\n'):format(writes))
+        file:close()
+        asked = true
+        vim.defer_fn(function()
+          client:request("workspace/symbol", { query = "watched_agent" }, function(_, result)
+            for _, symbol in ipairs(result or {}) do
+              found = found or symbol.name == "watched_agent"
+            end
+            asked = false
+          end, reviewer)
+        end, 1000)
       end
+      return found
     end, 15000)
-    os.remove(path("agents/watched.sym"))
+    os.remove(file_path)
   end)
 
   check("an edit that introduces an error brings its diagnostic", function()
@@ -382,6 +401,7 @@ local function run()
         "OK Neovim 0.11",
         "OK symbiont-lsp: symbiont-lsp ",
         "OK symbiont: symbiont ",
+        "OK inotifywait",
         "OK tree-sitter parser installed",
         "OK highlight queries",
         "OK running",
@@ -415,7 +435,13 @@ if not ok then
   failures = failures + 1
   say("FAIL the harness itself: " .. err)
 end
-say(("%s: %d failed, in %d ms"):format(failures == 0 and "PASSED" or "FAILED", failures, math.floor((vim.uv.hrtime() - started) / 1e6)))
+say(
+  ("%s: %d failed, in %d ms"):format(
+    failures == 0 and "PASSED" or "FAILED",
+    failures,
+    math.floor((vim.uv.hrtime() - started) / 1e6)
+  )
+)
 if failures > 0 then
   vim.cmd("cquit 1")
 else

@@ -100,19 +100,29 @@ function M.execute_run(client, agent, input)
   if input ~= "" then
     table.insert(arguments, vim.json.decode(input))
   end
-  client:request("workspace/executeCommand", { command = "symbiont.runAgent", arguments = arguments }, function(err, result)
-    lsp.run_listeners[agent.name] = nil
-    if err then
-      append(out, { "", "Did not run: " .. (err.message or vim.inspect(err)) })
-      return
+  client:request(
+    "workspace/executeCommand",
+    { command = "symbiont.runAgent", arguments = arguments },
+    function(err, result)
+      lsp.run_listeners[agent.name] = nil
+      if err then
+        append(out, { "", "Did not run: " .. (err.message or vim.inspect(err)) })
+        return
+      end
+      local exit = result.exit_code ~= vim.NIL and result.exit_code or "none"
+      append(out, {
+        "",
+        ("Agent %s %s (exit %s) at Tier%s in %s ms"):format(
+          agent.name,
+          result.state,
+          exit,
+          result.tier,
+          result.duration_ms
+        ),
+        ("Audit entries %s–%s: %s"):format(result.audit_seqs[1], result.audit_seqs[2], result.audit_uri),
+      })
     end
-    local exit = result.exit_code ~= vim.NIL and result.exit_code or "none"
-    append(out, {
-      "",
-      ("Agent %s %s (exit %s) at Tier%s in %s ms"):format(agent.name, result.state, exit, result.tier, result.duration_ms),
-      ("Audit entries %s–%s: %s"):format(result.audit_seqs[1], result.audit_seqs[2], result.audit_uri),
-    })
-  end)
+  )
   return out
 end
 
@@ -189,14 +199,18 @@ function M.verify_audit(_, on_done)
   end
   -- The server shows the verdict itself (window/showMessage); only a failure to ask is ours.
   local arguments = { vim.uri_from_bufnr(buf) }
-  client:request("workspace/executeCommand", { command = "symbiont.verifyAudit", arguments = arguments }, function(err, result)
-    if err then
-      fail("verifying the audit log failed: " .. (err.message or vim.inspect(err)))
+  client:request(
+    "workspace/executeCommand",
+    { command = "symbiont.verifyAudit", arguments = arguments },
+    function(err, result)
+      if err then
+        fail("verifying the audit log failed: " .. (err.message or vim.inspect(err)))
+      end
+      if on_done then
+        on_done(err, result)
+      end
     end
-    if on_done then
-      on_done(err, result)
-    end
-  end)
+  )
 end
 
 local qf_type = { error = "E", warning = "W", info = "I", hint = "N" }
@@ -226,7 +240,9 @@ function M.check(_, on_done)
   local root = vim.fs.root(buf, { "symbiont.toml", ".git" }) or vim.fn.getcwd()
   local cli = require("symbiont").cli()
   if vim.fn.executable(cli) == 0 then
-    return fail(("`%s` was not found: install it with `cargo install --locked --path cli` from a Symbiont checkout"):format(cli))
+    return fail(
+      ("`%s` was not found: install it with `cargo install --locked --path cli` from a Symbiont checkout"):format(cli)
+    )
   end
   vim.system({ cli, "check", "--format", "json", "." }, { cwd = root, text = true }, function(result)
     vim.schedule(function()

@@ -56,6 +56,21 @@ function M.check()
     false
   )
 
+  -- Without inotifywait, Neovim 0.11 on Linux watches only the workspace's top directory, so the
+  -- server does not hear of files changed on disk below it.
+  if vim.uv.os_uname().sysname == "Linux" then
+    if vim.fn.executable("inotifywait") == 1 then
+      health.ok("inotifywait: " .. vim.fn.exepath("inotifywait") .. " (files changed on disk reach the server)")
+    else
+      health.warn(
+        "inotifywait not found: files changed on disk outside Neovim reach the server only in the workspace's top directory",
+        {
+          "Install inotify-tools (apt-get install inotify-tools)",
+        }
+      )
+    end
+  end
+
   health.start("Tree-sitter parser")
   local status = parser.status(opts)
   if status == "installed" then

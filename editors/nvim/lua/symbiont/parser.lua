@@ -53,7 +53,10 @@ local function sources(opts)
   local src = vim.fs.joinpath(M.source_dir(opts), "src")
   local parser_c = vim.fs.joinpath(src, "parser.c")
   if not uv.fs_stat(parser_c) then
-    return nil, ("the grammar's %s is missing (set `parser.source` to a checkout's editors/tree-sitter-symbiont)"):format(parser_c)
+    return nil,
+      ("the grammar's %s is missing (set `parser.source` to a checkout's editors/tree-sitter-symbiont)"):format(
+        parser_c
+      )
   end
   local files = { parser_c }
   local scanner = vim.fs.joinpath(src, "scanner.c")
@@ -109,7 +112,9 @@ function M.install(opts, on_done)
   end
   local compiler = opts.parser.compiler or M.compiler()
   if vim.fn.executable(compiler) == 0 then
-    return on_done(("no C compiler: `%s` is not executable (install a C compiler, or set `parser.compiler`)"):format(compiler))
+    return on_done(
+      ("no C compiler: `%s` is not executable (install a C compiler, or set `parser.compiler`)"):format(compiler)
+    )
   end
   local library = M.library()
   vim.fn.mkdir(vim.fs.dirname(library), "p")
