@@ -29,8 +29,7 @@ fn nvim() -> Result<PathBuf, String> {
     }
 }
 
-/// A copy of the examples, plus an agent that runs without a run context (the examples'
-/// reviewer needs one), in `dir/ws`.
+/// A copy of the examples, with a diff in the reviewer's workspace for it to review.
 fn workspace(dir: &Path) -> PathBuf {
     let ws = dir.join("ws");
     symbiont_tests::copy_dir(&symbiont_tests::repo_root().join("examples"), &ws, &|_| false);
@@ -38,9 +37,9 @@ fn workspace(dir: &Path) -> PathBuf {
     for leftover in ["generated", ".symbiont"] {
         let _ = std::fs::remove_dir_all(ws.join(leftover));
     }
-    let hello = "// Says hello from the sandbox.\nagent hello {\n    implementation = [\"hello.py\"]\n    security = { tier: Tier1, timeout: 30s }\n}\n";
-    std::fs::write(ws.join("agents/hello.sym"), hello).unwrap();
-    std::fs::write(ws.join("agents/hello.py"), "print('hello from the sandbox')\n").unwrap();
+    let files = ws.join(".symbiont/workspaces/reviewer");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("other.diff"), "+ TODO: handle errors\n").unwrap();
     ws
 }
 

@@ -347,29 +347,30 @@ local function run()
   end)
 
   if vim.env.SYMBIONT_TEST_SKIP_RUN ~= "1" then
-    check("the Run agent lens asks for input, runs the agent, and its output arrives", function()
-      vim.cmd.edit(path("agents/hello.sym"))
-      local hello = vim.api.nvim_get_current_buf()
+    check("the Run agent lens runs the example with the input given, and its output arrives", function()
+      vim.api.nvim_set_current_buf(reviewer)
       wait_for("the lens", function()
-        return #vim.lsp.codelens.get(hello) > 0
+        return #vim.lsp.codelens.get(reviewer) > 0
       end)
-      local lens = vim.lsp.codelens.get(hello)[1]
-      eq("symbiont.runAgent", lens.command.command, "lens command")
+      local lens = vim.lsp.codelens.get(reviewer)[1]
+      eq({ "symbiont.runAgent", "reviewer" }, { lens.command.command, lens.command.arguments[1] }, "lens command")
       local prompts = {}
       vim.ui.input = function(opts, on_confirm)
         table.insert(prompts, opts.prompt)
-        on_confirm("")
+        on_confirm('{"target": "other.diff"}')
       end
       vim.api.nvim_win_set_cursor(0, { lens.range.start.line + 1, 0 })
       vim.lsp.codelens.run()
-      eq({ "Input for agent hello (JSON, empty for none): " }, prompts, "input prompt")
-      local out = vim.fn.bufnr("symbiont://run/hello")
+      eq({ "Input for agent reviewer (JSON, empty for none): " }, prompts, "input prompt")
+      local out = vim.fn.bufnr("symbiont://run/reviewer")
       local text = wait_for("the run's result", function()
         local all = table.concat(lines(out), "\n")
-        return all:find("Agent hello ", 1, true) and all
+        return all:find("Agent reviewer ", 1, true) and all
       end, 40000)
-      truthy(text:find("hello from the sandbox", 1, true), "no agent output in:\n" .. text)
-      truthy(text:find("Agent hello completed (exit 0)", 1, true), "not completed:\n" .. text)
+      -- The review of other.diff (the input's target), as the agent printed it.
+      truthy(text:find('"file": "other.diff"', 1, true), "no review of other.diff in:\n" .. text)
+      truthy(text:find('"verdict": "changes_requested"', 1, true), "no verdict in:\n" .. text)
+      truthy(text:find("Agent reviewer completed (exit 0) at Tier2", 1, true), "not completed:\n" .. text)
       local verified
       require("symbiont.commands").verify_audit(nil, function(err, result)
         verified = { err = err, result = result }
