@@ -79,6 +79,10 @@ pub struct Completion {
     pub detail: String,
     /// What to insert instead of the label, in the protocol's snippet syntax (`${1:name}`).
     pub snippet: Option<String>,
+    /// The range to replace (the word typed so far, or empty at the cursor) and the text to write
+    /// there, when the label alone would not fit: a name in a list, quoted and separated from its
+    /// neighbours.
+    pub edit: Option<(TextRange, String)>,
 }
 
 /// Semantic token types, in the legend's order.

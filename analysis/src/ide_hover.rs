@@ -249,7 +249,13 @@ const ITEM_KEYWORDS: &[&str] = &["agent", "policy", "metadata", "type", "functio
 const TIERS: &[&str] = &["Tier1", "Tier2", "Tier3", "auto"];
 
 pub fn completions(analysis: &Analysis, path: &Path, offset: TextSize) -> Vec<Completion> {
-    let item = |label: &str, kind, detail: &str| Completion { label: label.to_string(), kind, detail: detail.to_string(), snippet: None };
+    let item = |label: &str, kind, detail: &str| Completion {
+        label: label.to_string(),
+        kind,
+        detail: detail.to_string(),
+        snippet: None,
+        edit: None,
+    };
     let Some(file) = analysis.sym_file(path) else { return Vec::new() };
     let root = db::parse(&analysis.db, file).syntax();
     let text = file.text(&analysis.db);
@@ -267,14 +273,14 @@ pub fn completions(analysis: &Analysis, path: &Path, offset: TextSize) -> Vec<Co
         catalogue::Operations::new(&config.operations).names().map(|n| item(n, CompletionKind::Operation, "operation")).collect()
     };
 
-    if line_prefix.trim_end().ends_with("extends") || line_prefix.contains(" extends ") || inside_field(&token, "policies") {
+    if line_prefix.trim_end().ends_with("extends") || line_prefix.contains(" extends ") {
         return names(DefKind::Policy, CompletionKind::Policy);
     }
-    if inside_field(&token, "capabilities") {
-        return operations();
+    if inside_field(&token, "policies") {
+        return as_list_elements(names(DefKind::Policy, CompletionKind::Policy), &root, offset, false);
     }
-    if has(SyntaxKind::RULE) {
-        return operations();
+    if inside_field(&token, "capabilities") || has(SyntaxKind::RULE) {
+        return as_list_elements(operations(), &root, offset, true);
     }
     if has(SyntaxKind::POLICY_BODY) {
         return symbiont_syntax::RULE_KINDS.iter().map(|k| item(&format!("{k}:"), CompletionKind::Keyword, "rule")).collect();
@@ -316,13 +322,15 @@ pub fn completions(analysis: &Analysis, path: &Path, offset: TextSize) -> Vec<Co
 
 /// What starts a top-level item: each keyword, and a whole new agent or policy as a snippet.
 fn top_level_items() -> Vec<Completion> {
-    let keyword = |k: &&str| Completion { label: k.to_string(), kind: CompletionKind::Keyword, detail: "item".into(), snippet: None };
+    let keyword =
+        |k: &&str| Completion { label: k.to_string(), kind: CompletionKind::Keyword, detail: "item".into(), snippet: None, edit: None };
     let mut items: Vec<Completion> = ITEM_KEYWORDS.iter().map(keyword).collect();
     items.extend(ITEM_SNIPPETS.iter().map(|(label, detail, snippet)| Completion {
         label: label.to_string(),
         kind: CompletionKind::Snippet,
         detail: detail.to_string(),
         snippet: Some(snippet.to_string()),
+        edit: None,
     }));
     items
 }
@@ -338,6 +346,82 @@ const ITEM_SNIPPETS: &[(&str, &str, &str)] = &[
     ),
     ("policy", "new policy (snippet)", "policy ${1:name} {\n    allow: [${2:\"file_read\"}]\n    deny: [${3:\"spawn_process\"}]\n}\n$0"),
 ];
+
+/// Names completed in a list (`[…]` of operations or policies) written as elements: quoted when
+/// `quote` (operations are written as strings), replacing the word typed so far, with `, ` before
+/// when an element precedes and after when one follows, so that completing right before an
+/// existing name (`[$0"read"]`) gives `["file_read", "read"]`. Inside a string being typed the
+/// quotes are there already: the name alone replaces what is typed in it.
+fn as_list_elements(items: Vec<Completion>, root: &SyntaxNode, offset: TextSize, quote: bool) -> Vec<Completion> {
+    let before = root.token_at_offset(offset).left_biased().filter(|t| t.text_range().start() < offset);
+    match &before {
+        // In a string: what is typed in it so far becomes the name.
+        Some(t) if t.kind() == SyntaxKind::STRING && string_open_at(t, offset) => {
+            let typed = TextRange::new(t.text_range().start() + TextSize::from(1), offset);
+            return items.into_iter().map(|c| Completion { edit: Some((typed, c.label.clone())), ..c }).collect();
+        }
+        // In the middle of a word: the client's own insertion.
+        Some(t) if t.kind() == SyntaxKind::IDENT && t.text_range().end() > offset => return items,
+        _ => {}
+    }
+    let typed = before.clone().filter(|t| t.kind() == SyntaxKind::IDENT);
+    let previous = match (&typed, before) {
+        (Some(word), _) => significant(word.clone(), SyntaxToken::prev_token),
+        (None, Some(t)) if t.kind().is_trivia() => significant(t, SyntaxToken::prev_token),
+        (None, t) => t,
+    };
+    let next = match &typed {
+        Some(word) => significant(word.clone(), SyntaxToken::next_token),
+        None => root.token_at_offset(offset).right_biased().and_then(|t| {
+            if t.kind().is_trivia() {
+                significant(t, SyntaxToken::next_token)
+            } else {
+                Some(t)
+            }
+        }),
+    };
+    let range = typed.map_or(TextRange::empty(offset), |word| word.text_range());
+    with_separators(items, range, previous, next, quote)
+}
+
+fn with_separators(
+    mut items: Vec<Completion>,
+    range: TextRange,
+    previous: Option<SyntaxToken>,
+    next: Option<SyntaxToken>,
+    quote: bool,
+) -> Vec<Completion> {
+    let element = |t: &Option<SyntaxToken>| t.as_ref().is_some_and(|t| matches!(t.kind(), SyntaxKind::STRING | SyntaxKind::IDENT));
+    let lead = if element(&previous) { ", " } else { "" };
+    // A space already before the next element is kept.
+    let trail = match &next {
+        Some(t) if element(&next) && t.text_range().start() > range.end() => ",",
+        _ if element(&next) => ", ",
+        _ => "",
+    };
+    for item in &mut items {
+        let name = if quote { format!("\"{}\"", item.label) } else { item.label.clone() };
+        item.edit = Some((range, format!("{lead}{name}{trail}")));
+    }
+    items
+}
+
+/// The nearest token in a direction that is not whitespace or a comment.
+fn significant(token: SyntaxToken, step: fn(&SyntaxToken) -> Option<SyntaxToken>) -> Option<SyntaxToken> {
+    let mut at = step(&token)?;
+    while at.kind().is_trivia() {
+        at = step(&at)?;
+    }
+    Some(at)
+}
+
+/// Whether `offset` is inside the string `token`: after its opening quote, and before its closing
+/// one if it has one (a string being typed may not).
+fn string_open_at(token: &SyntaxToken, offset: TextSize) -> bool {
+    let text = token.text();
+    let closed = text.len() >= 2 && text.ends_with('"') && text[..text.len() - 1].chars().rev().take_while(|&c| c == '\\').count() % 2 == 0;
+    offset > token.text_range().start() && (offset < token.text_range().end() || !closed)
+}
 
 fn inside_field(token: &SyntaxToken, field: &str) -> bool {
     token.parent_ancestors().find_map(ast::AgentField::cast).and_then(|f| f.name()).is_some_and(|n| n.text() == field)

@@ -512,6 +512,11 @@ impl LanguageServer for Backend {
                 // A snippet's placeholders would be inserted literally by a client without them.
                 .filter(|c| snippets || c.snippet.is_none())
                 .map(|c| lsp::CompletionItem {
+                    // Clients filter on the range's text: the name, not its quotes or commas.
+                    filter_text: c.edit.as_ref().map(|_| c.label.clone()),
+                    text_edit: c
+                        .edit
+                        .map(|(range, new_text)| lsp::CompletionTextEdit::Edit(lsp::TextEdit { range: ctx.file.range(range), new_text })),
                     label: c.label,
                     kind: Some(convert::completion_kind(c.kind)),
                     detail: (!c.detail.is_empty()).then_some(c.detail),

@@ -181,6 +181,57 @@ fn completion() {
     insta::assert_snapshot!(format!("after an item: {items:?}\nin a policies list: {}", fx.render(&policies)));
 }
 
+/// Completion in a list, at each place a name can go: before an existing element, between two,
+/// after the last, with a word typed. Each case: the text of the fixture's `.sym` to change, what
+/// it becomes (with the cursor as `$0`), and the item chosen. The chosen item applied (its
+/// `textEdit`, else its label at the cursor, as a client does) must leave a file without syntax
+/// errors; the snapshot shows the line it makes.
+const LIST_CASES: &[(&str, &str, &str)] = &[
+    ("capabilities = [\"read\"", "capabilities = [$0\"read\"", "network_access"),
+    ("capabilities = [\"read\"", "capabilities = [ $0 \"read\"", "network_access"),
+    ("\"read\", \"analyze\"", "\"read\", $0\"analyze\"", "network_access"),
+    ("\"file_read\"]\n    policies", "\"file_read\"$0]\n    policies", "network_access"),
+    ("capabilities = [\"read\"", "capabilities = [netw$0\"read\"", "network_access"),
+    ("capabilities = [\"read\"", "capabilities = [\"netw$0\", \"read\"", "network_access"),
+    ("allow: [\"file_read\"]", "allow: [$0\"file_read\"]", "read"),
+    ("deny: [\"file_system_write\"", "deny: [$0\"file_system_write\"", "network_access"),
+    ("policies = [reviewing]", "policies = [$0reviewing]", "baseline"),
+    ("policies = [reviewing]", "policies = [reviewing$0]", "baseline"),
+    ("policies = [reviewing]", "policies = [base$0 reviewing]", "baseline"),
+];
+
+#[test]
+fn completion_in_a_list_before_an_existing_name() {
+    let fx = Fixture::new();
+    let mut server = fx.server();
+    let uri = fx.uri(REVIEWER);
+    let original = fx.text(REVIEWER);
+    server.open(&uri, "symbiont", &original);
+    server.diagnostics(&uri, Some(1));
+    let mut out = String::new();
+    for (version, (find, marked, choice)) in (2..).zip(LIST_CASES) {
+        let (replacement, cursor) = super::cursors(marked);
+        assert!(original.contains(find), "{find}");
+        let text = original.replacen(find, &replacement, 1);
+        let cursor = original.find(find).unwrap() + cursor[0];
+        server.change(&uri, version, json!([{ "text": text }]));
+        let completion = server.request("textDocument/completion", at(&uri, super::position(&text, cursor))).unwrap();
+        let item = completion
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["label"] == *choice))
+            .unwrap_or_else(|| panic!("{marked}: no `{choice}` in {completion}"));
+        let applied = match item.get("textEdit") {
+            Some(edit) => apply_edits(&text, &json!([edit])),
+            None => format!("{}{}{}", &text[..cursor], choice, &text[cursor..]),
+        };
+        let line = applied.lines().nth(text[..cursor].matches('\n').count()).unwrap().trim().to_string();
+        let parse = symbiont_syntax::parse(&applied);
+        assert!(parse.errors().is_empty(), "{marked} then `{choice}`: {line}\n{:?}", parse.errors());
+        out.push_str(&format!("{marked}  →  {line}\n"));
+    }
+    insta::assert_snapshot!(out);
+}
+
 #[test]
 fn document_and_workspace_symbols() {
     let fx = Fixture::new();
