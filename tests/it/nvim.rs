@@ -65,6 +65,11 @@ fn neovim_plugin_end_to_end() {
     let mut path = vec![lsp.parent().unwrap().to_path_buf(), cli.parent().unwrap().to_path_buf()];
     path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
     let harness = symbiont_tests::repo_root().join("editors/nvim/test/run.lua");
+    // SYMBIONT_E2E_SCREENSHOTS=1: the harness writes HTML views (:TOhtml), made PNGs below.
+    let screenshots = std::env::var_os("SYMBIONT_E2E_SCREENSHOTS").map(|_| dir.path().join("screenshots"));
+    if let Some(shots) = &screenshots {
+        std::fs::create_dir_all(shots).unwrap();
+    }
     let mut command = Command::new(&nvim);
     command
         .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
@@ -74,6 +79,7 @@ fn neovim_plugin_end_to_end() {
         .env("SYMBIONT_TEST_WORKSPACE", &ws)
         .env("SYMBIONT_TEST_SKIP_RUN", if run_agents { "0" } else { "1" })
         .env_remove("SYMBIONT_BIN")
+        .env("SYMBIONT_NVIM_SCREENSHOTS", screenshots.as_deref().unwrap_or(Path::new("")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -108,8 +114,28 @@ fn neovim_plugin_end_to_end() {
     let report = format!("--- harness:\n{stdout}\n--- stderr:\n{stderr}\n--- LSP log (last 4000 bytes):\n{}", tail(&log, 4000));
     let Some(status) = status else { panic!("the Neovim harness did not finish within {TIMEOUT:?}\n{report}") };
     assert!(status.success() && stdout.contains("PASSED: 0 failed"), "the Neovim harness failed ({status})\n{report}");
+    if let Some(shots) = &screenshots {
+        render_screenshots(shots);
+    }
     if !run_agents {
         eprintln!("neovim_plugin_end_to_end: the Run agent check was left out (no sandbox)");
+    }
+}
+
+/// Each HTML view in `shots` as docs/images/NAME.png, by Debian's chromium.
+fn render_screenshots(shots: &Path) {
+    for entry in std::fs::read_dir(shots).unwrap() {
+        let html = entry.unwrap().path();
+        let name = html.file_stem().unwrap().to_string_lossy().to_string();
+        let png = symbiont_tests::repo_root().join(format!("docs/images/{name}.png"));
+        let status = Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=820,500"])
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("file://{}", html.display()))
+            .stderr(Stdio::null())
+            .status()
+            .expect("chromium runs (Debian's chromium)");
+        assert!(status.success(), "chromium failed to render {}", html.display());
     }
 }
 

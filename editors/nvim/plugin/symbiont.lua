@@ -18,4 +18,4 @@ command("SymbiontRunAgent", "run_agent", {
 })
 command("SymbiontVerifyAudit", "verify_audit", { desc = "Verify the workspace's audit log" })
 command("SymbiontCheck", "check", { desc = "symbiont check on the workspace, into the quickfix list" })
-command("SymbiontInstallParser", "install_parser", { bang = true, desc = "Compile and install the tree-sitter parser" })
+command("SymbiontInstallParser", "install_parser", { desc = "Compile and install the tree-sitter parser" })

@@ -97,6 +97,15 @@ local function diagnostics_with(buf, code)
   end, vim.diagnostic.get(buf))
 end
 
+--- With SYMBIONT_NVIM_SCREENSHOTS set, the current window as HTML (:TOhtml) in that directory,
+--- which tests/it/nvim.rs turns into docs/images/NAME.png.
+local function screenshot(name)
+  local dir = vim.env.SYMBIONT_NVIM_SCREENSHOTS
+  if dir and dir ~= "" then
+    vim.fn.writefile(require("tohtml").tohtml(0, { title = name }), vim.fs.joinpath(dir, name .. ".html"))
+  end
+end
+
 -- What vim.notify was asked to show, and how loud.
 local notified = {}
 local notify = vim.notify
@@ -117,6 +126,10 @@ local function run()
   vim.cmd("runtime! plugin/symbiont.lua")
   -- Edits the server makes to files that are not open (rename) are applied in new buffers.
   vim.o.hidden = true
+  -- Diagnostics as text at the end of their line (Neovim 0.11 shows only signs by default).
+  vim.diagnostic.config({ virtual_text = true })
+  -- Neovim's default colours as a true-colour terminal shows them (for the screenshots).
+  vim.o.termguicolors = true
 
   local reviewer, policies
 
@@ -172,6 +185,7 @@ local function run()
       truthy(vim.tbl_contains(captures, "keyword"), "`agent` is not a keyword: " .. vim.inspect(captures))
       local root = vim.treesitter.get_parser(reviewer, "symbiont"):parse()[1]:root()
       eq(false, root:has_error(), "the parse of reviewer.sym has an error")
+      screenshot("nvim-treesitter")
     end)
   end
 
@@ -249,6 +263,10 @@ local function run()
     end)
     eq(line, found.lnum, "line of the diagnostic")
     eq(vim.diagnostic.severity.ERROR, found.severity, "severity")
+    wait_for("the Run agent lens", function()
+      return #vim.lsp.codelens.get(reviewer) > 0
+    end)
+    screenshot("nvim-diagnostics")
   end)
 
   check("its quick fix is applied", function()
