@@ -432,6 +432,17 @@ local function run()
     end)
   end
 
+  check("keymaps are off by default, and setup{ keymaps } maps them in Symbiont buffers", function()
+    eq({}, vim.fn.maparg("<localleader>r", "n", false, true), "a mapping without keymaps")
+    require("symbiont").setup({ keymaps = { check = false } })
+    local dir = vim.fn.tempname()
+    vim.fn.mkdir(dir, "p")
+    vim.cmd.edit(vim.fs.joinpath(dir, "mapped.sym"))
+    eq(1, vim.fn.maparg("<localleader>r", "n", false, true).buffer, "<localleader>r is buffer-local")
+    eq("Symbiont: verify audit", vim.fn.maparg("<localleader>v", "n", false, true).desc, "<localleader>v")
+    eq({}, vim.fn.maparg("<localleader>c", "n", false, true), "check = false leaves <localleader>c unmapped")
+  end)
+
   check("a missing server is an error, once, that says how to install it", function()
     require("symbiont").setup({ server = { path = "symbiont-lsp-not-installed" } })
     notified = {}

@@ -109,17 +109,24 @@ function M.execute_run(client, agent, input)
         append(out, { "", "Did not run: " .. (err.message or vim.inspect(err)) })
         return
       end
-      local exit = result.exit_code ~= vim.NIL and result.exit_code or "none"
+      if type(result) ~= "table" then
+        append(out, { "", "The server answered without a result." })
+        return
+      end
+      local function field(value)
+        return (value == nil or value == vim.NIL) and "?" or tostring(value)
+      end
+      local seqs = type(result.audit_seqs) == "table" and result.audit_seqs or {}
       append(out, {
         "",
         ("Agent %s %s (exit %s) at Tier%s in %s ms"):format(
           agent.name,
-          result.state,
-          exit,
-          result.tier,
-          result.duration_ms
+          field(result.state),
+          field(result.exit_code),
+          field(result.tier),
+          field(result.duration_ms)
         ),
-        ("Audit entries %s–%s: %s"):format(result.audit_seqs[1], result.audit_seqs[2], result.audit_uri),
+        ("Audit entries %s–%s: %s"):format(field(seqs[1]), field(seqs[2]), field(result.audit_uri)),
       })
     end
   )

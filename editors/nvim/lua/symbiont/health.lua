@@ -32,7 +32,7 @@ end
 function M.check()
   local symbiont = require("symbiont")
   local parser = require("symbiont.parser")
-  local opts = symbiont.config()
+  local opts = symbiont.current()
 
   health.start("Neovim")
   local version = tostring(vim.version())

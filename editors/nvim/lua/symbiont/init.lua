@@ -1,7 +1,7 @@
 -- Symbiont for Neovim 0.11+: the language server (`symbiont-lsp --stdio`) on .sym/.symbi files,
 -- on symbiont.toml and on the agent code of Symbiont workspaces; the tree-sitter parser for
 -- highlighting before the server answers; commands to run agents, verify the audit log and
--- check the workspace. `:help symbiont` is docs/editors.md's Neovim section.
+-- check the workspace. Documented in docs/editors.md, "Neovim".
 local M = {}
 
 --- The options, with their defaults. Everything `setup{}` is given is merged over these.
@@ -61,15 +61,20 @@ function M.config()
   return M.options or M.setup()
 end
 
+--- The options in force, without setting anything up (for :checkhealth).
+function M.current()
+  return M.options or M.defaults
+end
+
 --- The server's command as configured.
 function M.server_cmd()
-  local server = M.config().server
+  local server = M.current().server
   return server.cmd or { server.path, "--stdio" }
 end
 
 --- The `symbiont` binary: the option, else beside the server, else on PATH.
 function M.cli()
-  local opts = M.config()
+  local opts = M.current()
   if opts.cli then
     return opts.cli
   end
