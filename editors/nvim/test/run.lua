@@ -8,9 +8,6 @@
 -- failure exits 1 (`cquit 1`), success 0. SYMBIONT_TEST_SKIP_RUN=1 leaves out the checks that
 -- need the sandbox.
 
--- The tree-sitter checks need editors/tree-sitter-symbiont (src/parser.c and queries/).
-local GRAMMAR = true
-
 local plugin =
   vim.fs.dirname(vim.fs.dirname(vim.fs.normalize(vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p"))))
 local workspace = assert(vim.env.SYMBIONT_TEST_WORKSPACE, "SYMBIONT_TEST_WORKSPACE is not set")
@@ -141,53 +138,42 @@ local function run()
     eq(0, #vim.lsp.get_clients(), "clients at startup")
   end)
 
-  if GRAMMAR then
-    check(":SymbiontInstallParser compiles the parser and installs its queries", function()
-      local done, err = false, nil
-      require("symbiont.commands").install_parser(nil, function(e)
-        done, err = true, e
-      end)
-      wait_for("the parser to compile", function()
-        return done
-      end, 60000)
-      eq(nil, err, "install error")
-      local parser = require("symbiont.parser")
-      truthy(vim.uv.fs_stat(parser.library()), "no " .. parser.library())
-      eq("installed", parser.status(require("symbiont").config()), "status")
-      truthy(
-        #vim.api.nvim_get_runtime_file("queries/symbiont/highlights.scm", true) > 0,
-        "no highlights.scm on the runtimepath"
-      )
-    end)
-  end
+  check("the parser is compiled on first use, and highlighting starts", function()
+    vim.cmd.edit(path("agents/incidents.symbi"))
+    local incidents = vim.api.nvim_get_current_buf()
+    eq("symbiont", vim.bo[incidents].filetype, "filetype of a .symbi file")
+    wait_for("the parser to compile and highlighting to start", function()
+      return vim.treesitter.highlighter.active[incidents]
+    end, 60000)
+    local parser = require("symbiont.parser")
+    eq("installed", parser.status(require("symbiont").config()), "status")
+    truthy(
+      #vim.api.nvim_get_runtime_file("queries/symbiont/highlights.scm", true) > 0,
+      "no highlights.scm on the runtimepath"
+    )
+  end)
 
-  check("a .sym file gets filetype symbiont, and a .symbi file too", function()
+  check("a .sym file gets filetype symbiont", function()
     vim.cmd.edit(path("agents/reviewer.sym"))
     reviewer = vim.api.nvim_get_current_buf()
     eq("symbiont", vim.bo[reviewer].filetype, "filetype of reviewer.sym")
-    eq("symbiont", vim.filetype.match({ filename = "agents/incidents.symbi" }), "filetype of .symbi")
   end)
 
-  if GRAMMAR then
-    check("tree-sitter highlighting is active before the server answers", function()
-      -- Still in the same tick as :edit: the server has not been started yet, let alone answered.
-      local initialized = vim.tbl_filter(function(c)
-        return c.initialized
-      end, vim.lsp.get_clients({ bufnr = reviewer }))
-      eq(0, #initialized, "initialized clients")
-      truthy(vim.treesitter.highlighter.active[reviewer], "no tree-sitter highlighter on the buffer")
-      -- Headless, nothing is drawn: parse as the first redraw would.
-      vim.treesitter.get_parser(reviewer, "symbiont"):parse(true)
-      local line, col = find(reviewer, "agent reviewer", "agent")
-      local captures = vim.tbl_map(function(c)
-        return c.capture
-      end, vim.treesitter.get_captures_at_pos(reviewer, line, col))
-      truthy(vim.tbl_contains(captures, "keyword"), "`agent` is not a keyword: " .. vim.inspect(captures))
-      local root = vim.treesitter.get_parser(reviewer, "symbiont"):parse()[1]:root()
-      eq(false, root:has_error(), "the parse of reviewer.sym has an error")
-      screenshot("nvim-treesitter")
-    end)
-  end
+  check("tree-sitter highlighting is active when a file opens, before the server has it", function()
+    -- Still in the same tick as :edit: the server has not even been told of the file.
+    eq({}, vim.lsp.get_clients({ bufnr = reviewer }), "clients attached to reviewer.sym")
+    truthy(vim.treesitter.highlighter.active[reviewer], "no tree-sitter highlighter on the buffer")
+    -- Headless, nothing is drawn: parse as the first redraw would.
+    vim.treesitter.get_parser(reviewer, "symbiont"):parse(true)
+    local line, col = find(reviewer, "agent reviewer", "agent")
+    local captures = vim.tbl_map(function(c)
+      return c.capture
+    end, vim.treesitter.get_captures_at_pos(reviewer, line, col))
+    truthy(vim.tbl_contains(captures, "keyword"), "`agent` is not a keyword: " .. vim.inspect(captures))
+    local root = vim.treesitter.get_parser(reviewer, "symbiont"):parse()[1]:root()
+    eq(false, root:has_error(), "the parse of reviewer.sym has an error")
+    screenshot("nvim-treesitter")
+  end)
 
   check("comments and indentation as symbiont fmt writes them", function()
     vim.api.nvim_set_current_buf(reviewer)
@@ -412,25 +398,37 @@ local function run()
     eq({ ("reviewer (line %d)"):format(find(reviewer, "agent reviewer(") + 1) }, offered, "agents offered")
   end)
 
-  if GRAMMAR then
-    check(":checkhealth symbiont reports the binaries and the parser", function()
-      vim.cmd("checkhealth symbiont")
-      local report = table.concat(lines(0), "\n")
-      for _, expected in ipairs({
-        "OK Neovim 0.11",
-        "OK symbiont-lsp: symbiont-lsp ",
-        "OK symbiont: symbiont ",
-        "OK inotifywait",
-        "OK tree-sitter parser installed",
-        "OK highlight queries",
-        "OK running",
-      }) do
-        truthy(report:find(expected, 1, true), ("no `%s` in:\n%s"):format(expected, report))
-      end
-      truthy(not report:find("ERROR", 1, true), "an error in:\n" .. report)
-      vim.cmd("bwipeout")
+  check(":SymbiontInstallParser compiles the parser again and installs its queries", function()
+    local done, err = false, nil
+    require("symbiont.commands").install_parser(nil, function(e)
+      done, err = true, e
     end)
-  end
+    wait_for("the parser to compile", function()
+      return done
+    end, 60000)
+    eq(nil, err, "install error")
+    local parser = require("symbiont.parser")
+    truthy(vim.uv.fs_stat(parser.library()), "no " .. parser.library())
+    eq("installed", parser.status(require("symbiont").config()), "status")
+  end)
+
+  check(":checkhealth symbiont reports the binaries and the parser", function()
+    vim.cmd("checkhealth symbiont")
+    local report = table.concat(lines(0), "\n")
+    for _, expected in ipairs({
+      "OK Neovim 0.11",
+      "OK symbiont-lsp: symbiont-lsp ",
+      "OK symbiont: symbiont ",
+      "OK inotifywait",
+      "OK tree-sitter parser installed",
+      "OK highlight queries",
+      "OK running",
+    }) do
+      truthy(report:find(expected, 1, true), ("no `%s` in:\n%s"):format(expected, report))
+    end
+    truthy(not report:find("ERROR", 1, true), "an error in:\n" .. report)
+    vim.cmd("bwipeout")
+  end)
 
   check("keymaps are off by default, and setup{ keymaps } maps them in Symbiont buffers", function()
     eq({}, vim.fn.maparg("<localleader>r", "n", false, true), "a mapping without keymaps")
