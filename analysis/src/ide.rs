@@ -99,15 +99,42 @@ pub enum TokenType {
     Operator,
     /// Agent, policy and other definitions' names.
     Class,
+    /// An operation an agent declares or a rule is about (`"file_read"`, `invoke_tool(…)`): not a
+    /// standard type, so an editor that does not know it themes it as it likes (`docs/editors.md`).
+    Operation,
 }
 
 impl TokenType {
     pub const LEGEND: &'static [&'static str] =
-        &["keyword", "type", "function", "variable", "property", "string", "number", "comment", "operator", "class"];
+        &["keyword", "type", "function", "variable", "property", "string", "number", "comment", "operator", "class", "operation"];
 
     pub fn index(self) -> u32 {
         self as u32
     }
+}
+
+/// Semantic token modifiers, a set of bits in the legend's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenModifiers(u32);
+
+impl TokenModifiers {
+    pub const LEGEND: &'static [&'static str] = &["declaration", "definition"];
+    pub const NONE: TokenModifiers = TokenModifiers(0);
+    /// The name where an agent, policy, type, function or other item is defined: both declared
+    /// and defined there (the language has no separate declarations).
+    pub const DEFINITION: TokenModifiers = TokenModifiers(0b11);
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+/// A highlighted token: its range, type and modifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemanticToken {
+    pub range: TextRange,
+    pub kind: TokenType,
+    pub modifiers: TokenModifiers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,17 +376,24 @@ impl Analysis {
         }))
     }
 
-    pub fn semantic_tokens(&self, path: &Path, within: Option<TextRange>) -> Cancellable<Vec<(TextRange, TokenType)>> {
+    pub fn semantic_tokens(&self, path: &Path, within: Option<TextRange>) -> Cancellable<Vec<SemanticToken>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
             let Some(file) = self.sym_file(path) else { return Vec::new() };
             let root = self.tree(file);
+            let operations = operation_starts(crate::policies::file_policy_model(&self.db, file));
             let mut out = Vec::new();
             for token in root.descendants_with_tokens().filter_map(|e| e.into_token()) {
                 if within.is_some_and(|w| w.intersect(token.text_range()).is_none()) {
                     continue;
                 }
-                if let Some(kind) = token_type(&token) {
-                    out.push((token.text_range(), kind));
+                let range = token.text_range();
+                let highlight = if matches!(token.kind(), SyntaxKind::STRING | SyntaxKind::IDENT) && operations.contains(&range.start()) {
+                    Some((TokenType::Operation, TokenModifiers::NONE))
+                } else {
+                    token_type(&token)
+                };
+                if let Some((kind, modifiers)) = highlight {
+                    out.push(SemanticToken { range, kind, modifiers });
                 }
             }
             out
@@ -485,19 +519,35 @@ fn symbol_of(node: &SyntaxNode) -> Option<DocumentSymbol> {
     Some(DocumentSymbol { name, kind, range: node.text_range(), selection, children })
 }
 
-fn token_type(token: &SyntaxToken) -> Option<TokenType> {
+/// Where the operations of a file are written, as the policy engine reads them: each declared
+/// capability and each operation a rule is about (a string, a name, or a call's callee) starts at
+/// one of these offsets.
+fn operation_starts(model: &symbiont_policy::model::FileModel) -> std::collections::HashSet<TextSize> {
+    let policies = model.policies.iter().chain(model.agents.iter().flat_map(|a| a.inline.iter()));
+    let rules = policies.flat_map(|p| p.rules.iter()).flat_map(|r| r.ops.iter().map(|o| o.loc.range.start()));
+    let capabilities = model.agents.iter().flat_map(|a| a.capabilities.iter().map(|(_, loc)| loc.range.start()));
+    rules.chain(capabilities).collect()
+}
+
+fn token_type(token: &SyntaxToken) -> Option<(TokenType, TokenModifiers)> {
     let parent = token.parent()?;
-    Some(match token.kind() {
+    let plain = |kind| Some((kind, TokenModifiers::NONE));
+    if token.kind() == SyntaxKind::IDENT && parent.kind() == SyntaxKind::NAME {
+        let kind = match parent.parent().map(|p| p.kind()) {
+            Some(SyntaxKind::TYPE_DEF) => TokenType::Type,
+            Some(SyntaxKind::FUNCTION) => TokenType::Function,
+            Some(k) if namespace_of(k).is_some() => TokenType::Class,
+            _ => return plain(name_type(&parent)),
+        };
+        return Some((kind, TokenModifiers::DEFINITION));
+    }
+    plain(match token.kind() {
         k if k.is_keyword() => TokenType::Keyword,
         SyntaxKind::LINE_COMMENT | SyntaxKind::BLOCK_COMMENT => TokenType::Comment,
         SyntaxKind::STRING | SyntaxKind::SECRET_REF => TokenType::String,
         SyntaxKind::INT | SyntaxKind::FLOAT | SyntaxKind::QUANTITY => TokenType::Number,
         SyntaxKind::IDENT => match (parent.kind(), parent.parent().map(|p| p.kind())) {
-            (SyntaxKind::NAME, Some(k)) if namespace_of(k).is_some() => TokenType::Class,
             (SyntaxKind::NAME_REF, Some(SyntaxKind::PATH_TYPE | SyntaxKind::EXTENDS_CLAUSE)) => TokenType::Type,
-            (SyntaxKind::NAME, Some(SyntaxKind::AGENT_FIELD | SyntaxKind::WITH_ATTR | SyntaxKind::ENTRY | SyntaxKind::RECORD_FIELD)) => {
-                TokenType::Property
-            }
             (SyntaxKind::NAME_REF, Some(SyntaxKind::FIELD_EXPR)) => TokenType::Property,
             (SyntaxKind::NAME_REF, Some(SyntaxKind::PATH_EXPR)) => {
                 if parent.parent().and_then(|p| p.parent()).is_some_and(|g| g.kind() == SyntaxKind::CALL_EXPR) {
@@ -514,4 +564,12 @@ fn token_type(token: &SyntaxToken) -> Option<TokenType> {
         }
         _ => return None,
     })
+}
+
+/// A name that defines no item: a field or attribute name is a property, any other a variable.
+fn name_type(name: &SyntaxNode) -> TokenType {
+    match name.parent().map(|p| p.kind()) {
+        Some(SyntaxKind::AGENT_FIELD | SyntaxKind::WITH_ATTR | SyntaxKind::ENTRY | SyntaxKind::RECORD_FIELD) => TokenType::Property,
+        _ => TokenType::Variable,
+    }
 }

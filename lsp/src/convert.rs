@@ -284,24 +284,30 @@ pub fn completion_kind(kind: ide::CompletionKind) -> lsp::CompletionItemKind {
 
 /// Semantic tokens, relative-encoded; a token spanning lines (a block comment) becomes one token
 /// per line, since clients need not support multi-line tokens.
-pub fn semantic_tokens(file: &FileText, tokens: &[(TextRange, ide::TokenType)]) -> Vec<lsp::SemanticToken> {
+pub fn semantic_tokens(file: &FileText, tokens: &[ide::SemanticToken]) -> Vec<lsp::SemanticToken> {
     let mut out = Vec::with_capacity(tokens.len());
     let (mut prev_line, mut prev_start) = (0u32, 0u32);
-    let mut push = |start: lsp::Position, length: u32, kind: ide::TokenType| {
+    let mut push = |start: lsp::Position, length: u32, token: &ide::SemanticToken| {
         if length == 0 {
             return;
         }
         let delta_line = start.line - prev_line;
         let delta_start = if delta_line == 0 { start.character - prev_start } else { start.character };
-        out.push(lsp::SemanticToken { delta_line, delta_start, length, token_type: kind.index(), token_modifiers_bitset: 0 });
+        out.push(lsp::SemanticToken {
+            delta_line,
+            delta_start,
+            length,
+            token_type: token.kind.index(),
+            token_modifiers_bitset: token.modifiers.bits(),
+        });
         (prev_line, prev_start) = (start.line, start.character);
     };
-    for &(range, kind) in tokens {
-        let text = &file.text[range];
-        let mut offset = range.start();
+    for token in tokens {
+        let text = &file.text[token.range];
+        let mut offset = token.range.start();
         for piece in text.split_inclusive('\n') {
             let content = piece.trim_end_matches(['\n', '\r']);
-            push(file.position(offset), content.encode_utf16().count() as u32, kind);
+            push(file.position(offset), content.encode_utf16().count() as u32, token);
             offset += TextSize::of(piece);
         }
     }
@@ -311,7 +317,7 @@ pub fn semantic_tokens(file: &FileText, tokens: &[(TextRange, ide::TokenType)]) 
 pub fn semantic_legend() -> lsp::SemanticTokensLegend {
     lsp::SemanticTokensLegend {
         token_types: ide::TokenType::LEGEND.iter().map(|t| lsp::SemanticTokenType::new(t)).collect(),
-        token_modifiers: Vec::new(),
+        token_modifiers: ide::TokenModifiers::LEGEND.iter().map(|m| lsp::SemanticTokenModifier::new(m)).collect(),
     }
 }
 

@@ -248,9 +248,11 @@ fn document_and_workspace_symbols() {
     ));
 }
 
-/// Semantic tokens decoded: `line:col length type text`.
+/// Semantic tokens decoded: `line:col length type[.modifier…] text`, by the legend the server
+/// announces (`initialize_announces_the_capabilities`).
 fn decode_tokens(text: &str, data: &Value) -> Vec<String> {
-    let legend = ["keyword", "type", "function", "variable", "property", "string", "number", "comment", "operator", "class"];
+    let legend = ["keyword", "type", "function", "variable", "property", "string", "number", "comment", "operator", "class", "operation"];
+    let modifiers = ["declaration", "definition"];
     let data: Vec<u64> = data.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     let (mut line, mut col) = (0, 0);
     let mut out = Vec::new();
@@ -263,7 +265,13 @@ fn decode_tokens(text: &str, data: &Value) -> Vec<String> {
         }
         let start = super::offset(text, line as usize, col as usize);
         let end = super::offset(text, line as usize, (col + token[2]) as usize);
-        out.push(format!("{line}:{col} {} {} `{}`", token[2], legend[token[3] as usize], &text[start..end]));
+        let mut kind = legend[token[3] as usize].to_string();
+        for (bit, modifier) in modifiers.iter().enumerate() {
+            if token[4] & (1 << bit) != 0 {
+                kind.push_str(&format!(".{modifier}"));
+            }
+        }
+        out.push(format!("{line}:{col} {} {kind} `{}`", token[2], &text[start..end]));
     }
     out
 }
@@ -283,6 +291,19 @@ fn semantic_tokens_full_and_range() {
     assert!(!ranged.is_empty() && ranged.iter().all(|t| full.contains(t)), "range tokens are full tokens: {ranged:?}");
     assert!(ranged.iter().all(|t| (7..=10).contains(&t.split(':').next().unwrap().parse::<u32>().unwrap())));
     insta::assert_snapshot!(full.join("\n"));
+}
+
+/// Operations in each form the policy engine reads (a string, a name, a call's callee, a `for`
+/// qualifier's), never a guard's names; a function's and a policy's defining names.
+#[test]
+fn semantic_tokens_of_operations_and_definitions() {
+    let fx = Fixture::new();
+    let text = "function score(x: int) -> int {\n    return x;\n}\n\npolicy guarded extends baseline {\n    deny: invoke_tool(tool) if tool.name == \"Bash\"\n    allow: [file_read, \"read\"]\n    require: legal_authorization for network_access\n}\n";
+    fx.write("more.sym", text);
+    let mut server = fx.server();
+    fx.open(&mut server, "more.sym");
+    let full = server.request("textDocument/semanticTokens/full", json!({ "textDocument": { "uri": fx.uri("more.sym") } })).unwrap();
+    insta::assert_snapshot!(decode_tokens(text, &full["data"]).join("\n"));
 }
 
 #[test]
