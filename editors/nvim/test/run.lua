@@ -441,6 +441,28 @@ local function run()
     eq({}, vim.fn.maparg("<localleader>c", "n", false, true), "check = false leaves <localleader>c unmapped")
   end)
 
+  check("fix_on_save applies the safe fixes as the file is written", function()
+    require("symbiont").setup({ fix_on_save = true })
+    -- Every file back as it is on disk (the rename above changed two, unsaved).
+    for _, b in ipairs(vim.api.nvim_list_bufs()) do
+      if vim.api.nvim_buf_is_loaded(b) and vim.bo[b].modified then
+        vim.api.nvim_buf_call(b, function()
+          vim.cmd("edit!")
+        end)
+      end
+    end
+    vim.cmd.edit(path("agents/reviewer.sym"))
+    local buf = vim.api.nvim_get_current_buf()
+    local line, col = find(buf, "policies = [", "secure_development")
+    vim.api.nvim_buf_set_text(buf, line, col, line, col + #"secure_development", { "secure_developmnt" })
+    wait_for("SYM0102", function()
+      return diagnostics_with(buf, "SYM0102")[1]
+    end)
+    vim.cmd("write")
+    local on_disk = table.concat(vim.fn.readfile(path("agents/reviewer.sym")), "\n")
+    truthy(on_disk:find("policies = [secure_development]", 1, true), "not fixed on disk:\n" .. on_disk)
+  end)
+
   check("a missing server is an error, once, that says how to install it", function()
     require("symbiont").setup({ server = { path = "symbiont-lsp-not-installed" } })
     notified = {}

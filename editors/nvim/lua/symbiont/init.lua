@@ -36,6 +36,9 @@ M.defaults = {
   },
   -- Refresh the "Run agent" code lenses above each agent.
   codelens = true,
+  -- Before a Symbiont file is written, apply every fix that needs no review
+  -- (the server's source.fixAll.symbiont, as `symbiont check --fix`).
+  fix_on_save = false,
   -- Buffer-local mappings in Symbiont files: false (none, the default), true (the defaults
   -- below) or a table of { action = lhs } (an lhs of false leaves that action unmapped).
   keymaps = false,
@@ -139,6 +142,19 @@ local function map_keys(buf)
   end
 end
 
+local function fix_on_save(buf)
+  if not M.config().fix_on_save then
+    return
+  end
+  vim.api.nvim_create_autocmd("BufWritePre", {
+    group = vim.api.nvim_create_augroup("symbiont.fix_on_save." .. buf, { clear = true }),
+    buffer = buf,
+    callback = function()
+      require("symbiont.lsp").fix_all(buf)
+    end,
+  })
+end
+
 --- Called by the ftplugin for each Symbiont buffer: highlighting, the server, mappings.
 function M.attach(buf)
   local first = M.options == nil
@@ -150,6 +166,7 @@ function M.attach(buf)
     lsp.start(buf)
   end
   map_keys(buf)
+  fix_on_save(buf)
 end
 
 --- For :SymbiontInstallParser and tests: forget what was decided about the parser.

@@ -102,6 +102,32 @@ function M.client(buf)
   return vim.lsp.get_clients({ bufnr = buf, name = M.name })[1]
 end
 
+M.fix_all_kind = "source.fixAll.symbiont"
+
+--- Applies the server's fix-all action to `buf`, synchronously (for BufWritePre): every fix
+--- that needs no review. Does nothing without a server or when nothing needs fixing.
+function M.fix_all(buf)
+  local client = M.client(buf)
+  if not client then
+    return
+  end
+  -- The whole document: to the end of its last line (a position past it may be out of range).
+  local last = vim.api.nvim_buf_line_count(buf) - 1
+  local text = vim.api.nvim_buf_get_lines(buf, last, last + 1, false)[1] or ""
+  local last_char = vim.str_utfindex(text, client.offset_encoding)
+  local params = {
+    textDocument = vim.lsp.util.make_text_document_params(buf),
+    range = { start = { line = 0, character = 0 }, ["end"] = { line = last, character = last_char } },
+    context = { only = { M.fix_all_kind }, diagnostics = {} },
+  }
+  local response = client:request_sync("textDocument/codeAction", params, 3000, buf)
+  for _, action in ipairs(response and response.result or {}) do
+    if action.kind == M.fix_all_kind and action.edit then
+      vim.lsp.util.apply_workspace_edit(action.edit, client.offset_encoding)
+    end
+  end
+end
+
 local told_missing = false
 
 --- Says once, as an error, that the server's binary is missing and how to install it: Neovim
