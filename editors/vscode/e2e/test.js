@@ -162,6 +162,14 @@ async function scenario(page) {
     fs.writeFileSync(machineSettings, "{}\n");
     await statusSays(page, "language server: running", "/server/linux-x64/symbiont-lsp (bundled)");
   });
+
+  await step("a server that is not there: a message says how to install one", async () => {
+    fs.writeFileSync(machineSettings, JSON.stringify({ "symbiont.server.path": "/nonexistent/symbiont-lsp" }));
+    const message = page.locator(".notifications-toasts .notification-list-item", { hasText: "symbiont-lsp was not found" }).first();
+    await message.waitFor();
+    await message.locator(".monaco-button", { hasText: "How to Install" }).first().waitFor();
+    await statusSays(page, "language server: missing", "/nonexistent/symbiont-lsp");
+  });
 }
 
 /**
