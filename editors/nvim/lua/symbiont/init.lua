@@ -56,6 +56,11 @@ M.options = nil
 --- Symbiont file opened calls it with the defaults.
 function M.setup(opts)
   M.options = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
+  -- A plugin manager that adds editors/nvim to the runtimepath only when it loads the plugin
+  -- (lazy.nvim with `config`) has not sourced plugin/symbiont.lua: the commands are defined there.
+  if not vim.g.loaded_symbiont then
+    vim.cmd.runtime("plugin/symbiont.lua")
+  end
   require("symbiont.lsp").enable(M.options)
   return M.options
 end
