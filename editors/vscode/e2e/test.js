@@ -158,6 +158,22 @@ async function scenario(page) {
     }
   });
 
+  await step("Symbiont: Run Agent offers the file's agents, takes the input as JSON and runs", async () => {
+    await page.locator(".notifications-toasts .notification-list-item", { hasText: "Agent reviewer" }).first().waitFor({ state: "detached", timeout: 30_000 }).catch(() => undefined);
+    await editorLine(page, "agent reviewer(").click();
+    await runCommand(page, "Symbiont: Run Agent");
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: "reviewer" }).first().click();
+    const input = page.locator(".quick-input-widget input");
+    await input.fill("{not json");
+    await page.locator(".quick-input-message", { hasText: "Not JSON" }).first().waitFor();
+    await input.fill('{"target": "other.diff"}');
+    await page.keyboard.press("Enter");
+    await page.locator(".notifications-toasts .notification-list-item", { hasText: "Agent reviewer completed (exit 0)" }).first().waitFor({ timeout: 180_000 });
+    // The agent reviewed the file the input named.
+    await page.locator(".panel .view-line", { hasText: '"file": "other.diff"' }).first().waitFor();
+    await statusSays(page, "Last run: reviewer: completed (exit 0)");
+  });
+
   await step("without the setting, the server bundled in the package starts", async () => {
     fs.writeFileSync(machineSettings, "{}\n");
     await statusSays(page, "language server: running", "/server/linux-x64/symbiont-lsp (bundled)");

@@ -174,7 +174,7 @@ async function runAgentPrompt(): Promise<void> {
     void vscode.window.showWarningMessage(`Symbiont: ${vscode.workspace.asRelativePath(document.uri)} defines no agent.`);
     return;
   }
-  const agent = agents.length === 1 ? agents[0] : await vscode.window.showQuickPick(agents, { placeHolder: "Agent to run" });
+  const agent = await vscode.window.showQuickPick(agents, { title: "Symbiont: Run Agent", placeHolder: `Agent of ${vscode.workspace.asRelativePath(document.uri)} to run` });
   if (agent === undefined) {
     return;
   }
