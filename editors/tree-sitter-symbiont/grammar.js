@@ -33,6 +33,15 @@ const DOTTED_UNITS = [
   'days', 'day', 'weeks', 'week', 'months', 'month', 'years', 'year',
 ];
 
+// The words that are keywords somewhere. A qualifier word of a rule phrase may be any word but
+// `if` (and, after an allow or deny body, `in`), keywords included: `audit: x with y`.
+const QUALIFIER_KEYWORDS = [
+  'metadata', 'agent', 'policy', 'type', 'function', 'schedule', 'channel', 'memory', 'webhook',
+  'with', 'extends', 'allow', 'deny', 'require', 'audit', 'conditions', 'capabilities', 'let',
+  'else', 'for', 'while', 'match', 'try', 'catch', 'return', 'break', 'continue', 'true', 'false',
+  'null', 'not', '_',
+];
+
 /** A name being defined. */
 function name($) {
   return alias($.identifier, $.name);
@@ -41,6 +50,25 @@ function name($) {
 /** A name being referred to. */
 function nameRef($) {
   return alias($.identifier, $.name_ref);
+}
+
+/** `operand.name` or `operand.0`. */
+function postfixField($, operand) {
+  return prec(PREC.postfix, seq(
+    field('value', operand),
+    '.',
+    field('field', choice(nameRef($), alias($.int, $.name_ref))),
+  ));
+}
+
+/** `operand(arguments)`. */
+function postfixCall($, operand) {
+  return prec(PREC.postfix, seq(field('function', operand), field('arguments', $.arg_list)));
+}
+
+/** `operand[index]`. */
+function postfixIndex($, operand) {
+  return prec(PREC.postfix, seq(field('value', operand), '[', field('index', $._expression), ']'));
 }
 
 /** `rule (',' rule)* ','?`, possibly empty. */
@@ -96,6 +124,10 @@ module.exports = grammar({
     // `=> { x }` in a match arm is a block, not the record `{ x }`.
     [$.record_field, $.path_expr],
     [$.block, $._record_body],
+    [$.phrase],
+    [$._op_phrase],
+    [$.rule, $.phrase],
+    [$._op_rule_body, $._op_phrase],
     [$._literal, $.record_field],
     // `match(x)` and `try(x)` call functions of those names; `match x {` and `try {` are
     // expressions (decided by what follows).
@@ -221,7 +253,7 @@ module.exports = grammar({
     ),
     _op_phrase: $ => seq($._expression, repeat1(alias($._op_qualifier, $.qualifier))),
     _op_qualifier: $ => prec.right(1, seq(
-      field('word', alias(choice($.identifier, 'in'), $.name)),
+      field('word', alias(choice($.identifier, 'in', ...QUALIFIER_KEYWORDS), $.name)),
       optional(field('value', $._unary_expression)),
     )),
 
@@ -229,7 +261,7 @@ module.exports = grammar({
     // an optional value.
     phrase: $ => seq($._expression, repeat1($.qualifier)),
     qualifier: $ => prec.right(seq(
-      field('word', alias($.identifier, $.name)),
+      field('word', alias(choice($.identifier, ...QUALIFIER_KEYWORDS), $.name)),
       optional(field('value', $._unary_expression)),
     )),
 
@@ -292,6 +324,14 @@ module.exports = grammar({
       $._unary_expression,
       $.bin_expr,
       $.lambda_expr,
+      $._keyword_expression,
+      $._keyword_postfix,
+    ),
+
+    // Expressions led by a keyword. Like any operand they may take postfix operators
+    // (`match x { … }.len()`, built by `_keyword_postfix`) and `!`/`-`, but they are kept out of
+    // `_unary_expression`, a qualifier's value, which cannot start with `if`.
+    _keyword_expression: $ => choice(
       $.if_expr,
       $.match_expr,
       $.for_expr,
@@ -301,6 +341,22 @@ module.exports = grammar({
       $.break_expr,
       $.continue_expr,
     ),
+    _keyword_postfix: $ => choice(
+      alias($._keyword_field_expr, $.field_expr),
+      alias($._keyword_call_expr, $.call_expr),
+      alias($._keyword_index_expr, $.index_expr),
+    ),
+    _keyword_postfix_operand: $ => prec(PREC.postfix, choice(
+      $.if_expr,
+      $.match_expr,
+      $.for_expr,
+      $.while_expr,
+      $.try_expr,
+      $._keyword_postfix,
+    )),
+    _keyword_field_expr: $ => postfixField($, $._keyword_postfix_operand),
+    _keyword_call_expr: $ => postfixCall($, $._keyword_postfix_operand),
+    _keyword_index_expr: $ => postfixIndex($, $._keyword_postfix_operand),
 
     // What a rule qualifier's value may be: no binary operation, no keyword-led expression.
     _unary_expression: $ => choice($._primary, $.prefix_expr),
@@ -315,6 +371,7 @@ module.exports = grammar({
       $.field_expr,
       $.call_expr,
       $.index_expr,
+      alias($._unit_word_field, $.field_expr),
     ),
 
     _literal: $ => choice(
@@ -355,27 +412,21 @@ module.exports = grammar({
     )),
     lambda_params: $ => choice(name($), seq('(', commaSep(name($)), ')')),
 
-    field_expr: $ => prec(PREC.postfix, seq(
-      field('value', $._primary),
-      '.',
-      field('field', choice(nameRef($), alias($.int, $.name_ref))),
-    )),
-    call_expr: $ => prec(PREC.postfix, seq(field('function', $._primary), field('arguments', $.arg_list))),
+    field_expr: $ => postfixField($, $._primary),
+    call_expr: $ => postfixCall($, $._primary),
     arg_list: $ => seq('(', commaSep(choice($.named_arg, $._expression)), ')'),
     named_arg: $ => prec(PREC.named_arg, seq(
       field('name', choice(name($), alias('not', $.name))),
       choice('=', ':'),
       field('value', $._expression),
     )),
-    index_expr: $ => prec(PREC.postfix, seq(
-      field('value', $._primary),
-      '[',
-      field('index', $._expression),
-      ']',
-    )),
+    index_expr: $ => postfixIndex($, $._primary),
 
     prefix_expr: $ => choice(
-      prec(PREC.prefix, seq(field('operator', choice('!', '-')), field('operand', $._unary_expression))),
+      prec(PREC.prefix, seq(
+        field('operator', choice('!', '-')),
+        field('operand', choice($._unary_expression, $._keyword_expression, $._keyword_postfix, $.lambda_expr)),
+      )),
       prec(PREC.not, seq(field('operator', 'not'), field('operand', $._expression))),
     ),
 
@@ -488,6 +539,10 @@ module.exports = grammar({
       /[0-9][0-9_]*(\.[0-9][0-9_]*)?[A-Za-z_][A-Za-z0-9_]*/,
       seq(/[0-9][0-9_]*\./, choice(...DOTTED_UNITS)),
     )),
+    // `90.days` is a quantity only when the unit is the whole word: `90.daysleft` is the field
+    // `daysleft` of `90`. Tree-sitter's lexer takes the longest token, so this one, longer than
+    // the quantity, keeps it from splitting the word (a leaf `field_expr`).
+    _unit_word_field: _ => token(seq(/[0-9][0-9_]*\./, choice(...DOTTED_UNITS), /[A-Za-z0-9_]+/)),
     // One line; a backslash takes the next character with it.
     string: _ => /"([^"\\\n]|\\[^\n])*"/,
     secret_ref: _ => token(seq('vault://', /[A-Za-z0-9_.\/-]+/)),

@@ -118,6 +118,12 @@ fn every_file_the_toolchain_parses_has_no_error_node() {
         if let Some(error) = first_syntax_error(&mut parser, &source) {
             failures.push(error);
         }
+        // The same file as `symbiont fmt` lays it out: other line breaks, same meaning.
+        let formatted = symbiont_syntax::format::format(&source.text).expect("a file without syntax errors formats");
+        let formatted = Source { path: format!("{} (formatted)", source.path), first_line: 1, text: formatted };
+        if let Some(error) = first_syntax_error(&mut parser, &formatted) {
+            failures.push(error);
+        }
         checked.push(source.path);
     }
     assert!(failures.is_empty(), "tree-sitter finds syntax errors the toolchain's parser does not:\n{}", failures.join("\n"));
@@ -279,4 +285,29 @@ fn the_helix_setup_in_the_docs_installs_queries_helix_reads() {
     assert_eq!(capture_names(&indents).collect::<Vec<_>>(), ["indent", "outdent"]);
     let locals = query("locals");
     assert!(capture_names(&locals).all(|name| name.starts_with("local.")), "{:?}", locals.capture_names());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+    /// Corpus files changed at random (deletions, insertions of syntax fragments, duplications):
+    /// whichever of them the toolchain's parser still accepts, tree-sitter parses without error.
+    #[test]
+    fn mutated_corpus_files_the_toolchain_accepts_parse_cleanly(
+        file in proptest::prelude::any::<proptest::sample::Index>(),
+        mutations in proptest::collection::vec(crate::properties::mutation(), 1..6),
+    ) {
+        let files = corpus_files();
+        let (path, text) = &files[file.index(files.len())];
+        let mut text = text.clone();
+        for m in &mutations {
+            crate::properties::apply(&mut text, m);
+        }
+        // A NUL byte is text to the toolchain's lexer but the end of input to tree-sitter's.
+        if !text.contains('\0') && symbiont_syntax::parse(&text).errors().is_empty() {
+            let source = Source { path: format!("{} mutated by {mutations:?}", path.display()), first_line: 1, text };
+            let error = first_syntax_error(&mut parser(), &source);
+            proptest::prop_assert!(error.is_none(), "{}\n--- text:\n{}", error.unwrap_or_default(), source.text);
+        }
+    }
 }

@@ -64,13 +64,13 @@ const FRAGMENTS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone)]
-enum Mutation {
+pub(crate) enum Mutation {
     Delete { at: usize, len: usize },
     Insert { at: usize, fragment: usize },
     Duplicate { at: usize, len: usize },
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
         (any::<usize>(), 0..FRAGMENTS.len()).prop_map(|(at, fragment)| Mutation::Insert { at, fragment }),
@@ -86,7 +86,8 @@ fn floor_boundary(text: &str, mut at: usize) -> usize {
     at
 }
 
-fn apply(text: &mut String, m: &Mutation) {
+/// Applies `m` to `text` (also used by grammar.rs).
+pub(crate) fn apply(text: &mut String, m: &Mutation) {
     if text.is_empty() {
         return;
     }
