@@ -118,17 +118,20 @@ module.exports = grammar({
     // `key { … }` opens a nested entry block, not a record value (the Rust parser decides by
     // the token; here the entry block has the higher dynamic precedence).
     [$.record_field, $.entry],
-    // `(a) => …` is a lambda, `(a)` a parenthesised expression: decided at `=>`.
-    [$.path_expr, $.lambda_params],
     [$.entry_block, $._record_body],
-    // `=> { x }` in a match arm is a block, not the record `{ x }`.
+    // `=> { x }` in a match arm is a block, not the record `{ x }` (the block has the higher
+    // dynamic precedence).
     [$.record_field, $.path_expr],
     [$.block, $._record_body],
+    [$._literal, $.record_field],
+    // `(a) => …` is a lambda, `(a)` a parenthesised expression: decided at `=>`.
+    [$.path_expr, $.lambda_params],
+    // After a rule's body, a word such as `deny` is a qualifier, or the next rule when `:`
+    // follows it.
     [$.phrase],
     [$._op_phrase],
     [$.rule, $.phrase],
     [$._op_rule_body, $._op_phrase],
-    [$._literal, $.record_field],
     // `match(x)` and `try(x)` call functions of those names; `match x {` and `try {` are
     // expressions (decided by what follows).
     [$.path_expr, $.match_expr],
