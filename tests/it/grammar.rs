@@ -288,7 +288,7 @@ fn the_helix_setup_in_the_docs_installs_queries_helix_reads() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, rng_seed: crate::properties::seed(), ..Default::default() })]
 
     /// Corpus files changed at random (deletions, insertions of syntax fragments, duplications):
     /// whichever of them the toolchain's parser still accepts, tree-sitter parses without error.

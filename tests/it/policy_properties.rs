@@ -268,7 +268,7 @@ fn reference(set: &Set, op: usize, env: &Env) -> (Effect, Reason) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, rng_seed: crate::properties::seed(), ..ProptestConfig::default() })]
 
     #[test]
     fn engine_agrees_with_the_reference_interpreter(set in set(), requests in proptest::collection::vec((0..OPS.len(), env()), 1..12)) {
