@@ -31,8 +31,8 @@ async function runCommand(page, command) {
   const input = page.locator(".quick-input-widget input");
   await input.waitFor({ state: "visible" });
   await input.fill(`>${command}`);
-  await page.locator(".quick-input-list .monaco-list-row", { hasText: command }).first().waitFor();
-  await page.keyboard.press("Enter");
+  // Click the command itself: the first row may be another, recently used one.
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: command }).first().click();
 }
 
 /** The rendered line of the editor that contains `text`. @param {import("playwright-core").Page} page @param {string} text */
@@ -172,6 +172,16 @@ async function scenario(page) {
     // The agent reviewed the file the input named.
     await page.locator(".panel .view-line", { hasText: '"file": "other.diff"' }).first().waitFor();
     await statusSays(page, "Last run: reviewer: completed (exit 0)");
+  });
+
+  await step("Symbiont: Verify Audit Log verifies the runs' entries", async () => {
+    await runCommand(page, "Symbiont: Verify Audit Log");
+    await page.locator(".notifications-toasts .notification-list-item", { hasText: "verifies:" }).first().waitFor();
+  });
+
+  await step("Symbiont: Check Workspace reports symbiont check's findings", async () => {
+    await runCommand(page, "Symbiont: Check Workspace");
+    await page.locator(".notifications-toasts .notification-list-item", { hasText: "files checked: 0 errors" }).first().waitFor();
   });
 
   await step("without the setting, the server bundled in the package starts", async () => {

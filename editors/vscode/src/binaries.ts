@@ -92,14 +92,14 @@ export function findServer(extensionPath: string): Found {
   throw new NotFound(`this copy of the extension has no server for ${platformDir()}, symbiont.server.path is not set, and symbiont-lsp is not on PATH.`);
 }
 
-/** The `symbiont` command line: beside the server (as the server itself looks for it), else PATH. */
-export function findCli(server: Found | undefined): string | undefined {
-  if (server !== undefined) {
-    const sibling = path.join(path.dirname(server.path), "symbiont");
-    if (isFile(sibling)) {
-      return sibling;
-    }
-  }
-  return onPath("symbiont");
+/**
+ * The `symbiont` command line: beside the server (as the server itself looks for it), else the
+ * bundled one, else PATH.
+ */
+export function findCli(server: Found | undefined, extensionPath: string): string | undefined {
+  const candidates = [
+    ...(server === undefined ? [] : [path.join(path.dirname(server.path), "symbiont")]),
+    path.join(extensionPath, "server", platformDir(), "symbiont"),
+  ];
+  return candidates.find(isFile) ?? onPath("symbiont");
 }
-

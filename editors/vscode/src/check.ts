@@ -61,7 +61,7 @@ export async function checkWorkspace(cli: string | undefined, output: vscode.Out
     return;
   }
   if (cli === undefined) {
-    void vscode.window.showErrorMessage("Symbiont: the `symbiont` command line was not found beside the language server or on PATH.");
+    void vscode.window.showErrorMessage("Symbiont: the `symbiont` command line was not found beside the language server, in this package or on PATH.");
     return;
   }
   const root = folder.uri.fsPath;

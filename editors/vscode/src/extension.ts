@@ -209,7 +209,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     status,
     vscode.commands.registerCommand("symbiont.runAgentPrompt", runAgentPrompt),
     vscode.commands.registerCommand("symbiont.verifyAuditPrompt", verifyAudit),
-    vscode.commands.registerCommand("symbiont.checkWorkspace", () => checkWorkspace(findCli(server), output)),
+    vscode.commands.registerCommand("symbiont.checkWorkspace", () => checkWorkspace(findCli(server, extensionUri.fsPath), output)),
     vscode.commands.registerCommand("symbiont.restartServer", restart),
     vscode.commands.registerCommand("symbiont.showOutput", () => output.show(true)),
     // Trusting the workspace may change which server starts (its symbiont.server.path now counts).
