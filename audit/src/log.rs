@@ -232,15 +232,22 @@ impl Log {
     /// signer's public key, verifies everything committed (refusing a corrupt log), and cuts an
     /// unfinished last entry.
     pub fn open(dir: &Path, signer: Arc<dyn Signer>, options: LogOptions) -> Result<(Log, OpenReport), Error> {
+        Log::open_waiting(dir, signer, options, Duration::ZERO, &mut |_| {})
+    }
+
+    /// [`Log::open`], but when another writer holds the log, waits up to `wait` for it to close
+    /// the log, calling `waiting` once (with the holder's pid when it wrote one) before it waits.
+    /// Past `wait`, [`Error::Locked`]. The log is read only once the lock is held, so this writer
+    /// appends after the last entry the previous one wrote.
+    pub fn open_waiting(
+        dir: &Path,
+        signer: Arc<dyn Signer>,
+        options: LogOptions,
+        wait: Duration,
+        waiting: &mut dyn FnMut(Option<u32>),
+    ) -> Result<(Log, OpenReport), Error> {
         create_dir_0700(dir)?;
-        let lock_path = dir.join(store::LOCK_FILE);
-        let lock_file =
-            OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path).map_err(io_error(&lock_path))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
-        }
+        let lock_file = take_lock(dir, wait, waiting)?;
         let mut report = OpenReport::default();
         let origin_path = dir.join(store::ORIGIN_FILE);
         if !origin_path.exists() {
@@ -467,6 +474,54 @@ impl Drop for Log {
     }
 }
 
+/// How often a writer waiting for the lock tries it again: `flock` has no timeout, and a blocked
+/// `flock` cannot be given up, so a bounded wait polls.
+const LOCK_POLL: Duration = Duration::from_millis(25);
+
+/// Takes the writer's lock on `LOG/lock`, waiting up to `wait` for the writer holding it, and
+/// writes this process's pid into the file, so that the next one waiting can say whom it waits for.
+fn take_lock(dir: &Path, wait: Duration, waiting: &mut dyn FnMut(Option<u32>)) -> Result<File, Error> {
+    let lock_path = dir.join(store::LOCK_FILE);
+    let mut lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path))?;
+    let deadline = Instant::now() + wait;
+    let mut announced = false;
+    loop {
+        match lock_file.try_lock() {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                if !announced {
+                    announced = true;
+                    waiting(lock_holder(&lock_path));
+                }
+                std::thread::sleep(LOCK_POLL.min(deadline.saturating_duration_since(Instant::now())));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
+        }
+    }
+    // Only informative (a holder that died leaves its pid until the next writer replaces it): the
+    // lock itself is the flock, released by the kernel whatever ends the holder.
+    lock_file
+        .set_len(0)
+        .and_then(|()| std::io::Seek::rewind(&mut lock_file))
+        .and_then(|()| lock_file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(io_error(&lock_path))?;
+    Ok(lock_file)
+}
+
+/// The pid the lock's holder wrote in the lock file, if it did (it writes it just after taking
+/// the lock, so one that has only just taken it may not have yet).
+fn lock_holder(lock_path: &Path) -> Option<u32> {
+    fs::read_to_string(lock_path).ok()?.trim().parse().ok()
+}
+
 /// Adds the signer's public key to `keys.jsonl` when it is not there yet.
 fn record_key(dir: &Path, signer: &dyn Signer) -> Result<(), Error> {
     let known = verify::read_log_keys(dir)?;
@@ -667,6 +722,105 @@ mod tests {
             }
             std::thread::park();
         }
+    }
+
+    fn record(n: u64) -> Record {
+        Record {
+            agent: "a".into(),
+            operation: "op".into(),
+            decision: "allow".into(),
+            details: serde_json::Map::from_iter([("n".into(), n.into())]),
+        }
+    }
+
+    fn temp_log(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("symbiont-audit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn signer() -> Arc<dyn Signer> {
+        Arc::new(FileSigner::generate().unwrap())
+    }
+
+    /// Every entry present once, in one chain that verifies, signatures included.
+    fn assert_verifies(dir: &Path, entries: u64) {
+        let report = crate::verify::verify_log(dir, &VerifyOptions::default()).unwrap();
+        assert!(report.finding.is_none(), "{:?}", report.finding);
+        assert_eq!(report.entries, entries);
+    }
+
+    #[test]
+    fn a_second_writer_waits_for_the_first_and_appends_after_its_last_entry() {
+        let dir = temp_log("wait");
+        let (first, _) = Log::open(&dir, signer(), LogOptions::default()).unwrap();
+        first.append(record(0)).unwrap();
+        let (told, waiting) = std::sync::mpsc::channel();
+        let second = std::thread::spawn({
+            let dir = dir.clone();
+            move || {
+                let mut on_wait = |pid| told.send(pid).unwrap();
+                let (log, report) =
+                    Log::open_waiting(&dir, signer(), LogOptions::default(), Duration::from_secs(60), &mut on_wait).unwrap();
+                let seq = log.append(record(2)).unwrap();
+                log.close().unwrap();
+                (report.entries, seq)
+            }
+        });
+        // The second writer says it waits, naming the holder, before the first one is done.
+        assert_eq!(waiting.recv().unwrap(), Some(std::process::id()));
+        first.append(record(1)).unwrap();
+        first.close().unwrap();
+        // It opened the log as the first left it, and its entry follows the first's last.
+        assert_eq!(second.join().unwrap(), (2, 2));
+        assert_eq!(waiting.try_recv().ok(), None, "told once");
+        assert_verifies(&dir, 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_writer_gives_up_once_its_wait_is_over() {
+        let dir = temp_log("give-up");
+        let (first, _) = Log::open(&dir, signer(), LogOptions::default()).unwrap();
+        let mut told = Vec::new();
+        let result = Log::open_waiting(&dir, signer(), LogOptions::default(), Duration::from_millis(100), &mut |pid| told.push(pid));
+        assert!(matches!(result, Err(Error::Locked(ref d)) if *d == dir), "{:?}", result.err());
+        assert_eq!(told, [Some(std::process::id())]);
+        // Without a wait, refused at once and nobody is told.
+        let result = Log::open_waiting(&dir, signer(), LogOptions::default(), Duration::ZERO, &mut |_| panic!("no wait"));
+        assert!(matches!(result, Err(Error::Locked(_))));
+        first.close().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn writers_started_together_each_append_everything_in_one_chain() {
+        let dir = temp_log("together");
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let (log, _) = Log::open_waiting(&dir, signer(), LogOptions::default(), Duration::from_secs(60), &mut |_| {}).unwrap();
+                    let tickets: Vec<Ticket> = (0..25).map(|n| log.submit(record(w * 100 + n)).unwrap()).collect();
+                    tickets.into_iter().for_each(|t| {
+                        t.wait().unwrap();
+                    });
+                    log.close().unwrap();
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        assert_verifies(&dir, 100);
+        // Every writer's entries, each once.
+        let mut seen: Vec<u64> = store::segments(&dir)
+            .unwrap()
+            .iter()
+            .flat_map(|(_, path)| store::read_lines(path).unwrap())
+            .map(|line| serde_json::from_slice::<serde_json::Value>(&line.bytes).unwrap()["details"]["n"].as_u64().unwrap())
+            .collect();
+        seen.sort();
+        assert_eq!(seen, (0..4).flat_map(|w| (0..25).map(move |n| w * 100 + n)).collect::<Vec<_>>());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
