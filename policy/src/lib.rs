@@ -16,6 +16,7 @@ pub mod levels;
 pub mod lower;
 pub mod model;
 pub mod names;
+pub mod schedule;
 mod value;
 
 pub use crate::{
