@@ -43,6 +43,8 @@ Options:
                           [default: symbiont.toml's [run] context, with [run.agents.NAME]
                           context's keys over it]
       --timeout <DUR>     Lower the execution timeout (e.g. 30s, 5m)
+      --lock-wait <DUR>   How long to wait for another run writing the same audit log to finish
+                          (runs of one workspace take turns on its log) [default: 60s]
       --summary <FORMAT>  The closing summary on standard error: human or json [default: human]
                           (json: one object with agent, run_id, state, exit_code, tier,
                           duration_ms, pooled, error, audit_log and audit_seqs, the run's first
@@ -86,6 +88,9 @@ pub mod status {
     pub const RUNTIME_FAILED: u8 = 70;
 }
 
+/// How long a run waits, by default, for another run writing its audit log (`--lock-wait`).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 pub struct RunOptions {
     pub file: PathBuf,
@@ -97,6 +102,8 @@ pub struct RunOptions {
     /// `--context`; without it, the run's context is the one `symbiont.toml`'s `[run]` gives.
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
     pub timeout: Option<Duration>,
+    /// How long to wait for another writer of the audit log to close it.
+    pub lock_wait: Duration,
     pub json_summary: bool,
     /// Adopt a warm container left by an earlier run, and leave one for the next.
     pub warm: bool,
@@ -107,6 +114,7 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
     let usage = |m: String| UsageError::new(m, Some("run"));
     let (mut file, mut agent, mut tier, mut audit_log, mut key, mut input, mut timeout) = (None, None, None, None, None, json!(null), None);
     let mut context = None;
+    let mut lock_wait = DEFAULT_LOCK_WAIT;
     let (mut json_summary, mut warm) = (false, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
@@ -148,12 +156,19 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
                     _ => return Err(usage(format!("invalid value '{text}' for '--timeout' (expected a duration such as 30s or 5m)"))),
                 }
             }
+            Arg::Long("lock-wait") => {
+                let text = parser.value().map_err(err)?.string().map_err(err)?;
+                match symbiont_syntax::quantity::parse(&text) {
+                    Ok(symbiont_syntax::quantity::Quantity::Duration(d)) => lock_wait = d,
+                    _ => return Err(usage(format!("invalid value '{text}' for '--lock-wait' (expected a duration such as 60s or 5m)"))),
+                }
+            }
             Arg::Value(path) if file.is_none() => file = Some(PathBuf::from(path)),
             arg => return Err(err(arg.unexpected())),
         }
     }
     let file = file.ok_or_else(|| usage("missing FILE.sym".into()))?;
-    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, context, timeout, json_summary, warm }))
+    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, context, timeout, lock_wait, json_summary, warm }))
 }
 
 pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
@@ -365,8 +380,7 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         }
     }
     let signer = signer(options.key.as_deref(), &state_dir).map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
-    let (log, opened) = Log::open(&log_dir, signer, LogOptions::default())
-        .map_err(|e| refuse(status::RUNTIME_FAILED, format!("{}: cannot open the audit log: {e}", log_dir.display())))?;
+    let (log, opened) = open_log(&log_dir, signer, options.lock_wait)?;
     let log = Arc::new(log);
     let auditor = Auditor::new(log.clone());
     // Neither the audit log nor its key may be where the agent's file operations reach.
@@ -514,6 +528,28 @@ fn stop_signals() -> Result<impl std::future::Future<Output = ()>, String> {
         })
         .await;
         let _ = writeln!(std::io::stderr(), "symbiont: {name}: stopping the agent and cleaning up");
+    })
+}
+
+/// Opens the audit log, waiting up to `wait` for another run (or any writer) holding it: a log has
+/// one writer at a time, so concurrent runs of one workspace take turns, each appending after the
+/// last entry of the one before. Waiting is said once on standard error.
+fn open_log(dir: &Path, signer: Arc<dyn Signer>, wait: Duration) -> Result<(Log, symbiont_audit::OpenReport), Refusal> {
+    let mut waiting = |holder: Option<u32>| {
+        let pid = holder.map_or(String::new(), |pid| format!(" (pid {pid})"));
+        let _ = writeln!(
+            std::io::stderr(),
+            "symbiont: waiting for another run of this workspace{pid} to release the audit log {} (at most {} s; --lock-wait)",
+            dir.display(),
+            wait.as_secs_f64()
+        );
+    };
+    Log::open_waiting(dir, signer, LogOptions::default(), wait, &mut waiting).map_err(|e| {
+        let waited = match e {
+            symbiont_audit::Error::Locked(_) if !wait.is_zero() => format!("; waited {} s (--lock-wait)", wait.as_secs_f64()),
+            _ => String::new(),
+        };
+        refuse(status::RUNTIME_FAILED, format!("{}: cannot open the audit log: {e}{waited}", dir.display()))
     })
 }
 

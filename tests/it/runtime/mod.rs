@@ -2,6 +2,7 @@
 //! Firecracker API contract (Tier 3); and the inter-agent bus and scheduler, in process.
 
 mod bus;
+mod concurrent;
 mod files;
 mod firecracker;
 mod image;
