@@ -58,7 +58,9 @@ impl Cron {
     pub fn parse(text: &str) -> Result<Cron, String> {
         let fields = text.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err(format!("a cron expression has 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {fields}"));
+            return Err(format!(
+                "a cron expression has 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {fields}"
+            ));
         }
         let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build();
         let inner = parser.parse(text).map_err(|e| e.to_string())?;
@@ -104,6 +106,11 @@ pub fn utc_string(at: SystemTime) -> String {
     }
 }
 
+/// The inverse of [`utc_string`].
+pub fn parse_utc(text: &str) -> Option<SystemTime> {
+    text.parse::<jiff::Timestamp>().ok().map(SystemTime::from)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
@@ -122,6 +129,7 @@ mod tests {
         assert_eq!(utc_string(next), "2026-12-07T02:00:00Z");
         // Exactly on a tick: the next one, never the same.
         assert_eq!(utc_string(cron.next_after(next).unwrap()), "2026-12-08T02:00:00Z");
+        assert_eq!(parse_utc(&utc_string(next)), Some(next));
     }
 
     #[test]

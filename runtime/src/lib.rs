@@ -20,6 +20,7 @@ pub mod parked;
 pub mod pool;
 pub mod risk;
 pub mod runtime;
+pub mod schedule;
 pub mod sandbox;
 pub mod scheduler;
 mod util;
