@@ -86,6 +86,11 @@ impl Checker {
                     self.agent(&agent);
                 }
             }
+            SyntaxKind::SCHEDULE => {
+                if let Some(schedule) = ast::Schedule::cast(node.clone()) {
+                    self.schedule(&schedule);
+                }
+            }
             SyntaxKind::WITH_ATTR => {
                 if let Some(attr) = ast::WithAttr::cast(node.clone()) {
                     self.setting(attr.name(), attr.value(), settings::WITH_ATTRIBUTES, "`with` attribute");
@@ -113,6 +118,28 @@ impl Checker {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// What the runtime needs to drive a schedule: an agent (whether it exists is SYM0102's) and
+    /// a cron expression its driver accepts (the same parser, `symbiont_policy::schedule::Cron`).
+    fn schedule(&mut self, schedule: &ast::Schedule) {
+        let Some(decl) = symbiont_policy::schedule::declaration(schedule) else { return };
+        let head = ast::EntryItem::Schedule(schedule.clone()).name().map_or(decl.range, |n| n.syntax().text_range());
+        if decl.agent.is_none() {
+            let message = format!("schedule `{}` names no agent to run: add `agent: \"NAME\"`", decl.name);
+            self.push(Diagnostic::new(&rules::INVALID_SCHEDULE, head, message));
+        }
+        match &decl.cron {
+            None => {
+                let message = format!("schedule `{}` has no cron expression: add `cron: \"MIN HOUR DOM MON DOW\"` (UTC)", decl.name);
+                self.push(Diagnostic::new(&rules::INVALID_SCHEDULE, head, message));
+            }
+            Some((text, range)) => {
+                if let Err(e) = symbiont_policy::schedule::Cron::parse(text) {
+                    self.push(Diagnostic::new(&rules::INVALID_SCHEDULE, *range, format!("invalid cron expression `{text}`: {e}")));
+                }
+            }
         }
     }
 

@@ -28,10 +28,12 @@ pub struct ScheduleDecl {
 /// The schedules a file declares, in order. Blocks without a name are skipped (a syntax error
 /// already says so).
 pub fn schedules(file: &ast::SourceFile) -> Vec<ScheduleDecl> {
-    file.items().filter_map(|item| if let Item::Schedule(s) = item { declaration(&EntryItem::Schedule(s)) } else { None }).collect()
+    file.items().filter_map(|item| if let Item::Schedule(s) = item { declaration(&s) } else { None }).collect()
 }
 
-fn declaration(item: &EntryItem) -> Option<ScheduleDecl> {
+/// One block's declaration; `None` without a name.
+pub fn declaration(schedule: &ast::Schedule) -> Option<ScheduleDecl> {
+    let item = EntryItem::Schedule(schedule.clone());
     let name = item.name()?.text();
     let mut decl = ScheduleDecl { name, agent: None, cron: None, range: item.syntax().text_range() };
     for entry in item.body().into_iter().flat_map(|b| b.entries().collect::<Vec<_>>()) {
