@@ -227,9 +227,32 @@ impl AgentRuntime {
         output: OutputSender,
         cancel: impl std::future::Future<Output = ()> + Send,
     ) -> Result<RunReport, RunError> {
+        self.run_started_by(config, None, output, cancel).await
+    }
+
+    /// [`AgentRuntime::run`], for a tick of the schedule `schedule` (`crate::schedule`): every
+    /// lifecycle entry of the run names it (`"schedule"` in their details; other runs' entries
+    /// have no such key).
+    pub async fn run_scheduled(
+        &self,
+        config: AgentConfig,
+        schedule: &str,
+        output: OutputSender,
+        cancel: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<RunReport, RunError> {
+        self.run_started_by(config, Some(schedule.to_string()), output, cancel).await
+    }
+
+    async fn run_started_by(
+        &self,
+        config: AgentConfig,
+        schedule: Option<String>,
+        output: OutputSender,
+        cancel: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<RunReport, RunError> {
         let _slot = self.sandboxes.admit(config.priority).await;
-        let run =
-            Run { runtime: self, run_id: crate::util::random_id(8), config, state: State::Created, started: Instant::now(), pooled: false };
+        let run_id = crate::util::random_id(8);
+        let run = Run { runtime: self, run_id, config, schedule, state: State::Created, started: Instant::now(), pooled: false };
         run.execute(output, cancel).await
     }
 }
@@ -238,6 +261,8 @@ struct Run<'r> {
     runtime: &'r AgentRuntime,
     run_id: String,
     config: AgentConfig,
+    /// The schedule whose tick started the run, named in each lifecycle entry.
+    schedule: Option<String>,
     state: State,
     started: Instant,
     /// Its sandbox is a warm container of the pool.
@@ -261,6 +286,9 @@ impl Run<'_> {
         let mut details = Map::new();
         details.insert("run_id".into(), json!(self.run_id));
         details.insert("from".into(), json!(self.state.as_str()));
+        if let Some(schedule) = &self.schedule {
+            details.insert("schedule".into(), json!(schedule));
+        }
         details.extend(extra);
         self.runtime
             .auditor

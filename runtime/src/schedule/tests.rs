@@ -170,3 +170,43 @@ async fn events_are_audited_and_the_last_fired_tick_read_back() {
     assert_eq!(last_fired(&log_dir, "nightly").unwrap(), Some(tick("2026-12-07T02:00:00Z")));
     assert_eq!(last_fired(&log_dir, "never").unwrap(), None);
 }
+
+/// A scheduled run's lifecycle entries name its schedule; a run started otherwise has no such
+/// key. (The runtime has no backend, so each run is created and fails: two entries, no dockerd.)
+#[tokio::test]
+async fn a_scheduled_runs_lifecycle_entries_name_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Arc::new(symbiont_audit::FileSigner::generate().unwrap());
+    let log_dir = dir.path().join("audit");
+    let (log, _) = symbiont_audit::log::Log::open(&log_dir, signer, symbiont_audit::log::LogOptions::default()).unwrap();
+    let runtime = crate::AgentRuntime::empty(Auditor::new(Arc::new(log)));
+    let universe = symbiont_policy::load([("agent.sym", "agent worker() {}")], symbiont_policy::config::Config::default());
+    let config = crate::AgentConfig {
+        id: "worker".into(),
+        tier: crate::Tier::Docker,
+        limits: Default::default(),
+        policy: Arc::new(symbiont_policy::Engine::compile(universe.effective(Some("worker")).unwrap())),
+        language: crate::Language::Python,
+        code_root: dir.path().to_path_buf(),
+        files: vec!["main.py".into()],
+        workspace: crate::Workspace::for_agent(dir.path(), "worker").unwrap(),
+        input: Value::Null,
+        context: Map::new(),
+        env: Default::default(),
+        priority: Default::default(),
+    };
+    let (output, _outputs) = mpsc::unbounded_channel();
+    let error = runtime.run_scheduled(config.clone(), "nightly", output.clone(), std::future::pending()).await.unwrap_err();
+    assert!(matches!(error, crate::RunError::SandboxUnavailable(_)), "{error:?}");
+    runtime.run(config, output, std::future::pending()).await.unwrap_err();
+    let mut lifecycle = Vec::new();
+    for (_, path) in store::segments(&log_dir).unwrap() {
+        for line in store::read_lines(&path).unwrap() {
+            let entry: Entry = serde_json::from_slice(&line.bytes).unwrap();
+            if entry.operation == "lifecycle" {
+                lifecycle.push(format!("{} {}", entry.decision, entry.details.get("schedule").and_then(Value::as_str).unwrap_or("-")));
+            }
+        }
+    }
+    assert_eq!(lifecycle, ["created nightly", "failed nightly", "created -", "failed -"]);
+}
