@@ -27,6 +27,9 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Universe, String> {
     let config = workspace::config(&sources)?;
     // Agent code lives beside the definitions; only `.sym`/`.symbi` files hold policies.
     let definitions: Vec<&(PathBuf, String)> = sources.files.iter().filter(|(path, _)| symbiont_analysis::is_source_path(path)).collect();
+    // Each file is parsed once: the tree checked for syntax errors is the tree lowered (what
+    // `symbiont_policy::load` does, without its second parse).
+    let mut models = Vec::with_capacity(definitions.len());
     for (path, text) in definitions.iter().copied() {
         let parse = symbiont_syntax::parse(text);
         if let Some(error) = parse.errors().first() {
@@ -40,9 +43,9 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Universe, String> {
                 error.message
             ));
         }
+        models.push(symbiont_policy::lower::lower_file(&path.display().to_string(), text, &parse.tree()));
     }
-    let named: Vec<(String, &str)> = definitions.iter().map(|(p, t)| (p.display().to_string(), t.as_str())).collect();
-    Ok(symbiont_policy::load(named.iter().map(|(p, t)| (p.as_str(), *t)), config))
+    Ok(Universe::new(&models, config))
 }
 
 fn effective(universe: &Universe, agent: &str) -> Result<EffectivePolicy, String> {
