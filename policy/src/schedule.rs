@@ -132,6 +132,9 @@ mod tests {
         // Exactly on a tick: the next one, never the same.
         assert_eq!(utc_string(cron.next_after(next).unwrap()), "2026-12-08T02:00:00Z");
         assert_eq!(parse_utc(&utc_string(next)), Some(next));
+        // Names, as written in the docs' examples, mean the same.
+        let named = Cron::parse("0 2 * * MON-FRI").unwrap();
+        assert_eq!(named.next_after(at("2026-12-04T03:00:00Z")), Some(next));
     }
 
     #[test]
@@ -153,6 +156,7 @@ mod tests {
             ("0 25 * * *", ""),
             ("0 0 30 2 *", "matches no date"),
             ("every day", "found 2"),
+            ("@daily", "found 1"),
         ] {
             let error = Cron::parse(text).expect_err(text);
             assert!(error.contains(says), "{text}: {error}");
