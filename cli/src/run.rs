@@ -259,7 +259,23 @@ fn workspace_root(file: &Path, cwd: &Path) -> PathBuf {
     }
 }
 
-fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
+/// A run composed from its workspace: everything decided before the agent is handed to the
+/// runtime. Composing reads the workspace (each `.sym` parsed once, refused on syntax errors),
+/// resolves the agent and its effective policy, assesses the risk, picks the tier and limits,
+/// opens the agent's workspace and the audit log (waiting its turn), and makes the run's context;
+/// it starts nothing.
+struct Composed {
+    config: AgentConfig,
+    assessment: risk::Assessment,
+    /// The `.sym`'s minimum tier, if it declares one.
+    declared: Option<Tier>,
+    warm: bool,
+    log: Arc<Log>,
+    opened: symbiont_audit::OpenReport,
+    log_dir: PathBuf,
+}
+
+fn compose(options: &RunOptions) -> Result<Composed, Refusal> {
     let usage = |m: String| refuse(2, m);
     let cwd = std::env::current_dir().map_err(|e| usage(format!("cannot read the current directory: {e}")))?;
     let file = cwd.join(&options.file);
@@ -382,7 +398,6 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
     let signer = signer(options.key.as_deref(), &state_dir).map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
     let (log, opened) = open_log(&log_dir, signer, options.lock_wait)?;
     let log = Arc::new(log);
-    let auditor = Auditor::new(log.clone());
     // Neither the audit log nor its key may be where the agent's file operations reach.
     let within = |path: &Path| path.canonicalize().ok().zip(workspace.path().canonicalize().ok()).is_some_and(|(p, w)| p.starts_with(w));
     let key = options.key.as_deref().map_or_else(|| state_dir.join("audit.key"), PathBuf::from);
@@ -406,6 +421,16 @@ fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
         env: agent_env(&universe.config().runtime),
         priority: Default::default(),
     };
+    Ok(Composed { config, assessment, declared, warm, log, opened, log_dir })
+}
+
+/// Runs a composed run to its end: audits the risk assessment, hands the agent to the runtime,
+/// streams its output, closes the log and reports.
+fn run_inner(options: &RunOptions) -> Result<u8, Refusal> {
+    let Composed { config, assessment, declared, warm, log, opened, log_dir } = compose(options)?;
+    let (tier, language, limits) = (config.tier, config.language, config.limits);
+    let usage = |m: String| refuse(2, m);
+    let auditor = Auditor::new(log.clone());
     let runtime = tokio_runtime().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
     let outcome = runtime.block_on(async {
         // First, so that no stop signal kills the process while it has made anything.

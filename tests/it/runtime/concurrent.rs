@@ -41,11 +41,12 @@ fn three_runs_started_together_all_succeed_into_one_log() {
     let ws = Ws::new();
     quick_agent(&ws);
     // The test holds the log until all three wait for it, so that they contend for it together.
+    // (A bound well above the default: each waits for up to two runs on a loaded machine.)
     let holder = hold_log(&ws);
     let (said, waiting) = mpsc::channel();
     let runs: Vec<(Child, JoinHandle<String>)> = (0..3)
         .map(|_| {
-            let mut child = spawn(&ws, &["run", "quick.sym", "--summary", "json"]);
+            let mut child = spawn(&ws, &["run", "quick.sym", "--summary", "json", "--lock-wait", "5m"]);
             let stderr = BufReader::new(child.stderr.take().unwrap());
             let said = said.clone();
             let lines = std::thread::spawn(move || {
