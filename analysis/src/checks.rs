@@ -130,6 +130,10 @@ impl Checker {
             let message = format!("schedule `{}` names no agent to run: add `agent: \"NAME\"`", decl.name);
             self.push(Diagnostic::new(&rules::INVALID_SCHEDULE, head, message));
         }
+        if let Some((zone, range)) = decl.timezone.as_ref().filter(|(zone, _)| zone != "UTC") {
+            let message = format!("schedules run in UTC only, not `{zone}`: write the cron expression in UTC and drop `timezone`");
+            self.push(Diagnostic::new(&rules::INVALID_SCHEDULE, *range, message));
+        }
         match &decl.cron {
             None => {
                 let message = format!("schedule `{}` has no cron expression: add `cron: \"MIN HOUR DOM MON DOW\"` (UTC)", decl.name);

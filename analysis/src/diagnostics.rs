@@ -63,7 +63,7 @@ rules! {
     MISMATCHED_COMPARISON = ("SYM0107", "mismatched-comparison", Error, "A comparison between values of different kinds is never meaningful.");
     WRONG_VALUE_KIND = ("SYM0108", "wrong-value-kind", Error, "A setting is given a value of the wrong kind.");
     UNKNOWN_QUALIFIER = ("SYM0109", "unknown-qualifier", Warning, "A rule phrase uses a qualifier word the language gives no meaning to.");
-    INVALID_SCHEDULE = ("SYM0110", "invalid-schedule", Error, "A `schedule` has no agent, or no cron expression the runtime can run.");
+    INVALID_SCHEDULE = ("SYM0110", "invalid-schedule", Error, "A `schedule` has no agent, a time zone other than UTC, or no cron expression the runtime can run.");
     UNKNOWN_OPERATION = ("SYM0201", "unknown-operation", Warning, "An operation name is neither in the catalogue nor declared by the project.");
     ALLOW_DENY_CONFLICT = ("SYM0202", "allow-deny-conflict", Warning, "One policy both allows and denies the same operation.");
     UNREACHABLE_ALLOW = ("SYM0203", "unreachable-allow", Error, "An allow tries to weaken an inherited deny and can never take effect.");

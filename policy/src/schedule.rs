@@ -21,6 +21,8 @@ pub struct ScheduleDecl {
     pub agent: Option<String>,
     /// The `cron` entry's string, and the range of the string literal.
     pub cron: Option<(String, TextRange)>,
+    /// The `timezone` entry's string and its range, if written: schedules run in UTC only.
+    pub timezone: Option<(String, TextRange)>,
     /// The whole block.
     pub range: TextRange,
 }
@@ -35,13 +37,14 @@ pub fn schedules(file: &ast::SourceFile) -> Vec<ScheduleDecl> {
 pub fn declaration(schedule: &ast::Schedule) -> Option<ScheduleDecl> {
     let item = EntryItem::Schedule(schedule.clone());
     let name = item.name()?.text();
-    let mut decl = ScheduleDecl { name, agent: None, cron: None, range: item.syntax().text_range() };
+    let mut decl = ScheduleDecl { name, agent: None, cron: None, timezone: None, range: item.syntax().text_range() };
     for entry in item.body().into_iter().flat_map(|b| b.entries().collect::<Vec<_>>()) {
         let (Some(key), Some(value)) = (entry.key(), entry.value()) else { continue };
         match (key.text().as_str(), &value) {
             ("agent", Expr::PathExpr(path)) => decl.agent = Some(path.text()),
             ("agent", Expr::Literal(lit)) => decl.agent = lit.string_value(),
             ("cron", Expr::Literal(lit)) => decl.cron = lit.string_value().map(|text| (text, lit.syntax().text_range())),
+            ("timezone", Expr::Literal(lit)) => decl.timezone = lit.string_value().map(|text| (text, lit.syntax().text_range())),
             _ => {}
         }
     }
