@@ -21,7 +21,7 @@ use std::{
 
 use serde_json::{json, Map, Value};
 use symbiont_audit::{entry::Entry, store};
-use symbiont_policy::schedule::{parse_utc, utc_string, Cron};
+use symbiont_policy::schedule::{parse_utc, utc_string, Cron, ScheduleDecl};
 use tokio::sync::mpsc;
 
 use crate::Auditor;
@@ -39,6 +39,18 @@ impl Schedule {
     pub fn new(name: &str, agent: &str, cron: &str) -> Result<Schedule, String> {
         let cron = Cron::parse(cron).map_err(|e| format!("schedule {name}: invalid cron expression {cron:?}: {e}"))?;
         Ok(Schedule { name: name.to_string(), agent: agent.to_string(), cron })
+    }
+
+    /// From a `schedule` block as read from its file: what `symbiont check` reports as SYM0110
+    /// is refused here too, so a service never drives a schedule the check would refuse.
+    pub fn from_decl(decl: &ScheduleDecl) -> Result<Schedule, String> {
+        let name = &decl.name;
+        let agent = decl.agent.as_deref().ok_or_else(|| format!("schedule {name}: no agent"))?;
+        let (cron, _) = decl.cron.as_ref().ok_or_else(|| format!("schedule {name}: no cron expression"))?;
+        if let Some((zone, _)) = decl.timezone.as_ref().filter(|(zone, _)| zone != "UTC") {
+            return Err(format!("schedule {name}: schedules run in UTC only, not {zone:?}"));
+        }
+        Schedule::new(name, agent, cron)
     }
 }
 

@@ -53,10 +53,7 @@ fn every_schedule_block_can_be_driven() {
     for (path, text) in files {
         let file = symbiont_syntax::ast::SourceFile::cast(symbiont_syntax::parse(&text).syntax()).unwrap();
         for decl in symbiont_policy::schedule::schedules(&file) {
-            let (cron, agent) = (decl.cron.as_ref().map(|c| c.0.as_str()), decl.agent.as_deref());
-            let (Some(cron), Some(agent)) = (cron, agent) else { panic!("{}: schedule {} lacks cron or agent", path.display(), decl.name) };
-            let schedule =
-                symbiont_runtime::schedule::Schedule::new(&decl.name, agent, cron).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let schedule = symbiont_runtime::schedule::Schedule::from_decl(&decl).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(schedule.cron.next_after(std::time::SystemTime::now()).is_some(), "{}: {} never ticks", path.display(), decl.name);
             driven += 1;
         }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 
+use symbiont_syntax::ast::AstNode;
+
 use super::*;
 
 struct FakeClock {
@@ -148,6 +150,31 @@ fn nothing_is_missed_before_the_next_tick_nor_counted_forever() {
 fn an_invalid_expression_names_the_schedule() {
     let error = Schedule::new("nightly", "reviewer", "0 2 * *").unwrap_err();
     assert!(error.starts_with("schedule nightly: invalid cron expression \"0 2 * *\": a cron expression has 5 fields"), "{error}");
+}
+
+#[test]
+fn declarations_the_check_refuses_are_refused() {
+    let text = "schedule ok { cron: \"0 2 * * 1-5\", agent: reviewer, timezone: \"UTC\" }\n\
+                schedule paris { cron: \"0 2 * * *\", agent: reviewer, timezone: \"Europe/Paris\" }\n\
+                schedule no_agent { cron: \"0 2 * * *\" }\n\
+                schedule no_cron { agent: reviewer }\n";
+    let file = symbiont_syntax::ast::SourceFile::cast(symbiont_syntax::parse(text).syntax()).unwrap();
+    let results: Vec<String> = symbiont_policy::schedule::schedules(&file)
+        .iter()
+        .map(|decl| match Schedule::from_decl(decl) {
+            Ok(schedule) => format!("{} runs {} at {}", schedule.name, schedule.agent, schedule.cron.as_str()),
+            Err(e) => e,
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "ok runs reviewer at 0 2 * * 1-5",
+            "schedule paris: schedules run in UTC only, not \"Europe/Paris\"",
+            "schedule no_agent: no agent",
+            "schedule no_cron: no cron expression",
+        ]
+    );
 }
 
 #[tokio::test]
