@@ -160,6 +160,13 @@ mod tests {
             ("0 0 30 2 *", "matches no date"),
             ("every day", "found 2"),
             ("@daily", "found 1"),
+            // Odd input from an editor's keystrokes: an error, never a panic.
+            ("*/0 * * * *", ""),
+            ("0-99999999999999999999 * * * *", ""),
+            ("5-1/0 * * * *", ""),
+            ("0 0 L W # ?", ""),
+            ("é * * * *", ""),
+            ("0 0 0 0 0", ""),
         ] {
             let error = Cron::parse(text).expect_err(text);
             assert!(error.contains(says), "{text}: {error}");
