@@ -20,8 +20,8 @@ pub mod parked;
 pub mod pool;
 pub mod risk;
 pub mod runtime;
-pub mod schedule;
 pub mod sandbox;
+pub mod schedule;
 pub mod scheduler;
 mod util;
 
