@@ -6,22 +6,11 @@ const test = require("node:test");
 const symbiont = require("symbiont");
 const { FakeBroker } = require("symbiont/testing");
 const agent = require("./{{ name }}.js");
-
-/** Runs `body` against a fake broker started with `options`, and returns the broker. */
-async function withBroker(options, body) {
-  const broker = await FakeBroker.start(options);
-  try {
-    await body(broker);
-  } finally {
-    await broker.close();
-  }
-  return broker;
-}
 {% for f in functions %}
 {% include "javascript/test.js" %}
 {% endfor %}
 
 test("main does nothing unasked and logs done", async () => {
-  const broker = await withBroker({ input: {} }, () => agent.main());
+  const broker = await FakeBroker.serve({ input: {} }, () => agent.main());
   assert.deepEqual(broker.logs, [{ level: "info", message: "{{ name }}: done" }]);
 });

@@ -2,23 +2,23 @@
 
 test("fetchUrl returns the body", async () => {
   const http = { "https://example.com/data": { status: 200, body: "hello" } };
-  await withBroker({ http }, async () => assert.equal(await agent.fetchUrl("https://example.com/data"), "hello"));
+  await FakeBroker.serve({ http }, async () => assert.equal(await agent.fetchUrl("https://example.com/data"), "hello"));
 });
 {% elif f.function == "read_file" %}
 
 test("readFile reads the workspace", async () => {
-  await withBroker({ files: { "notes.txt": "hello" } }, async () => assert.equal(await agent.readFile("notes.txt"), "hello"));
+  await FakeBroker.serve({ files: { "notes.txt": "hello" } }, async () => assert.equal(await agent.readFile("notes.txt"), "hello"));
 });
 {% elif f.function == "write_file" %}
 
 test("writeFile writes the workspace", async () => {
-  const broker = await withBroker({}, async () => assert.equal(await agent.writeFile("out.txt", "hello"), 5));
+  const broker = await FakeBroker.serve({}, async () => assert.equal(await agent.writeFile("out.txt", "hello"), 5));
   assert.equal(broker.files["out.txt"], "hello");
 });
 {% elif f.function == "read_env" %}
 
 test("readEnv reads declared variables only", async () => {
-  await withBroker({ env: { REGION: "eu-west-1" } }, async () => {
+  await FakeBroker.serve({ env: { REGION: "eu-west-1" } }, async () => {
     assert.equal(await agent.readEnv("REGION"), "eu-west-1");
     assert.equal(await agent.readEnv("HOME"), null);
   });
@@ -26,18 +26,18 @@ test("readEnv reads declared variables only", async () => {
 {% elif f.function == "read_secret" %}
 
 test("readSecret reads by name", async () => {
-  await withBroker({ secrets: { api_key: "s3cr3t" } }, async () => assert.equal(await agent.readSecret("api_key"), "s3cr3t"));
+  await FakeBroker.serve({ secrets: { api_key: "s3cr3t" } }, async () => assert.equal(await agent.readSecret("api_key"), "s3cr3t"));
 });
 {% elif f.function == "send_message" %}
 
 test("sendMessage sends the payload", async () => {
-  const broker = await withBroker({}, async () => assert.equal(await agent.sendMessage("peer", { n: 1 }), 1));
+  const broker = await FakeBroker.serve({}, async () => assert.equal(await agent.sendMessage("peer", { n: 1 }), 1));
   assert.deepEqual(broker.sent, [{ to: "peer", payload: { n: 1 } }]);
 });
 {% elif f.function == "receive_message" %}
 
 test("receiveMessage returns what came", async () => {
-  await withBroker({ inbox: [{ from: "peer", payload: { n: 1 } }] }, async () => {
+  await FakeBroker.serve({ inbox: [{ from: "peer", payload: { n: 1 } }] }, async () => {
     const message = await agent.receiveMessage(100);
     assert.deepEqual([message?.from, message?.payload], ["peer", { n: 1 }]);
   });
@@ -47,7 +47,7 @@ test("receiveMessage returns what came", async () => {
 
 test("{{ f.camel }} rejects with the denial naming the rule", async () => {
   const rule = 'deny: ["{{ f.operations[0] }}"]';
-  await withBroker({ deny: { {{ f.broker_op }}: rule } }, async () => {
+  await FakeBroker.serve({ deny: { {{ f.broker_op }}: rule } }, async () => {
 {% if f.function == "fetch_url" %}
     const call = agent.fetchUrl("https://example.com/data");
 {% elif f.function == "write_file" %}

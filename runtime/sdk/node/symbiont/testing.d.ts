@@ -129,6 +129,18 @@ export declare class FakeBroker {
    */
   static start(options?: FakeBrokerOptions): Promise<FakeBroker>;
 
+  /**
+   * Runs `body(broker)` against a broker started with `options`, closes it whatever happens (the
+   * scoped form of {@link FakeBroker.start} and {@link FakeBroker.close}), and resolves to the
+   * broker, whose records then say what the code did.
+   *
+   * ```js
+   * const broker = await FakeBroker.serve({}, () => agent.writeReport());
+   * assert.equal(broker.files["report.txt"], "done");
+   * ```
+   */
+  static serve(options: FakeBrokerOptions, body: (broker: FakeBroker) => unknown): Promise<FakeBroker>;
+
   /** Stops serving, removes the socket, and points the SDK back where it was. Closing twice does nothing. */
   close(): Promise<void>;
 

@@ -124,6 +124,20 @@ class FakeBroker {
     return broker;
   }
 
+  /**
+   * Runs `body(broker)` against a broker started with `options`, closes it whatever happens, and
+   * resolves to the broker, whose records then say what the code did.
+   */
+  static async serve(options, body) {
+    const broker = await FakeBroker.start(options);
+    try {
+      await body(broker);
+    } finally {
+      await broker.close();
+    }
+    return broker;
+  }
+
   constructor(token, state, input) {
     if (token !== STARTING) throw new TypeError("a FakeBroker is made by `await FakeBroker.start(options)`, which also starts it");
     Object.assign(this, state);

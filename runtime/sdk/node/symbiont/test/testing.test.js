@@ -9,17 +9,6 @@ const test = require("node:test");
 const symbiont = require("..");
 const { FakeBroker, DENIABLE } = require("../testing");
 
-/** Runs `body` against a broker started with `options`, and closes it whatever happens. */
-async function withBroker(options, body) {
-  const broker = await FakeBroker.start(options);
-  try {
-    await body(broker);
-  } finally {
-    await broker.close();
-  }
-  return broker;
-}
-
 const RULE = 'deny: thing(name) if name == "x" && `quoted` == "y"';
 // Each decided op: a call that makes it, and the operation the real broker's denial names.
 const DENIALS = [
@@ -35,7 +24,7 @@ const DENIALS = [
 for (const [op, call, says] of DENIALS) {
   test(`a denied ${op} rejects with PolicyDenied carrying the rule (${says.split(" ")[2]})`, async () => {
     const routes = { "https://api.example.com/": { status: 200, body: "" } };
-    const broker = await withBroker({ files: { "a.txt": "kept" }, http: routes, deny: { [op]: RULE } }, async () => {
+    const broker = await FakeBroker.serve({ files: { "a.txt": "kept" }, http: routes, deny: { [op]: RULE } }, async () => {
       const e = await call().then(() => assert.fail("resolved"), (e) => e);
       assert.ok(e instanceof symbiont.PolicyDenied, String(e));
       assert.equal(e.rule, RULE);
@@ -47,7 +36,7 @@ for (const [op, call, says] of DENIALS) {
 }
 
 test("a denial with an empty rule names none; a denied receive consumes the message and resolves null", async () => {
-  await withBroker({ deny: { file_read: "", receive_message: "deny: receive_message" }, inbox: [{ from: "p", payload: 1 }, { from: "p", payload: 2 }] }, async (broker) => {
+  await FakeBroker.serve({ deny: { file_read: "", receive_message: "deny: receive_message" }, inbox: [{ from: "p", payload: 1 }, { from: "p", payload: 2 }] }, async (broker) => {
     const e = await symbiont.fs.read("a").catch((e) => e);
     assert.ok(e instanceof symbiont.PolicyDenied);
     assert.equal(e.rule, null);
@@ -59,7 +48,7 @@ test("a denial with an empty rule names none; a denied receive consumes the mess
 });
 
 test("files round-trip: read, write, append, Node.js's names; a missing file is Failed", async () => {
-  const broker = await withBroker({ files: { "in/data.txt": "a" } }, async () => {
+  const broker = await FakeBroker.serve({ files: { "in/data.txt": "a" } }, async () => {
     assert.equal(await symbiont.fs.read("in/data.txt"), "a");
     assert.equal(await symbiont.fs.write("out/r.txt", "é"), 2);
     assert.equal(await symbiont.fs.append("out/r.txt", "2"), 1);
@@ -73,7 +62,7 @@ test("files round-trip: read, write, append, Node.js's names; a missing file is 
 });
 
 test("a path in another spelling is a BadRequest and writes nothing", async () => {
-  const broker = await withBroker({}, async () => {
+  const broker = await FakeBroker.serve({}, async () => {
     for (const p of ["", "/etc/passwd", "./a", "a/.", "a/../b", "a//b", "a/", "a\0b"]) {
       const e = await symbiont.fs.write(p, "x").catch((e) => e);
       assert.ok(e instanceof symbiont.BadRequest, `${JSON.stringify(p)}: ${e}`);
@@ -85,7 +74,7 @@ test("a path in another spelling is a BadRequest and writes nothing", async () =
 
 test("http answers by exact URL; another URL is Failed (no such host), another scheme a BadRequest", async () => {
   const routes = { "https://api.example.com/v1/items": { status: 200, body: "[1]" }, "https://api.example.com/v1/gone": { status: 410, body: "gone" } };
-  const broker = await withBroker({ http: routes }, async () => {
+  const broker = await FakeBroker.serve({ http: routes }, async () => {
     assert.deepEqual(await (await symbiont.net.get("https://api.example.com/v1/items")).json(), [1]);
     const gone = await symbiont.net.post("https://api.example.com/v1/gone", { a: 1 });
     assert.equal(gone.status, 410);
@@ -103,7 +92,7 @@ test("http answers by exact URL; another URL is Failed (no such host), another s
 });
 
 test("env by exact name; secrets by canonical lower-case name", async () => {
-  await withBroker({ env: { REGION: "eu" }, secrets: { Db_Password: "pw" } }, async (broker) => {
+  await FakeBroker.serve({ env: { REGION: "eu" }, secrets: { Db_Password: "pw" } }, async (broker) => {
     assert.deepEqual(broker.secrets, { db_password: "pw" });
     assert.equal(await symbiont.env.get("REGION"), "eu");
     assert.equal(await symbiont.env.get("region"), null);
@@ -114,7 +103,7 @@ test("env by exact name; secrets by canonical lower-case name", async () => {
 });
 
 test("the inbox is first in first out, numbered per sender; empty, receive resolves null at once", async () => {
-  const broker = await withBroker({ inbox: [{ from: "a", payload: { n: 1 } }, { from: "b", payload: "x" }] }, async (broker) => {
+  const broker = await FakeBroker.serve({ inbox: [{ from: "a", payload: { n: 1 } }, { from: "b", payload: "x" }] }, async (broker) => {
     broker.inbox.push({ from: "a", payload: { n: 2 } });
     assert.deepEqual(await symbiont.receive(1000), { from: "a", seq: 1, payload: { n: 1 } });
     assert.deepEqual(await symbiont.receive(), { from: "b", seq: 1, payload: "x" });
@@ -127,7 +116,7 @@ test("the inbox is first in first out, numbered per sender; empty, receive resol
 });
 
 test("what the code sent, logged and asked is recorded", async () => {
-  const broker = await withBroker({ agent: "writer" }, async () => {
+  const broker = await FakeBroker.serve({ agent: "writer" }, async () => {
     assert.equal(await symbiont.send("reviewer", { diff: 1 }), 1);
     assert.equal(await symbiont.send("reviewer", 2), 2);
     assert.equal(await symbiont.send("other", 3), 1);
@@ -144,9 +133,9 @@ test("what the code sent, logged and asked is recorded", async () => {
 test("input is set while the broker is open and restored after", async () => {
   process.env.SYMBIONT_INPUT = '"outer"';
   try {
-    await withBroker({ input: { name: "x" } }, async () => assert.deepEqual(symbiont.input(), { name: "x" }));
+    await FakeBroker.serve({ input: { name: "x" } }, async () => assert.deepEqual(symbiont.input(), { name: "x" }));
     assert.equal(symbiont.input(), "outer");
-    await withBroker({}, async () => assert.equal(symbiont.input(), null));
+    await FakeBroker.serve({}, async () => assert.equal(symbiont.input(), null));
   } finally {
     delete process.env.SYMBIONT_INPUT;
   }
@@ -154,14 +143,14 @@ test("input is set while the broker is open and restored after", async () => {
 
 test("a second broker after the first gets a fresh connection; closing removes the socket", async () => {
   const before = process.env.SYMBIONT_BROKER;
-  const first = await withBroker({ files: { a: "first" } }, async () => assert.equal(await symbiont.fs.read("a"), "first"));
+  const first = await FakeBroker.serve({ files: { a: "first" } }, async () => assert.equal(await symbiont.fs.read("a"), "first"));
   assert.equal(fs.existsSync(first.socketPath), false);
   assert.equal(fs.existsSync(path.dirname(first.socketPath)), false);
   assert.equal(process.env.SYMBIONT_BROKER, before);
-  const second = await withBroker({ files: { a: "second" } }, async (broker) => {
+  const second = await FakeBroker.serve({ files: { a: "second" } }, async (broker) => {
     assert.equal(process.env.SYMBIONT_BROKER, broker.socketPath);
     assert.equal(await symbiont.fs.read("a"), "second");
-    await withBroker({ files: { a: "inner" } }, async () => assert.equal(await symbiont.fs.read("a"), "inner"));
+    await FakeBroker.serve({ files: { a: "inner" } }, async () => assert.equal(await symbiont.fs.read("a"), "inner"));
     assert.equal(await symbiont.fs.read("a"), "second", "the outer broker serves again once the inner one closed");
   });
   assert.equal(second.requests.filter((r) => r.op === "hello").length, 2, "a new connection, with its own hello");
