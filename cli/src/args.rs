@@ -21,6 +21,10 @@ Commands:
   run     Run an agent in its sandbox, under its policy, audited
   image   Build the sandbox base images
   pool    Remove the warm containers 'symbiont run --warm' keeps
+  up      Start the workspace's runtime service (many agents, their bus, schedules)
+  ps      List the runs of the workspace's service
+  stop    Stop a run of the workspace's service
+  logs    Print a run's output kept by the workspace's service
   help    Print the help of a command
 
 Options:
@@ -167,6 +171,8 @@ pub enum Command {
     PolicyExplain(PolicyExplainOptions),
     Audit(crate::audit::AuditCommand),
     Run(crate::run::RunOptions),
+    Up(crate::service::server::UpOptions),
+    Service(crate::service::ServiceCommand),
     ImageBuild(Vec<symbiont_runtime::image::ImageKind>),
     PoolDrain,
     Init(crate::generate::InitOptions),
@@ -221,6 +227,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "run" => crate::run::parse_run(&mut parser),
             "image" => crate::run::parse_image(&mut parser),
             "pool" => crate::warm::parse(&mut parser),
+            "up" => crate::service::parse_up(&mut parser),
+            "ps" => crate::service::parse_client("ps", &mut parser),
+            "stop" => crate::service::parse_client("stop", &mut parser),
+            "logs" => crate::service::parse_client("logs", &mut parser),
             "help" => match parser.next().map_err(in_main)? {
                 None => Ok(Command::Help(MAIN_HELP)),
                 Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {
@@ -234,13 +244,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     "run" => Ok(Command::Help(crate::run::RUN_HELP)),
                     "image" => Ok(Command::Help(crate::run::IMAGE_HELP)),
                     "pool" => Ok(Command::Help(crate::warm::POOL_HELP)),
+                    "up" => Ok(Command::Help(crate::service::UP_HELP)),
+                    "ps" => Ok(Command::Help(crate::service::PS_HELP)),
+                    "stop" => Ok(Command::Help(crate::service::STOP_HELP)),
+                    "logs" => Ok(Command::Help(crate::service::LOGS_HELP)),
                     "help" => Ok(Command::Help(MAIN_HELP)),
                     other => Err(UsageError::new(format!("unknown command '{other}'"), None)),
                 },
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
             other => Err(UsageError::new(
-                format!("unknown command '{other}' (expected 'init', 'new', 'add', 'check', 'fmt', 'policy', 'audit', 'run', 'image' or 'pool')"),
+                format!("unknown command '{other}' (expected 'init', 'new', 'add', 'check', 'fmt', 'policy', 'audit', 'run', 'image', 'pool', 'up', 'ps', 'stop' or 'logs')"),
                 None,
             )),
         },

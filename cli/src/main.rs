@@ -27,6 +27,7 @@ mod args;
 mod audit;
 mod audit_backup;
 mod check;
+mod compose;
 mod fmt;
 mod fsutil;
 mod generate;
@@ -34,6 +35,7 @@ mod policy;
 mod position;
 mod report;
 mod run;
+mod service;
 mod walk;
 mod warm;
 mod workspace;
@@ -92,6 +94,8 @@ fn main() -> ExitCode {
         Ok(Command::PolicyExplain(options)) => policy::explain(&options),
         Ok(Command::Audit(command)) => audit::run(&command),
         Ok(Command::Run(options)) => run::run(&options),
+        Ok(Command::Up(options)) => service::server::up(&options),
+        Ok(Command::Service(command)) => service::client(&command),
         Ok(Command::ImageBuild(kinds)) => run::image_build(&kinds),
         Ok(Command::PoolDrain) => warm::drain(),
         Ok(Command::PoolWarm(options)) => warm::warm(&options),

@@ -227,7 +227,28 @@ impl AgentRuntime {
         output: OutputSender,
         cancel: impl std::future::Future<Output = ()> + Send,
     ) -> Result<RunReport, RunError> {
-        self.run_started_by(config, None, output, cancel).await
+        self.run_as(config, AgentRuntime::new_run_id(), None, output, cancel).await
+    }
+
+    /// A fresh run id ([`AgentRuntime::run_as`]).
+    pub fn new_run_id() -> String {
+        crate::util::random_id(8)
+    }
+
+    /// [`AgentRuntime::run`] under the id `run_id` (from [`AgentRuntime::new_run_id`]), for a
+    /// caller that names the run before it starts (a service listing its runs), and for a tick of
+    /// `schedule` when given (as [`AgentRuntime::run_scheduled`]).
+    pub async fn run_as(
+        &self,
+        config: AgentConfig,
+        run_id: String,
+        schedule: Option<String>,
+        output: OutputSender,
+        cancel: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<RunReport, RunError> {
+        let _slot = self.sandboxes.admit(config.priority).await;
+        let run = Run { runtime: self, run_id, config, schedule, state: State::Created, started: Instant::now(), pooled: false };
+        run.execute(output, cancel).await
     }
 
     /// [`AgentRuntime::run`], for a tick of the schedule `schedule` (`crate::schedule`): every
@@ -240,20 +261,7 @@ impl AgentRuntime {
         output: OutputSender,
         cancel: impl std::future::Future<Output = ()> + Send,
     ) -> Result<RunReport, RunError> {
-        self.run_started_by(config, Some(schedule.to_string()), output, cancel).await
-    }
-
-    async fn run_started_by(
-        &self,
-        config: AgentConfig,
-        schedule: Option<String>,
-        output: OutputSender,
-        cancel: impl std::future::Future<Output = ()> + Send,
-    ) -> Result<RunReport, RunError> {
-        let _slot = self.sandboxes.admit(config.priority).await;
-        let run_id = crate::util::random_id(8);
-        let run = Run { runtime: self, run_id, config, schedule, state: State::Created, started: Instant::now(), pooled: false };
-        run.execute(output, cancel).await
+        self.run_as(config, AgentRuntime::new_run_id(), Some(schedule.to_string()), output, cancel).await
     }
 }
 
