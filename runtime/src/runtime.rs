@@ -352,10 +352,16 @@ impl Run<'_> {
             ),
         ]);
         self.transition(State::Created, created).await?;
+        // On the bus from its creation, as a lightweight agent is: runs started together can write
+        // to each other at once, while their sandboxes are still being made (a message waits,
+        // sealed, in the inbox until the agent's code asks for it).
+        let mut resources = Resources::default();
+        let env = symbiont_policy::Value::from(Value::Object(self.policy_env()));
+        self.runtime.bus.join(&self.config.id, self.config.policy.clone(), env);
+        resources.on_bus = Some(self.config.id.clone());
         if self.runtime.reap_leftovers {
             self.reap_leftovers(&output).await;
         }
-        let mut resources = Resources::default();
         let result = self.launch_and_wait(&mut resources, output, cancel).await;
         let claimed = resources.claimed;
         let cleanup = cleanup(&self.runtime.bus, resources).await;
@@ -402,7 +408,9 @@ impl Run<'_> {
                 Err(_) => {
                     // The warm container did not take its line (the agent did not start): it is
                     // removed, and the run launches cold at the same tier.
-                    let used = std::mem::take(resources);
+                    // The run stays on the bus, with whatever waits in its inbox.
+                    let mut used = std::mem::take(resources);
+                    resources.on_bus = used.on_bus.take();
                     let _ = cleanup(&self.runtime.bus, used).await;
                     resources.claimed = true;
                 }
@@ -542,8 +550,8 @@ impl Run<'_> {
         self.serve_and_start(resources, listener, output, false).await
     }
 
-    /// With the run's instance made: joins the bus, starts the broker with the instance's
-    /// identity, records Starting, and starts the program.
+    /// With the run's instance made: starts the broker with the instance's identity, records
+    /// Starting, and starts the program.
     async fn serve_and_start(
         &mut self,
         resources: &mut Resources,
@@ -553,8 +561,6 @@ impl Run<'_> {
     ) -> Result<Result<(), SandboxError>, RunError> {
         let instance = resources.instance.as_mut().expect("the instance is made before it is started");
         let env = self.policy_env();
-        self.runtime.bus.join(&self.config.id, self.config.policy.clone(), symbiont_policy::Value::from(Value::Object(env.clone())));
-        resources.on_bus = Some(self.config.id.clone());
         let context = Arc::new(BrokerContext {
             agent: self.config.id.clone(),
             run_id: self.run_id.clone(),
