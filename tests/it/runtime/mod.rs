@@ -12,3 +12,4 @@ pub(crate) mod sandbox;
 mod sdk;
 mod secrets;
 mod signals;
+mod talk;

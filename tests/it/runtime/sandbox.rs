@@ -360,14 +360,40 @@ pub(crate) fn run_beside(
     input: Value,
     beside: impl FnOnce(&AgentRuntime, &symbiont_policy::Universe) -> Vec<LocalHandle>,
 ) -> (RunReport, String, Vec<LocalReport>) {
+    let universe = universe_of(ws);
+    let config = agent_config(ws, &universe, agent, tier, limits, file, input);
+    tokio_runtime().block_on(async {
+        let agents = workspace_runtime(ws).await;
+        let (sender, collected) = collect_output();
+        let locals = beside(&agents, &universe);
+        let report = agents.run(config, sender, std::future::pending()).await.expect("the run starts");
+        let mut local_reports = Vec::new();
+        for local in locals {
+            local_reports.push(local.wait().await);
+        }
+        drop(agents);
+        (report, collected.await.unwrap(), local_reports)
+    })
+}
+
+/// The policies of `ws/agent.sym`.
+pub(crate) fn universe_of(ws: &Ws) -> symbiont_policy::Universe {
     let sym = std::fs::read_to_string(ws.path("agent.sym")).unwrap();
-    let universe = symbiont_policy::load([("agent.sym", sym.as_str())], symbiont_policy::config::Config::default());
+    symbiont_policy::load([("agent.sym", sym.as_str())], symbiont_policy::config::Config::default())
+}
+
+/// The run of `agent` (of `universe`) executing `ws/file` at exactly `tier`.
+pub(crate) fn agent_config(
+    ws: &Ws,
+    universe: &symbiont_policy::Universe,
+    agent: &str,
+    tier: Tier,
+    limits: Limits,
+    file: &str,
+    input: Value,
+) -> AgentConfig {
     let engine = Engine::compile(universe.effective(Some(agent)).unwrap());
-    let signer = Arc::new(FileSigner::generate().unwrap());
-    std::fs::create_dir_all(ws.path(".symbiont")).unwrap();
-    let (log, _) = Log::open(&ws.path(".symbiont/audit"), signer, LogOptions::default()).unwrap();
-    let workspace = symbiont_runtime::Workspace::for_agent(ws.dir.path(), agent).unwrap();
-    let config = AgentConfig {
+    AgentConfig {
         id: agent.to_string(),
         tier,
         limits,
@@ -375,38 +401,45 @@ pub(crate) fn run_beside(
         language: Language::of_path(Path::new(file)).expect("a Python, JavaScript or compiled agent"),
         code_root: ws.dir.path().to_path_buf(),
         files: vec![PathBuf::from(file)],
-        workspace,
+        workspace: symbiont_runtime::Workspace::for_agent(ws.dir.path(), agent).unwrap(),
         input,
         context: serde_json::Map::new(),
         env: Default::default(),
         priority: Default::default(),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (report, stdout) = runtime.block_on(async {
-        let universe = &universe;
-        let mut agents = AgentRuntime::new(Auditor::new(Arc::new(log))).await;
-        agents.set_run_root(ws.tmp.path().join("symbiont-runs"));
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
-        let collect = tokio::spawn(async move {
-            let mut stdout = Vec::new();
-            while let Some((stream, bytes)) = receiver.recv().await {
-                match stream {
-                    OutputStream::Stdout => stdout.extend(bytes),
-                    OutputStream::Stderr => eprint!("{}", String::from_utf8_lossy(&bytes)),
-                }
+    }
+}
+
+/// The Tokio runtime the library's runs are driven on (two workers, as the machine's cores).
+pub(crate) fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// An agent runtime with the standard backends writing `ws`'s audit log (a new signing key) and
+/// staging its runs under `ws.tmp`.
+pub(crate) async fn workspace_runtime(ws: &Ws) -> AgentRuntime {
+    let signer = Arc::new(FileSigner::generate().unwrap());
+    std::fs::create_dir_all(ws.path(".symbiont")).unwrap();
+    let (log, _) = Log::open(&ws.path(".symbiont/audit"), signer, LogOptions::default()).unwrap();
+    let mut agents = AgentRuntime::new(Auditor::new(Arc::new(log))).await;
+    agents.set_run_root(ws.tmp.path().join("symbiont-runs"));
+    agents
+}
+
+/// Where runs write their output: the standard output is collected (what the task returns once
+/// every sender is gone), the standard error echoed to the test's.
+pub(crate) fn collect_output() -> (symbiont_runtime::sandbox::OutputSender, tokio::task::JoinHandle<String>) {
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
+    let collect = tokio::spawn(async move {
+        let mut stdout = Vec::new();
+        while let Some((stream, bytes)) = receiver.recv().await {
+            match stream {
+                OutputStream::Stdout => stdout.extend(bytes),
+                OutputStream::Stderr => eprint!("{}", String::from_utf8_lossy(&bytes)),
             }
-            stdout
-        });
-        let locals = beside(&agents, universe);
-        let report = agents.run(config, sender, std::future::pending()).await.expect("the run starts");
-        let mut local_reports = Vec::new();
-        for local in locals {
-            local_reports.push(local.wait().await);
         }
-        drop(agents);
-        (report, (String::from_utf8_lossy(&collect.await.unwrap()).to_string(), local_reports))
+        String::from_utf8_lossy(&stdout).to_string()
     });
-    (report, stdout.0, stdout.1)
+    (sender, collect)
 }
 
 fn escape_suite(tier: Tier) {
