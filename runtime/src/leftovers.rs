@@ -20,13 +20,23 @@
 //!   its staging directory to the next run that writes that log, which removes them and audits
 //!   the run: this runtime cannot write that log (another key, maybe another user's).
 //!
-//! Warm containers (label `dev.symbiont.pool`) are never touched: they carry no owner labels and
-//! have their own expiry and drain (`pool.rs`, `parked.rs`).
+//! The warm containers of a long-lived runtime's pool (`pool.rs`) carry the owner labels too
+//! ([`pool_labels`]: the pool, the owner, and their slot directory `pool-…` instead of a staging
+//! directory; the slot holds them in its [`OWNER_FILE`]). One whose owner is certainly dead is
+//! removed with its slot (if directly in this run root), whatever audit log its runtime wrote: an
+//! unclaimed one holds no run, and a run that had claimed one is audited by its own log's next
+//! writer ([`close_unfinished`]), not from the container. Parked containers (`parked.rs`,
+//! `dev.symbiont.pool=cli`) carry no owner labels and are never touched: the process that parks
+//! them exits by design, and they have their own expiry and drain.
+//!
+//! [`close_unfinished`] closes, in the log of a writer that holds it for its whole life (a
+//! long-lived runtime), every run left without a final lifecycle entry, wherever it ran: a log has
+//! one writer, so such a run is lost.
 
 use std::{
     collections::{HashMap, HashSet},
     fmt, fs,
-    io::Write,
+    io::{BufRead, BufReader, Write},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::OnceLock,
@@ -60,6 +70,10 @@ pub const AUDIT_ORIGIN_LABEL: &str = "dev.symbiont.audit.origin";
 pub const STAGING_LABEL: &str = "dev.symbiont.staging";
 /// The file in a staging directory that holds the run's labels (JSON), outside what is mounted.
 pub const OWNER_FILE: &str = "owner.json";
+/// The reason of the `failed` entry of a run lost with its runtime; `{by}` names who cleans up.
+fn lost_reason(by: &str) -> String {
+    format!("the runtime that ran it was killed; cleaned up by {by}")
+}
 
 /// A process, identified so that a reused pid is not taken for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +177,15 @@ pub fn labels(run_id: &str, agent: &str, staging: &Path, log: &Log) -> Result<Ve
     Ok(labels)
 }
 
+/// The labels of a warm container of the pool `pool` (the value of its `dev.symbiont.pool` label)
+/// and of its slot directory's [`OWNER_FILE`]: the pool, this process as owner, and the slot.
+pub(crate) fn pool_labels(pool: &str, slot: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut labels = vec![(POOL_LABEL.to_string(), pool.to_string())];
+    labels.extend(Owner::current()?.labels());
+    labels.push((STAGING_LABEL.into(), slot.display().to_string()));
+    Ok(labels)
+}
+
 /// Writes `labels` into the staging directory `dir` ([`OWNER_FILE`], mode 0600).
 pub fn mark(dir: &Path, labels: &[(String, String)]) -> Result<(), String> {
     let path = dir.join(OWNER_FILE);
@@ -184,6 +207,12 @@ pub enum Reaped {
     Removed { run_id: String, agent: String, container: Option<String>, audited: bool },
     /// A running container of another audit log, stopped and left for that log's next run.
     Stopped { run_id: String, agent: String, container: String, audit_log: String },
+    /// A warm container of a dead runtime's pool (if it still existed) and its slot directory (if
+    /// it was in this run root), removed.
+    Warm { container: Option<String>, slot: Option<PathBuf> },
+    /// A run of this audit log without a final lifecycle entry, audited `failed` from its last
+    /// state `from` by [`close_unfinished`].
+    Closed { run_id: String, agent: String, from: State },
     /// Something could not be cleaned up.
     Error(String),
 }
@@ -200,17 +229,42 @@ impl fmt::Display for Reaped {
                 f,
                 "run {run_id} of agent `{agent}` (audit log {audit_log}) was left by a killed runtime: its container {} is stopped; \
                  the next run with that audit log removes it and audits the run",
-                &container[..container.len().min(12)]
+                short(container)
+            ),
+            Reaped::Warm { container: Some(id), slot } => {
+                let with = if slot.is_some() { " and its slot directory" } else { "" };
+                write!(f, "warm container {} of a killed runtime's pool was left: removed it{with}", short(id))
+            }
+            Reaped::Warm { container: None, slot } => {
+                let slot = slot.as_ref().map(|s| s.display().to_string()).unwrap_or_default();
+                write!(f, "slot directory {slot} of a killed runtime's pool was left: removed it")
+            }
+            Reaped::Closed { run_id, agent, from } => write!(
+                f,
+                "run {run_id} of agent `{agent}` was lost with the runtime that ran it (killed while {}): audited as failed",
+                from.as_str()
             ),
             Reaped::Error(why) => write!(f, "cleaning up after a killed runtime: {why}"),
         }
     }
 }
 
-/// One thing a run left: its labels, and its container if it has one.
+/// A container id as `docker ps` shows it.
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// One thing a run (or a pool) left: its labels, and its container if it has one.
 struct Leftover {
     labels: HashMap<String, String>,
     container: Option<(String, bool)>,
+}
+
+impl Leftover {
+    /// A warm container of a pool, or its slot directory, rather than a cold run's.
+    fn warm(&self) -> bool {
+        self.labels.contains_key(POOL_LABEL)
+    }
 }
 
 /// Finds what killed runtimes left (module doc) and cleans it up; `by` names who does (it goes in
@@ -231,7 +285,9 @@ pub async fn reap(docker: &Docker, run_root: &Path, auditor: &Auditor, by: &str)
         }
         let label = |key: &str| leftover.labels.get(key).cloned().unwrap_or_default();
         let of_this_log = ours.0.as_deref() == Some(label(AUDIT_LABEL).as_str()) && ours.1 == label(AUDIT_ORIGIN_LABEL);
-        let outcome = if of_this_log {
+        let outcome = if leftover.warm() {
+            remove_warm(docker, run_root, &leftover).await
+        } else if of_this_log {
             remove(docker, run_root, auditor, &leftover, by).await
         } else {
             match &leftover.container {
@@ -251,7 +307,8 @@ pub async fn reap(docker: &Docker, run_root: &Path, auditor: &Auditor, by: &str)
     Ok(reaped)
 }
 
-/// The containers with the run label and owner labels (any state), warm ones excepted.
+/// The containers with the run label and owner labels (any state): cold runs' and pools' (parked
+/// containers have no owner labels).
 async fn containers(docker: &Docker) -> Result<Vec<Leftover>, String> {
     let filters = HashMap::from([("label".to_string(), vec![RUN_LABEL.to_string(), OWNER_PID_LABEL.to_string()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
@@ -261,25 +318,34 @@ async fn containers(docker: &Docker) -> Result<Vec<Leftover>, String> {
         .filter_map(|c| {
             let labels = c.labels.unwrap_or_default();
             let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
-            (!labels.contains_key(POOL_LABEL)).then_some(Leftover { labels, container: Some((c.id?, running)) })
+            Some(Leftover { labels, container: Some((c.id?, running)) })
         })
         .collect())
 }
 
-/// The staging directories of `run_root` (named as run ids, not links) with an owner file.
+/// The staging directories (named as run ids) and pools' slot directories (`pool-…`) of
+/// `run_root`, not links, with an owner file that says which they are.
 fn directories(run_root: &Path) -> Vec<Leftover> {
     let Ok(entries) = fs::read_dir(run_root) else { return Vec::new() };
     entries
         .flatten()
-        .filter(|e| is_run_id(&e.file_name().to_string_lossy()) && e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| {
             let text = fs::read_to_string(e.path().join(OWNER_FILE)).ok()?;
             let labels: HashMap<String, String> = serde_json::from_str(&text).ok()?;
+            let leftover = Leftover { labels, container: None };
+            let name = e.file_name().to_string_lossy().to_string();
+            let named = if leftover.warm() { is_slot(&name) } else { is_run_id(&name) };
             // The directory is the one the file is in, whatever the file says.
             let path = e.path().display().to_string();
-            (labels.get(STAGING_LABEL) == Some(&path)).then_some(Leftover { labels, container: None })
+            (named && leftover.labels.get(STAGING_LABEL) == Some(&path)).then_some(leftover)
         })
         .collect()
+}
+
+/// A pool's slot directory, as `pool::make_slot` names it.
+fn is_slot(name: &str) -> bool {
+    name.strip_prefix("pool-").is_some_and(is_run_id)
 }
 
 /// A run id as `util::random_id(8)` makes it: 16 lowercase hex digits.
@@ -295,34 +361,134 @@ async fn remove(docker: &Docker, run_root: &Path, auditor: &Auditor, leftover: &
     let last = last_lifecycle(auditor.log().dir(), &run_id)?;
     let audited = match last {
         Some(from) if !from.is_final() && from.can_become(State::Failed) => {
-            let details = Map::from_iter([
-                ("run_id".to_string(), json!(run_id)),
-                ("from".to_string(), json!(from.as_str())),
-                ("exit_code".to_string(), json!(null)),
-                ("oom_killed".to_string(), json!(false)),
-                ("sandbox".to_string(), json!(leftover.container.as_ref().map(|(id, _)| id))),
-                ("reason".to_string(), json!(format!("the runtime that ran it was killed; cleaned up by {by}"))),
-            ]);
-            auditor.record(&agent, "lifecycle", State::Failed.as_str(), details).await.map_err(|e| format!("audit log: {e}"))?;
+            let sandbox = leftover.container.as_ref().map(|(id, _)| id.as_str());
+            audit_lost(auditor, &agent, &run_id, from, sandbox, by).await?;
             true
         }
         _ => false,
     };
     if let Some((id, _)) = &leftover.container {
-        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        match docker.remove_container(id, Some(options)).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
-            Err(e) => return Err(format!("removing container {id} of run {run_id}: {e}")),
-        }
+        remove_container(docker, id).await.map_err(|e| format!("run {run_id}: {e}"))?;
     }
     if let Some(dir) = staging_in(run_root, &label(STAGING_LABEL)) {
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("removing {}: {e}", dir.display())),
-        }
+        remove_dir(&dir)?;
     }
     Ok(Some(Reaped::Removed { run_id, agent, container: leftover.container.as_ref().map(|(id, _)| id.clone()), audited }))
+}
+
+/// Removes a warm container of a dead runtime's pool and its slot directory (only one directly in
+/// this run root, named `pool-…`). Nothing is audited: a run that had claimed it is closed by its
+/// log's next writer ([`close_unfinished`]).
+async fn remove_warm(docker: &Docker, run_root: &Path, leftover: &Leftover) -> Result<Option<Reaped>, String> {
+    let container = leftover.container.as_ref().map(|(id, _)| id.clone());
+    if let Some(id) = &container {
+        remove_container(docker, id).await?;
+    }
+    let slot = leftover.labels.get(STAGING_LABEL).and_then(|path| crate::util::labelled_dir_in(run_root, path, is_slot));
+    if let Some(dir) = &slot {
+        remove_dir(dir)?;
+    }
+    Ok((container.is_some() || slot.is_some()).then_some(Reaped::Warm { container, slot }))
+}
+
+/// Removes a container, running or not; one already gone (or being removed) is no error.
+async fn remove_container(docker: &Docker, id: &str) -> Result<(), String> {
+    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
+        Err(e) => Err(format!("removing container {id}: {e}")),
+    }
+}
+
+fn remove_dir(dir: &Path) -> Result<(), String> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", dir.display())),
+    }
+}
+
+/// Appends the final entry of a run lost with its runtime: `failed` from its last state `from`.
+async fn audit_lost(auditor: &Auditor, agent: &str, run_id: &str, from: State, sandbox: Option<&str>, by: &str) -> Result<(), String> {
+    let details = Map::from_iter([
+        ("run_id".to_string(), json!(run_id)),
+        ("from".to_string(), json!(from.as_str())),
+        ("exit_code".to_string(), json!(null)),
+        ("oom_killed".to_string(), json!(false)),
+        ("sandbox".to_string(), json!(sandbox)),
+        ("reason".to_string(), json!(lost_reason(by))),
+    ]);
+    auditor.record(agent, "lifecycle", State::Failed.as_str(), details).await.map(drop).map_err(|e| format!("audit log: {e}"))
+}
+
+/// Closes every run of the log `auditor` writes whose last lifecycle entry is not final: appends
+/// its `failed` entry (from its last state, naming the sandbox its `starting` entry named, with
+/// the reason [`reap`] gives, `by` naming who cleans up), in the order of their last entries.
+///
+/// Safe only for a writer that holds the log's lock for the log's whole life (a long-lived
+/// runtime), called once when it has opened the log and before any run of its own starts: a log
+/// has one writer, so a run of it without a final entry when its writer opens it belonged to an
+/// earlier writer that died, and is lost. Nothing else is touched: this is how a run that had
+/// claimed a warm container (which [`reap`] removes without auditing) gets its final entry.
+/// Call [`reap`] first, so that the cold runs it removes are audited once, naming their container.
+///
+/// The log is read line by line, keeping only the runs without a final entry so far.
+pub async fn close_unfinished(auditor: &Auditor, by: &str) -> Result<Vec<Reaped>, String> {
+    let dir = auditor.log().dir().to_path_buf();
+    let unfinished =
+        tokio::task::spawn_blocking(move || unfinished_runs(&dir)).await.map_err(|e| format!("reading the audit log: {e}"))??;
+    let mut closed = Vec::new();
+    for run in unfinished {
+        audit_lost(auditor, &run.agent, &run.run_id, run.from, run.sandbox.as_deref(), by).await?;
+        closed.push(Reaped::Closed { run_id: run.run_id, agent: run.agent, from: run.from });
+    }
+    Ok(closed)
+}
+
+/// A run whose last lifecycle entry so far is not final.
+struct Unfinished {
+    run_id: String,
+    agent: String,
+    from: State,
+    sandbox: Option<String>,
+    seq: u64,
+}
+
+/// The runs of the log `dir` whose last lifecycle entry is not final, oldest last entry first.
+/// Lines that are not entries (a torn tail) are skipped, as are lifecycle entries without a run id
+/// (lightweight agents'). A run whose last entry names no known state is left alone.
+fn unfinished_runs(dir: &Path) -> Result<Vec<Unfinished>, String> {
+    let mut open: HashMap<String, Unfinished> = HashMap::new();
+    for (_, path) in store::segments(dir).map_err(|e| e.to_string())? {
+        let file = fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(|e| format!("{}: {e}", path.display()))? == 0 {
+                break;
+            }
+            let Ok(entry) = serde_json::from_slice::<Entry>(&line) else { continue };
+            let Some(run_id) = entry.details.get("run_id").and_then(|v| v.as_str()).filter(|_| entry.operation == "lifecycle") else {
+                continue;
+            };
+            match state_named(&entry.decision).filter(|s| !s.is_final() && s.can_become(State::Failed)) {
+                Some(from) => {
+                    let sandbox = entry.details.get("sandbox").and_then(|v| v.as_str()).map(String::from);
+                    let earlier = open.remove(run_id).and_then(|run| run.sandbox);
+                    let run =
+                        Unfinished { run_id: run_id.to_string(), agent: entry.agent, from, sandbox: sandbox.or(earlier), seq: entry.seq };
+                    open.insert(run.run_id.clone(), run);
+                }
+                None => {
+                    open.remove(run_id);
+                }
+            }
+        }
+    }
+    let mut runs: Vec<Unfinished> = open.into_values().collect();
+    runs.sort_by_key(|run| run.seq);
+    Ok(runs)
 }
 
 /// `path` if it is a staging directory directly in `run_root` (named as a run id, not a link):
@@ -403,5 +569,117 @@ mod tests {
         let link = root.path().join("fedcba9876543210");
         std::os::unix::fs::symlink(&run, &link).unwrap();
         assert_eq!(staging_in(root.path(), &shown(&link)), None);
+    }
+
+    #[test]
+    fn a_pools_slot_is_found_by_its_name_and_owner_file_and_a_parked_one_is_not() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str, labels: Option<Vec<(String, String)>>| {
+            let path = root.path().join(name);
+            fs::create_dir(&path).unwrap();
+            if let Some(labels) = labels {
+                mark(&path, &labels).unwrap();
+            }
+            path
+        };
+        let at = |name: &str| root.path().join(name).display().to_string();
+        let run_labels = |name: &str| vec![(RUN_LABEL.to_string(), name.to_string()), (STAGING_LABEL.to_string(), at(name))];
+        let slot = dir("pool-0123456789abcdef", Some(pool_labels("a1b2c3", &root.path().join("pool-0123456789abcdef")).unwrap()));
+        let run = dir("fedcba9876543210", Some(run_labels("fedcba9876543210")));
+        // A parked container's slot has no owner file: its maker exits by design.
+        dir("pool-00000000000000aa", None);
+        dir("pool-odd", Some(pool_labels("a1b2c3", &root.path().join("pool-odd")).unwrap()));
+        // An owner file naming another directory, or a run's directory said to be a pool's.
+        dir("pool-00000000000000bb", Some(pool_labels("a1b2c3", &slot).unwrap()));
+        dir("00000000000000cc", Some(pool_labels("a1b2c3", &root.path().join("00000000000000cc")).unwrap()));
+        let mut found: Vec<(String, bool)> = directories(root.path()).iter().map(|l| (l.labels[STAGING_LABEL].clone(), l.warm())).collect();
+        found.sort();
+        assert_eq!(found, [(run.display().to_string(), false), (slot.display().to_string(), true)]);
+        let labels: HashMap<String, String> = pool_labels("a1b2c3", &slot).unwrap().into_iter().collect();
+        assert_eq!(Owner::from_labels(&labels), Some(Owner::current().unwrap()), "a pool's owner is this process");
+        assert_eq!(labels[POOL_LABEL], "a1b2c3");
+    }
+
+    /// A log in `dir` with segments of three entries, so that runs span segments.
+    fn small_log(dir: &Path) -> Auditor {
+        let signer = std::sync::Arc::new(symbiont_audit::FileSigner::generate().unwrap());
+        let options = symbiont_audit::LogOptions { segment_entries: 3, ..Default::default() };
+        let (log, _) = Log::open(dir, signer, options).unwrap();
+        Auditor::new(std::sync::Arc::new(log))
+    }
+
+    fn entries(dir: &Path) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for (_, path) in store::segments(dir).unwrap() {
+            entries.extend(store::read_lines(&path).unwrap().iter().map(|line| serde_json::from_slice::<Entry>(&line.bytes).unwrap()));
+        }
+        entries
+    }
+
+    #[tokio::test]
+    async fn every_run_without_a_final_entry_is_closed_once_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("audit");
+        let auditor = small_log(&log_dir);
+        // (agent, operation, decision, run id, sandbox), in log order.
+        let written = [
+            ("a", "lifecycle", "created", Some("created-only"), None),
+            ("b", "lifecycle", "created", Some("was-running"), None),
+            ("b", "lifecycle", "starting", Some("was-running"), Some("c0ffee")),
+            ("c", "lifecycle", "created", Some("completed"), None),
+            ("b", "lifecycle", "running", Some("was-running"), None),
+            ("b", "http_request", "allow", Some("was-running"), None),
+            ("c", "lifecycle", "starting", Some("completed"), Some("beef")),
+            ("c", "lifecycle", "running", Some("completed"), None),
+            ("c", "lifecycle", "completed", Some("completed"), None),
+            ("d", "lifecycle", "created", Some("reaped"), None),
+            ("d", "lifecycle", "starting", Some("reaped"), Some("d00d")),
+            ("e", "lifecycle", "created", Some("was-starting"), None),
+            ("e", "lifecycle", "starting", Some("was-starting"), Some("f00d")),
+            // `reap` closed this one already.
+            ("d", "lifecycle", "failed", Some("reaped"), None),
+            // A state this runtime does not know: not judged, left alone.
+            ("f", "lifecycle", "created", Some("odd"), None),
+            ("f", "lifecycle", "paused", Some("odd"), None),
+            // A lightweight agent's entries carry no run id.
+            ("g", "lifecycle", "created", None, None),
+        ];
+        for (agent, operation, decision, run_id, sandbox) in written {
+            let mut details = Map::new();
+            details.extend(run_id.map(|id| ("run_id".to_string(), json!(id))));
+            details.extend(sandbox.map(|id| ("sandbox".to_string(), json!(id))));
+            auditor.record(agent, operation, decision, details).await.unwrap();
+        }
+
+        let closed = close_unfinished(&auditor, "service 42").await.unwrap();
+        let expected = [
+            ("created-only", "a", State::Created, None),
+            ("was-running", "b", State::Running, Some("c0ffee")),
+            ("was-starting", "e", State::Starting, Some("f00d")),
+        ];
+        let as_closed = |(run_id, agent, from, _): &(&str, &str, State, Option<&str>)| Reaped::Closed {
+            run_id: run_id.to_string(),
+            agent: agent.to_string(),
+            from: *from,
+        };
+        assert_eq!(closed, expected.iter().map(as_closed).collect::<Vec<_>>());
+        assert_eq!(
+            closed[1].to_string(),
+            "run was-running of agent `b` was lost with the runtime that ran it (killed while running): audited as failed"
+        );
+
+        let all = entries(&log_dir);
+        assert_eq!(all.len(), written.len() + expected.len());
+        for (entry, (run_id, agent, from, sandbox)) in all[written.len()..].iter().zip(&expected) {
+            assert_eq!((entry.agent.as_str(), entry.operation.as_str(), entry.decision.as_str()), (*agent, "lifecycle", "failed"));
+            let details = serde_json::Value::Object(entry.details.clone());
+            let reason = "the runtime that ran it was killed; cleaned up by service 42";
+            let want = json!({"run_id": run_id, "from": from.as_str(), "exit_code": null, "oom_killed": false, "sandbox": sandbox, "reason": reason});
+            assert_eq!(details, want);
+        }
+        assert_eq!(close_unfinished(&auditor, "service 43").await.unwrap(), [], "each run is closed once");
+        assert_eq!(entries(&log_dir).len(), all.len());
+        let report = symbiont_audit::verify_log(&log_dir, &Default::default()).unwrap();
+        assert!(report.is_valid(), "{:?}", report.finding);
     }
 }

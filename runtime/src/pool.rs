@@ -11,7 +11,9 @@
 //! cold one; the pool refills in the background when that run has ended.
 //!
 //! The pool's containers idle until claimed, so [`Pool::drain`] must run before the runtime is
-//! dropped: it removes every warm container and slot directory.
+//! dropped: it removes every warm container and slot directory. A process killed before it could
+//! drain leaves them to the next runtime: they carry its owner labels (`leftovers::pool_labels`,
+//! also in the slot's `owner.json`), and `leftovers::reap` removes those of a dead owner.
 
 use std::{
     fs,
@@ -242,7 +244,13 @@ impl Pool {
     /// wants it.
     async fn warm_one(&self, config: PoolConfig, backend: Arc<dyn Sandbox>, root: PathBuf) {
         let made = async {
-            let (dir, spec) = make_slot(&root, config.language, config.limits)?;
+            let (dir, mut spec) = make_slot(&root, config.language, config.limits)?;
+            // Owner labels on the container and in the slot: if this process is killed, the next
+            // runtime's `leftovers::reap` removes both (parked containers, made by a process that
+            // exits by design, have none).
+            let labelled =
+                crate::leftovers::pool_labels(&self.id, &dir).and_then(|labels| crate::leftovers::mark(&dir, &labels).map(|()| labels));
+            spec.labels = labelled.inspect_err(|_| remove_dir(&dir))?;
             match backend.warm(&spec, &self.id).await {
                 Ok(warm) => Ok(Slot::new(dir, warm)),
                 Err(e) => {
