@@ -10,6 +10,7 @@ mod isolation;
 mod limits;
 pub(crate) mod sandbox;
 mod sdk;
+mod service;
 mod secrets;
 mod signals;
 mod talk;
