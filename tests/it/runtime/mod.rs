@@ -3,6 +3,7 @@
 
 mod bus;
 mod concurrent;
+mod crash;
 mod files;
 mod firecracker;
 mod image;
