@@ -192,22 +192,35 @@ impl Bus {
         let plaintext = serde_json::to_vec(payload).expect("JSON values serialize");
         let args = symbiont_policy::Value::from(json!({ "to": to, "recipient": to }));
         let (effect, reason, rules) = crate::util::decide(&sender.policy, "send_message", &args, &sender.env);
-        let details = Map::from_iter([
+        let mut details = Map::from_iter([
             ("to".to_string(), json!(to)),
             ("bytes".to_string(), json!(plaintext.len())),
             ("reason".to_string(), json!(reason)),
             ("rules".to_string(), rules.clone()),
         ]);
+        let recipient = match self.member(to) {
+            Some(member) => Ok(member),
+            None if self.known.read().unwrap_or_else(|e| e.into_inner()).contains_key(to) => Err(BusError::Stopped(to.to_string())),
+            None => Err(BusError::UnknownAgent(to.to_string())),
+        };
+        if let (Effect::Allow, Err(missing)) = (effect, &recipient) {
+            // Allowed, yet going nowhere: the entry says so, or a sender's retries would read as
+            // messages sent.
+            details.insert("undelivered".into(), json!(missing.to_string()));
+        }
         let audited = self.auditor.submit(from, "send_message", effect.as_str(), details).map_err(|e| BusError::Audit(e.to_string()))?;
         if effect == Effect::Deny {
             audited.await.map_err(|e| BusError::Audit(e.to_string()))?;
             let by = crate::util::denied_by(&rules);
             return Err(BusError::Denied(format!("policy denies send_message to `{to}` for agent {from}{by} ({reason})")));
         }
-        let recipient = match self.member(to) {
-            Some(member) => member,
-            None if self.known.read().unwrap_or_else(|e| e.into_inner()).contains_key(to) => return Err(BusError::Stopped(to.to_string())),
-            None => return Err(BusError::UnknownAgent(to.to_string())),
+        let recipient = match recipient {
+            Ok(member) => member,
+            Err(missing) => {
+                // Answered once the entry is durable, as every other send is.
+                audited.await.map_err(|e| BusError::Audit(e.to_string()))?;
+                return Err(missing);
+            }
         };
         let pair = lock(&sender.outgoing).entry(to.to_string()).or_default().clone();
         let mut pair = pair.lock().await;

@@ -138,6 +138,12 @@ async fn tampered_replayed_and_refused_messages_never_arrive() {
         ]
     );
     assert_eq!(of(&entries, "send_message", "deny").len(), 1);
+    // Allowed, and going nowhere: the entry says so.
+    let (nowhere, sent): (Vec<&Value>, Vec<&Value>) =
+        of(&entries, "send_message", "allow").into_iter().partition(|e| e["details"]["to"] == "nobody");
+    assert_eq!(nowhere.len(), 1);
+    assert_eq!(nowhere[0]["details"]["undelivered"], "no running agent `nobody`: the message was not delivered");
+    assert!(sent.iter().all(|e| e["details"].get("undelivered").is_none()), "{sent:#?}");
     let refused = of(&entries, "receive_message", "deny");
     assert_eq!((refused.len(), refused[0]["details"]["from"].as_str()), (1, Some("mallory")));
     assert_eq!(of(&entries, "receive_message", "allow").len(), 2);
