@@ -16,13 +16,13 @@ use serde_json::Value;
 use super::sandbox::{assert_no_container, entries_of, sandbox_ready, Ws};
 
 /// A running `symbiont up`, its standard error collected; killed (and waited for) when dropped.
-struct Up {
+pub(crate) struct Up {
     child: Child,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Up {
-    fn start(ws: &Ws) -> Up {
+    pub(crate) fn start(ws: &Ws) -> Up {
         let mut child = ws.command(&["up"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("symbiont up starts");
         let stderr = Arc::new(Mutex::new(String::new()));
         let (serving, up) = mpsc::channel();
@@ -44,7 +44,7 @@ impl Up {
         up
     }
 
-    fn said(&self) -> String {
+    pub(crate) fn said(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
@@ -54,7 +54,7 @@ impl Up {
     }
 
     /// Sends SIGTERM and waits for the service to exit, returning its status.
-    fn terminate(mut self) -> (i32, String) {
+    pub(crate) fn terminate(mut self) -> (i32, String) {
         self.signal("TERM");
         let status = self.child.wait().unwrap();
         // The reader thread has the last lines once the pipe closes.

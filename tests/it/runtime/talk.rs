@@ -2,7 +2,8 @@
 //! its own sandbox at Tier 1 and at Tier 2 and started together, exchange messages through their
 //! SDKs' `send`/`receive`, each decision made by the sender's or the recipient's policy and audited
 //! on its side; and a send the sender's policy denies never arrives, is audited `deny`, and
-//! reaches the agent as its SDK's `PolicyDenied`.
+//! reaches the agent as its SDK's `PolicyDenied`. The same exchange goes through `symbiont up`,
+//! with the two agents run by two `symbiont run`s.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use symbiont_policy::Engine;
 use symbiont_runtime::{local::LocalAgent, AgentConfig, AgentRuntime, Limits, RunReport, State, Tier};
 
 use super::sandbox::{agent_config, assert_no_container, collect_output, sandbox_ready, tokio_runtime, universe_of, workspace_runtime, Ws};
+use super::service::Up;
 
 /// Sends a question to the agent its input names (retrying while that agent is not running yet:
 /// a run started apart from it, as by another `symbiont run`, may come first), then prints the
@@ -55,18 +57,18 @@ print("replied", symbiont.send(m.from_, {"answer": m.payload["question"] * 7, "b
 
 const MUZZLE: &str = r#"deny: send_message(to) if to == "answerer""#;
 
+/// The agents: `asker` and `answerer` as `symbiont run` runs them too (their code, Tier 1), the
+/// lightweight `referee`, and `muzzled`, which runs the asker's code under a policy that denies
+/// its sends to `answerer`.
 fn workspace() -> Ws {
     let ws = Ws::new();
     ws.write("asker.js", ASKER);
     ws.write("answerer.py", ANSWERER);
-    let talks = "policy p { allow: [\"send_message\", \"receive_message\"] }";
-    ws.write(
-        "agent.sym",
-        &format!(
-            "agent asker {{\n    {talks}\n}}\nagent answerer {{\n    {talks}\n}}\nagent referee {{\n    {talks}\n}}\n\
-             agent muzzled {{\n    policy p {{\n        allow: [\"send_message\", \"receive_message\"]\n        {MUZZLE}\n    }}\n}}\n"
-        ),
-    );
+    let talks = r#"policy p { allow: ["send_message", "receive_message"] }"#;
+    let run = |file: &str| format!("implementation = [\"{file}\"]\n    security = {{ tier: Tier1, timeout: 60s }}\n    {talks}");
+    let muzzled = format!("policy p {{\n        allow: [\"send_message\", \"receive_message\"]\n        {MUZZLE}\n    }}");
+    let agents = [("asker", run("asker.js")), ("answerer", run("answerer.py")), ("referee", talks.to_string()), ("muzzled", muzzled)];
+    ws.write("agent.sym", &agents.map(|(name, body)| format!("agent {name} {{\n    {body}\n}}\n")).concat());
     ws
 }
 
@@ -213,4 +215,52 @@ fn denied_send_never_arrives_tier1() {
 #[test]
 fn denied_send_never_arrives_tier2() {
     denied_send_never_arrives(Tier::GVisor);
+}
+
+/// The same exchange through `symbiont up`: two `symbiont run`s started together hand their runs
+/// to the workspace's service, whose one runtime puts both agents on its bus. Each run's output
+/// and status are the agent's; the service's log has both sides' decisions and verifies.
+#[test]
+fn agents_talk_through_the_service() {
+    let test = "agents_talk_through_the_service";
+    if !sandbox_ready(test) {
+        return;
+    }
+    let ws = workspace();
+    let up = Up::start(&ws);
+    let (asker, answerer) = std::thread::scope(|s| {
+        let asker = s.spawn(|| ws.run(&["run", "agent.sym", "--agent", "asker", "--input", r#"{"to": "answerer"}"#]));
+        let answerer = s.spawn(|| ws.run(&["run", "agent.sym", "--agent", "answerer"]));
+        (asker.join().unwrap(), answerer.join().unwrap())
+    });
+    let said = up.said();
+    for (agent, run) in [("asker", &asker), ("answerer", &answerer)] {
+        assert_eq!(run.code, 0, "{test}: {agent}:\n{}\n{}", run.stderr, said);
+        assert!(said.contains(&format!("run {} of agent `{agent}` started", run.run_id)), "{test}: the service ran {agent}:\n{said}");
+    }
+    assert_eq!(answerer.stdout, "got asker {\"by\": \"javascript\", \"question\": 6}\nreplied 1\n", "{test}");
+    assert_eq!(asker.stdout, "sent 1\nreply answerer {\"answer\":42,\"by\":\"python\"}\n", "{test}");
+    let (status, said) = up.terminate();
+    assert_eq!(status, 0, "{test}: {said}");
+
+    // Each `symbiont run` reaches the service on its own, so the asker may have tried before the
+    // answerer's run existed: each such try is an allowed send whose entry says it went nowhere,
+    // and the asker tried again.
+    let sends: Vec<Value> = ws.audit().into_iter().filter(|e| e["agent"] == "asker" && e["operation"] == "send_message").collect();
+    let (sent, tried) = sends.split_last().expect("the asker sent");
+    assert_eq!(sent["details"].get("undelivered"), None, "{test}: {sent:#}");
+    let nowhere = "no running agent `answerer`: the message was not delivered";
+    assert!(tried.iter().all(|e| e["details"]["undelivered"] == nowhere), "{test}: {tried:#?}");
+    let mut decided = decisions(&ws);
+    let expected = owned(&[
+        ("asker", "send_message", "allow", "answerer"),
+        ("answerer", "receive_message", "allow", "asker"),
+        ("answerer", "send_message", "allow", "asker"),
+        ("asker", "receive_message", "allow", "answerer"),
+    ]);
+    let tries = decided.iter().take_while(|d| **d == expected[0]).count();
+    decided.drain(..tries.saturating_sub(1));
+    assert_eq!(decided, expected, "{test}");
+    ws.assert_clean(&asker);
+    ws.assert_clean(&answerer);
 }
