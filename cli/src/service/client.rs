@@ -19,10 +19,12 @@ fn connect(root: &Path) -> Option<UnixStream> {
     UnixStream::connect(protocol::socket_path(root)).ok()
 }
 
-fn write_request(stream: &mut UnixStream, request: &Request) -> Result<(), Refusal> {
+/// Writes the request. A failure is not the end: a service that refuses the caller answers before
+/// reading, so its answer is read whatever happened here.
+fn write_request(stream: &mut UnixStream, request: &Request) {
     let mut line = serde_json::to_vec(request).expect("requests serialize");
     line.push(b'\n');
-    stream.write_all(&line).map_err(|e| lost(&e.to_string()))
+    let _ = stream.write_all(&line);
 }
 
 fn lost(why: &str) -> Refusal {
@@ -55,7 +57,7 @@ pub fn hand_off(root: &Path, request: &RunRequest, json_summary: bool) -> Option
 }
 
 fn follow_run(stream: &mut UnixStream, request: &RunRequest, json_summary: bool) -> Result<u8, Refusal> {
-    write_request(stream, &Request::Run { request: request.clone(), json_summary })?;
+    write_request(stream, &Request::Run { request: request.clone(), json_summary });
     let stopper = stream.try_clone().map_err(|e| lost(&e.to_string()))?;
     stop_on_signal(stopper)?;
     for event in events(stream) {
@@ -104,7 +106,7 @@ fn root(dir: Option<&Path>) -> Result<PathBuf, String> {
 fn ask(dir: Option<&Path>, request: &Request) -> Result<UnixStream, String> {
     let root = root(dir)?;
     let mut stream = connect(&root).ok_or_else(|| format!("no service is up for {} (start one with `symbiont up`)", root.display()))?;
-    write_request(&mut stream, request).map_err(|r| r.message)?;
+    write_request(&mut stream, request);
     Ok(stream)
 }
 

@@ -195,8 +195,15 @@ impl Service {
     }
 
     /// Registers a composed run and starts it: it waits for its agent's turn, records its risk
-    /// assessment, runs, and records how it ended.
-    fn start(self: &Arc<Self>, composed: Composed, schedule: Option<String>, json_summary: bool) -> Arc<RunRecord> {
+    /// assessment, runs, and records how it ended. `None` once the service is stopping.
+    fn start(self: &Arc<Self>, composed: Composed, schedule: Option<String>, json_summary: bool) -> Option<Arc<RunRecord>> {
+        // Checked and registered under the tasks' lock, which `drain` takes after setting
+        // `stopping`: a run composed while the service began to stop is either refused here or
+        // registered in time for the drain to stop it and wait for its end.
+        let mut tasks = lock(&self.tasks);
+        if *self.stopping.borrow() {
+            return None;
+        }
         let (changed, _) = watch::channel(0);
         let (stop, _) = watch::channel(false);
         let record = Arc::new(RunRecord {
@@ -212,10 +219,9 @@ impl Service {
         });
         self.register(record.clone());
         let task = tokio::spawn(self.clone().execute(record.clone(), composed, json_summary));
-        let mut tasks = lock(&self.tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
-        record
+        Some(record)
     }
 
     async fn execute(self: Arc<Self>, record: Arc<RunRecord>, composed: Composed, json_summary: bool) {
@@ -284,7 +290,8 @@ impl Service {
     /// One scheduled run, to its end.
     async fn run_scheduled(self: Arc<Self>, file: PathBuf, tick: ScheduledRun) {
         let request = RunRequest {
-            file,
+            // The workspace's walk gives paths relative to its root; a run's file is absolute.
+            file: self.root.join(file),
             agent: Some(tick.agent.clone()),
             tier: None,
             input: serde_json::Value::Null,
@@ -295,7 +302,7 @@ impl Service {
         };
         match self.compose(request).await {
             Ok(composed) => {
-                let record = self.start(composed, Some(tick.schedule.clone()), false);
+                let Some(record) = self.start(composed, Some(tick.schedule.clone()), false) else { return };
                 say(format!("schedule {}: run {} of agent `{}` started", tick.schedule, record.id, tick.agent));
                 let mut changed = record.changed.subscribe();
                 let _ = changed.wait_for(|_| record.ending().is_some()).await;
@@ -349,7 +356,7 @@ async fn serve(options: &UpOptions) -> Result<(), Refusal> {
         info,
     });
     fill_pools(&service, &workspace, options.warm);
-    let drivers = drive_schedules(&service, &workspace);
+    let schedules = drive_schedules(&service, &workspace);
     say(format!(
         "serving {} (pid {}) on {}; audit log {}; {} schedule{}; Ctrl-C or SIGTERM stops it",
         root.display(),
@@ -373,7 +380,7 @@ async fn serve(options: &UpOptions) -> Result<(), Refusal> {
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    drain(service, drivers, connections, &socket).await;
+    drain(service, schedules, connections, &socket).await;
     Ok(())
 }
 
@@ -392,13 +399,19 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-/// What a killed service (or a killed `symbiont run`) of this log left: containers and staging
-/// directories removed, their runs audited `failed`.
+/// What a killed service (or a killed `symbiont run`) of this log left: containers, warm
+/// containers and staging directories removed, their runs audited `failed`.
 async fn clean_up_after_crash(runtime: &AgentRuntime) {
     let by = format!("the service (pid {}) at its start", std::process::id());
     match runtime.reap_leftovers(&by).await {
         Ok(reaped) => reaped.iter().for_each(say),
         Err(e) => say(format!("cannot look for what a killed runtime left: {e}")),
+    }
+    // Holding the log's lock, every run of it without a final entry is lost (one in a warm
+    // container has no container of its own for the reaping above to find).
+    match symbiont_runtime::leftovers::close_unfinished(runtime.auditor(), &by).await {
+        Ok(closed) => closed.iter().for_each(say),
+        Err(e) => say(format!("cannot close the runs a killed runtime lost: {e}")),
     }
 }
 
@@ -435,8 +448,15 @@ fn fill_pools(service: &Service, workspace: &Workspace, size: usize) {
     }
 }
 
+/// The schedules' drivers, and the task that audits their events: it ends once the drivers and
+/// the runs they started have ended (each holds a sender of the events).
+struct Schedules {
+    drivers: Vec<JoinHandle<()>>,
+    auditing: JoinHandle<()>,
+}
+
 /// Starts a driver per `schedule` block; their events are audited and said.
-fn drive_schedules(service: &Arc<Service>, workspace: &Workspace) -> Vec<JoinHandle<()>> {
+fn drive_schedules(service: &Arc<Service>, workspace: &Workspace) -> Schedules {
     let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<schedule::Event>();
     let mut drivers = Vec::new();
     for (file, decl) in &workspace.schedules {
@@ -448,7 +468,7 @@ fn drive_schedules(service: &Arc<Service>, workspace: &Workspace) -> Vec<JoinHan
                 continue;
             }
         };
-        let last = schedule::last_fired(&service.log_dir, &schedule.name).unwrap_or_else(|e| {
+        let last = schedule::last_tick(&service.log_dir, &schedule.name).unwrap_or_else(|e| {
             say(format!("schedule {}: reading its last tick from the audit log: {e}", schedule.name));
             None
         });
@@ -457,7 +477,7 @@ fn drive_schedules(service: &Arc<Service>, workspace: &Workspace) -> Vec<JoinHan
         drivers.push(schedule::spawn(schedule, Arc::new(SystemClock), last, launch, events.clone()));
     }
     let auditor = service.runtime.auditor().clone();
-    drivers.push(tokio::spawn(async move {
+    let auditing = tokio::spawn(async move {
         while let Some(event) = received.recv().await {
             if let schedule::Event::Skipped { schedule, agent, .. } = &event {
                 say(format!("schedule {schedule}: tick skipped, the previous run of agent `{agent}` is still going"));
@@ -469,22 +489,23 @@ fn drive_schedules(service: &Arc<Service>, workspace: &Workspace) -> Vec<JoinHan
                 say(format!("auditing a schedule event: {e}"));
             }
         }
-    }));
-    drivers
+    });
+    Schedules { drivers, auditing }
 }
 
 /// Stops every run (each gets its final lifecycle entry), removes warm containers, stops the
 /// schedules, and closes the audit log (its final checkpoint) and the socket.
-async fn drain(service: Arc<Service>, drivers: Vec<JoinHandle<()>>, mut connections: tokio::task::JoinSet<()>, socket: &Path) {
+async fn drain(service: Arc<Service>, schedules: Schedules, mut connections: tokio::task::JoinSet<()>, socket: &Path) {
     service.stopping.send_replace(true);
-    for driver in &drivers {
+    for driver in &schedules.drivers {
         driver.abort();
     }
+    // The tasks first, then the runs: `start` registers both under the tasks' lock.
+    let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&service.tasks));
     let runs: Vec<Arc<RunRecord>> = lock(&service.runs).clone();
     for run in &runs {
         run.stop.send_replace(true);
     }
-    let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&service.tasks));
     let stopped = tasks.iter().filter(|t| !t.is_finished()).count();
     if tokio::time::timeout(STOP_GRACE, futures_join_all(tasks)).await.is_err() {
         say("some runs did not end within 30 s; their containers are left to the next start");
@@ -493,8 +514,15 @@ async fn drain(service: Arc<Service>, drivers: Vec<JoinHandle<()>>, mut connecti
     let _ = tokio::time::timeout(Duration::from_secs(2), async { while connections.join_next().await.is_some() {} }).await;
     connections.abort_all();
     service.runtime.drain_pool().await;
-    for driver in drivers {
+    for driver in schedules.drivers {
         let _ = driver.await;
+    }
+    // The events of the ticks before the stop are audited (a `fired` one names a run already in
+    // the log) unless a run outlived the grace above.
+    let mut auditing = schedules.auditing;
+    if tokio::time::timeout(Duration::from_secs(5), &mut auditing).await.is_err() {
+        auditing.abort();
+        let _ = auditing.await;
     }
     let _ = std::fs::remove_file(socket);
     let Ok(service) = Arc::try_unwrap(service) else {
@@ -583,15 +611,15 @@ async fn run(
     reader: BufReader<tokio::net::unix::OwnedReadHalf>,
     writer: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
+    let stopping = || Event::Refused { status: status::RUNTIME_FAILED, message: "the workspace's service is stopping".into() };
     if *service.stopping.borrow() {
-        return send(writer, &Event::Refused { status: status::RUNTIME_FAILED, message: "the workspace's service is stopping".into() })
-            .await;
+        return send(writer, &stopping()).await;
     }
     let composed = match service.compose(request).await {
         Ok(composed) => composed,
         Err(Refusal { status, message }) => return send(writer, &Event::Refused { status, message }).await,
     };
-    let record = service.start(composed, None, json_summary);
+    let Some(record) = service.start(composed, None, json_summary) else { return send(writer, &stopping()).await };
     say(format!("run {} of agent `{}` started", record.id, record.agent));
     send(writer, &Event::Started { run: record.id.clone() }).await?;
     let mut reader = reader;

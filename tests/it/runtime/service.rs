@@ -23,7 +23,11 @@ pub(crate) struct Up {
 
 impl Up {
     pub(crate) fn start(ws: &Ws) -> Up {
-        let mut child = ws.command(&["up"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("symbiont up starts");
+        Up::start_with(ws, &["up"])
+    }
+
+    pub(crate) fn start_with(ws: &Ws, args: &[&str]) -> Up {
+        let mut child = ws.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("symbiont up starts");
         let stderr = Arc::new(Mutex::new(String::new()));
         let (serving, up) = mpsc::channel();
         let lines = BufReader::new(child.stderr.take().unwrap());
@@ -288,4 +292,54 @@ fn only_the_user_who_started_the_service_is_served() {
     }
     let (status, said) = up.terminate();
     assert_eq!(status, 0, "{said}");
+}
+
+/// The containers (any state) whose owner label is `pid`.
+fn containers_of_owner(pid: u32) -> String {
+    let filter = format!("label=dev.symbiont.owner.pid={pid}");
+    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap();
+    String::from_utf8_lossy(&ps.stdout).trim().to_string()
+}
+
+#[test]
+fn a_killed_service_with_a_warm_pool_leaves_nothing_at_its_next_start() {
+    if !sandbox_ready("a_killed_service_with_a_warm_pool_leaves_nothing_at_its_next_start") {
+        return;
+    }
+    let ws = Ws::new();
+    ticking_agent(&ws);
+    let mut up = Up::start_with(&ws, &["up", "--warm", "1"]);
+    let pid = up.child.id();
+    let pool_filter = format!("label=dev.symbiont.owner.pid={pid}");
+    let warm = || {
+        let ps = Command::new("docker").args(["ps", "-q", "--filter", "label=dev.symbiont.pool", "--filter", &pool_filter]).output();
+        !String::from_utf8_lossy(&ps.unwrap().stdout).trim().is_empty()
+    };
+    for _ in 0..600 {
+        if warm() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(warm(), "the service keeps a warm container, labelled as its own:\n{}", up.said());
+    // The run takes the warm container; the pool makes another at its end only.
+    let (run, _) = start_ticking_run(&ws);
+    up.signal("KILL");
+    up.child.wait().unwrap();
+    let (code, _) = stderr_of(run);
+    assert_eq!(code, 70);
+    assert_ne!(containers_of_owner(pid), "", "a killed service cannot clean up");
+    drop(up);
+
+    let up = Up::start(&ws);
+    assert_eq!(containers_of_owner(pid), "", "the restart removed the warm containers and the pooled run's:\n{}", up.said());
+    let (status, said) = up.terminate();
+    assert_eq!(status, 0, "{said}");
+    let entries = ws.audit();
+    let lifecycle = entries_of(&entries, "lifecycle");
+    let lost = lifecycle.last().unwrap();
+    assert_eq!(lost["decision"], "failed", "the pooled run lost with the service is audited as failed: {lost}");
+    assert!(lost["details"]["reason"].as_str().unwrap().contains("killed"), "{lost}");
+    let pooled = lifecycle.iter().any(|e| e["decision"] == "starting" && e["details"]["pooled"] == true);
+    assert!(pooled, "the lost run ran in the warm container");
 }
