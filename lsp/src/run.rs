@@ -4,8 +4,9 @@
 //! `symbiont.verifyAudit` verifies the workspace's audit log with `symbiont audit verify`.
 //!
 //! Both run the `symbiont` binary (beside this one, or `SYMBIONT_BIN`, or on `PATH`): a run is
-//! exactly what `symbiont run` does on the command line, and a crashing agent or runtime never
-//! takes the language server down with it.
+//! exactly what `symbiont run` does on the command line (handed to the workspace's service when
+//! one is up, `symbiont up`), and a crashing agent or runtime never takes the language server down
+//! with it.
 //!
 //! A run is stopped as Ctrl-C stops `symbiont run`, never killed first: SIGINT, after which it
 //! kills its agent, audits `killed`, removes its container and staging directory and exits. That

@@ -11,7 +11,7 @@ mod isolation;
 mod limits;
 pub(crate) mod sandbox;
 mod sdk;
-mod service;
+pub(crate) mod service;
 mod secrets;
 mod signals;
 mod talk;
