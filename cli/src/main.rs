@@ -8,6 +8,8 @@
 //! - `symbiont audit …` writes, verifies and proves audit logs with `symbiont-audit`.
 //! - `symbiont run` hands an agent to `symbiont-runtime`; `symbiont image build` makes its images;
 //!   `symbiont pool drain` removes the warm containers `symbiont run --warm` keeps.
+//! - `symbiont up` keeps a runtime up for a workspace (`service/`), which `symbiont run` hands
+//!   runs to and `symbiont ps|stop|logs` ask; runs are composed in `compose.rs` either way.
 //!
 //! This crate is the I/O shell around those two crates: it walks, reads, renders and writes, and
 //! decides nothing about the language. The contract is in `docs/cli.md`.
