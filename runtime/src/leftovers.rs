@@ -101,7 +101,17 @@ fn start_time(pid: u32) -> Result<Option<u64>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{path}: {e}")),
     };
+    if is_zombie(&text) {
+        // Killed and not yet waited for by its parent (a service started with `cmd &` whose
+        // parent is an init that reaps slowly): it runs nothing and holds nothing any more.
+        return Ok(None);
+    }
     parse_start_time(&text).map(Some).ok_or_else(|| format!("{path}: unexpected format"))
+}
+
+/// Whether a `/proc/PID/stat` line is a zombie's (state `Z`, field 3) or a dead task's (`X`).
+fn is_zombie(stat: &str) -> bool {
+    stat.rfind(')').and_then(|at| stat[at + 1..].split_whitespace().next()).is_some_and(|state| state == "Z" || state == "X")
 }
 
 /// The start time in a `/proc/PID/stat` line: the command (field 2) is in parentheses and may hold
@@ -537,6 +547,28 @@ mod tests {
         assert_eq!(parse_start_time(&format!("42 (sleep){fields}")), Some(22));
         assert_eq!(parse_start_time("42 (short) S 1"), None);
         assert_eq!(parse_start_time("no parenthesis"), None);
+    }
+
+    #[test]
+    fn a_zombie_owner_is_dead() {
+        assert!(is_zombie("42 (symbiont) Z 1 42 42 0"));
+        assert!(is_zombie("42 (a) S (b)) X 1"));
+        assert!(!is_zombie("42 (a) Z (b)) S 1"), "the state is the field after the last parenthesis");
+        assert!(!is_zombie("42 (sleep) S 1"));
+        // A real zombie: a child killed and not yet waited for.
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        child.kill().unwrap();
+        let pid = child.id();
+        let mut dead = false;
+        for _ in 0..100 {
+            dead = start_time(pid).unwrap().is_none();
+            if dead {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(dead, "a killed child not yet waited for counts as gone");
+        child.wait().unwrap();
     }
 
     #[test]
