@@ -111,24 +111,33 @@ impl Workspace {
     /// are any. Findings in agent code are not refusals: the runtime enforces the policy at the
     /// call, and its denials are what those findings predict.
     pub fn load(root: &Path) -> Result<Workspace, Refusal> {
-        let sources = workspace::read(&[root.to_path_buf()], root).map_err(usage)?;
+        Workspace::load_with(root, &mut AnalysisHost::new())
+    }
+
+    /// [`Workspace::load`] into `host` (a new one), which a test asks what it executed. Each file
+    /// is parsed once: the analysis's parse, cached, is the one lowered to policies.
+    fn load_with(root: &Path, host: &mut AnalysisHost) -> Result<Workspace, Refusal> {
+        // Paths relative to the current directory, as `symbiont check` shows them.
+        let cwd = std::env::current_dir().map_err(|e| usage(format!("cannot read the current directory: {e}")))?;
+        let sources = workspace::read(&[root.to_path_buf()], &cwd).map_err(usage)?;
         if let Some((path, error)) = sources.unreadable.first() {
             return Err(usage(format!("{}: {error}", path.display())));
         }
         let config = workspace::config(&sources).map_err(usage)?;
-        let mut host = AnalysisHost::new();
         host.set_config(sources.config.clone());
-        let (mut models, mut schedules) = (Vec::new(), Vec::new());
+        let definitions: Vec<PathBuf> =
+            sources.files.iter().map(|(path, _)| path.clone()).filter(|p| symbiont_analysis::is_source_path(p)).collect();
         for (path, text) in sources.files.into_iter().filter(|(path, _)| symbiont_analysis::is_source_path(path)) {
-            let parse = symbiont_syntax::parse(&text);
-            if parse.errors().is_empty() {
-                let tree = parse.tree();
-                models.push(symbiont_policy::lower::lower_file(&path.display().to_string(), &text, &tree));
-                schedules.extend(symbiont_policy::schedule::schedules(&tree).into_iter().map(|s| (path.clone(), s)));
-            }
             host.set_file(path, text);
         }
-        refuse_errors(&host)?;
+        refuse_errors(host)?;
+        let (mut models, mut schedules) = (Vec::new(), Vec::new());
+        for path in definitions {
+            let (Some(parse), Some(text)) = (host.parse(&path), host.file_text(&path)) else { continue };
+            let tree = parse.tree();
+            models.push(symbiont_policy::lower::lower_file(&path.display().to_string(), &text, &tree));
+            schedules.extend(symbiont_policy::schedule::schedules(&tree).into_iter().map(|s| (path.clone(), s)));
+        }
         Ok(Workspace { root: root.to_path_buf(), universe: Universe::new(&models, config), schedules })
     }
 }
@@ -473,5 +482,49 @@ impl Ending {
             },
         };
         Ok(Ending { summary, status })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn each_definition_is_parsed_once_per_load() {
+        let dir = workspace(&[
+            ("symbiont.toml", "[policy]\n"),
+            ("a.sym", "agent a {\n    implementation = [\"a.py\"]\n}\n"),
+            ("b.sym", "policy p { deny: [\"network_access\"] }\nschedule nightly {\n    cron: \"0 2 * * *\"\n    agent: \"a\"\n}\n"),
+            ("a.py", "print(1)\n"),
+        ]);
+        let mut host = AnalysisHost::new();
+        host.record_executions();
+        let loaded = Workspace::load_with(dir.path(), &mut host).unwrap();
+        let parses = host.take_executions().iter().filter(|q| q.starts_with("parse(")).count();
+        assert_eq!(parses, 2, "one parse per .sym file");
+        assert_eq!(loaded.universe.agents().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(loaded.schedules.iter().map(|(_, s)| s.name.as_str()).collect::<Vec<_>>(), ["nightly"]);
+    }
+
+    #[test]
+    fn a_workspace_with_error_diagnostics_is_refused_with_them() {
+        let dir = workspace(&[
+            ("a.sym", "agent a {\n    capabilities = [\n}\n"),
+            ("b.sym", "schedule s {\n    cron: \"99 * * * *\"\n    agent: \"nobody\"\n}\n"),
+        ]);
+        let Err(refusal) = Workspace::load(dir.path()) else { panic!("refused") };
+        assert_eq!(refusal.status, status::USAGE);
+        assert!(refusal.message.contains("nothing was started"), "{}", refusal.message);
+        for expected in ["a.sym:", "b.sym:", "error[SYM0110]"] {
+            assert!(refusal.message.contains(expected), "{expected}: {}", refusal.message);
+        }
     }
 }
