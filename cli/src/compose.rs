@@ -424,6 +424,7 @@ pub async fn record_risk(auditor: &Auditor, composed: &Composed) -> Result<(), R
 
 /// How a run ended, for whoever asked for it: the closing summary (for standard error) and the
 /// exit status, or the refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending {
     pub summary: String,
     pub status: u8,

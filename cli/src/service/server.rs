@@ -65,6 +65,9 @@ pub fn up(options: &UpOptions) -> Exit {
     }
 }
 
+/// A piece of a run's output, as its sandbox produced it.
+type Chunk = (Stream, Vec<u8>);
+
 /// One run the service knows: live, or among the last ended.
 struct RunRecord {
     id: String,
@@ -82,11 +85,11 @@ struct RunRecord {
 #[derive(Default)]
 struct RecordState {
     /// Output chunks; `chunks[0]` is chunk number `dropped` of the run.
-    chunks: Vec<(Stream, Vec<u8>)>,
+    chunks: Vec<Chunk>,
     dropped: usize,
     bytes: usize,
     state: String,
-    ending: Option<(String, u8)>,
+    ending: Option<Ending>,
     duration: Option<Duration>,
 }
 
@@ -113,7 +116,7 @@ impl RunRecord {
         });
     }
 
-    fn end(&self, ending: (String, u8), state: &str) {
+    fn end(&self, ending: Ending, state: &str) {
         self.update(|s| {
             s.state = state.to_string();
             s.duration = Some(self.clock.elapsed());
@@ -121,7 +124,7 @@ impl RunRecord {
         });
     }
 
-    fn ending(&self) -> Option<(String, u8)> {
+    fn ending(&self) -> Option<Ending> {
         lock(&self.inner).ending.clone()
     }
 
@@ -135,12 +138,12 @@ impl RunRecord {
             tier: self.tier,
             started: self.started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             duration_ms: s.duration.unwrap_or_else(|| self.clock.elapsed()).as_millis() as u64,
-            status: s.ending.as_ref().map(|(_, status)| *status),
+            status: s.ending.as_ref().map(|e| e.status),
         }
     }
 
     /// The chunks from number `next` on (a notice first if some were dropped), and the ending.
-    fn since(&self, next: usize) -> (Vec<(Stream, Vec<u8>)>, usize, Option<(String, u8)>) {
+    fn since(&self, next: usize) -> (Vec<Chunk>, usize, Option<Ending>) {
         let s = lock(&self.inner);
         let mut out = Vec::new();
         if next < s.dropped {
@@ -236,7 +239,7 @@ impl Service {
                 tokio::select! {
                     guard = turn.lock_owned() => guard,
                     _ = stop.wait_for(|s| *s) => {
-                        let ending = (String::new(), status::KILLED);
+                        let ending = Ending { summary: String::new(), status: status::KILLED };
                         record.push(Stream::Stderr, b"symbiont: stopped before it started\n".to_vec());
                         return record.end(ending, "killed");
                     }
@@ -246,7 +249,7 @@ impl Service {
         record.update(|s| s.state = "running".into());
         let first = self.log().commit_stats().entries;
         if let Err(refusal) = compose::record_risk(self.runtime.auditor(), &composed).await {
-            return record.end((format!("error: {}\n", refusal.message), refusal.status), "refused");
+            return record.end(Ending { summary: format!("error: {}\n", refusal.message), status: refusal.status }, "refused");
         }
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<symbiont_runtime::Output>();
         let forward = {
@@ -266,10 +269,8 @@ impl Service {
         let _ = forward.await;
         let last = (self.base_seq + self.log().commit_stats().entries).saturating_sub(1);
         let state = outcome.as_ref().map_or("failed".to_string(), |r| r.state.as_str().to_string());
-        let ending = match Ending::of(outcome, json_summary, &self.log_dir, (self.base_seq + first, last)) {
-            Ok(Ending { summary, status }) => (summary, status),
-            Err(Refusal { status, message }) => (format!("error: {message}\n"), status),
-        };
+        let ending = Ending::of(outcome, json_summary, &self.log_dir, (self.base_seq + first, last))
+            .unwrap_or_else(|Refusal { status, message }| Ending { summary: format!("error: {message}\n"), status });
         say(format!("run {} of agent `{}` ended: {state}", record.id, record.agent));
         record.end(ending, &state);
     }
@@ -647,7 +648,7 @@ async fn stream_run<R: AsyncRead + Unpin>(
                 return Err(e);
             }
         }
-        if let Some((summary, status)) = ending {
+        if let Some(Ending { summary, status }) = ending {
             return send(writer, &Event::Ended { summary, status }).await;
         }
         if !follow {
@@ -679,7 +680,7 @@ async fn stop(service: &Service, run: &str, writer: &mut tokio::net::unix::Owned
     let mut changed = record.changed.subscribe();
     let _ = tokio::time::timeout(STOP_GRACE, changed.wait_for(|_| record.ending().is_some())).await;
     match record.ending() {
-        Some((summary, status)) => send(writer, &Event::Ended { summary, status }).await,
+        Some(Ending { summary, status }) => send(writer, &Event::Ended { summary, status }).await,
         None => {
             send(writer, &Event::Refused { status: status::RUNTIME_FAILED, message: format!("run {run} did not end within 30 s") }).await
         }
