@@ -103,8 +103,8 @@ pub enum Event {
     Finished { schedule: String, agent: String, tick: SystemTime },
     /// A tick came while the schedule's previous run was still going: no run.
     Skipped { schedule: String, agent: String, tick: SystemTime },
-    /// Ticks between the last fired one (read from the audit log) and the driver's start, not
-    /// caught up. `count` stops at [`MAX_MISSED`].
+    /// Ticks between the last one a driver handled (read from the audit log) and the driver's
+    /// start, not caught up. `count` stops at [`MAX_MISSED`].
     Missed { schedule: String, agent: String, count: u64, first: SystemTime, last: SystemTime },
 }
 
@@ -139,7 +139,7 @@ fn tick_details(tick: SystemTime) -> Map<String, Value> {
 }
 
 /// Drives `schedule` until the returned task is aborted (a run already started goes on). `last`
-/// is the tick of its last fired run, if any ([`last_fired`]).
+/// is the last tick a driver handled, if any ([`last_tick`]).
 pub fn spawn(
     schedule: Schedule,
     clock: Arc<dyn Clock>,
@@ -189,9 +189,11 @@ fn missed(schedule: &Schedule, last: SystemTime, now: SystemTime) -> Option<Even
     Some(Event::Missed { schedule: schedule.name.clone(), agent: schedule.agent.clone(), count, first, last: at })
 }
 
-/// The tick of the last `schedule`/`fired` entry of `name` in the audit log `dir`, newest
-/// segment first; `None` if it never fired (or the log does not exist yet).
-pub fn last_fired(dir: &Path, name: &str) -> Result<Option<SystemTime>, String> {
+/// The tick of the last `schedule` entry of `name` in the audit log `dir` that a driver handled
+/// (`fired` or `skipped`), newest segment first; `None` if it never fired (or the log does not
+/// exist yet). A skipped tick counts: it passed while a service was up, and is audited already,
+/// so it is not missed.
+pub fn last_tick(dir: &Path, name: &str) -> Result<Option<SystemTime>, String> {
     if !dir.exists() {
         return Ok(None);
     }
@@ -201,7 +203,7 @@ pub fn last_fired(dir: &Path, name: &str) -> Result<Option<SystemTime>, String> 
         for line in lines.iter().rev() {
             let Ok(entry) = serde_json::from_slice::<Entry>(&line.bytes) else { continue };
             if entry.operation == "schedule"
-                && entry.decision == "fired"
+                && matches!(entry.decision.as_str(), "fired" | "skipped")
                 && entry.details.get("schedule").and_then(Value::as_str) == Some(name)
             {
                 return Ok(entry.details.get("tick").and_then(Value::as_str).and_then(parse_utc));
