@@ -27,6 +27,11 @@
 //!
 //! [run.agents.reviewer]          # one agent's, over the workspace's key by key
 //! context = { audit_trail = true }
+//!
+//! [regions.us]                   # a region `geographic_restriction` can name (crate::geography)
+//! hosts = ["*.us.example.com"]   # canonical host names; `*.` matches any subdomain
+//! cidrs = ["10.0.0.0/8"]         # the addresses a request may connect to
+//! s3_endpoints = ["https://s3.us-east-1.amazonaws.com"]  # where audit backups may go
 //! ```
 
 use std::collections::BTreeMap;
@@ -49,6 +54,8 @@ pub struct Config {
     pub runtime: RuntimeSettings,
     /// The `[run]` table.
     pub run: RunSettings,
+    /// `[regions.NAME]`: the places a `geographic_restriction` condition can name.
+    pub regions: BTreeMap<String, crate::geography::Region>,
 }
 
 /// The context a run gets when `symbiont run` is given no `--context` (so the editor's "Run
@@ -149,6 +156,8 @@ struct RawConfig {
     code: toml::Table,
     runtime: Option<toml::Spanned<RuntimeSettings>>,
     run: Option<RawRun>,
+    #[serde(default)]
+    regions: BTreeMap<toml::Spanned<String>, toml::Spanned<crate::geography::RawRegion>>,
 }
 
 /// `[run]`.
@@ -234,6 +243,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
     if let Some(run) = raw.run {
         config.run = run_settings(run)?;
+    }
+    for (name, region) in raw.regions {
+        let span = region.span();
+        let region = region.into_inner().validate(name.get_ref()).map_err(|message| ConfigError { message, range: range(span) })?;
+        config.regions.insert(name.into_inner(), region);
     }
     Ok(config)
 }
@@ -350,6 +364,28 @@ mod tests {
         let (_, name_range) = &super::parse(text).unwrap().run.agents["reviewer"];
         assert_eq!(&text[*name_range], "reviewer");
         assert!(super::parse("").unwrap().run.context_for("any").is_empty(), "no context unless declared");
+    }
+
+    #[test]
+    fn regions() {
+        let config = super::parse(
+            "[regions.us]\nhosts = [\"*.us.example\"]\ncidrs = [\"10.0.0.0/8\"]\ns3_endpoints = [\"https://S3.us-east-1.amazonaws.com/\"]\n[regions.eu]\n",
+        )
+        .unwrap();
+        let us = &config.regions["us"];
+        assert_eq!((us.hosts.as_slice(), us.cidrs[0].to_string()), (&["*.us.example".to_string()][..], "10.0.0.0/8".to_string()));
+        assert_eq!(us.s3_endpoints, ["https://s3.us-east-1.amazonaws.com:443"], "endpoints are kept in one spelling");
+        assert_eq!(config.regions["eu"], Default::default(), "a region may declare nothing yet");
+        let refused = |text: &str, why: &str| {
+            let err = super::parse(text).unwrap_err();
+            assert!(err.message.contains(why), "{text}: {}", err.message);
+            assert!(u32::from(err.range.end()) > 0, "{text}: the error points into the file");
+        };
+        refused("[regions.us]\ncidrs = [\"10.0.0.1/8\"]\n", "[regions.us] cidrs: `10.0.0.1/8` has bits set after its prefix");
+        refused("[regions.us]\nhosts = [\"API.example\"]\n", "[regions.us] hosts: `API.example` is not a host pattern");
+        refused("[regions.us]\ns3_endpoints = [\"s3.example\"]\n", "[regions.us] s3_endpoints: `s3.example` is not an S3 endpoint");
+        refused("[regions.us]\nhost = []\n", "unknown field `host`");
+        refused("[regions]\nus = 1\n", "a table with `hosts`, `cidrs` and `s3_endpoints`");
     }
 
     #[test]

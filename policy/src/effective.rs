@@ -105,6 +105,8 @@ pub struct EffectivePolicy {
     pub missing: Vec<(String, Via)>,
     pub operations: Operations,
     pub levels: crate::Levels,
+    /// The workspace's declared regions (`symbiont.toml` `[regions]`), for [`EffectivePolicy::geography`].
+    pub regions: BTreeMap<String, crate::geography::Region>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +209,7 @@ impl Universe {
             missing: Vec::new(),
             operations: Operations::new(&self.config.operations),
             levels: self.config.levels.clone(),
+            regions: self.config.regions.clone(),
         }
     }
 }
@@ -263,6 +266,19 @@ pub enum StaticVerdict {
 }
 
 impl EffectivePolicy {
+    /// The merged `geographic_restriction`, with the `conditions` rules that state it, resolved
+    /// against the declared regions; `None` when no policy restricts the agent.
+    pub fn geography(&self) -> Option<crate::geography::Restriction> {
+        let condition = self.conditions.iter().find(|c| c.key == crate::geography::KEY)?;
+        let rules = self
+            .rules
+            .iter()
+            .filter(|r| r.rule.kind == RuleKind::Conditions && r.rule.obligations.iter().any(|(k, _)| k == crate::geography::KEY))
+            .map(|r| (r.rule.text.clone(), r.rule.loc.clone()))
+            .collect();
+        Some(crate::geography::Restriction::new(&condition.value, rules, &self.regions))
+    }
+
     /// The verdict on `operation` independent of the request: what the static checks report.
     pub fn static_verdict(&self, operation: &str) -> StaticVerdict {
         let covering: Vec<&str> = self.operations.ancestors(operation).collect();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod effective;
 pub mod engine;
 pub mod expr;
+pub mod geography;
 pub mod levels;
 pub mod lower;
 pub mod model;
