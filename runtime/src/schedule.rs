@@ -103,8 +103,9 @@ pub enum Event {
     Finished { schedule: String, agent: String, tick: SystemTime },
     /// A tick came while the schedule's previous run was still going: no run.
     Skipped { schedule: String, agent: String, tick: SystemTime },
-    /// Ticks between the last one a driver handled (read from the audit log) and the driver's
-    /// start, not caught up. `count` stops at [`MAX_MISSED`].
+    /// Ticks that passed undriven, not caught up: those between the last one handled (read from
+    /// the audit log) and the driver's start, or those that passed while the driver was not woken
+    /// (the machine asleep, the clock set forward). `count` stops at [`MAX_MISSED`].
     Missed { schedule: String, agent: String, count: u64, first: SystemTime, last: SystemTime },
 }
 
@@ -157,6 +158,17 @@ pub fn spawn(
         let mut after = start;
         while let Some(tick) = schedule.cron.next_after(after) {
             clock.sleep_until(tick).await;
+            let now = clock.now();
+            // Woken after the next tick too (the machine slept, the clock was set forward): the
+            // ticks since the last one handled passed undriven; like those while no service was
+            // up, they are missed, not caught up.
+            if schedule.cron.next_after(tick).is_some_and(|next| next <= now) {
+                if let Some(event @ Event::Missed { last, .. }) = missed(&schedule, after, now) {
+                    after = last;
+                    let _ = events.send(event);
+                    continue;
+                }
+            }
             after = tick;
             let (name, agent) = (schedule.name.clone(), schedule.agent.clone());
             // Only this loop sets `busy`, and only the run it started clears it.
@@ -189,10 +201,9 @@ fn missed(schedule: &Schedule, last: SystemTime, now: SystemTime) -> Option<Even
     Some(Event::Missed { schedule: schedule.name.clone(), agent: schedule.agent.clone(), count, first, last: at })
 }
 
-/// The tick of the last `schedule` entry of `name` in the audit log `dir` that a driver handled
-/// (`fired` or `skipped`), newest segment first; `None` if it never fired (or the log does not
-/// exist yet). A skipped tick counts: it passed while a service was up, and is audited already,
-/// so it is not missed.
+/// The last tick of `name` that a driver handled, from the audit log `dir` (newest segment first):
+/// the `tick` of a `fired` or `skipped` entry, or the `last` of a `missed` one (those ticks are
+/// audited already); `None` if it never fired (or the log does not exist yet).
 pub fn last_tick(dir: &Path, name: &str) -> Result<Option<SystemTime>, String> {
     if !dir.exists() {
         return Ok(None);
@@ -202,11 +213,13 @@ pub fn last_tick(dir: &Path, name: &str) -> Result<Option<SystemTime>, String> {
         let lines = store::read_lines(path).map_err(|e| e.to_string())?;
         for line in lines.iter().rev() {
             let Ok(entry) = serde_json::from_slice::<Entry>(&line.bytes) else { continue };
-            if entry.operation == "schedule"
-                && matches!(entry.decision.as_str(), "fired" | "skipped")
-                && entry.details.get("schedule").and_then(Value::as_str) == Some(name)
-            {
-                return Ok(entry.details.get("tick").and_then(Value::as_str).and_then(parse_utc));
+            let key = match entry.decision.as_str() {
+                "fired" | "skipped" => "tick",
+                "missed" => "last",
+                _ => continue,
+            };
+            if entry.operation == "schedule" && entry.details.get("schedule").and_then(Value::as_str) == Some(name) {
+                return Ok(entry.details.get(key).and_then(Value::as_str).and_then(parse_utc));
             }
         }
     }

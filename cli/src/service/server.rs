@@ -484,7 +484,7 @@ fn drive_schedules(service: &Arc<Service>, workspace: &Workspace) -> Schedules {
                 say(format!("schedule {schedule}: tick skipped, the previous run of agent `{agent}` is still going"));
             }
             if let schedule::Event::Missed { schedule, count, .. } = &event {
-                say(format!("schedule {schedule}: {count} tick(s) passed while no service was up; they are not caught up"));
+                say(format!("schedule {schedule}: {count} tick(s) passed undriven (no service up, the machine asleep); not caught up"));
             }
             if let Err(e) = event.audit(&auditor).await {
                 say(format!("auditing a schedule event: {e}"));

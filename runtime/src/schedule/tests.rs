@@ -134,6 +134,25 @@ async fn missed_ticks_are_reported_once_and_not_caught_up() {
     driver.abort();
 }
 
+#[tokio::test]
+async fn ticks_passed_while_the_driver_slept_are_missed_not_caught_up() {
+    // The machine sleeps from 10:00:00 to 10:00:05 (or the clock is set forward): the driver wakes
+    // for 10:00:01 after 10:00:02 has passed too.
+    let clock = FakeClock::at("2026-12-07T10:00:00Z");
+    let schedule = Schedule::new("every_second", "reviewer", "* * * * * *").unwrap();
+    let (launch, gate, mut runs) = gated_launch();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let driver = spawn(schedule, clock.clone(), None, launch, tx);
+    clock.set("2026-12-07T10:00:05Z");
+    assert_eq!(next(&mut events).await, "missed every_second 5 2026-12-07T10:00:01Z..2026-12-07T10:00:05Z");
+    tokio::task::yield_now().await;
+    assert!(runs.try_recv().is_err(), "nothing is caught up");
+    clock.set("2026-12-07T10:00:06Z");
+    assert_eq!(next(&mut events).await, "fired every_second 2026-12-07T10:00:06Z");
+    gate.add_permits(1);
+    driver.abort();
+}
+
 #[test]
 fn nothing_is_missed_before_the_next_tick_nor_counted_forever() {
     let nightly = Schedule::new("nightly", "reviewer", "0 2 * * *").unwrap();
@@ -197,6 +216,9 @@ async fn events_are_audited_and_the_last_handled_tick_read_back() {
     // The skipped tick passed while a service was up: it is the last one handled, not missed.
     assert_eq!(last_tick(&log_dir, "nightly").unwrap(), Some(tick("2026-12-08T02:00:00Z")));
     assert_eq!(last_tick(&log_dir, "never").unwrap(), None);
+    let (first, last) = (tick("2026-12-09T02:00:00Z"), tick("2026-12-10T02:00:00Z"));
+    Event::Missed { schedule, agent, count: 2, first, last }.audit(&auditor).await.unwrap();
+    assert_eq!(last_tick(&log_dir, "nightly").unwrap(), Some(last), "missed ticks are accounted for: not missed again");
 }
 
 /// A scheduled run's lifecycle entries name its schedule; a run started otherwise has no such
