@@ -9,6 +9,7 @@ mod bus;
 mod lsp;
 mod peer_check;
 mod sandbox;
+mod service;
 mod workload;
 
 /// The same allocator as the `symbiont` binary, so the numbers are the tool's.
@@ -62,6 +63,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "a trivial Python agent (one broker message) through `symbiont run` and AgentRuntime::run at Tier 1 (runc) and Tier 2 (runsc), against raw bollard create/start/wait/remove of `python3 -c pass`; median, p90 and a per-step profile",
     ),
     (
+        "service",
+        service::ARGS,
+        "one AgentRuntime holding sandboxed Tier 1 agents: message round trip sandbox → broker → bus → broker → sandbox (p50, p99) against two containers over a raw Unix socket; idle agents held at once and memory per agent (container, service)",
+    ),
+    (
         "policy",
         "[--requests N] [--seed N] [--runs N] [--run-ms N] [--samples N]",
         "symbiont-policy decisions/s and latency on a 10-policy set with guards, against cedar-policy on the same rules (first build ~20 min)",
@@ -88,6 +94,7 @@ fn main() -> ExitCode {
         "lsp" => lsp::run(&rest),
         "peer-check" => peer_check::run(&rest),
         "sandbox" => sandbox::run(&rest),
+        "service" => service::run(&rest),
         PEAK_SUBCOMMAND => peak_child(&rest),
         "policy" => Err("`policy` is built separately (bench/policy-vs-cedar): run it with `bench/run policy`".to_string()),
         "list" | "-h" | "--help" | "help" => {

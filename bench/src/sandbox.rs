@@ -67,7 +67,7 @@ use tokio::{
 pub const ARGS: &str = "[--iters N] [--warmup N] [--profile N] [--tiers 1,2] [--keep]";
 
 /// The label of the benchmark's own raw containers, so that the end can remove any it left.
-const BENCH_LABEL: &str = "dev.symbiont.bench";
+pub(crate) const BENCH_LABEL: &str = "dev.symbiont.bench";
 
 const AGENT_PY: &str = "import symbiont\nsymbiont.log(\"hi\")\n";
 
@@ -117,8 +117,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The nearest-rank percentile `p` (0–100) of `samples`, in ms.
-fn percentile(samples: &[f64], p: f64) -> f64 {
+/// The nearest-rank percentile `p` (0–100) of `samples`, in their unit.
+pub(crate) fn percentile(samples: &[f64], p: f64) -> f64 {
     if samples.is_empty() {
         return f64::NAN;
     }
@@ -128,12 +128,12 @@ fn percentile(samples: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-fn median(samples: &[f64]) -> f64 {
+pub(crate) fn median(samples: &[f64]) -> f64 {
     percentile(samples, 50.0)
 }
 
 /// The machine's (busy, total) CPU ticks so far, from `/proc/stat`.
-fn cpu_ticks() -> (u64, u64) {
+pub(crate) fn cpu_ticks() -> (u64, u64) {
     let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     let total: u64 = fields.iter().take(8).sum();
@@ -142,7 +142,7 @@ fn cpu_ticks() -> (u64, u64) {
 }
 
 /// How many cores were busy between two `cpu_ticks`.
-fn busy_cores(before: (u64, u64), after: (u64, u64)) -> f64 {
+pub(crate) fn busy_cores(before: (u64, u64), after: (u64, u64)) -> f64 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let total = after.1.saturating_sub(before.1) as f64;
     if total > 0.0 {
