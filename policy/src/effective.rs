@@ -265,7 +265,21 @@ pub enum StaticVerdict {
     Allowed,
 }
 
+/// The condition whose merged value the runtime enforces as how long an agent's outputs are
+/// kept (`docs/runtime.md`, "Retention").
+pub const RETENTION_KEY: &str = "retention_period";
+
 impl EffectivePolicy {
+    /// How long this agent's outputs are kept: the merged `retention_period` (the shortest
+    /// stated), `None` when no policy states one. A value that is not a duration is an error, so
+    /// that the runtime refuses to write rather than keep data for a period nobody chose.
+    pub fn retention(&self) -> Result<Option<std::time::Duration>, String> {
+        let Some(condition) = self.conditions.iter().find(|c| c.key == RETENTION_KEY) else { return Ok(None) };
+        duration(&condition.value).map(Some).ok_or_else(|| {
+            format!("the condition {RETENTION_KEY} is {}, which is not a duration (write it like 90.days or \"30d\")", condition.value)
+        })
+    }
+
     /// The merged `geographic_restriction`, with the `conditions` rules that state it, resolved
     /// against the declared regions; `None` when no policy restricts the agent.
     pub fn geography(&self) -> Option<crate::geography::Restriction> {
@@ -423,5 +437,29 @@ fn duration(value: &Value) -> Option<std::time::Duration> {
         // A bare number of a retention is days.
         Value::Number(days) if *days >= 0.0 => Some(std::time::Duration::from_secs_f64(days * 86_400.0)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use std::time::Duration;
+
+    fn retention(policies: &str) -> Result<Option<Duration>, String> {
+        let source = format!("{policies}\nagent a {{ policies = [p, q] }}\n");
+        let universe = crate::load([("a.sym", source.as_str())], crate::config::Config::default());
+        universe.effective(Some("a")).unwrap().retention()
+    }
+
+    /// The shortest stated period is the one in force, in any unit; a bare number is days; none
+    /// stated is none; a value that is no duration is an error naming it.
+    #[test]
+    fn the_shortest_retention_is_in_force() {
+        let two = "policy p { conditions: { retention_period: 90.days } }\npolicy q { conditions: { retention_period: 2.seconds } }";
+        assert_eq!(retention(two), Ok(Some(Duration::from_secs(2))));
+        let days = "policy p { conditions: { retention_period: 3 } }\npolicy q { conditions: { retention_period: \"4d\" } }";
+        assert_eq!(retention(days), Ok(Some(Duration::from_secs(3 * 86_400))));
+        assert_eq!(retention("policy p { allow: file_read }\npolicy q { allow: file_read }"), Ok(None));
+        let error = retention("policy p { conditions: { retention_period: \"forever\" } }\npolicy q { allow: file_read }").unwrap_err();
+        assert!(error.contains("\"forever\"") && error.contains("not a duration"), "{error}");
     }
 }

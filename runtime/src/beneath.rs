@@ -152,12 +152,12 @@ fn open_dir(dir: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
     openat(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
 }
 
-fn cstring(s: &str) -> io::Result<CString> {
+pub(crate) fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// `openat(2)`, with `O_CLOEXEC`.
-fn openat(dir: BorrowedFd<'_>, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+pub(crate) fn openat(dir: BorrowedFd<'_>, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
     let name = cstring(name)?;
     // SAFETY: `dir` is open for the duration of the call and `name` is NUL-terminated and
     // outlives it; `mode` is passed as the variadic argument `openat` reads with `O_CREAT`.
@@ -259,13 +259,20 @@ impl std::fmt::Display for OpenError {
 /// made (`mkdirat`, 0750), a temporary file is created in the parent with `O_EXCL | O_NOFOLLOW`,
 /// written, synced, renamed over the target beneath the same descriptor, and the directory
 /// synced. A link at the target is replaced, never written through.
-pub fn write_atomic(dir: BorrowedFd<'_>, path: &RelPath, data: &[u8]) -> io::Result<()> {
+///
+/// `prepare` is applied to the temporary file before anything is written to it (its retention
+/// mark, `retention.rs`): what it sets arrives with the file's contents, in the same rename, or
+/// not at all.
+pub fn write_atomic(dir: BorrowedFd<'_>, path: &RelPath, data: &[u8], prepare: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
     let (dirs, name) = path.split();
     let parent = open_dirs(dir, dirs, Some(0o750))?;
     let temp = format!(".symbiont-tmp-{}", crate::util::random_id(8));
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
     let mut file = File::from(openat(parent.as_fd(), &temp, flags, 0o640)?);
-    let result = file.write_all(data).and_then(|()| file.sync_all()).and_then(|()| renameat(parent.as_fd(), &temp, name));
+    let result = prepare(&file)
+        .and_then(|()| file.write_all(data))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| renameat(parent.as_fd(), &temp, name));
     if let Err(e) = result {
         unlinkat(parent.as_fd(), &temp);
         return Err(e);
@@ -373,7 +380,7 @@ mod tests {
         std::fs::rename(root.path().join(".symbiont/workspaces/a"), root.path().join("moved")).unwrap();
         std::os::unix::fs::symlink("/", root.path().join(".symbiont/workspaces/a")).unwrap();
         let rel = RelPath::parse("f").unwrap();
-        write_atomic(ws.fd(), &rel, b"x").unwrap();
+        write_atomic(ws.fd(), &rel, b"x", |_| Ok(())).unwrap();
         assert!(root.path().join("moved/f").is_file() && !Path::new("/f").exists());
         let refused = Workspace::for_agent(root.path(), "a").unwrap_err();
         assert!(refused.contains(".symbiont/workspaces/a: it is a symbolic link"), "{refused}");

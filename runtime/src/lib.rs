@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod local;
 pub mod parked;
 pub mod pool;
+pub mod retention;
 pub mod risk;
 pub mod runtime;
 pub mod sandbox;

@@ -9,7 +9,7 @@
 //! Writes are atomic (a temporary file renamed over the target, both beneath the parent's
 //! descriptor), so a reader never sees half a file and a failed write loses nothing.
 
-use std::{io::Read, os::fd::BorrowedFd};
+use std::{io::Read, os::fd::BorrowedFd, time::SystemTime};
 
 use super::{protocol::ErrorCode, MAX_BODY};
 use crate::beneath;
@@ -48,8 +48,10 @@ fn read_bounded(file: std::fs::File, path: &RelPath) -> FileResult<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes (or appends to) `path`, making missing directories; the bytes written.
-pub fn write(dir: BorrowedFd<'_>, raw: &str, content: &[u8], append: bool) -> FileResult<usize> {
+/// Writes (or appends to) `path`, making missing directories; the bytes written. With `expires`
+/// (the agent's retention), the file carries that expiry from the moment it exists
+/// (`crate::retention`); the whole file does, an appended one included.
+pub fn write(dir: BorrowedFd<'_>, raw: &str, content: &[u8], append: bool, expires: Option<SystemTime>) -> FileResult<usize> {
     let path = parse(raw)?;
     let failed = |why: String| (ErrorCode::Failed, format!("writing `{}`: {why}", path.as_str()));
     let mut data = Vec::new();
@@ -66,7 +68,8 @@ pub fn write(dir: BorrowedFd<'_>, raw: &str, content: &[u8], append: bool) -> Fi
     if data.len() as u64 > MAX_BODY {
         return Err(failed(format!("the file would be larger than {MAX_BODY} bytes")));
     }
-    beneath::write_atomic(dir, &path, &data).map_err(|e| failed(beneath::describe(&e)))?;
+    let mark = |file: &std::fs::File| expires.map_or(Ok(()), |at| crate::retention::mark(file, at));
+    beneath::write_atomic(dir, &path, &data, mark).map_err(|e| failed(beneath::describe(&e)))?;
     Ok(content.len())
 }
 
@@ -98,17 +101,17 @@ mod tests {
         let root = dir.path();
         let ws = open_dir(root);
         let fd = ws.as_fd();
-        assert_eq!(write(fd, "notes/a.txt", b"hello", false), Ok(5));
-        assert_eq!(write(fd, "notes/a.txt", b" world", true), Ok(6));
+        assert_eq!(write(fd, "notes/a.txt", b"hello", false, None), Ok(5));
+        assert_eq!(write(fd, "notes/a.txt", b" world", true, None), Ok(6));
         assert_eq!(read(fd, "notes/a.txt").unwrap(), "hello world");
         for escape in ["../x", "/etc/passwd", "notes/../../x", "", "notes/a.txt/", "notes/./a.txt", "notes//a.txt", "./notes/a.txt", "a\0"]
         {
             assert_eq!(read(fd, escape).unwrap_err().0, ErrorCode::BadRequest, "{escape}");
-            assert_eq!(write(fd, escape, b"x", false).unwrap_err().0, ErrorCode::BadRequest, "{escape}");
+            assert_eq!(write(fd, escape, b"x", false, None).unwrap_err().0, ErrorCode::BadRequest, "{escape}");
         }
         std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
         assert!(read(fd, "link/passwd").unwrap_err().1.contains("symbolic link"));
-        assert!(write(fd, "link/evil", b"x", false).is_err());
+        assert!(write(fd, "link/evil", b"x", false, None).is_err());
         assert!(!Path::new("/etc/evil").exists());
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(root.join("notes")).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -126,10 +129,10 @@ mod tests {
         assert_eq!(code, ErrorCode::Failed);
         assert!(message.contains("2 hard links"), "{message}");
         // Appending would copy the linked file into a fresh one the agent could then read.
-        assert!(write(ws.as_fd(), "key", b"x", true).unwrap_err().1.contains("hard links"));
+        assert!(write(ws.as_fd(), "key", b"x", true, None).unwrap_err().1.contains("hard links"));
         assert_eq!(fs::read_to_string(outside.path().join("key")).unwrap(), "SIGNING-KEY");
         // A write replaces the link's entry; the file outside is untouched.
-        assert_eq!(write(ws.as_fd(), "key", b"mine", false), Ok(4));
+        assert_eq!(write(ws.as_fd(), "key", b"mine", false, None), Ok(4));
         assert_eq!(fs::read_to_string(outside.path().join("key")).unwrap(), "SIGNING-KEY");
         // A FIFO is refused at once, not waited on.
         let fifo = std::ffi::CString::new(dir.path().join("fifo").to_str().unwrap()).unwrap();
@@ -139,7 +142,7 @@ mod tests {
         // A link as the file itself: neither read nor appended through.
         std::os::unix::fs::symlink(outside.path().join("key"), dir.path().join("to-key")).unwrap();
         assert!(read(ws.as_fd(), "to-key").unwrap_err().1.contains("symbolic link"));
-        assert!(write(ws.as_fd(), "to-key", b"x", true).unwrap_err().1.contains("symbolic link"));
+        assert!(write(ws.as_fd(), "to-key", b"x", true, None).unwrap_err().1.contains("symbolic link"));
         assert_eq!(fs::read_to_string(outside.path().join("key")).unwrap(), "SIGNING-KEY");
     }
 
@@ -192,7 +195,7 @@ mod tests {
                 }
                 // Fewer writes than reads: each syncs the file and its directory.
                 if done % 50 == 0 {
-                    let _ = write(ws.as_fd(), path, b"inside", done % 100 == 0);
+                    let _ = write(ws.as_fd(), path, b"inside", done % 100 == 0, None);
                 }
             }
             done += 1;
@@ -251,7 +254,7 @@ mod tests {
                     Err((code, _)) => {
                         prop_assert_eq!(code, ErrorCode::BadRequest);
                         prop_assert!(read(ws.as_fd(), &raw).is_err());
-                        prop_assert!(write(ws.as_fd(), &raw, b"x", false).is_err());
+                        prop_assert!(write(ws.as_fd(), &raw, b"x", false, None).is_err());
                     }
                     Ok(path) => {
                         // The canonical form is the string itself: what the guard saw.

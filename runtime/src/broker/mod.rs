@@ -390,7 +390,10 @@ async fn act(context: &BrokerContext, request: &Request) -> ActResult {
         }
         Op::FileRead { path } => files::read(context.workspace.fd(), path).map(|text| json!({ "content": text })),
         Op::FileWrite { path, content, append } => {
-            files::write(context.workspace.fd(), path, content.as_bytes(), *append).map(|n| json!({ "written": n }))
+            // The agent's merged retention_period: what it writes expires with it (retention.rs).
+            let retention = context.engine.effective().retention().map_err(|why| failed(format!("nothing was written: {why}")))?;
+            let expires = retention.map(crate::retention::expiry_after);
+            files::write(context.workspace.fd(), path, content.as_bytes(), *append, expires).map(|n| json!({ "written": n }))
         }
         // Only what the run declares: the host's environment holds the runtime's own secrets.
         Op::EnvGet { name } => Ok(json!({ "value": context.variables.get(name) })),
