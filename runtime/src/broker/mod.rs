@@ -273,8 +273,18 @@ async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
         return refused;
     }
     let args = symbiont_policy::Value::from(args);
-    let (effect, reason, rules) = crate::util::decide(&context.engine, operation, &args, &context.env);
-    let details = details(context, [("request", request.audit_view()), ("reason", json!(reason)), ("rules", rules.clone())]);
+    let (mut effect, mut reason, mut rules) = crate::util::decide(&context.engine, operation, &args, &context.env);
+    let mut details = details(context, [("request", request.audit_view()), ("reason", json!(reason)), ("rules", rules.clone())]);
+    // An allowed request outside the agent's regions is denied by the condition that says so.
+    if let (Effect::Allow, protocol::Op::Http { target: to, address, .. }) = (effect, &request.op) {
+        if let Err((by, why)) = target::within_regions(context.engine.effective(), to, *address) {
+            (effect, reason, rules) = (Effect::Deny, "OutsideRegion".to_string(), by);
+            details.insert("reason".into(), json!(reason));
+            details.insert("rules".into(), rules.clone());
+            details.insert("refused".into(), json!(why));
+            reason = format!("{reason}: {why}");
+        }
+    }
     // The entry is durable before anything happens; an audit failure refuses the request.
     if let Err(e) = context.auditor.record(&context.agent, operation, effect.as_str(), details).await {
         return protocol::error_line(&id, ErrorCode::AuditFailed, &format!("the audit log refused the entry, so nothing was done: {e}"));

@@ -71,6 +71,26 @@ fn canonical_host(host: Option<Host<&str>>) -> Result<Host<String>, String> {
     }
 }
 
+/// Whether an allowed request to `to`, connecting to `address`, stays inside the regions the
+/// agent's merged `geographic_restriction` names (`docs/policy-semantics.md`, "Conditions the
+/// runtime enforces"). If not: the `conditions` rules that state the restriction, as deciding
+/// rules are written in audit entries, and why. No address (never resolved) is outside: fail closed.
+pub fn within_regions(
+    effective: &symbiont_policy::EffectivePolicy,
+    to: &Target,
+    address: Option<IpAddr>,
+) -> Result<(), (serde_json::Value, String)> {
+    let Some(restriction) = effective.geography() else { return Ok(()) };
+    let admitted = match address {
+        Some(address) => restriction.admits(&to.host, plain(address)),
+        None => Err(format!("{} was not resolved before the decision", to.host)),
+    };
+    admitted.map_err(|why| {
+        let rules = restriction.rules.iter().map(|(rule, at)| serde_json::json!({ "rule": rule, "at": at.to_string() })).collect();
+        (serde_json::Value::Array(rules), why)
+    })
+}
+
 /// An address as connected to: an IPv4-mapped IPv6 address (from DNS) is its IPv4 address.
 pub fn plain(ip: IpAddr) -> IpAddr {
     match ip {
@@ -242,6 +262,33 @@ mod tests {
             let once = canonical(raw).unwrap();
             assert_eq!(canonical(&once.url).unwrap(), once, "{raw}");
         }
+    }
+
+    #[test]
+    fn a_restricted_agent_reaches_only_its_regions() {
+        let config = symbiont_policy::config::parse(
+            "[regions.lo]\ncidrs = [\"127.0.0.0/8\"]\n[regions.far]\nhosts = [\"*.far.example\"]\ncidrs = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let source =
+            "agent a {\n    policy p {\n        allow: http_request\n        conditions: { geographic_restriction: REGION }\n    }\n}\n";
+        let within = |region: &str, url: &str, address: Option<&str>| {
+            let source = source.replace("REGION", region);
+            let universe = symbiont_policy::load([("a.sym", source.as_str())], config.clone());
+            let effective = universe.effective(Some("a")).unwrap();
+            within_regions(&effective, &canonical(url).unwrap(), address.map(|a| a.parse().unwrap()))
+        };
+        assert_eq!(within("\"lo\"", "http://127.0.0.1:8080/", Some("127.0.0.1")), Ok(()));
+        assert_eq!(within("[\"far\", \"lo\"]", "http://2130706433/", Some("127.0.0.1")), Ok(()));
+        let (rules, why) = within("\"far\"", "http://127.0.0.1:8080/", Some("127.0.0.1")).unwrap_err();
+        assert_eq!(rules, serde_json::json!([{ "rule": "conditions: { geographic_restriction: \"far\" }", "at": "a.sym:4:9" }]));
+        assert!(why.contains("127.0.0.1 (127.0.0.1) is in none of the regions this agent may reach"), "{why}");
+        // By name inside, by the address connected to outside: denied.
+        let (_, why) = within("\"far\"", "http://api.far.example/", Some("::ffff:93.184.216.34")).unwrap_err();
+        assert!(why.contains("outside its cidrs"), "{why}");
+        assert!(within("\"far\"", "http://api.far.example/", Some("10.1.1.1")).is_ok());
+        assert!(within("\"lo\"", "http://127.0.0.1/", None).is_err(), "no address is outside");
+        assert!(within("\"mars\"", "http://127.0.0.1/", Some("127.0.0.1")).unwrap_err().1.contains("not declared in symbiont.toml: mars"));
     }
 
     #[test]
