@@ -25,6 +25,7 @@ Commands:
   ps      List the runs of the workspace's service
   stop    Stop a run of the workspace's service
   logs    Print a run's output kept by the workspace's service
+  gc      Delete the files agents wrote whose retention has ended
   help    Print the help of a command
 
 Options:
@@ -175,6 +176,7 @@ pub enum Command {
     Service(crate::service::ServiceCommand),
     ImageBuild(Vec<symbiont_runtime::image::ImageKind>),
     PoolDrain,
+    Gc(crate::gc::GcOptions),
     Init(crate::generate::InitOptions),
     New(crate::generate::NewOptions),
     Add(crate::add::AddOptions),
@@ -231,6 +233,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "ps" => crate::service::parse_client("ps", &mut parser),
             "stop" => crate::service::parse_client("stop", &mut parser),
             "logs" => crate::service::parse_client("logs", &mut parser),
+            "gc" => crate::gc::parse(&mut parser),
             "help" => match parser.next().map_err(in_main)? {
                 None => Ok(Command::Help(MAIN_HELP)),
                 Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {
@@ -248,13 +251,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     "ps" => Ok(Command::Help(crate::service::PS_HELP)),
                     "stop" => Ok(Command::Help(crate::service::STOP_HELP)),
                     "logs" => Ok(Command::Help(crate::service::LOGS_HELP)),
+                    "gc" => Ok(Command::Help(crate::gc::GC_HELP)),
                     "help" => Ok(Command::Help(MAIN_HELP)),
                     other => Err(UsageError::new(format!("unknown command '{other}'"), None)),
                 },
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
             other => Err(UsageError::new(
-                format!("unknown command '{other}' (expected 'init', 'new', 'add', 'check', 'fmt', 'policy', 'audit', 'run', 'image', 'pool', 'up', 'ps', 'stop' or 'logs')"),
+                format!("unknown command '{other}' (expected 'init', 'new', 'add', 'check', 'fmt', 'policy', 'audit', 'run', 'image', 'pool', 'up', 'ps', 'stop', 'logs' or 'gc')"),
                 None,
             )),
         },

@@ -32,6 +32,7 @@ mod check;
 mod compose;
 mod fmt;
 mod fsutil;
+mod gc;
 mod generate;
 mod policy;
 mod position;
@@ -100,6 +101,7 @@ fn main() -> ExitCode {
         Ok(Command::Service(command)) => service::client(&command),
         Ok(Command::ImageBuild(kinds)) => run::image_build(&kinds),
         Ok(Command::PoolDrain) => warm::drain(),
+        Ok(Command::Gc(options)) => gc::run(&options),
         Ok(Command::PoolWarm(options)) => warm::warm(&options),
         Ok(Command::Init(options)) => generate::init(&options),
         Ok(Command::New(options)) => generate::new_agent(&options),
