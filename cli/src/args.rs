@@ -25,6 +25,7 @@ Commands:
   ps      List the runs of the workspace's service
   stop    Stop a run of the workspace's service
   logs    Print a run's output kept by the workspace's service
+  doctor  Check that this machine can run the workspace's agents, and how to fix what it cannot
   gc      Delete the files agents wrote whose retention has ended
   help    Print the help of a command
 
@@ -175,7 +176,10 @@ pub enum Command {
     Up(crate::service::server::UpOptions),
     Service(crate::service::ServiceCommand),
     ImageBuild(Vec<symbiont_runtime::image::ImageKind>),
+    /// `symbiont image build --tier 3`: the Firecracker guest's kernel, initrd and root filesystem.
+    ImageBuildTier3,
     PoolDrain,
+    Doctor(crate::doctor::DoctorOptions),
     Gc(crate::gc::GcOptions),
     Init(crate::generate::InitOptions),
     New(crate::generate::NewOptions),
@@ -233,6 +237,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "ps" => crate::service::parse_client("ps", &mut parser),
             "stop" => crate::service::parse_client("stop", &mut parser),
             "logs" => crate::service::parse_client("logs", &mut parser),
+            "doctor" => crate::doctor::parse(&mut parser),
             "gc" => crate::gc::parse(&mut parser),
             "help" => match parser.next().map_err(in_main)? {
                 None => Ok(Command::Help(MAIN_HELP)),
@@ -251,6 +256,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     "ps" => Ok(Command::Help(crate::service::PS_HELP)),
                     "stop" => Ok(Command::Help(crate::service::STOP_HELP)),
                     "logs" => Ok(Command::Help(crate::service::LOGS_HELP)),
+                    "doctor" => Ok(Command::Help(crate::doctor::DOCTOR_HELP)),
                     "gc" => Ok(Command::Help(crate::gc::GC_HELP)),
                     "help" => Ok(Command::Help(MAIN_HELP)),
                     other => Err(UsageError::new(format!("unknown command '{other}'"), None)),
@@ -258,7 +264,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 Some(arg) => Err(in_main(arg.unexpected())),
             },
             other => Err(UsageError::new(
-                format!("unknown command '{other}' (expected 'init', 'new', 'add', 'check', 'fmt', 'policy', 'audit', 'run', 'image', 'pool', 'up', 'ps', 'stop', 'logs' or 'gc')"),
+                format!("unknown command '{other}' (expected 'init', 'new', 'add', 'check', 'fmt', 'policy', 'audit', 'run', 'image', 'pool', 'up', 'ps', 'stop', 'logs', 'doctor' or 'gc')"),
                 None,
             )),
         },

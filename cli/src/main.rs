@@ -10,6 +10,8 @@
 //!   `symbiont pool drain` removes the warm containers `symbiont run --warm` keeps.
 //! - `symbiont up` keeps a runtime up for a workspace (`service/`), which `symbiont run` hands
 //!   runs to and `symbiont ps|stop|logs` ask; runs are composed in `compose.rs` either way.
+//! - `symbiont doctor` checks that this machine can run the workspace's agents (`doctor.rs`).
+//! - `symbiont gc` deletes what agents wrote whose retention has ended (`gc.rs`).
 //!
 //! This crate is the I/O shell around those two crates: it walks, reads, renders and writes, and
 //! decides nothing about the language. The contract is in `docs/cli.md`.
@@ -30,6 +32,7 @@ mod audit;
 mod audit_backup;
 mod check;
 mod compose;
+mod doctor;
 mod fmt;
 mod fsutil;
 mod gc;
@@ -100,7 +103,9 @@ fn main() -> ExitCode {
         Ok(Command::Up(options)) => service::server::up(&options),
         Ok(Command::Service(command)) => service::client(&command),
         Ok(Command::ImageBuild(kinds)) => run::image_build(&kinds),
+        Ok(Command::ImageBuildTier3) => run::image_build_tier3(),
         Ok(Command::PoolDrain) => warm::drain(),
+        Ok(Command::Doctor(options)) => doctor::run(&options),
         Ok(Command::Gc(options)) => gc::run(&options),
         Ok(Command::PoolWarm(options)) => warm::warm(&options),
         Ok(Command::Init(options)) => generate::init(&options),

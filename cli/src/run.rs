@@ -64,17 +64,30 @@ set-up); 2 on a usage or workspace error.
 ";
 
 pub const IMAGE_HELP: &str = "\
-Build the sandbox base images from Debian packages (no registry needed)
+Build the sandbox images from Debian packages (no registry needed)
 
 Usage: symbiont image build [KIND]...
+       symbiont image build --tier 3
 
 Arguments:
-  [KIND]...  python, node, minimal [default: all three]
+  [KIND]...     python, node, minimal [default: all three]
+
+Options:
+      --tier <TIER>  1 or 2 (the default): the images above; 3: the Firecracker guest instead
 
 Each image is debootstrap --variant=minbase plus its interpreter, imported into dockerd and
 tagged symbiont/KIND:HASH by the hash of its recipe; an image that exists is not rebuilt.
+
+--tier 3 makes what Tier 3's microVMs boot, in SYMBIONT_TIER3_DIR [default: /var/lib/symbiont/tier3]:
+the root filesystem (ext4: debootstrap with Python, Node.js, socat and both SDKs), the kernel of
+Debian's linux-image-cloud-amd64 as an uncompressed vmlinux (its configuration checked for
+virtio-mmio, virtio block, vsock and ext4), and the initrd that loads the drivers Debian builds as
+modules; recorded with their SHA-256 in manifest.json, where `symbiont run --tier 3` finds them and
+verifies them before each boot. Nothing is rebuilt while the recipe and the files are unchanged.
+Needs root (debootstrap), dpkg-deb, lz4 and e2fsprogs; x86_64 only.
+
 The Debian mirror is SYMBIONT_DEBIAN_MIRROR [default: http://deb.debian.org/debian].
-Exit status: 0 when every image exists or was built; 2 otherwise.
+Exit status: 0 when everything exists or was built; 2 otherwise.
 ";
 
 pub use crate::compose::status;
@@ -172,10 +185,19 @@ pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageErr
         }
         Some(arg) => return Err(err(arg.unexpected())),
     }
-    let mut kinds = Vec::new();
+    let (mut kinds, mut tier3) = (Vec::new(), false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(IMAGE_HELP)),
+            Arg::Long("tier") => {
+                match parser.value().map_err(err)?.string().map_err(err)?.to_ascii_lowercase().trim_start_matches("tier") {
+                    "1" | "2" => tier3 = false,
+                    "3" => tier3 = true,
+                    other => {
+                        return Err(UsageError::new(format!("invalid value '{other}' for '--tier' (expected 1, 2 or 3)"), Some("image")))
+                    }
+                }
+            }
             Arg::Value(kind) => {
                 let name = kind.string().map_err(err)?;
                 kinds.push(
@@ -186,6 +208,15 @@ pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageErr
             }
             arg => return Err(err(arg.unexpected())),
         }
+    }
+    if tier3 {
+        if !kinds.is_empty() {
+            return Err(UsageError::new(
+                "--tier 3 builds one root filesystem for every language and takes no KIND".to_string(),
+                Some("image"),
+            ));
+        }
+        return Ok(crate::args::Command::ImageBuildTier3);
     }
     if kinds.is_empty() {
         kinds = ImageKind::ALL.to_vec();
@@ -217,6 +248,21 @@ pub fn image_build(kinds: &[ImageKind]) -> Exit {
         }
         Exit::Clean
     })
+}
+
+/// `symbiont image build --tier 3`: the Firecracker guest's artifacts (`image::tier3`).
+pub fn image_build_tier3() -> Exit {
+    let runtime = match tokio_runtime() {
+        Ok(r) => r,
+        Err(e) => return Exit::failure(e),
+    };
+    let mut progress = |line: String| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    match runtime.block_on(image::tier3::build(&mut progress)) {
+        Ok(_) => Exit::Clean,
+        Err(e) => Exit::failure(format!("building the Tier 3 artifacts: {e}")),
+    }
 }
 
 pub fn run(options: &RunOptions) -> Exit {

@@ -9,6 +9,7 @@
 //! SDK reuses the base.
 
 pub mod sdk;
+pub mod tier3;
 
 pub use sdk::{SdkPackage, SDK_LABEL};
 
@@ -88,7 +89,7 @@ pub fn reference(kind: ImageKind) -> String {
     format!("symbiont/{}:{}", kind.name(), short_hash([SDK_RECIPE_VERSION, base.as_str()].into_iter().chain(files)))
 }
 
-fn short_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn short_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update(part.as_bytes());
@@ -135,56 +136,8 @@ async fn build_into(
     rootfs: &Path,
     progress: &mut (dyn FnMut(String) + Send),
 ) -> Result<(), String> {
-    let mut args = vec!["--variant=minbase".to_string()];
-    if !kind.packages().is_empty() {
-        args.push(format!("--include={}", kind.packages().join(",")));
-    }
-    args.extend([SUITE.to_string(), rootfs.display().to_string(), mirror()]);
-    progress(format!("{reference}: [1/3] debootstrap {}", args.join(" ")));
-    let mut child = tokio::process::Command::new("debootstrap")
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run debootstrap ({e}): install it with `apt-get install debootstrap`"))?;
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().expect("piped")));
-    let mut tail = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.starts_with("I: Retrieving")
-            || line.starts_with("I: Extracting")
-            || line.starts_with("I: Installing")
-            || line.starts_with("I: Configuring")
-        {
-            // One line per stage, not per package.
-            let stage = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            if tail.last() != Some(&stage) {
-                progress(format!("{reference}:       {}", line.trim_start_matches("I: ")));
-                tail.push(stage);
-            }
-        }
-    }
-    let output = child.wait_with_output().await.map_err(|e| format!("debootstrap: {e}"))?;
-    if !output.status.success() {
-        let log = std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log")).unwrap_or_default();
-        let last: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(format!(
-            "debootstrap failed ({}): {}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim(),
-            last.join("\n")
-        ));
-    }
-    for cache in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-        let dir = rootfs.join(cache);
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                if entry.path().is_file() {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-    }
+    debootstrap(kind.packages(), rootfs, reference, "[1/3]", progress).await?;
+    remove_apt_caches(rootfs);
     progress(format!("{reference}: [2/3] packing the root filesystem"));
     let mut tar = tokio::process::Command::new("tar")
         .args(["--numeric-owner", "-C"])
@@ -216,4 +169,72 @@ async fn build_into(
     }
     progress(format!("{reference}: built"));
     Ok(())
+}
+
+/// `debootstrap --variant=minbase` of [`SUITE`] from [`mirror`] into `rootfs`, with `packages`
+/// added; `progress` gets its command line (`LABEL: STEP debootstrap ...`), then one line per
+/// stage. The tree keeps apt's lists and downloaded packages: [`remove_apt_caches`] drops them.
+pub(crate) async fn debootstrap(
+    packages: &[&str],
+    rootfs: &Path,
+    label: &str,
+    step: &str,
+    progress: &mut (dyn FnMut(String) + Send),
+) -> Result<(), String> {
+    let mut args = vec!["--variant=minbase".to_string()];
+    if !packages.is_empty() {
+        args.push(format!("--include={}", packages.join(",")));
+    }
+    args.extend([SUITE.to_string(), rootfs.display().to_string(), mirror()]);
+    progress(format!("{label}: {step} debootstrap {}", args.join(" ")));
+    let mut child = tokio::process::Command::new("debootstrap")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run debootstrap ({e}): install it with `apt-get install debootstrap`"))?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().expect("piped")));
+    let mut tail = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.starts_with("I: Retrieving")
+            || line.starts_with("I: Extracting")
+            || line.starts_with("I: Installing")
+            || line.starts_with("I: Configuring")
+        {
+            // One line per stage, not per package.
+            let stage = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            if tail.last() != Some(&stage) {
+                progress(format!("{label}:       {}", line.trim_start_matches("I: ")));
+                tail.push(stage);
+            }
+        }
+    }
+    let output = child.wait_with_output().await.map_err(|e| format!("debootstrap: {e}"))?;
+    if !output.status.success() {
+        let log = std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log")).unwrap_or_default();
+        let last: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(format!(
+            "debootstrap failed ({}): {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim(),
+            last.join("\n")
+        ));
+    }
+    Ok(())
+}
+
+/// Drops what apt downloaded and its package lists from a debootstrapped tree: they are only
+/// the build's.
+pub(crate) fn remove_apt_caches(rootfs: &Path) {
+    for cache in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        let dir = rootfs.join(cache);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.path().is_file() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
 }

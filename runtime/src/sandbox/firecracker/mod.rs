@@ -141,7 +141,7 @@ impl FirecrackerConfig {
             firecracker: path_var(ENV_FIRECRACKER).or_else(|| find_program("firecracker", &[])),
             kernel: path_var(ENV_KERNEL),
             rootfs: path_var(ENV_ROOTFS),
-            mkfs: path_var(ENV_MKFS).or_else(|| find_program("mkfs.ext4", &["/usr/sbin", "/sbin"])),
+            mkfs: path_var(ENV_MKFS).or_else(mkfs_ext4),
             jailer,
             kvm_device: PathBuf::from("/dev/kvm"),
             work_root: std::env::temp_dir().join("symbiont-firecracker"),
@@ -163,6 +163,11 @@ impl FirecrackerConfig {
             Err(SandboxError::Unavailable(format!("no rootfs image for `{image}`: expected {}", path.display())))
         }
     }
+}
+
+/// `mkfs.ext4` (e2fsprogs) on `PATH` or in `/usr/sbin`, `/sbin`.
+pub fn mkfs_ext4() -> Option<PathBuf> {
+    find_program("mkfs.ext4", &["/usr/sbin", "/sbin"])
 }
 
 /// An executable file named `name` on `PATH` or in `extra` directories.
