@@ -275,6 +275,12 @@ fn module(path: &Path) -> Result<Pkcs11, Error> {
     Ok(context)
 }
 
+/// Loads and initializes the PKCS#11 module at `path` as a signer would (once per process):
+/// whether this host can use it at all, before any token or key is named (`symbiont doctor`).
+pub fn load_module(path: &Path) -> Result<(), Error> {
+    module(path).map(drop)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
