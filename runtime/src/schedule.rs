@@ -107,6 +107,9 @@ pub enum Event {
     /// the audit log) and the driver's start, or those that passed while the driver was not woken
     /// (the machine asleep, the clock set forward). `count` stops at [`MAX_MISSED`].
     Missed { schedule: String, agent: String, count: u64, first: SystemTime, last: SystemTime },
+    /// The run a fired tick asked for was refused before it started (its composition failed, or
+    /// the service was stopping); the caller reports it, the driver does not.
+    Refused { schedule: String, agent: String, tick: SystemTime, reason: String },
 }
 
 /// Counting missed ticks stops here: a per-second schedule down for a week would otherwise count
@@ -114,8 +117,9 @@ pub enum Event {
 pub const MAX_MISSED: u64 = 10_000;
 
 impl Event {
-    /// Appends the event's audit entry (operation `schedule`, the decision `fired`, `skipped` or
-    /// `missed`; `finished` is not audited: the run's own lifecycle entries say how it ended).
+    /// Appends the event's audit entry (operation `schedule`, the decision `fired`, `skipped`,
+    /// `missed` or `refused`; `finished` is not audited: the run's own lifecycle entries say how
+    /// it ended).
     pub async fn audit(&self, auditor: &Auditor) -> Result<(), String> {
         let (schedule, agent, decision, mut details) = match self {
             Event::Fired { schedule, agent, tick } => (schedule, agent, "fired", tick_details(*tick)),
@@ -127,6 +131,11 @@ impl Event {
                     ("last".to_string(), json!(utc_string(*last))),
                 ]);
                 (schedule, agent, "missed", details)
+            }
+            Event::Refused { schedule, agent, tick, reason } => {
+                let mut details = tick_details(*tick);
+                details.insert("reason".into(), json!(reason));
+                (schedule, agent, "refused", details)
             }
             Event::Finished { .. } => return Ok(()),
         };

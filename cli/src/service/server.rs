@@ -291,8 +291,9 @@ impl Service {
     /// One scheduled run, to its end.
     async fn run_scheduled(self: Arc<Self>, file: PathBuf, tick: ScheduledRun) {
         let request = RunRequest {
-            // The workspace's walk gives paths relative to its root; a run's file is absolute.
-            file: self.root.join(file),
+            // The workspace's walk gives paths relative to the current directory (which `up DIR`
+            // need not be in); a run's file is absolute.
+            file: std::path::absolute(&file).unwrap_or(file),
             agent: Some(tick.agent.clone()),
             tier: None,
             input: serde_json::Value::Null,
@@ -301,14 +302,23 @@ impl Service {
             warm: false,
             passed_env: compose::passed_env(&self.root),
         };
-        match self.compose(request).await {
-            Ok(composed) => {
-                let Some(record) = self.start(composed, Some(tick.schedule.clone()), false) else { return };
-                say(format!("schedule {}: run {} of agent `{}` started", tick.schedule, record.id, tick.agent));
-                let mut changed = record.changed.subscribe();
-                let _ = changed.wait_for(|_| record.ending().is_some()).await;
-            }
-            Err(refusal) => say(format!("schedule {}: the run of agent `{}` was refused: {}", tick.schedule, tick.agent, refusal.message)),
+        let reason = match self.compose(request).await {
+            Ok(composed) => match self.start(composed, Some(tick.schedule.clone()), false) {
+                Some(record) => {
+                    say(format!("schedule {}: run {} of agent `{}` started", tick.schedule, record.id, tick.agent));
+                    let mut changed = record.changed.subscribe();
+                    let _ = changed.wait_for(|_| record.ending().is_some()).await;
+                    return;
+                }
+                None => "the service is stopping".to_string(),
+            },
+            Err(refusal) => refusal.message,
+        };
+        // Audited as well as said: the log has the tick's `fired` entry, and no run of it.
+        say(format!("schedule {}: the run of agent `{}` was refused: {reason}", tick.schedule, tick.agent));
+        let refused = schedule::Event::Refused { schedule: tick.schedule, agent: tick.agent, tick: tick.tick, reason };
+        if let Err(e) = refused.audit(self.runtime.auditor()).await {
+            say(format!("auditing a schedule event: {e}"));
         }
     }
 }

@@ -59,6 +59,7 @@ fn describe(event: &Event) -> String {
         Event::Missed { schedule, count, first, last, .. } => {
             format!("missed {schedule} {count} {}..{}", utc_string(*first), utc_string(*last))
         }
+        Event::Refused { schedule, tick, reason, .. } => format!("refused {schedule} {} {reason}", utc_string(*tick)),
     }
 }
 
@@ -217,8 +218,18 @@ async fn events_are_audited_and_the_last_handled_tick_read_back() {
     assert_eq!(last_tick(&log_dir, "nightly").unwrap(), Some(tick("2026-12-08T02:00:00Z")));
     assert_eq!(last_tick(&log_dir, "never").unwrap(), None);
     let (first, last) = (tick("2026-12-09T02:00:00Z"), tick("2026-12-10T02:00:00Z"));
-    Event::Missed { schedule, agent, count: 2, first, last }.audit(&auditor).await.unwrap();
+    Event::Missed { schedule: schedule.clone(), agent: agent.clone(), count: 2, first, last }.audit(&auditor).await.unwrap();
     assert_eq!(last_tick(&log_dir, "nightly").unwrap(), Some(last), "missed ticks are accounted for: not missed again");
+    // A refused run's entry names its tick and why; its tick's `fired` entry is the handled one.
+    let reason = "the service is stopping".to_string();
+    Event::Refused { schedule, agent, tick: tick("2026-12-11T02:00:00Z"), reason }.audit(&auditor).await.unwrap();
+    assert_eq!(last_tick(&log_dir, "nightly").unwrap(), Some(last));
+    let (_, segment) = store::segments(&log_dir).unwrap().pop().unwrap();
+    let entry: Entry = serde_json::from_slice(&store::read_lines(&segment).unwrap().pop().unwrap().bytes).unwrap();
+    assert_eq!(
+        (entry.operation.as_str(), entry.decision.as_str(), Value::Object(entry.details)),
+        ("schedule", "refused", json!({"schedule": "nightly", "tick": "2026-12-11T02:00:00Z", "reason": "the service is stopping"}))
+    );
 }
 
 /// A scheduled run's lifecycle entries name its schedule; a run started otherwise has no such

@@ -118,7 +118,12 @@ impl Ws {
 
     /// The audit log's entries, after checking that it verifies.
     pub(crate) fn audit(&self) -> Vec<Value> {
-        let log = self.path(".symbiont/audit");
+        self.audit_of(".")
+    }
+
+    /// [`Ws::audit`] of the workspace in the directory `relative`.
+    pub(crate) fn audit_of(&self, relative: &str) -> Vec<Value> {
+        let log = self.path(relative).join(".symbiont/audit");
         let verify = self.command(&["audit", "verify", log.to_str().unwrap()]).output().unwrap();
         assert!(verify.status.success(), "the run's audit log must verify:\n{}", String::from_utf8_lossy(&verify.stdout));
         let show = self.command(&["audit", "show", log.to_str().unwrap(), "--format", "json"]).output().unwrap();

@@ -3,7 +3,7 @@
 //! fires runs one at a time and skips the ticks that come while its run is going; SIGTERM drains
 //! (the running scheduled run is `killed`, no container is left, the log verifies); and the ticks
 //! that pass while no service is up are audited once, as one `missed` entry with their count,
-//! and start no run.
+//! and start no run. The service is started from outside its workspace (`symbiont up DIR`).
 
 use std::time::{Duration, SystemTime};
 
@@ -71,16 +71,20 @@ fn a_schedule_runs_one_at_a_time_drains_and_does_not_catch_up_missed_ticks() {
     if !sandbox_ready("a_schedule_runs_one_at_a_time_drains_and_does_not_catch_up_missed_ticks") {
         return;
     }
+    // The workspace is `inner`, its service started from the directory above: a scheduled run
+    // finds its agent's files whatever the service's current directory.
     let ws = Ws::new();
-    ws.write("ticker.py", TICKER);
-    ws.write("ticker.sym", TICKER_SYM);
+    ws.write("inner/symbiont.toml", "[policy]\n");
+    ws.write("inner/ticker.py", TICKER);
+    ws.write("inner/ticker.sym", TICKER_SYM);
+    let up_inner = ["up", "inner"];
 
-    let up = Up::start(&ws);
+    let up = Up::start_with(&ws, &up_inner);
     sleep_to_half_second(Duration::from_secs(5));
     let (code, stderr) = up.terminate();
     assert_eq!(code, 0, "SIGTERM drains and exits 0:\n{stderr}");
 
-    let entries = ws.audit();
+    let entries = ws.audit_of("inner");
     let fired = schedule_entries(&entries, "fired");
     assert!(fired.len() >= 2, "a tick each second fires the runs one after the other:\n{stderr}\n{entries:#?}");
     let skipped = schedule_entries(&entries, "skipped");
@@ -102,13 +106,13 @@ fn a_schedule_runs_one_at_a_time_drains_and_does_not_catch_up_missed_ticks() {
     // handled (fired or skipped: those are audited already) are one `missed` entry.
     let handled = fired.iter().chain(&skipped).map(|e| tick(e, "tick")).max().unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let up = Up::start(&ws);
+    let up = Up::start_with(&ws, &up_inner);
     let serving = SystemTime::now();
     sleep_to_half_second(Duration::ZERO);
     let (code, stderr) = up.terminate();
     assert_eq!(code, 0, "{stderr}");
 
-    let entries = ws.audit();
+    let entries = ws.audit_of("inner");
     let missed = schedule_entries(&entries, "missed");
     assert_eq!(missed.len(), 1, "the missed ticks are audited once, not one entry per tick:\n{stderr}\n{missed:#?}");
     let (first, last) = (tick(missed[0], "first"), tick(missed[0], "last"));
@@ -126,4 +130,39 @@ fn a_schedule_runs_one_at_a_time_drains_and_does_not_catch_up_missed_ticks() {
     for (run, _) in &runs {
         assert_no_container(run);
     }
+}
+
+/// A tick whose run is refused (here the workspace on disk has gained an error diagnostic since the
+/// service started: each tick composes its run from the workspace as it is then) is audited
+/// `refused` with the reason, after its `fired` entry, and starts nothing. Nothing here reaches a
+/// sandbox.
+#[test]
+fn a_tick_whose_run_is_refused_is_audited_with_the_reason() {
+    let ws = Ws::new();
+    ws.write("ticker.py", TICKER);
+    ws.write("ticker.sym", TICKER_SYM);
+    let up = Up::start(&ws);
+    sleep_to_half_second(Duration::ZERO);
+    ws.write("broken.sym", "agent broken {\n");
+    let broken = SystemTime::now();
+    // Long enough for a run started before the file was written to end, and a tick after it.
+    sleep_to_half_second(Duration::from_secs(3));
+    let (code, stderr) = up.terminate();
+    assert_eq!(code, 0, "{stderr}");
+
+    let entries = ws.audit();
+    let refused = schedule_entries(&entries, "refused");
+    assert!(!refused.is_empty(), "the ticks after the file broke are refused:\n{stderr}");
+    let fired: Vec<SystemTime> = schedule_entries(&entries, "fired").iter().map(|e| tick(e, "tick")).collect();
+    for entry in &refused {
+        assert!(fired.contains(&tick(entry, "tick")), "a refused tick fired first: {entry}");
+        let reason = entry["details"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("broken.sym"), "the reason names the diagnostic's file: {entry}");
+    }
+    let refused_ticks: Vec<SystemTime> = refused.iter().map(|e| tick(e, "tick")).collect();
+    for at in fired.iter().filter(|t| **t > broken) {
+        assert!(refused_ticks.contains(at), "every tick after the file broke is refused: {refused:#?}");
+    }
+    let runs = scheduled_runs(&entries);
+    assert_eq!(runs.len() + refused.len(), fired.len(), "a fired tick starts a run or is refused: {runs:?}");
 }
