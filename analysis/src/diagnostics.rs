@@ -74,6 +74,8 @@ rules! {
     NOT_AN_OPERATION = ("SYM0208", "not-an-operation", Error, "An allow or deny rule names no operation.");
     SECRET_NAME_NOT_CANONICAL = ("SYM0209", "secret-name-not-canonical", Error, "A `secret_access` guard compares the secret's name with a string that is not lowercase `a`-`z`, `0`-`9`, `_`.");
     HOST_NOT_CANONICAL = ("SYM0210", "host-not-canonical", Error, "An HTTP guard compares the request's host with a string that is not a canonical host.");
+    UNDECLARED_REGION = ("SYM0211", "undeclared-region", Error, "A `geographic_restriction` names a region `symbiont.toml` does not declare.");
+    UNENFORCED_CONDITION = ("SYM0212", "unenforced-condition", Warning, "A `conditions` key is one the runtime does not enforce: it is merged and reported, nothing more.");
     CUSTOM_CODE_RULE = ("SYM0399", "custom-code-rule", Error, "A custom rule from `symbiont.toml` found code performing an operation the policy denies.");
     UNDECLARED_OPERATION = ("SYM0402", "undeclared-operation", Warning, "Agent code performs an operation the agent does not declare in `capabilities`.");
     UNJUSTIFIED_SUPPRESSION = ("SYM0403", "unjustified-suppression", Error, "A `symbiont: allow` comment has no justification.");

@@ -101,6 +101,8 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
         out.push(d);
     }
 
+    conditions_checks(model, universe, &mut out);
+
     // Conflicts, from every scope this file defines: each top-level policy, each agent.
     let mut scopes: Vec<(Option<String>, EffectivePolicy)> = Vec::new();
     for policy in &model.policies {
@@ -196,6 +198,51 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
         }
     }
     out
+}
+
+/// Each `conditions` key of this file's policies: one the runtime does not enforce (a warning that
+/// says so), and a `geographic_restriction` naming a region `symbiont.toml` does not declare (an
+/// error: `symbiont run` refuses it rather than run an agent whose restriction means nothing).
+fn conditions_checks(model: &FileModel, universe: &Universe, out: &mut Vec<Diagnostic>) {
+    use symbiont_policy::{effective::ENFORCED_CONDITIONS, geography};
+    let policies = model.policies.iter().chain(model.agents.iter().flat_map(|a| a.inline.iter()));
+    let conditions = policies.flat_map(|p| p.rules.iter()).filter(|r| r.kind == symbiont_policy::model::RuleKind::Conditions);
+    let regions = &universe.config().regions;
+    for rule in conditions {
+        for (key, value) in &rule.obligations {
+            if !ENFORCED_CONDITIONS.iter().any(|(enforced, _)| enforced == key) {
+                let enforced: Vec<&str> = ENFORCED_CONDITIONS.iter().map(|(k, _)| *k).collect();
+                out.push(Diagnostic::new(
+                    &rules::UNENFORCED_CONDITION,
+                    rule.loc.range,
+                    format!(
+                        "condition `{key}` is not enforced by the runtime: it is merged and shown by `symbiont policy explain`, but nothing makes it true (the runtime enforces {}; docs/policy-semantics.md)",
+                        enforced.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            if key != geography::KEY {
+                continue;
+            }
+            let names = match geography::region_names(value) {
+                Ok(names) => names,
+                Err(why) => {
+                    out.push(Diagnostic::new(&rules::WRONG_VALUE_KIND, rule.loc.range, why));
+                    continue;
+                }
+            };
+            for name in names.iter().filter(|n| !regions.contains_key(*n)) {
+                let mut message = format!(
+                    "`{key}` names region `{name}`, which `symbiont.toml` does not declare ([regions.{name}] with its hosts, cidrs and s3_endpoints); `symbiont run` refuses an agent restricted to it"
+                );
+                if let Some(close) = symbiont_syntax::suggest::closest(name, regions.keys().map(String::as_str)) {
+                    message.push_str(&format!("; did you mean `{close}`?"));
+                }
+                out.push(Diagnostic::new(&rules::UNDECLARED_REGION, rule.loc.range, message));
+            }
+        }
+    }
 }
 
 /// A declared capability the effective policy denies, or that no rule allows.

@@ -74,6 +74,14 @@ pub struct MergedCondition {
     pub sources: Vec<SourceLoc>,
 }
 
+/// The condition keys the runtime enforces, and how (`docs/policy-semantics.md`, "Conditions the
+/// runtime enforces"); any other key is merged and reported but advisory (SYM0212 in `check`).
+pub const ENFORCED_CONDITIONS: &[(&str, &str)] = &[
+    ("data_classification", "raises the risk score, so the tier"),
+    (crate::geography::KEY, "limits HTTP requests and audit backups to the named regions"),
+    (RETENTION_KEY, "how long a run's outputs are kept before `symbiont gc` deletes them"),
+];
+
 /// Two levels state a condition differently; the most restrictive value was kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConditionConflict {

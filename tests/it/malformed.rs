@@ -7,7 +7,13 @@ use symbiont_analysis::{AnalysisHost, LineIndex};
 
 /// Renders every diagnostic of `text` as `line:col..line:col CODE severity: message`, 1-based.
 pub(crate) fn render(name: &str, text: &str) -> String {
+    render_with_config(name, text, None)
+}
+
+/// [`render`] in a workspace whose `symbiont.toml` is `config`.
+pub(crate) fn render_with_config(name: &str, text: &str, config: Option<String>) -> String {
     let mut host = AnalysisHost::new();
+    host.set_config(config.map(|c| ("symbiont.toml".into(), c)));
     host.set_file(name, text);
     let index = LineIndex::new(text);
     let mut out = String::new();
