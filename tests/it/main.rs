@@ -17,6 +17,7 @@ mod codegen;
 mod codegen_add;
 mod corpus;
 mod diagnostics_docs;
+mod doctor;
 mod dsl_reference;
 mod grammar;
 mod incremental;
