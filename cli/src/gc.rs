@@ -5,7 +5,7 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use lexopt::{Arg, Parser};
@@ -84,6 +84,30 @@ pub fn run(options: &GcOptions) -> Exit {
     } else {
         Exit::Problems
     }
+}
+
+/// How often the workspace's service collects (and once at its start).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// The service's collection: at once, then every [`SWEEP_EVERY`], each file deleted and each
+/// problem given to `say` (a sweep that deletes nothing says nothing). Runs until aborted.
+pub fn sweep(root: PathBuf, say: fn(&str)) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            ticks.tick().await;
+            let swept = root.clone();
+            match tokio::task::spawn_blocking(move || retention::collect(&swept, SystemTime::now(), false)).await {
+                Ok(Ok(report)) => {
+                    if !report.collected.is_empty() || !report.problems.is_empty() {
+                        lines(&report, Path::new(""), false).iter().chain(&report.problems).for_each(|line| say(&format!("gc: {line}")));
+                    }
+                }
+                Ok(Err(why)) => say(&format!("gc: {why}")),
+                Err(e) => say(&format!("gc: {e}")),
+            }
+        }
+    })
 }
 
 /// One line per file collected, under `root` as it is to be shown, then the summary: what `gc`

@@ -121,6 +121,7 @@ pub fn collect(root: &Path, now: SystemTime, dry_run: bool) -> Result<GcReport, 
             Err(e) => report.problems.push(format!("{}: {}", shown.display(), beneath::describe(&e))),
         }
     }
+    report.collected.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }
 
@@ -345,7 +346,7 @@ mod tests {
 
         let dry = collect(root.path(), now, true).unwrap();
         let names = |r: &GcReport| r.collected.iter().map(|c| c.path.display().to_string()).collect::<Vec<_>>();
-        assert_eq!(names(&dry), [".symbiont/workspaces/a/out/old.txt", ".symbiont/workspaces/a/out/deep/er/old.txt"]);
+        assert_eq!(names(&dry), [".symbiont/workspaces/a/out/deep/er/old.txt", ".symbiont/workspaces/a/out/old.txt"]);
         assert!(ws.path().join("out/old.txt").exists() && ws.path().join("out/deep/er/old.txt").exists());
 
         let done = collect(root.path(), now, false).unwrap();

@@ -368,6 +368,8 @@ async fn serve(options: &UpOptions) -> Result<(), Refusal> {
     });
     fill_pools(&service, &workspace, options.warm);
     let schedules = drive_schedules(&service, &workspace);
+    // Outputs whose retention has ended are deleted now and every hour (`symbiont gc`).
+    let sweep = crate::gc::sweep(root.clone(), |line| say(line));
     say(format!(
         "serving {} (pid {}) on {}; audit log {}; {} schedule{}; Ctrl-C or SIGTERM stops it",
         root.display(),
@@ -391,6 +393,7 @@ async fn serve(options: &UpOptions) -> Result<(), Refusal> {
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    sweep.abort();
     drain(service, schedules, connections, &socket).await;
     Ok(())
 }

@@ -9,6 +9,7 @@ mod firecracker;
 mod image;
 mod isolation;
 mod limits;
+mod retention;
 pub(crate) mod sandbox;
 mod schedules;
 mod sdk;
