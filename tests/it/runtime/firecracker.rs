@@ -243,6 +243,7 @@ fn launch_spec(dir: &Path) -> LaunchSpec {
 fn layout(dir: &Path) -> VmLayout {
     VmLayout {
         kernel: dir.join("vmlinux").display().to_string(),
+        initrd: Some(dir.join("initrd.cpio").display().to_string()),
         rootfs: dir.join("rootfs.ext4").display().to_string(),
         agent_drive: dir.join("agent.ext4").display().to_string(),
         vsock_uds: dir.join("vsock.sock").display().to_string(),
@@ -290,6 +291,8 @@ async fn every_request_of_the_boot_sequence_matches_the_api_description() {
     assert_eq!(body("/machine-config"), json!({"vcpu_count": 2, "mem_size_mib": 300, "smt": false}));
     let boot = body("/boot-source");
     assert_eq!(boot["kernel_image_path"], layout.kernel);
+    // The initrd of `symbiont image build --tier 3`, which loads the drivers Debian builds as modules.
+    assert_eq!(boot["initrd_path"], json!(layout.initrd));
     let args = boot["boot_args"].as_str().unwrap();
     for word in ["console=ttyS0", "reboot=k", "panic=1", "pci=off", "init=/bin/sh"] {
         assert!(args.split_whitespace().any(|w| w == word), "boot_args lack {word}: {args}");
@@ -413,6 +416,8 @@ async fn unavailable_says_precisely_what_is_missing() {
         firecracker: None,
         kernel: Some(dir.path().join("no-vmlinux")),
         rootfs: None,
+        initrd: None,
+        manifest_dir: None,
         mkfs: Some(dir.path().join("no-mkfs")),
         jailer: None,
         kvm_device: dir.path().join("no-kvm"),
@@ -563,6 +568,8 @@ async fn lifecycle_with_a_fake_firecracker_binary() {
             firecracker: Some(fake(hang)),
             kernel: Some(dir.path().join("vmlinux")),
             rootfs: Some(dir.path().join("rootfs.ext4")),
+            initrd: None,
+            manifest_dir: None,
             mkfs: Some(mkfs.clone()),
             jailer: None,
             kvm_device: "/dev/kvm".into(),

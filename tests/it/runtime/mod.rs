@@ -17,3 +17,4 @@ mod secrets;
 pub(crate) mod service;
 mod signals;
 mod talk;
+mod tier3_image;

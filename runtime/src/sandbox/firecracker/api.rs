@@ -37,6 +37,10 @@ pub struct MachineConfiguration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BootSource {
     pub kernel_image_path: String,
+    /// The initrd, when the kernel needs one (`symbiont image build --tier 3` makes one that
+    /// loads the drivers Debian's kernel has as modules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initrd_path: Option<String>,
     pub boot_args: String,
 }
 

@@ -28,10 +28,14 @@
 //! chroot behind after `remove`.
 //!
 //! Configuration comes from the environment ([`FirecrackerSandbox::from_environment`]):
-//! `SYMBIONT_FIRECRACKER` (the binary; default: `firecracker` on `PATH`), `SYMBIONT_FC_KERNEL`
-//! (an uncompressed guest kernel, `vmlinux`), `SYMBIONT_FC_ROOTFS` (an ext4 rootfs image used
-//! for every agent, or a directory holding one per image kind: `python.ext4`, `node.ext4`,
-//! `minimal.ext4`), `SYMBIONT_MKFS_EXT4` (default: `mkfs.ext4` on `PATH` or in `/sbin`,
+//! `SYMBIONT_FIRECRACKER` (the binary; default: `firecracker` on `PATH`); the guest's kernel,
+//! initrd and rootfs from the manifest `symbiont image build --tier 3` writes
+//! ([`crate::image::tier3`]; `SYMBIONT_TIER3_DIR`, default `/var/lib/symbiont/tier3`), whose
+//! SHA-256 hashes are verified before each boot ([`FirecrackerSandbox::verify_artifacts`]), or,
+//! when `SYMBIONT_FC_KERNEL` or `SYMBIONT_FC_ROOTFS` is set, from those (an uncompressed guest
+//! kernel, `vmlinux`; an ext4 rootfs image used for every agent, or a directory holding one per
+//! image kind: `python.ext4`, `node.ext4`, `minimal.ext4`) and `SYMBIONT_FC_INITRD`, unverified;
+//! `SYMBIONT_MKFS_EXT4` (default: `mkfs.ext4` on `PATH` or in `/sbin`,
 //! `/usr/sbin`), and for the jailer `SYMBIONT_FC_JAILER` (its binary), `SYMBIONT_FC_JAILER_UID`,
 //! `SYMBIONT_FC_JAILER_GID` (default 65534) and `SYMBIONT_FC_CHROOT_BASE` (default
 //! `/srv/jailer`, which must be on the same file system as the run directory: the broker's
@@ -61,13 +65,14 @@ use tokio::{
 };
 
 use super::{Exit, Instance, LaunchSpec, OutputSender, Peer, Sandbox, SandboxError};
-use crate::{config::Limits, util::BoxFuture, Tier};
+use crate::{config::Limits, image::tier3, util::BoxFuture, Tier};
 use api::{ApiClient, BootSource, Drive, LogLevel, Logger, MachineConfiguration, Vsock};
 pub use guest::{BROKER_VSOCK_PORT, GUEST_CID};
 
 pub const ENV_FIRECRACKER: &str = "SYMBIONT_FIRECRACKER";
 pub const ENV_KERNEL: &str = "SYMBIONT_FC_KERNEL";
 pub const ENV_ROOTFS: &str = "SYMBIONT_FC_ROOTFS";
+pub const ENV_INITRD: &str = "SYMBIONT_FC_INITRD";
 pub const ENV_MKFS: &str = "SYMBIONT_MKFS_EXT4";
 pub const ENV_JAILER: &str = "SYMBIONT_FC_JAILER";
 pub const ENV_JAILER_UID: &str = "SYMBIONT_FC_JAILER_UID";
@@ -89,6 +94,7 @@ const API_SOCKET: &str = "api.sock";
 const VSOCK_SOCKET: &str = "vsock.sock";
 const KERNEL_FILE: &str = "vmlinux";
 const ROOTFS_FILE: &str = "rootfs.ext4";
+const INITRD_FILE: &str = "initrd.cpio";
 const DRIVE_FILE: &str = "agent.ext4";
 const LOG_FILE: &str = "firecracker.log";
 const STAGING_DIR: &str = "drive-staging";
@@ -114,6 +120,11 @@ pub struct FirecrackerConfig {
     pub kernel: Option<PathBuf>,
     /// A rootfs image, or a directory of `{kind}.ext4` images.
     pub rootfs: Option<PathBuf>,
+    /// The initrd the kernel boots with, if it needs one.
+    pub initrd: Option<PathBuf>,
+    /// The Tier 3 directory whose manifest named the kernel, initrd and rootfs: their hashes are
+    /// verified against it before each boot. `None` when they were named by the environment.
+    pub manifest_dir: Option<PathBuf>,
     pub mkfs: Option<PathBuf>,
     pub jailer: Option<JailerConfig>,
     pub kvm_device: PathBuf,
@@ -137,10 +148,25 @@ impl FirecrackerConfig {
             gid: id(ENV_JAILER_GID),
             chroot_base: path_var(ENV_CHROOT_BASE).unwrap_or_else(|| PathBuf::from("/srv/jailer")),
         });
+        let (kernel, rootfs, initrd, manifest_dir) = if path_var(ENV_KERNEL).is_some() || path_var(ENV_ROOTFS).is_some() {
+            (path_var(ENV_KERNEL), path_var(ENV_ROOTFS), path_var(ENV_INITRD), None)
+        } else {
+            let dir = tier3::dir();
+            match tier3::Manifest::load(&dir) {
+                Ok(Some(m)) => (Some(dir.join(&m.kernel.path)), Some(dir.join(&m.rootfs.path)), Some(dir.join(&m.initrd.path)), Some(dir)),
+                Ok(None) => (None, None, None, None),
+                Err(e) => {
+                    problems.push(e);
+                    (None, None, None, None)
+                }
+            }
+        };
         let config = FirecrackerConfig {
             firecracker: path_var(ENV_FIRECRACKER).or_else(|| find_program("firecracker", &[])),
-            kernel: path_var(ENV_KERNEL),
-            rootfs: path_var(ENV_ROOTFS),
+            kernel,
+            rootfs,
+            initrd,
+            manifest_dir,
             mkfs: path_var(ENV_MKFS).or_else(mkfs_ext4),
             jailer,
             kvm_device: PathBuf::from("/dev/kvm"),
@@ -230,15 +256,21 @@ impl FirecrackerSandbox {
                 missing.push("the jailer runs only binaries whose name contains `firecracker`".into());
             }
         }
+        let build = format!("run `symbiont image build --tier 3` (it records them in {})", tier3::dir().join(tier3::MANIFEST).display());
         match &c.kernel {
-            None => missing.push(format!("no guest kernel: set {ENV_KERNEL} to an uncompressed kernel image (vmlinux)")),
-            Some(path) if !path.is_file() => missing.push(format!("the guest kernel {} ({ENV_KERNEL}) is not a file", path.display())),
+            None => missing.push(format!("no guest kernel: {build}, or set {ENV_KERNEL} to an uncompressed kernel image (vmlinux)")),
+            Some(path) if !path.is_file() => missing.push(format!("the guest kernel {} is not a file", path.display())),
             Some(_) => {}
         }
         match &c.rootfs {
-            None => missing.push(format!("no rootfs image: set {ENV_ROOTFS} to an ext4 image, or a directory of KIND.ext4 images")),
-            Some(path) if !path.exists() => missing.push(format!("the rootfs {} ({ENV_ROOTFS}) does not exist", path.display())),
+            None => {
+                missing.push(format!("no rootfs image: {build}, or set {ENV_ROOTFS} to an ext4 image, or a directory of KIND.ext4 images"))
+            }
+            Some(path) if !path.exists() => missing.push(format!("the rootfs {} does not exist", path.display())),
             Some(_) => {}
+        }
+        if let Some(initrd) = c.initrd.as_ref().filter(|path| !path.is_file()) {
+            missing.push(format!("the initrd {} is not a file", initrd.display()));
         }
         match &c.mkfs {
             None => missing.push(format!("no mkfs.ext4 (e2fsprogs) to build the agent drive: install e2fsprogs or set {ENV_MKFS}")),
@@ -246,6 +278,24 @@ impl FirecrackerSandbox {
             Some(_) => {}
         }
         missing
+    }
+
+    /// Checks the kernel, initrd and rootfs against the manifest they came from: present, still
+    /// the files it names, and of the hashes it records (every byte is read: about a second for
+    /// a root filesystem). Nothing to check when the environment named them.
+    pub fn verify_artifacts(&self) -> Result<(), String> {
+        let c = &self.config;
+        let Some(dir) = &c.manifest_dir else { return Ok(()) };
+        let manifest = tier3::Manifest::load(dir)?
+            .ok_or_else(|| format!("{} is gone: run `symbiont image build --tier 3`", dir.join(tier3::MANIFEST).display()))?;
+        let named = (Some(dir.join(&manifest.kernel.path)), Some(dir.join(&manifest.rootfs.path)), Some(dir.join(&manifest.initrd.path)));
+        if named != (c.kernel.clone(), c.rootfs.clone(), c.initrd.clone()) {
+            return Err(format!(
+                "{} was rebuilt since this runtime read it: start it again to use the new artifacts",
+                dir.join(tier3::MANIFEST).display()
+            ));
+        }
+        manifest.verify(dir)
     }
 
     fn required(&self) -> Result<(PathBuf, PathBuf, PathBuf), SandboxError> {
@@ -297,6 +347,8 @@ pub fn machine_config(limits: &Limits) -> Result<MachineConfiguration, SandboxEr
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmLayout {
     pub kernel: String,
+    /// The initrd, when the kernel boots with one.
+    pub initrd: Option<String>,
     pub rootfs: String,
     /// The agent drive ([`guest::build_drive`]).
     pub agent_drive: String,
@@ -318,7 +370,8 @@ pub async fn configure(api_socket: &Path, spec: &LaunchSpec, layout: &VmLayout) 
             .map_err(backend)?;
     }
     api.put_machine_config(&machine_config(&spec.limits)?).await.map_err(backend)?;
-    api.put_boot_source(&BootSource { kernel_image_path: layout.kernel.clone(), boot_args: guest::boot_args() }).await.map_err(backend)?;
+    let boot = BootSource { kernel_image_path: layout.kernel.clone(), initrd_path: layout.initrd.clone(), boot_args: guest::boot_args() };
+    api.put_boot_source(&boot).await.map_err(backend)?;
     api.put_drive(&Drive { drive_id: ROOTFS_DRIVE.into(), path_on_host: layout.rootfs.clone(), is_root_device: true, is_read_only: true })
         .await
         .map_err(backend)?;
@@ -360,9 +413,10 @@ impl HostFiles {
         }
     }
 
-    fn layout(&self) -> VmLayout {
+    fn layout(&self, initrd: bool) -> VmLayout {
         VmLayout {
             kernel: self.guest(KERNEL_FILE),
+            initrd: initrd.then(|| self.guest(INITRD_FILE)),
             rootfs: self.guest(ROOTFS_FILE),
             agent_drive: self.guest(DRIVE_FILE),
             vsock_uds: self.guest(VSOCK_SOCKET),
@@ -406,6 +460,12 @@ fn read_log_tail(path: &Path) -> String {
 impl FirecrackerSandbox {
     async fn create_vm(&self, spec: &LaunchSpec) -> Result<FirecrackerInstance, SandboxError> {
         let (firecracker, kernel, mkfs) = self.required()?;
+        // Hashing reads hundreds of MiB: off the async threads.
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || FirecrackerSandbox::new(config).verify_artifacts())
+            .await
+            .map_err(|e| SandboxError::Backend(format!("verifying the Tier 3 artifacts: {e}")))?
+            .map_err(SandboxError::Unavailable)?;
         let rootfs = self.config.rootfs_for(&spec.image)?;
         machine_config(&spec.limits)?;
         if spec.run_id.is_empty() || !spec.run_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || spec.run_id.len() > 48 {
@@ -485,10 +545,16 @@ impl FirecrackerSandbox {
             })?;
             link_or_copy(kernel, &files.host(KERNEL_FILE))?;
             link_or_copy(rootfs, &files.host(ROOTFS_FILE))?;
+            if let Some(initrd) = &self.config.initrd {
+                link_or_copy(initrd, &files.host(INITRD_FILE))?;
+            }
         } else {
             std::os::unix::fs::symlink(&broker, &forward).map_err(io_error("linking the broker socket at", &forward))?;
             std::os::unix::fs::symlink(kernel, files.host(KERNEL_FILE)).map_err(io_error("linking the kernel", kernel))?;
             std::os::unix::fs::symlink(rootfs, files.host(ROOTFS_FILE)).map_err(io_error("linking the rootfs", rootfs))?;
+            if let Some(initrd) = &self.config.initrd {
+                std::os::unix::fs::symlink(initrd, files.host(INITRD_FILE)).map_err(io_error("linking the initrd", initrd))?;
+            }
         }
         let drive = files.host(DRIVE_FILE);
         guest::build_drive(mkfs, spec, &vm.markers, &files.host(STAGING_DIR), &drive).await?;
@@ -551,7 +617,7 @@ impl FirecrackerSandbox {
         vm.tasks.push(tokio::spawn(supervise(child, vm.kill.clone(), vm.pid.clone(), exited)));
 
         vm.wait_for_api().await?;
-        configure(vm.api.socket(), spec, &files.layout()).await.map_err(|e| vm.with_logs(e))
+        configure(vm.api.socket(), spec, &files.layout(self.config.initrd.is_some())).await.map_err(|e| vm.with_logs(e))
     }
 }
 
