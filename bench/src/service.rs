@@ -14,6 +14,10 @@
 //!    (from its cgroup, as `docker stats` counts it) and this process's RSS growth per agent. Then
 //!    all are stopped (cancelled) and the benchmark checks that no container or staging directory
 //!    is left.
+//! 3. **First output.** `symbiont run` of a hello agent handed to a `symbiont up --warm 1` service
+//!    of its workspace, from spawning the process to the first byte of its standard output; the
+//!    same run without a service (cold); baseline: `docker run --rm IMAGE python3 -c 'print(1)'`
+//!    to its first byte, through the docker CLI.
 //!
 //! Every container the benchmark starts is removed at its end, also after an error: the runtime's
 //! by cancelling their runs, and any left (the runtime's, labelled with this process as owner, or
@@ -22,8 +26,10 @@
 use std::{
     collections::HashMap,
     fs,
+    io::Read,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -38,7 +44,8 @@ use symbiont_audit::{keys::FileSigner, Log, LogOptions};
 use symbiont_runtime::{
     image::{self, ImageKind},
     leftovers::OWNER_PID_LABEL,
-    sandbox::{docker::container_body, LaunchSpec, CODE_MOUNT},
+    sandbox::docker::{container_body, POOL_LABEL},
+    sandbox::{LaunchSpec, CODE_MOUNT},
     AgentConfig, AgentRuntime, Auditor, Language, Limits, Output, OutputStream, RunError, RunReport, State, Tier, Workspace,
 };
 use tokio::{
@@ -49,7 +56,7 @@ use tokio::{
 use crate::sandbox::{busy_cores, cpu_ticks, median, percentile, BENCH_LABEL};
 
 pub const ARGS: &str =
-    "[--round-trips N] [--warmup N] [--payload-bytes N] [--max-agents N] [--step N] [--parts rt,idle] [--audit-dir DIR] [--keep]";
+    "[--round-trips N] [--warmup N] [--payload-bytes N] [--max-agents N] [--step N] [--first-output N] [--parts rt,idle,first] [--audit-dir DIR] [--keep]";
 
 /// The round trip's first agent: finds its peer on the bus, then times `round_trips` round trips
 /// after `warmup` untimed ones, and prints the samples (ns), 200 a line.
@@ -163,8 +170,11 @@ struct Options {
     payload_bytes: usize,
     max_agents: usize,
     step: usize,
+    /// Timed runs per path of the first-output measurement.
+    first_iters: usize,
     round_trip: bool,
     idle: bool,
+    first_output: bool,
     /// Where the audit log goes (default: the benchmark's directory under `target/tmp`). Every
     /// message waits for its entries to be durable, so the disk's `fdatasync` is in the round trip.
     audit_dir: Option<PathBuf>,
@@ -178,8 +188,10 @@ fn options(args: &[String]) -> Result<Options, String> {
         payload_bytes: 100,
         max_agents: 200,
         step: 10,
+        first_iters: 10,
         round_trip: true,
         idle: true,
+        first_output: true,
         audit_dir: None,
         keep: false,
     };
@@ -195,16 +207,18 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--payload-bytes" => o.payload_bytes = value("a size in bytes")?,
             "--max-agents" => o.max_agents = value("a number of agents")?.max(1),
             "--step" => o.step = value("a number of agents")?.max(1),
+            "--first-output" => o.first_iters = value("a number of runs")?.max(1),
             "--keep" => o.keep = true,
             "--audit-dir" => o.audit_dir = Some(args.next().ok_or("`--audit-dir` needs a directory")?.into()),
             "--parts" => {
-                let list = args.next().ok_or("`--parts` needs a list such as rt,idle")?;
-                (o.round_trip, o.idle) = (false, false);
+                let list = args.next().ok_or("`--parts` needs a list such as rt,idle,first")?;
+                (o.round_trip, o.idle, o.first_output) = (false, false, false);
                 for part in list.split(',') {
                     match part.trim() {
                         "rt" => o.round_trip = true,
                         "idle" => o.idle = true,
-                        other => return Err(format!("`--parts`: `{other}` is not `rt` or `idle`")),
+                        "first" => o.first_output = true,
+                        other => return Err(format!("`--parts`: `{other}` is not `rt`, `idle` or `first`")),
                     }
                 }
             }
@@ -677,22 +691,227 @@ fn idle(bench: &Bench, options: &Options) -> Result<Idle, String> {
 }
 
 // -------------------------------------------------------------------------------------------------
+// 3. First output
 
-/// Removes whatever containers of this process are left (the runtime's or the baseline's).
-fn clean_up(bench: &Bench, keep: bool) {
-    let pid = std::process::id();
-    let filters = [format!("{OWNER_PID_LABEL}={pid}"), format!("{BENCH_LABEL}={pid}")];
-    let mut left = 0;
-    for filter in filters {
-        let filters = HashMap::from([("label".to_string(), vec![filter])]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let ids = bench.rt.block_on(bench.docker.list_containers(Some(options))).unwrap_or_default();
-        for id in ids.into_iter().filter_map(|c| c.id) {
-            left += 1;
-            let force = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-            let _ = bench.rt.block_on(bench.docker.remove_container(&id, Some(force)));
+const HELLO_SYM: &str = "agent hello {\n    implementation = [\"hello.py\"]\n    security = { tier: Tier1 }\n}\n";
+const HELLO_PY: &str = "print(\"hello\")\n";
+
+struct FirstOutput {
+    /// ms from spawning `symbiont run` (handed to the service) to its first stdout byte.
+    service: Vec<f64>,
+    /// The same without a service: a cold run in the process.
+    cold: Vec<f64>,
+    /// ms from spawning `docker run --rm IMAGE python3 -c 'print(1)'` to its first stdout byte.
+    raw: Vec<f64>,
+}
+
+/// Spawns `command`; returns the ms to the first byte of its standard output, all of its standard
+/// output and its standard error, once it has exited 0.
+fn first_byte(command: &mut Command) -> Result<(f64, String, String), String> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = command.spawn().map_err(|e| format!("{command:?}: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut first = [0u8; 1];
+    let n = stdout.read(&mut first).map_err(|e| format!("reading {command:?}: {e}"))?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let mut rest = Vec::new();
+    let _ = stdout.read_to_end(&mut rest);
+    let output = child.wait_with_output().map_err(|e| format!("{command:?}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if n == 0 || !output.status.success() {
+        return Err(format!("{command:?} ended {} without output:\n{stderr}", output.status));
+    }
+    Ok((ms, format!("{}{}", String::from_utf8_lossy(&first[..n]), String::from_utf8_lossy(&rest)), stderr))
+}
+
+/// The service's running warm containers (labelled with it as owner).
+async fn warm_containers(docker: &Docker, service: u32) -> Result<usize, String> {
+    let labels = vec![POOL_LABEL.to_string(), format!("{OWNER_PID_LABEL}={service}")];
+    let filters = HashMap::from([("label".to_string(), labels), ("status".to_string(), vec!["running".to_string()])]);
+    let options = ListContainersOptionsBuilder::default().filters(&filters).build();
+    Ok(docker.list_containers(Some(options)).await.map_err(|e| format!("listing containers: {e}"))?.len())
+}
+
+struct Service {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    /// SIGTERM (the service drains: runs stopped, warm containers removed), then its exit.
+    fn stop(mut self) -> Result<(), String> {
+        // SAFETY: kill has no memory preconditions; the pid is our own child's, not yet waited for.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return if status.success() { Ok(()) } else { Err(format!("`symbiont up` ended {status} after SIGTERM")) };
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(format!("`symbiont up` did not drain within 60 s of SIGTERM (killed); its log: {}", self.log.display()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Bench {
+    fn symbiont(&self) -> Result<PathBuf, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let symbiont = exe.with_file_name("symbiont");
+        if !symbiont.is_file() {
+            return Err(format!("{} is missing: run this benchmark through `bench/run service`, which builds it", symbiont.display()));
+        }
+        Ok(symbiont)
+    }
+
+    /// `symbiont run hello.sym` in the workspace; checks its output, and whether a warm container served it.
+    fn hello(&self, symbiont: &Path, ws: &Path, pooled: bool) -> Result<f64, String> {
+        let mut command = Command::new(symbiont);
+        command.args(["run", "hello.sym", "--summary", "json"]).current_dir(ws).env("TMPDIR", self.dir.join("cli-runs"));
+        let (ms, stdout, stderr) = first_byte(&mut command)?;
+        if stdout != "hello\n" {
+            return Err(format!("`symbiont run` printed {stdout:?}, not \"hello\\n\"; its stderr:\n{stderr}"));
+        }
+        let summary = stderr.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or_default();
+        if summary["pooled"].as_bool() != Some(pooled) {
+            return Err(format!("the run's summary says pooled = {}, expected {pooled}: {stderr}", summary["pooled"]));
+        }
+        Ok(ms)
+    }
+
+    fn raw_first_output(&self) -> Result<f64, String> {
+        let label = format!("{BENCH_LABEL}={}", std::process::id());
+        let mut command = Command::new("docker");
+        command.args(["run", "--rm", "--network", "none", "--label", &label, &self.image, "python3", "-c", "print(1)"]);
+        let (ms, stdout, _) = first_byte(&mut command)?;
+        if stdout != "1\n" {
+            return Err(format!("`docker run` printed {stdout:?}"));
+        }
+        Ok(ms)
+    }
+
+    /// Starts `symbiont up WS --warm 1` (its staging under `tmp`) and waits until its warm
+    /// container runs.
+    fn start_service(&self, symbiont: &Path, ws: &Path, tmp: &Path) -> Result<Service, String> {
+        let log = self.dir.join("service.log");
+        let stderr = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new(symbiont)
+            .args(["up", "--warm", "1"])
+            .arg(ws)
+            .env("TMPDIR", tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", symbiont.display()))?;
+        let mut service = Service { child, log };
+        let ready = self.wait_warm(&mut service);
+        match ready {
+            Ok(()) => Ok(service),
+            Err(e) => {
+                let log = service.log();
+                let _ = service.stop();
+                Err(format!("{e}; its log:\n{log}"))
+            }
+        }
+    }
+
+    /// Waits until the service has a running warm container: after a run, the one its pool
+    /// makes in place of the one the run claimed (and removed before `symbiont run` exits).
+    fn wait_warm(&self, service: &mut Service) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let pid = service.child.id();
+        loop {
+            if let Some(status) = service.child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("`symbiont up` exited {status}"));
+            }
+            if self.rt.block_on(warm_containers(&self.docker, pid))? >= 1 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("the service had no running warm container after 120 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn first_output(bench: &Bench, options: &Options) -> Result<FirstOutput, String> {
+    let symbiont = bench.symbiont()?;
+    let ws = bench.dir.join("hello");
+    write(&ws.join("symbiont.toml"), "[policy]\n")?;
+    write(&ws.join("hello.sym"), HELLO_SYM)?;
+    write(&ws.join("hello.py"), HELLO_PY)?;
+    // The service's staging directories: a short path, since a broker's socket path must fit in
+    // `sockaddr_un` (`target/tmp/…/symbiont-runs/pool-ID/broker/broker.sock` may not).
+    let service_tmp = std::env::temp_dir().join(format!("symbiont-service-bench-{}", std::process::id()));
+    for dir in [bench.dir.join("cli-runs"), service_tmp.clone()] {
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut out = FirstOutput { service: Vec::new(), cold: Vec::new(), raw: Vec::new() };
+    // Without a service: cold runs, each after a raw container (one warm-up of each, untimed).
+    bench.raw_first_output()?;
+    bench.hello(&symbiont, &ws, false)?;
+    for _ in 0..options.first_iters {
+        out.raw.push(bench.raw_first_output()?);
+        out.cold.push(bench.hello(&symbiont, &ws, false)?);
+    }
+    // With the service up: each run claims the warm container, then the pool refills (untimed).
+    let service = bench.start_service(&symbiont, &ws, &service_tmp);
+    let mut service = service.inspect_err(|_| {
+        let _ = fs::remove_dir_all(&service_tmp);
+    })?;
+    let runs = (|| -> Result<(), String> {
+        bench.hello(&symbiont, &ws, true)?;
+        for _ in 0..options.first_iters {
+            bench.wait_warm(&mut service)?;
+            out.raw.push(bench.raw_first_output()?);
+            bench.wait_warm(&mut service)?;
+            out.service.push(bench.hello(&symbiont, &ws, true)?);
+        }
+        Ok(())
+    })();
+    let service_pid = service.child.id();
+    let log = service.log();
+    let stopped = service.stop();
+    // What the drain should have removed; removed here if it did not.
+    let left = remove_labelled(bench, &format!("{OWNER_PID_LABEL}={service_pid}"));
+    let _ = fs::remove_dir_all(&service_tmp);
+    runs.map_err(|e| format!("{e}\nthe service's log:\n{log}"))?;
+    stopped?;
+    if left > 0 {
+        return Err(format!("{left} containers of the service were left after its drain (removed now)"));
+    }
+    Ok(out)
+}
+
+// -------------------------------------------------------------------------------------------------
+
+/// Removes the containers that have `label` (`KEY=VALUE`), running or not; returns how many.
+fn remove_labelled(bench: &Bench, label: &str) -> usize {
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let ids: Vec<String> =
+        bench.rt.block_on(bench.docker.list_containers(Some(options))).unwrap_or_default().into_iter().filter_map(|c| c.id).collect();
+    for id in &ids {
+        let force = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let _ = bench.rt.block_on(bench.docker.remove_container(id, Some(force)));
+    }
+    ids.len()
+}
+
+/// Removes whatever containers of this process are left (the runtime's or the baselines').
+fn clean_up(bench: &Bench, keep: bool) {
+    let pid = std::process::id();
+    let left = remove_labelled(bench, &format!("{OWNER_PID_LABEL}={pid}")) + remove_labelled(bench, &format!("{BENCH_LABEL}={pid}"));
     if left > 0 {
         println!("WARNING: {left} containers were left behind (removed now)");
     }
@@ -768,6 +987,29 @@ pub fn run(args: &[String]) -> Result<(), String> {
             if idle.left > 0 {
                 return Err(format!("{} containers or staging directories were left after stopping the idle agents", idle.left));
             }
+        }
+        if options.first_output {
+            println!(
+                "\nfirst output: `symbiont run` of a hello agent, spawn → first stdout byte; {} runs per path after one untimed",
+                options.first_iters
+            );
+            let first = first_output(&bench, &options)?;
+            println!("{:<52} {:>9} {:>9} {:>9}", "ms", "median", "p90", "min");
+            for (name, samples) in [
+                ("symbiont run, handed to `symbiont up --warm 1`", &first.service),
+                ("symbiont run, no service (cold)", &first.cold),
+                ("docker run --rm IMAGE python3 -c 'print(1)'", &first.raw),
+            ] {
+                let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+                println!("{name:<52} {:>9.1} {:>9.1} {:>9.1}", median(samples), percentile(samples, 90.0), min);
+            }
+            let (service, raw) = (median(&first.service), median(&first.raw));
+            line += &format!(
+                " first_output_ms={service:.1} raw_first_output_ms={raw:.1} first_output_ratio={:.2} cold_first_output_ms={:.1} first_output_runs={}",
+                service / raw,
+                median(&first.cold),
+                options.first_iters
+            );
         }
         Ok(())
     })();
