@@ -2,7 +2,10 @@
 //! S3 with Object Lock, through `symbiont_audit::backup`. The remote copy is verified by laying it
 //! out as a log directory and running the same `verify_log` as for a local log.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde_json::json;
 use symbiont_audit::{
@@ -35,19 +38,58 @@ pub struct VerifyRemote {
     pub json: bool,
 }
 
-/// The target and a client for its bucket: `--endpoint`, else `AWS_ENDPOINT_URL_S3` or
-/// `AWS_ENDPOINT_URL`; credentials from the environment.
-fn connect(target: &str, endpoint: Option<&str>) -> Result<(Target, Client), String> {
-    let target = Target::parse(target).map_err(|e| e.to_string())?;
+/// The S3 endpoint: `--endpoint`, else `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`.
+fn endpoint(given: Option<&str>) -> Result<String, String> {
     let from_env = || ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].iter().find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty()));
-    let endpoint =
-        endpoint.map(str::to_string).or_else(from_env).ok_or("no S3 endpoint: give '--endpoint URL' (or set AWS_ENDPOINT_URL)")?;
-    let client = Client::from_env(&endpoint, &target.bucket).map_err(|e| e.to_string())?;
+    Ok(given.map(str::to_string).or_else(from_env).ok_or("no S3 endpoint: give '--endpoint URL' (or set AWS_ENDPOINT_URL)")?)
+}
+
+/// The target and a client for its bucket at [`endpoint`]; credentials from the environment.
+fn connect(target: &str, endpoint: &str) -> Result<(Target, Client), String> {
+    let target = Target::parse(target).map_err(|e| e.to_string())?;
+    let client = Client::from_env(endpoint, &target.bucket).map_err(|e| e.to_string())?;
     Ok((target, client))
 }
 
+/// The workspace whose agents wrote the log at `log`: the nearest ancestor with a `symbiont.toml`
+/// (as `symbiont run` finds it), read as a run reads it. A workspace that cannot be read, or has
+/// errors, is an error: what its agents' conditions ask of a backup cannot be known.
+pub fn log_workspace(log: &Path) -> Result<crate::compose::Workspace, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let root = crate::compose::workspace_root(log, &cwd);
+    crate::compose::Workspace::load(&root)
+        .map_err(|refused| format!("cannot tell what the conditions of {}'s agents ask of a backup: {}", root.display(), refused.message))
+}
+
+/// Refuses `endpoint` when an agent of `workspace` is geographically restricted and it is not an
+/// S3 endpoint of the regions the agent is restricted to (`docs/policy-semantics.md`,
+/// "Conditions the runtime enforces").
+fn check_regions(workspace: &crate::compose::Workspace, endpoint: &str) -> Result<(), String> {
+    for agent in workspace.universe.agents() {
+        let Ok(effective) = workspace.universe.effective(Some(&agent.name)) else { continue };
+        let Some(restriction) = effective.geography() else { continue };
+        restriction.admits_endpoint(endpoint).map_err(|why| {
+            let by: Vec<String> = restriction.rules.iter().map(|(_, at)| at.to_string()).collect();
+            format!("refusing to back up the audit entries of agent `{}` to {endpoint}: {why}; restricted at {}", agent.name, by.join(", "))
+        })?;
+    }
+    Ok(())
+}
+
 pub fn backup(args: &Backup) -> Exit {
-    let (target, client) = match connect(&args.to, args.endpoint.as_deref()) {
+    let endpoint = match endpoint(args.endpoint.as_deref()) {
+        Ok(endpoint) => endpoint,
+        Err(e) => return Exit::failure(e),
+    };
+    let checked = log_workspace(&args.log).and_then(|workspace| {
+        check_regions(&workspace, &endpoint)?;
+        crate::backup_retention::check_log(&workspace, &args.log, args.retain)
+    });
+    match checked {
+        Ok(notes) => notes.iter().for_each(|note| eprintln!("note: {note}")),
+        Err(e) => return Exit::failure(e),
+    }
+    let (target, client) = match connect(&args.to, &endpoint) {
         Ok(c) => c,
         Err(e) => return Exit::failure(e),
     };
@@ -104,7 +146,7 @@ pub fn backup(args: &Backup) -> Exit {
 }
 
 pub fn verify_remote(args: &VerifyRemote) -> Exit {
-    let (target, client) = match connect(&args.target, args.endpoint.as_deref()) {
+    let (target, client) = match endpoint(args.endpoint.as_deref()).and_then(|endpoint| connect(&args.target, &endpoint)) {
         Ok(c) => c,
         Err(e) => return Exit::failure(e),
     };
@@ -143,5 +185,38 @@ pub fn verify_remote(args: &VerifyRemote) -> Exit {
         Exit::Clean
     } else {
         Exit::Problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::compose::Workspace;
+
+    fn workspace(config: &str, sym: &str) -> Workspace {
+        let config = symbiont_policy::config::parse(config).unwrap();
+        Workspace { root: PathBuf::from("."), universe: symbiont_policy::load([("a.sym", sym)], config), schedules: Vec::new() }
+    }
+
+    const REGIONS: &str = "[regions.us]\ns3_endpoints = [\"https://s3.us-east-1.amazonaws.com\"]\n\
+                           [regions.eu]\ns3_endpoints = [\"https://s3.eu-west-1.amazonaws.com\"]\n";
+
+    /// With an agent restricted to a region, only that region's endpoints (in any spelling) take
+    /// the backup; the refusal names the agent, the endpoint and where the restriction is written.
+    #[test]
+    fn a_restricted_agents_entries_stay_in_its_regions() {
+        let ws = workspace(
+            REGIONS,
+            "agent open { policy p { allow: file_read } }\n\
+             agent kept {\n    policy p {\n        conditions: { geographic_restriction: \"us\" }\n    }\n}\n",
+        );
+        assert_eq!(super::check_regions(&ws, "https://S3.us-east-1.amazonaws.com/"), Ok(()));
+        let why = super::check_regions(&ws, "https://s3.eu-west-1.amazonaws.com").unwrap_err();
+        assert!(why.contains("agent `kept`") && why.contains("not an S3 endpoint of the regions us") && why.contains("a.sym:4:9"), "{why}");
+        assert!(super::check_regions(&ws, "http://127.0.0.1:8333").is_err());
+        // Nobody restricted: any endpoint.
+        let free = workspace(REGIONS, "agent open { policy p { allow: file_read } }\n");
+        assert_eq!(super::check_regions(&free, "http://127.0.0.1:8333"), Ok(()));
     }
 }
