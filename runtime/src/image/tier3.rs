@@ -1,7 +1,7 @@
 //! Tier 3's guest artifacts, what `symbiont image build --tier 3` makes for the Firecracker
-//! backend (`sandbox/firecracker/`), all from Debian's packages on [`mirror`](super::mirror):
+//! backend (`sandbox/firecracker/`), all from Debian's packages on [`mirror`]:
 //! - `rootfs.ext4`, the guest's read-only root: `debootstrap --variant=minbase` (the images'
-//!   recipe, [`super::debootstrap`]) plus Python, Node.js and `socat` (the init's vsock bridge to
+//!   recipe, `image::debootstrap`) plus Python, Node.js and `socat` (the init's vsock bridge to
 //!   the broker), both SDK packages where the interpreters find them (as `sdk.rs` installs them in
 //!   the images), and the `/agent` mount point; packed by `mkfs.ext4 -d`;
 //! - `vmlinux`, the kernel of `linux-image-cloud-amd64` as Firecracker boots it: uncompressed ELF;
@@ -9,7 +9,7 @@
 //! - `initrd.cpio`: Debian builds the virtio-mmio, virtio-block and vsock drivers as modules
 //!   (`=m`), and a kernel booted without an initrd cannot load a module before it has mounted its
 //!   root, which is on a virtio-mmio block device. The initrd (busybox-static and those modules)
-//!   loads them, mounts the root drive and hands over to the init the backend names ([`INIT`]).
+//!   loads them, mounts the root drive and hands over to the init the backend names (`/bin/sh`).
 //!
 //! They are kept in [`dir`]`/RECIPE/`, RECIPE being the hash of everything that decides them, and
 //! recorded with their SHA-256 in [`dir`]`/manifest.json`, which the backend reads by default and

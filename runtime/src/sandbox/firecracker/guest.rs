@@ -13,9 +13,11 @@
 //! The rootfs image must therefore hold `/bin/sh`, `mount`, `setpriv` and `prlimit`
 //! (util-linux), `env`, `socat` built with vsock support, the directories `/agent`, `/run`,
 //! `/tmp`, `/proc`, `/sys`, `/dev`, and the agent's interpreter. The guest kernel needs
-//! virtio-mmio block and vsock devices, ext4, devtmpfs mounted by the kernel
-//! (`CONFIG_DEVTMPFS_MOUNT`), magic SysRq and the 8250 serial console, as Firecracker's
-//! recommended guest configurations have.
+//! virtio-mmio block and vsock devices, ext4, devtmpfs mounted on `/dev` before the bootstrap runs
+//! (by the kernel, `CONFIG_DEVTMPFS_MOUNT`, or by an initrd), magic SysRq and the 8250 serial
+//! console, as Firecracker's recommended guest configurations have. `symbiont image build --tier 3`
+//! makes such a rootfs, kernel and initrd ([`crate::image::tier3`]): with an initrd the kernel runs
+//! its `/init`, which passes the same arguments on to `/bin/sh` once the root drive is mounted.
 
 use std::{
     fmt::Write as _,

@@ -21,7 +21,8 @@
 //! it runs.
 //!
 //! It must never: run an agent when KVM, the Firecracker binary, the kernel or the rootfs is
-//! missing (`available` refuses, and the runtime never falls back to a weaker tier); give the
+//! missing (`available` refuses, and the runtime never falls back to a weaker tier), or a kernel,
+//! initrd or rootfs that no longer has the hash its Tier 3 manifest records; give the
 //! guest a writable view of the rootfs or of the agent's code, a network device, or any host
 //! path other than the images and the broker's socket; trust anything the guest says about
 //! who it is; run the agent as root inside the guest; or leave a process, socket, image or
