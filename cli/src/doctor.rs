@@ -21,10 +21,10 @@ use lexopt::{Arg, Parser, ValueExt};
 use serde::Serialize;
 use symbiont_audit::{keys::FileSigner, pkcs11};
 use symbiont_runtime::{
-    image::{self, ImageKind, SDK_LABEL},
+    image::{self, tier3, ImageKind, SDK_LABEL},
     sandbox::{
         docker,
-        firecracker::{self, FirecrackerConfig},
+        firecracker::{self, FirecrackerConfig, FirecrackerSandbox},
     },
     Tier,
 };
@@ -451,7 +451,7 @@ fn tier3_checks() -> Vec<Check> {
         firecracker_check(&config),
         jailer_check(&config, &problems),
         mkfs_check(&config),
-        artifacts_check(&config),
+        artifacts_check(&config, &problems),
     ]
 }
 
@@ -524,7 +524,8 @@ fn jailer_check(config: &FirecrackerConfig, problems: &[String]) -> Check {
             ),
         };
     };
-    let mut wrong = problems.to_vec();
+    // The configuration's problems that are the jailer's: its uid and gid.
+    let mut wrong: Vec<String> = problems.iter().filter(|p| p.starts_with(env)).cloned().collect();
     if !is_executable(&jailer.binary) {
         wrong.push(format!("{} ({env}) is not an executable file", jailer.binary.display()));
     }
@@ -557,20 +558,59 @@ fn mkfs_check(config: &FirecrackerConfig) -> Check {
     }
 }
 
-/// The guest kernel and root filesystems, where the backend looks for them.
-fn artifacts_check(config: &FirecrackerConfig) -> Check {
+/// The guest kernel, initrd and root filesystem where the backend finds them: from the manifest
+/// `symbiont image build --tier 3` writes, their SHA-256 verified as a run verifies them before
+/// booting; or named by the environment (unverified, as the backend takes them).
+fn artifacts_check(config: &FirecrackerConfig, problems: &[String]) -> Check {
     const NAME: &str = "tier 3 artifacts";
     const BUILD: &str = "symbiont image build --tier 3";
     let need = Need::Tiers(MICRO_VM);
+    if let Some(dir) = &config.manifest_dir {
+        if let Err(e) = FirecrackerSandbox::new(config.clone()).verify_artifacts() {
+            return Check::missing(NAME, e, BUILD, need);
+        }
+        let shown = dir.join(tier3::MANIFEST);
+        return match tier3::Manifest::load(dir) {
+            Ok(Some(manifest)) if manifest.recipe != tier3::recipe() => {
+                let detail = format!(
+                    "{} was built by another recipe ({}; this symbiont's is {}: its SDKs or packages changed); it still boots",
+                    shown.display(),
+                    manifest.recipe,
+                    tier3::recipe()
+                );
+                Check::warning(NAME, detail, BUILD, need)
+            }
+            Ok(Some(manifest)) => {
+                let detail = format!(
+                    "kernel {} ({}), initrd and root filesystem as {} records them (SHA-256 verified)",
+                    manifest.kernel_release,
+                    manifest.kernel_package,
+                    shown.display()
+                );
+                Check::ok(NAME, detail, need)
+            }
+            Ok(None) => Check::missing(NAME, format!("{} is gone", shown.display()), BUILD, need),
+            Err(e) => Check::missing(NAME, e, BUILD, need),
+        };
+    }
     let (kernel, rootfs) = (&config.kernel, &config.rootfs);
     if kernel.is_none() && rootfs.is_none() {
-        return Check::missing(NAME, "not built: no guest kernel and no root filesystem", BUILD, need);
+        // A manifest that does not parse is among the configuration's problems.
+        let unreadable: Vec<&str> = problems.iter().filter(|p| !p.starts_with(firecracker::ENV_JAILER)).map(String::as_str).collect();
+        let detail = match unreadable.as_slice() {
+            [] => format!("not built (no {})", tier3::dir().join(tier3::MANIFEST).display()),
+            problems => problems.join("; "),
+        };
+        return Check::missing(NAME, detail, BUILD, need);
     }
     let mut wrong = Vec::new();
     match kernel {
         None => wrong.push(format!("no guest kernel ({} is not set)", firecracker::ENV_KERNEL)),
         Some(path) if !path.is_file() => wrong.push(format!("the guest kernel {} is not a file", path.display())),
         Some(_) => {}
+    }
+    if let Some(initrd) = config.initrd.as_ref().filter(|path| !path.is_file()) {
+        wrong.push(format!("the initrd {} is not a file", initrd.display()));
     }
     let mut images = Vec::new();
     if rootfs.is_none() {
@@ -589,7 +629,13 @@ fn artifacts_check(config: &FirecrackerConfig) -> Check {
     }
     let kernel = kernel.as_ref().map(|k| k.display().to_string()).unwrap_or_default();
     images.dedup();
-    Check::ok(NAME, format!("kernel {kernel}, root filesystem {}", images.join(", ")), need)
+    let detail = format!(
+        "kernel {kernel}, root filesystem {}, named by {} and {} (not verified: no manifest records their hashes)",
+        images.join(", "),
+        firecracker::ENV_KERNEL,
+        firecracker::ENV_ROOTFS
+    );
+    Check::ok(NAME, detail, need)
 }
 
 // The audit log: the PKCS#11 module, the log directory, the key.

@@ -200,3 +200,78 @@ fn usage_errors_exit_2() {
         assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "), "{args:?}");
     }
 }
+
+/// A Tier 3 directory as `symbiont image build --tier 3` leaves it: small stand-in files under
+/// RECIPE/, each recorded with its SHA-256 in manifest.json (by the runtime's own hashing).
+fn tier3_dir(recipe: &str) -> tempfile::TempDir {
+    use symbiont_runtime::image::tier3::{hash_file, Artifact, Manifest, MANIFEST};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(recipe)).unwrap();
+    let artifact = |name: &str| {
+        let path = format!("{recipe}/{name}");
+        std::fs::write(dir.path().join(&path), format!("the {name} of this test\n")).unwrap();
+        let (sha256, bytes) = hash_file(&dir.path().join(&path)).unwrap();
+        Artifact { path, sha256, bytes }
+    };
+    let manifest = Manifest {
+        recipe: recipe.to_string(),
+        suite: "bookworm".into(),
+        mirror: "http://deb.debian.org/debian".into(),
+        kernel_package: "linux-image-6.1.0-50-cloud-amd64".into(),
+        kernel_version: "6.1.176-1".into(),
+        kernel_release: "6.1.0-50-cloud-amd64".into(),
+        kernel: artifact("vmlinux"),
+        config: artifact("config"),
+        initrd: artifact("initrd.cpio"),
+        rootfs: artifact("rootfs.ext4"),
+        options: Default::default(),
+        modules: Vec::new(),
+        sdk: Vec::new(),
+    };
+    std::fs::write(dir.path().join(MANIFEST), serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn tier_3_artifacts_are_verified_against_their_manifest() {
+    use symbiont_runtime::image::tier3::recipe;
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::write(ws.path().join("symbiont.toml"), "[policy]\n").unwrap();
+    let doctor = |tier3: &Path| {
+        let mut cmd = command(ws.path(), &[]);
+        cmd.env("SYMBIONT_TIER3_DIR", tier3).env_remove("SYMBIONT_FC_KERNEL").env_remove("SYMBIONT_FC_ROOTFS");
+        doctor_json(cmd)
+    };
+
+    let built = tier3_dir(&recipe());
+    let report = doctor(built.path());
+    report.assert_status("tier 3 artifacts", "ok");
+    assert!(report.detail("tier 3 artifacts").contains("kernel 6.1.0-50-cloud-amd64"), "{}", report.detail("tier 3 artifacts"));
+    assert!(report.detail("tier 3 artifacts").ends_with("(SHA-256 verified)"), "{}", report.detail("tier 3 artifacts"));
+
+    // A file changed after the build: refused, as the run refuses to boot it.
+    let rootfs = built.path().join(recipe()).join("rootfs.ext4");
+    std::fs::write(&rootfs, "changed\n").unwrap();
+    let report = doctor(built.path());
+    report.assert_status("tier 3 artifacts", "missing");
+    let detail = report.detail("tier 3 artifacts");
+    assert!(detail.contains(&format!("the Tier 3 root filesystem {} does not match", rootfs.display())), "{detail}");
+    assert_eq!(report.get("tier 3 artifacts")["fix"], "symbiont image build --tier 3");
+
+    // Built by another recipe (an older SDK, say): it boots, but a build would make it anew.
+    let older = tier3_dir("0123456789abcdef");
+    let report = doctor(older.path());
+    report.assert_status("tier 3 artifacts", "warning");
+    assert!(
+        report.detail("tier 3 artifacts").contains("was built by another recipe (0123456789abcdef;"),
+        "{}",
+        report.detail("tier 3 artifacts")
+    );
+
+    // A manifest that is not one.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("manifest.json"), "{").unwrap();
+    let report = doctor(broken.path());
+    report.assert_status("tier 3 artifacts", "missing");
+    assert!(report.detail("tier 3 artifacts").contains("is not a Tier 3 manifest"), "{}", report.detail("tier 3 artifacts"));
+}
