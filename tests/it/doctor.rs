@@ -275,3 +275,20 @@ fn tier_3_artifacts_are_verified_against_their_manifest() {
     report.assert_status("tier 3 artifacts", "missing");
     assert!(report.detail("tier 3 artifacts").contains("is not a Tier 3 manifest"), "{}", report.detail("tier 3 artifacts"));
 }
+
+#[test]
+fn a_key_in_an_hsm_needs_its_module_to_load() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::write(ws.path().join("symbiont.toml"), "[policy]\n").unwrap();
+    let absent = ws.path().join("no-such-module.so");
+    let uri = format!("pkcs11:token=audit;object=signing-key?module-path={}", absent.display());
+    let report = doctor_json(command(ws.path(), &["--key", &uri]));
+    report.assert_status("hsm module", "missing");
+    assert!(report.detail("hsm module").contains("no-such-module.so"), "{}", report.detail("hsm module"));
+    assert_eq!(report.code, 1, "every run given that key needs its module: {:#?}", report.checks);
+    assert!(report.checks.iter().all(|c| c["check"] != "audit key"), "the key is in the HSM, not a file");
+
+    let report = doctor_json(command(ws.path(), &["--key", "pkcs11:token=audit;object=signing-key"]));
+    report.assert_status("hsm module", "missing");
+    assert!(report.detail("hsm module").contains("names no module"), "{}", report.detail("hsm module"));
+}
