@@ -455,3 +455,49 @@ fn filer_delete(port: u16, path: &str) -> u16 {
     let _ = stream.read_to_string(&mut response);
     response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
+
+/// An agent kept to region `us` (issue 18, geography).
+const KEPT_AGENT: &str = "agent kept {\n    policy own {\n        conditions: { geographic_restriction: \"REGION\" }\n    }\n}\n";
+
+/// Geography: while an agent of the log's workspace is restricted to region `us`, a backup to an
+/// S3 endpoint that is not one of `us`'s `s3_endpoints` is refused before anything reaches the
+/// bucket, naming the agent and where the restriction is written; a workspace whose restriction
+/// names an undeclared region is refused too (what it asks cannot be known); with the endpoint
+/// declared, the backup goes through.
+#[test]
+fn backup_outside_the_agents_region_is_refused() {
+    let Some(server) = SeaweedFs::start() else { return };
+    let bucket = "audit-geography";
+    let worm = server.client(bucket);
+    worm.create_bucket(true).unwrap();
+    let ws = tempfile::tempdir().unwrap();
+    let configure =
+        |endpoints: &str| fs::write(ws.path().join("symbiont.toml"), format!("[regions.us]\ns3_endpoints = [{endpoints}]\n")).unwrap();
+    let restrict = |region: &str| fs::write(ws.path().join("agents.sym"), KEPT_AGENT.replace("REGION", region)).unwrap();
+    configure("\"https://s3.us-east-1.amazonaws.com\"");
+    restrict("us");
+    let log = ws.path().join(".symbiont/audit");
+    fs::create_dir(ws.path().join(".symbiont")).unwrap();
+    append(&log, &Arc::new(FileSigner::generate().unwrap()), 0, 12);
+    let (log_arg, endpoint) = (log.to_str().unwrap(), server.endpoint.as_str());
+    let url = format!("s3://{bucket}/ws/");
+    let backup = || symbiont(&["audit", "backup", log_arg, "--to", &url, "--endpoint", endpoint, "--retain", "1d"]);
+
+    let run = backup();
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains(&format!("refusing to back up the audit entries of agent `kept` to {endpoint}")), "{run:?}");
+    assert!(run.stderr.contains("not an S3 endpoint of the regions us") && run.stderr.contains("agents.sym:3:9"), "{run:?}");
+    assert_eq!(worm.list_versions("").unwrap(), vec![], "a refused backup uploads nothing");
+
+    restrict("mars");
+    let run = backup();
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("cannot tell what the conditions") && run.stderr.contains("SYM0211"), "{run:?}");
+    assert_eq!(worm.list_versions("").unwrap(), vec![]);
+
+    restrict("us");
+    configure(&format!("\"https://s3.us-east-1.amazonaws.com\", \"{endpoint}\""));
+    let run = backup();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(worm.list_versions("ws/").unwrap().iter().any(|v| v.key.starts_with("ws/segments/")), "{run:?}");
+}
