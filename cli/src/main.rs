@@ -30,6 +30,7 @@ mod add;
 mod args;
 mod audit;
 mod audit_backup;
+mod backup_retention;
 mod check;
 mod compose;
 mod doctor;

@@ -501,3 +501,60 @@ fn backup_outside_the_agents_region_is_refused() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(worm.list_versions("ws/").unwrap().iter().any(|v| v.key.starts_with("ws/segments/")), "{run:?}");
 }
+
+/// Two agents with retention (the longest, `writer`'s, is 2 days: the shorter of its two
+/// policies'), one without; the log's entries name all three and an agent no longer defined.
+const RETAINED_AGENTS: &str = "policy ninety_days {\n    conditions: { retention_period: 90.days }\n}\n\n\
+agent writer {\n    policies = [ninety_days]\n    policy own {\n        conditions: { retention_period: 2.days }\n    }\n}\n\n\
+agent reader {\n    policy own {\n        conditions: { retention_period: 36.hours }\n    }\n}\n\n\
+agent plain {\n    policy own {\n        allow: file_read\n    }\n}\n";
+
+/// Audit entries outlive the data they describe (issue 18): a backup whose lock would be shorter
+/// than the longest `retention_period` of the agents named in the log's entries is refused before
+/// anything reaches the bucket, saying which agent and what `--retain` is enough; with that, every
+/// object is locked for at least as long.
+#[test]
+fn backup_shorter_than_the_agents_retention_is_refused() {
+    let Some(server) = SeaweedFs::start() else { return };
+    let bucket = "audit-retention";
+    let worm = server.client(bucket);
+    worm.create_bucket(true).unwrap();
+    let ws = tempfile::tempdir().unwrap();
+    fs::write(ws.path().join("symbiont.toml"), "[policy]\n").unwrap();
+    fs::write(ws.path().join("agents.sym"), RETAINED_AGENTS).unwrap();
+    let log = ws.path().join(".symbiont/audit");
+    fs::create_dir_all(&log).unwrap();
+    let signer = Arc::new(FileSigner::generate().unwrap());
+    let options = LogOptions { segment_entries: 4, checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) };
+    let (writer, _) = Log::open(&log, signer, options).unwrap();
+    for (i, agent) in ["reader", "writer", "plain", "gone"].iter().cycle().take(10).enumerate() {
+        let record = json!({ "agent": agent, "operation": "file_system_write", "decision": "allow", "path": format!("out/{i}") });
+        writer.append(Record::from_json(record).unwrap()).unwrap();
+    }
+    writer.close().unwrap();
+    let (log_arg, endpoint) = (log.to_str().unwrap(), server.endpoint.as_str());
+    let url = format!("s3://{bucket}/ws/");
+    let backup = |retain: &str| symbiont(&["audit", "backup", log_arg, "--to", &url, "--endpoint", endpoint, "--retain", retain]);
+
+    for short in ["1d", "47h"] {
+        let run = backup(short);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains("less than the retention_period of agent `writer` (2 days)"), "{run:?}");
+        assert!(run.stderr.contains("give --retain 2d or longer"), "{run:?}");
+        assert_eq!(worm.list_versions("").unwrap(), vec![], "a refused backup uploads nothing");
+    }
+
+    let started = time::now_micros();
+    let run = backup("2d");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("note: the log has entries of `gone`, which "), "{run:?}");
+    let versions = worm.list_versions("ws/").unwrap();
+    assert!(versions.iter().any(|v| v.key.starts_with("ws/segments/")), "{versions:?}");
+    let two_days = 2 * 86_400_000_000;
+    for version in &versions {
+        let head = worm.head_object(&version.key, Some(&version.version_id)).unwrap().expect("uploaded");
+        let retention = head.retention.expect("locked");
+        let until = time::parse_rfc3339(&retention.retain_until).expect("an RFC 3339 date");
+        assert!(retention.mode == "COMPLIANCE" && until >= started + two_days - 1_000_000, "{}: {retention:?}", version.key);
+    }
+}
