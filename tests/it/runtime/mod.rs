@@ -6,6 +6,7 @@ mod concurrent;
 mod crash;
 mod files;
 mod firecracker;
+mod geography;
 mod image;
 mod isolation;
 mod limits;
