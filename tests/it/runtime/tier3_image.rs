@@ -85,8 +85,9 @@ fn image_build_tier3_makes_a_root_filesystem_a_kernel_and_an_initrd_that_hold_wh
         eprintln!("SKIPPED the Tier 3 image build: {why}");
         return;
     }
+    let binary = crate::cli::binary();
     let started = Instant::now();
-    let out = Command::new(crate::cli::binary()).args(["image", "build", "--tier", "3"]).output().unwrap();
+    let out = Command::new(binary).args(["image", "build", "--tier", "3"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "symbiont image build --tier 3:\n{stderr}");
     eprintln!("symbiont image build --tier 3 took {:.0?}:\n{stderr}", started.elapsed());
@@ -174,7 +175,7 @@ fn image_build_tier3_makes_a_root_filesystem_a_kernel_and_an_initrd_that_hold_wh
     assert!(init.contains("exec busybox switch_root /root /bin/sh \"$@\""), "{init}");
 
     // A second build finds everything in place.
-    let again = Command::new(crate::cli::binary()).args(["image", "build", "--tier", "3"]).output().unwrap();
+    let again = Command::new(binary).args(["image", "build", "--tier", "3"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success() && stderr.contains("up to date (cached"), "{stderr}");
 }
@@ -271,4 +272,51 @@ async fn a_tier3_run_refuses_an_artifact_that_no_longer_matches_its_manifest() {
     std::fs::write(dir.path().join(tier3::MANIFEST), serde_json::to_vec(&rebuilt).unwrap()).unwrap();
     let why = sandbox.verify_artifacts().unwrap_err();
     assert!(why.contains("was rebuilt since this runtime read it"), "{why}");
+}
+
+/// `symbiont run --tier 3` takes the guest from the manifest in `SYMBIONT_TIER3_DIR`: intact, it
+/// goes on to start Firecracker (here a stand-in that fails at once); with the root filesystem
+/// changed, it is refused before anything starts, exit 69, saying which file and both hashes.
+#[test]
+fn symbiont_run_tier3_verifies_the_manifests_hashes_before_booting() {
+    if let Err(why) = symbiont_runtime::sandbox::firecracker::kvm::check(Path::new("/dev/kvm")) {
+        // Without KVM the run is refused before it reaches the artifacts (the test above checks
+        // their verification without it).
+        eprintln!("SKIPPED symbiont run --tier 3 against a tampered guest: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tier3_dir = dir.path().join("tier3");
+    std::fs::create_dir(&tier3_dir).unwrap();
+    let manifest = artifacts(&tier3_dir);
+    let firecracker = dir.path().join("firecracker");
+    std::fs::write(&firecracker, "#!/bin/sh\necho the stand-in firecracker started >&2\nexit 99\n").unwrap();
+    std::fs::set_permissions(&firecracker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ws = super::sandbox::Ws::new();
+    ws.write("agent.py", "print('never')\n");
+    ws.write("agent.sym", "agent a {\n    implementation = [\"agent.py\"]\n    security = { tier: Tier1 }\n}\n");
+    let run = || {
+        let mut command = ws.command(&["run", "agent.sym", "--tier", "3"]);
+        command.env("SYMBIONT_TIER3_DIR", &tier3_dir).env("SYMBIONT_FIRECRACKER", &firecracker);
+        for var in ["SYMBIONT_FC_KERNEL", "SYMBIONT_FC_ROOTFS", "SYMBIONT_FC_INITRD", "SYMBIONT_FC_JAILER"] {
+            command.env_remove(var);
+        }
+        ws.output(command)
+    };
+
+    let intact = run();
+    assert_ne!(intact.code, 0);
+    assert!(intact.stderr.contains("the stand-in firecracker started"), "the manifest's guest is used: {}", intact.stderr);
+    assert!(!intact.stdout.contains("never"));
+
+    let rootfs = tier3_dir.join(&manifest.rootfs.path);
+    std::fs::write(&rootfs, b"changed after the build").unwrap();
+    let tampered = run();
+    assert_eq!(tampered.code, 69, "{}", tampered.stderr);
+    let (actual, _) = tier3::hash_file(&rootfs).unwrap();
+    let named = format!("the Tier 3 root filesystem {} does not match", rootfs.display());
+    for expected in [named.as_str(), &actual, &manifest.rootfs.sha256, "not booted"] {
+        assert!(tampered.stderr.contains(expected), "{expected:?} missing from: {}", tampered.stderr);
+    }
+    assert!(!tampered.stderr.contains("the stand-in firecracker started"), "nothing is started: {}", tampered.stderr);
 }
