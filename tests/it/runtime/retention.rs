@@ -156,3 +156,37 @@ fn outputs_expire_with_their_agents_retention() {
 fn s3(at: SystemTime) -> String {
     symbiont_audit::backup::s3_time(at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros() as i64)
 }
+
+/// What `gc` cannot judge it leaves, naming it on standard error with why, and exits 1; a usage
+/// error exits 2. No sandbox is needed: the mark is set by hand (with Python's `os.setxattr`).
+#[test]
+fn gc_leaves_what_it_cannot_judge_and_says_why() {
+    let ws = Ws::new();
+    ws.write(".symbiont/workspaces/a/odd.txt", "marked by hand");
+    ws.write(".symbiont/workspaces/a/old.txt", "expired long ago");
+    let mark = |file: &str, value: &str| {
+        let path = ws.path(&format!(".symbiont/workspaces/a/{file}"));
+        let script = format!("import os; os.setxattr({:?}, 'user.symbiont.expires', b'{value}')", path.display().to_string());
+        assert!(std::process::Command::new("python3").args(["-c", &script]).status().unwrap().success());
+    };
+    mark("odd.txt", "soon");
+    mark("old.txt", "100");
+    let gc = ws.run(&["gc"]);
+    assert_eq!(gc.code, 1, "{}{}", gc.stdout, gc.stderr);
+    assert_eq!(
+        gc.stderr,
+        "error: .symbiont/workspaces/a/odd.txt: its user.symbiont.expires is \"soon\", not a number of seconds; left in place\n"
+    );
+    assert!(
+        gc.stdout.starts_with("deleted .symbiont/workspaces/a/old.txt (agent a, 16 bytes, expired 1970-01-01T00:01:40Z)\n"),
+        "{}",
+        gc.stdout
+    );
+    assert!(ws.path(".symbiont/workspaces/a/odd.txt").exists() && !ws.path(".symbiont/workspaces/a/old.txt").exists());
+
+    for (args, why) in [(&["gc", "--force"][..], "invalid option '--force'"), (&["gc", "no-such-dir"][..], "no-such-dir")] {
+        let run = ws.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
+    }
+}
