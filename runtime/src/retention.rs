@@ -22,6 +22,9 @@ use crate::beneath::{self, cstring, RelPath};
 /// The extended attribute that holds a file's expiry.
 pub const XATTR: &str = "user.symbiont.expires";
 
+/// How long a broker's temporary file is taken for a write in progress.
+const IN_FLIGHT: Duration = Duration::from_secs(3600);
+
 /// Where agents' workspaces are, relative to the workspace root (`Workspace::for_agent`).
 const WORKSPACES: &str = ".symbiont/workspaces";
 
@@ -229,6 +232,11 @@ impl Agent<'_> {
                 return false;
             }
         };
+        // A broker's temporary file is marked before it is written: one modified in the last
+        // hour may be a write in progress, whose rename must find it.
+        if name.starts_with(".symbiont-tmp-") && meta.modified().is_ok_and(|m| m + IN_FLIGHT > self.now) {
+            return false;
+        }
         if expires > self.now {
             self.report.kept += 1;
             self.report.next = Some(self.report.next.map_or(expires, |next| next.min(expires)));
@@ -339,6 +347,9 @@ mod tests {
         write(&ws, "out/deep/er/old.txt", Some(Duration::ZERO));
         write(&ws, "fresh.txt", Some(Duration::from_secs(3600)));
         write(&ws, "forever.txt", None);
+        // A write in progress: the broker's temporary file, marked, not yet renamed.
+        let temp = std::fs::File::create(ws.path().join(".symbiont-tmp-0123abcd")).unwrap();
+        mark(&temp, SystemTime::now()).unwrap();
         fs::create_dir(ws.path().join("empty-by-user")).unwrap();
         fs::write(ws.path().join("out/mine.txt"), "the user's").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", ws.path().join("link")).unwrap();
@@ -352,6 +363,7 @@ mod tests {
         let done = collect(root.path(), now, false).unwrap();
         assert_eq!(names(&done), names(&dry));
         assert_eq!((done.kept, done.unmarked, done.problems.len()), (1, 2, 0), "{done:?}");
+        assert!(ws.path().join(".symbiont-tmp-0123abcd").exists());
         assert!(done.next.is_some_and(|next| next > now));
         assert!(!ws.path().join("out/old.txt").exists() && !ws.path().join("out/deep").exists());
         for kept in ["fresh.txt", "forever.txt", "out/mine.txt", "empty-by-user", "link"] {
