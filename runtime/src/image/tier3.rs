@@ -173,6 +173,8 @@ pub fn recipe() -> String {
         .map(String::from)
         .chain(ROOTFS_PACKAGES.iter().map(|p| p.to_string()))
         .chain(options)
+        // The initrd's /init, but for the module list that the kernel package decides.
+        .chain([init_script(&[])])
         .chain(sdk.into_iter().flat_map(|(path, content)| [path, content]))
         .collect();
     short_hash(parts.iter().map(String::as_str))
@@ -189,17 +191,27 @@ pub async fn build(progress: &mut (dyn FnMut(String) + Send)) -> Result<Manifest
     }
     let (dir, recipe) = (dir(), recipe());
     let label = format!("tier 3 ({})", dir.display());
-    if let Ok(Some(manifest)) = Manifest::load(&dir) {
-        if manifest.recipe == recipe && manifest.verify(&dir).is_ok() {
-            progress(format!(
-                "{label}: up to date (cached, recipe {recipe}), kernel {}, holds {}",
-                manifest.kernel_release,
-                manifest.sdk.join(", ")
-            ));
-            return Ok(manifest);
-        }
+    let cached = |progress: &mut (dyn FnMut(String) + Send)| {
+        let manifest = Manifest::load(&dir).ok().flatten().filter(|m| m.recipe == recipe && m.verify(&dir).is_ok())?;
+        progress(format!(
+            "{label}: up to date (cached, recipe {recipe}), kernel {}, holds {}",
+            manifest.kernel_release,
+            manifest.sdk.join(", ")
+        ));
+        Some(manifest)
+    };
+    if let Some(manifest) = cached(progress) {
+        return Ok(manifest);
     }
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    // One build at a time: two would replace each other's files under each other's manifest. The
+    // second waits, then finds the first's result.
+    let lock_path = dir.join(".lock");
+    let lock = fs::File::create(&lock_path).map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
+    lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+    if let Some(manifest) = cached(progress) {
+        return Ok(manifest);
+    }
     // On the same file system as the result, so that it is moved into place, never copied.
     let scratch = dir.join(format!(".build-{}", crate::util::random_id(4)));
     fs::create_dir(&scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
@@ -596,7 +608,7 @@ while [ ! -b {ROOT_DEVICE} ]; do
     busybox sleep 0.01
 done
 busybox mount -t ext4 -o ro,nodev {ROOT_DEVICE} /root || fail 'cannot mount the root drive {ROOT_DEVICE}'
-busybox mount --move /dev /root/dev || fail 'cannot move /dev to the root drive'
+busybox mount -o move /dev /root/dev || fail 'cannot move /dev to the root drive'
 exec busybox switch_root /root {INIT} "$@"
 "#
     )

@@ -173,6 +173,18 @@ fn image_build_tier3_makes_a_root_filesystem_a_kernel_and_an_initrd_that_hold_wh
     assert_eq!(loads, manifest.modules.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(loads.iter().position(|m| *m == "virtio") < loads.iter().position(|m| *m == "virtio_mmio"), "{loads:?}");
     assert!(init.contains("exec busybox switch_root /root /bin/sh \"$@\""), "{init}");
+    // The initrd's own shell accepts its /init, and has every applet it calls.
+    let unpacked = tempfile::tempdir().unwrap();
+    let (busybox_path, init_path) = (unpacked.path().join("busybox"), unpacked.path().join("init"));
+    std::fs::write(&busybox_path, busybox).unwrap();
+    std::fs::set_permissions(&busybox_path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(&init_path, &init).unwrap();
+    let syntax = Command::new(&busybox_path).args(["sh", "-n"]).arg(&init_path).output().unwrap();
+    assert!(syntax.status.success(), "busybox sh -n /init: {}", String::from_utf8_lossy(&syntax.stderr));
+    let applets = String::from_utf8(Command::new(&busybox_path).arg("--list").output().unwrap().stdout).unwrap();
+    for applet in ["sh", "mount", "insmod", "sleep", "switch_root"] {
+        assert!(applets.lines().any(|a| a == applet), "busybox has {applet}");
+    }
 
     // A second build finds everything in place.
     let again = Command::new(binary).args(["image", "build", "--tier", "3"]).output().unwrap();
