@@ -65,7 +65,7 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
     (
         "service",
         service::ARGS,
-        "one AgentRuntime holding sandboxed Tier 1 agents: message round trip sandbox → broker → bus → broker → sandbox (p50, p99) against two containers over a raw Unix socket; idle agents held at once and memory per agent (container, service)",
+        "one AgentRuntime holding sandboxed Tier 1 agents: message round trip sandbox → broker → bus → broker → sandbox (p50, p99) against two containers over a raw Unix socket; idle agents held at once and memory per agent (container, service); first output of `symbiont run` handed to `symbiont up --warm 1` against `docker run`",
     ),
     (
         "policy",
