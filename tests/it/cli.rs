@@ -149,6 +149,8 @@ fn usage_errors_exit_2_with_a_message() {
         (&["fmt", "-", "a.sym"], "cannot be combined"),
         (&["fmt", "--frobnicate"], "--frobnicate"),
         (&["fmt", "nowhere"], "nowhere: no such file or directory"),
+        (&["image", "build", "--tier", "3", "python"], "--tier 3 builds one root filesystem for every language and takes no KIND"),
+        (&["image", "build", "--tier", "4"], "invalid value '4' for '--tier' (expected 1, 2 or 3)"),
     ] {
         let run = ws.run(args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
