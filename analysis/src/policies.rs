@@ -202,9 +202,13 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
 
 /// Each `conditions` key of this file's policies: one the runtime does not enforce (a warning that
 /// says so), and a `geographic_restriction` naming a region `symbiont.toml` does not declare (an
-/// error: `symbiont run` refuses it rather than run an agent whose restriction means nothing).
+/// error: `symbiont run` refuses it rather than run an agent whose restriction means nothing), and
+/// a `retention_period` that is no duration (an error: the broker marks each write with it).
 fn conditions_checks(model: &FileModel, universe: &Universe, out: &mut Vec<Diagnostic>) {
-    use symbiont_policy::{effective::ENFORCED_CONDITIONS, geography};
+    use symbiont_policy::{
+        effective::{retention_value, ENFORCED_CONDITIONS, RETENTION_KEY},
+        geography,
+    };
     let policies = model.policies.iter().chain(model.agents.iter().flat_map(|a| a.inline.iter()));
     let conditions = policies.flat_map(|p| p.rules.iter()).filter(|r| r.kind == symbiont_policy::model::RuleKind::Conditions);
     let regions = &universe.config().regions;
@@ -220,6 +224,16 @@ fn conditions_checks(model: &FileModel, universe: &Universe, out: &mut Vec<Diagn
                         enforced.join(", ")
                     ),
                 ));
+                continue;
+            }
+            if key == RETENTION_KEY {
+                if let Err(why) = retention_value(value) {
+                    out.push(Diagnostic::new(
+                        &rules::WRONG_VALUE_KIND,
+                        rule.loc.range,
+                        format!("{why}; the broker refuses the agent's writes"),
+                    ));
+                }
                 continue;
             }
             if key != geography::KEY {

@@ -128,7 +128,10 @@ mod tests {
 
     #[test]
     fn a_retention_that_is_no_duration_refuses() {
-        let (_dir, ws) = workspace("agent a {\n    policy p {\n        conditions: { retention_period: \"a while\" }\n    }\n}\n");
+        // Loading refuses such a workspace (SYM0108); its universe alone shows `check` refusing too.
+        let text = "agent a {\n    policy p {\n        conditions: { retention_period: \"a while\" }\n    }\n}\n";
+        let universe = symbiont_policy::load([("agents.sym", text)], symbiont_policy::config::Config::default());
+        let ws = Workspace { root: "ws".into(), universe, schedules: Vec::new() };
         let refused = check(&ws, &names(&["a"]), Duration::from_secs(86_400 * 3650)).unwrap_err();
         assert!(refused.starts_with("agent `a`: the condition retention_period is \"a while\""), "{refused}");
     }

@@ -277,15 +277,20 @@ pub enum StaticVerdict {
 /// kept (`docs/runtime.md`, "Retention").
 pub const RETENTION_KEY: &str = "retention_period";
 
+/// A `retention_period` value as a duration (a quantity, a string like `"30d"`, or a number of
+/// days), or why it is not one.
+pub fn retention_value(value: &Value) -> Result<std::time::Duration, String> {
+    duration(value)
+        .ok_or_else(|| format!("the condition {RETENTION_KEY} is {value}, which is not a duration (write it like 90.days or \"30d\")"))
+}
+
 impl EffectivePolicy {
     /// How long this agent's outputs are kept: the merged `retention_period` (the shortest
     /// stated), `None` when no policy states one. A value that is not a duration is an error, so
     /// that the runtime refuses to write rather than keep data for a period nobody chose.
     pub fn retention(&self) -> Result<Option<std::time::Duration>, String> {
         let Some(condition) = self.conditions.iter().find(|c| c.key == RETENTION_KEY) else { return Ok(None) };
-        duration(&condition.value).map(Some).ok_or_else(|| {
-            format!("the condition {RETENTION_KEY} is {}, which is not a duration (write it like 90.days or \"30d\")", condition.value)
-        })
+        retention_value(&condition.value).map(Some)
     }
 
     /// The merged `geographic_restriction`, with the `conditions` rules that state it, resolved

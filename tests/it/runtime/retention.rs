@@ -190,3 +190,23 @@ fn gc_leaves_what_it_cannot_judge_and_says_why() {
         assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
     }
 }
+
+/// `check` reports a `retention_period` that is no duration (SYM0108, an error: the broker would
+/// refuse every write of the agent), and accepts each form a duration takes.
+#[test]
+fn check_reports_a_retention_that_is_no_duration() {
+    let text = "policy quantity {\n    conditions: { retention_period: 2.seconds }\n}\n\
+        policy text {\n    conditions: { retention_period: \"30d\" }\n}\n\
+        policy days {\n    conditions: { retention_period: 7 }\n}\n\
+        policy forever {\n    conditions: { retention_period: \"forever\" }\n}\n\
+        policy negative {\n    conditions: { retention_period: -3 }\n}\n";
+    let report = crate::malformed::render_with_config("retention.sym", text, None);
+    let lines: Vec<&str> = report.lines().filter(|l| l.contains("retention_period")).collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    assert!(
+        lines[0].starts_with("11:5..11:48 SYM0108 error: the condition retention_period is \"forever\", which is not a duration"),
+        "{report}"
+    );
+    assert!(lines[1].starts_with("14:5..14:41 SYM0108 error: the condition retention_period is \"-3\", which is not a duration"), "{report}");
+    assert!(lines.iter().all(|l| l.ends_with("; the broker refuses the agent's writes")), "{report}");
+}
