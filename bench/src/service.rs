@@ -259,8 +259,6 @@ fn set_up(options: &Options) -> Result<Bench, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the bench binary: {e}"))?;
     let target = exe.parent().and_then(Path::parent).ok_or("the bench binary is not in <target>/<profile>/")?;
     let dir = target.join("tmp").join(format!("service-bench-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
     // Two worker threads, as the service has on this machine.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -284,6 +282,9 @@ fn set_up(options: &Options) -> Result<Bench, String> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
+    // Made once dockerd and the image are known to be there: a refused start leaves nothing.
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     println!("agents, audit log and staging under {}", dir.display());
     let before = cpu_ticks();
     std::thread::sleep(Duration::from_millis(500));
