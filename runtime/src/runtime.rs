@@ -499,7 +499,12 @@ impl Run<'_> {
         resources.dir = Some(slot.dir.clone());
         resources.instance = Some(slot.warm.claim(line));
         stage_files(&slot.code, &self.config)?;
-        let listener = bind_broker(&slot.broker)?;
+        // A slot's socket path is a little longer than a cold run's (`pool-ID`): one that does not
+        // fit `sockaddr_un` makes the run cold rather than failed.
+        let listener = match bind_broker(&slot.broker) {
+            Ok(listener) => listener,
+            Err(e) => return Ok(Err(SandboxError::Backend(e.to_string()))),
+        };
         let started = self.serve_and_start(resources, listener, output, true).await?;
         self.pooled = started.is_ok();
         Ok(started)

@@ -68,14 +68,21 @@ pub async fn serve(listener: UnixListener, context: Arc<BrokerContext>, identify
     RAISED.call_once(raise_descriptor_limit);
     let mut failures = 0;
     let mut pause = Duration::from_millis(10);
+    // The connections end with the broker: when the run aborts this task at its clean-up, a
+    // connection still waiting (an agent blocked in `receive` holds its inbox) must not outlive it.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        match accepted {
             Ok((stream, _)) => {
                 (failures, pause) = (0, Duration::from_millis(10));
                 match context.limits.connection() {
                     Ok(place) => {
                         let (context, identify) = (context.clone(), identify.clone());
-                        tokio::spawn(async move { connection(stream, context, identify, place).await });
+                        connections.spawn(async move { connection(stream, context, identify, place).await });
                     }
                     Err(refused) => refuse_connection(stream, &context, refused).await,
                 }

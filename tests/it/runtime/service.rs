@@ -343,3 +343,31 @@ fn a_killed_service_with_a_warm_pool_leaves_nothing_at_its_next_start() {
     let pooled = lifecycle.iter().any(|e| e["decision"] == "starting" && e["details"]["pooled"] == true);
     assert!(pooled, "the lost run ran in the warm container");
 }
+
+/// An agent blocked in `receive` holds its inbox; stopping it must not wait for that receive to
+/// time out (it did: the broker's connections outlived the run, and the bus's clean-up waited up
+/// to the receive's 30 s). The bound checked is far above a stop's usual second and far below 30 s.
+#[test]
+fn an_agent_blocked_in_receive_stops_at_once() {
+    if !sandbox_ready("an_agent_blocked_in_receive_stops_at_once") {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write("waiter.py", "import symbiont\nprint('tick 0', flush=True)\nsymbiont.receive(timeout_ms=120000)\n");
+    ws.write(
+        "tick.sym",
+        "agent waiter {\n    implementation = [\"waiter.py\"]\n    capabilities = [receive_message]\n    security = { tier: Tier1, timeout: 120s }\n}\n",
+    );
+    let up = Up::start(&ws);
+    let (run, _) = start_ticking_run(&ws);
+    let ps: Value = serde_json::from_str(&ws.run(&["ps", "--format", "json"]).stdout).unwrap();
+    let run_id = ps["runs"][0]["run"].as_str().unwrap().to_string();
+    let asked = std::time::Instant::now();
+    let stop = ws.run(&["stop", &run_id]);
+    let took = asked.elapsed();
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    assert!(took < Duration::from_secs(15), "stopping took {took:?}:\n{}", up.said());
+    assert_eq!(stderr_of(run).0, 137);
+    let (status, said) = up.terminate();
+    assert_eq!(status, 0, "{said}");
+}
