@@ -207,6 +207,9 @@ fn check_reports_a_retention_that_is_no_duration() {
         lines[0].starts_with("11:5..11:48 SYM0108 error: the condition retention_period is \"forever\", which is not a duration"),
         "{report}"
     );
-    assert!(lines[1].starts_with("14:5..14:41 SYM0108 error: the condition retention_period is \"-3\", which is not a duration"), "{report}");
+    assert!(
+        lines[1].starts_with("14:5..14:41 SYM0108 error: the condition retention_period is \"-3\", which is not a duration"),
+        "{report}"
+    );
     assert!(lines.iter().all(|l| l.ends_with("; the broker refuses the agent's writes")), "{report}");
 }
