@@ -76,6 +76,9 @@ struct RunRecord {
     tier: u8,
     started: SystemTime,
     clock: Instant,
+    /// The agent's retention (the merged `retention_period`): its output is forgotten that long
+    /// after the run ended, as `symbiont gc` deletes its files.
+    retention: Option<Duration>,
     inner: Mutex<RecordState>,
     /// Bumped at each change (output, state), for followers.
     changed: watch::Sender<u64>,
@@ -122,6 +125,15 @@ impl RunRecord {
             s.duration = Some(self.clock.elapsed());
             s.ending = Some(ending);
         });
+    }
+
+    /// Ended longer ago than its agent's retention.
+    fn expired(&self) -> bool {
+        let s = lock(&self.inner);
+        match (self.retention, s.ending.is_some(), s.duration) {
+            (Some(retention), true, Some(duration)) => self.clock.elapsed() > duration + retention,
+            _ => false,
+        }
     }
 
     fn ending(&self) -> Option<Ending> {
@@ -179,6 +191,12 @@ impl Service {
         self.runtime.auditor().log()
     }
 
+    /// Forgets the ended runs whose agent's retention has passed since: their output is gone
+    /// from memory (`ps` and `logs` no longer know them).
+    fn forget_expired(&self) {
+        lock(&self.runs).retain(|r| !r.expired());
+    }
+
     fn find(&self, run: &str) -> Option<Arc<RunRecord>> {
         lock(&self.runs).iter().find(|r| r.id == run).cloned()
     }
@@ -216,6 +234,7 @@ impl Service {
             tier: composed.config.tier.number(),
             started: SystemTime::now(),
             clock: Instant::now(),
+            retention: composed.config.policy.effective().retention().ok().flatten(),
             inner: Mutex::new(RecordState { state: "waiting".into(), ..RecordState::default() }),
             changed,
             stop,
@@ -370,6 +389,15 @@ async fn serve(options: &UpOptions) -> Result<(), Refusal> {
     let schedules = drive_schedules(&service, &workspace);
     // Outputs whose retention has ended are deleted now and every hour (`symbiont gc`).
     let sweep = crate::gc::sweep(root.clone(), |line| say(line));
+    let forget = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                service.forget_expired();
+            }
+        })
+    };
     say(format!(
         "serving {} (pid {}) on {}; audit log {}; {} schedule{}; Ctrl-C or SIGTERM stops it",
         root.display(),
@@ -394,6 +422,8 @@ async fn serve(options: &UpOptions) -> Result<(), Refusal> {
         }
     }
     sweep.abort();
+    forget.abort();
+    let _ = forget.await;
     drain(service, schedules, connections, &socket).await;
     Ok(())
 }

@@ -371,3 +371,31 @@ fn an_agent_blocked_in_receive_stops_at_once() {
     let (status, said) = up.terminate();
     assert_eq!(status, 0, "{said}");
 }
+
+/// The output the service keeps of a run is forgotten once its agent's retention has passed, as
+/// `symbiont gc` deletes its files.
+#[test]
+fn a_runs_kept_output_is_forgotten_after_its_agents_retention() {
+    if !sandbox_ready("a_runs_kept_output_is_forgotten_after_its_agents_retention") {
+        return;
+    }
+    let ws = Ws::new();
+    ws.write("brief.py", "print('kept for a while', flush=True)\n");
+    ws.write(
+        "brief.sym",
+        "agent brief {\n    implementation = [\"brief.py\"]\n    security = { tier: Tier1, timeout: 60s }\n    policy rules {\n        \
+         conditions: { retention_period: 3.seconds }\n    }\n}\n",
+    );
+    let up = Up::start(&ws);
+    let run = ws.run(&["run", "brief.sym", "--summary", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run_id = json_summary(&run.stderr)["run_id"].as_str().unwrap().to_string();
+    let logs = ws.run(&["logs", &run_id]);
+    assert_eq!((logs.code, logs.stdout.as_str()), (0, "kept for a while\n"), "kept at first: {}", logs.stderr);
+    std::thread::sleep(Duration::from_secs(5));
+    let logs = ws.run(&["logs", &run_id]);
+    assert_eq!(logs.code, 2, "forgotten after 3 s: {}", logs.stdout);
+    assert!(logs.stderr.contains("no run"), "{}", logs.stderr);
+    let (status, said) = up.terminate();
+    assert_eq!(status, 0, "{said}");
+}
