@@ -11,16 +11,10 @@ use symbiont_syntax::{
 };
 
 use crate::{
-    db::{Db, SourceFile},
     diagnostics::{self as rules, Diagnostic, TextEdit},
     items::agent_local_defs,
     settings::{self, ValueKind},
 };
-
-#[salsa::tracked(returns(ref))]
-pub fn local_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
-    crate::db::file_summary(db, file).local_diagnostics.clone()
-}
 
 /// The one-file checks of a parsed file.
 pub fn check_file(path: &std::path::Path, parse: &symbiont_syntax::Parse) -> Vec<Diagnostic> {

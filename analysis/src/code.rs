@@ -15,8 +15,8 @@ use symbiont_policy::effective::{EffectivePolicy, StaticVerdict};
 use symbiont_syntax::{TextRange, TextSize};
 
 use crate::{
-    db::{config, Db, SourceFile, Workspace},
     diagnostics::{self as rules, Diagnostic, Fix, TextEdit},
+    inputs::{config, Db, SourceFile, Workspace},
     policies::policy_universe,
 };
 
@@ -392,7 +392,7 @@ pub fn undeclared_in_code(db: &dyn Db, ws: Workspace, agent: &str) -> Vec<Fix> {
 fn agent_syntax(db: &dyn Db, ws: Workspace, agent: &str) -> Option<(SourceFile, symbiont_syntax::ast::Agent)> {
     let def = policy_universe(db, ws).agent(agent)?;
     let file = ws.files(db).iter().copied().find(|f| f.path(db).to_string_lossy() == *def.loc.file)?;
-    let node = symbiont_codegen::sym_edit::find_agent(&crate::db::parse(db, file).tree(), agent)?;
+    let node = symbiont_codegen::sym_edit::find_agent(&crate::inputs::parse(db, file).tree(), agent)?;
     Some((file, node))
 }
 

@@ -16,8 +16,9 @@ use symbiont_syntax::{
 use crate::{
     db::{self, RootDatabase, SourceFile, Workspace},
     diagnostics::{Diagnostic, Fix, TextEdit},
-    items::{file_items, DefKind, ItemDef},
+    items::{DefKind, ItemDef},
     resolve::workspace_index,
+    summary::file_items,
 };
 
 pub type Cancellable<T> = Result<T, salsa::Cancelled>;
@@ -176,7 +177,7 @@ impl Analysis {
     /// The file when it is in the language: agent code has diagnostics, hover and fixes, but no
     /// tree of the language to navigate, fold, highlight or format.
     pub(crate) fn sym_file(&self, path: &Path) -> Option<SourceFile> {
-        if crate::is_code_path(path) {
+        if crate::code::is_code_path(path) {
             return None;
         }
         self.file(path)
@@ -217,11 +218,11 @@ impl Analysis {
     /// [`Analysis::diagnostics`] without agent code's fixes (each costs a parse of the file):
     /// what an editor shows while the code is typed. Fixes come with [`Analysis::code_actions`].
     pub fn diagnostics_unfixed(&self, path: &Path) -> Cancellable<Vec<Diagnostic>> {
-        if !crate::is_code_path(path) {
+        if !crate::code::is_code_path(path) {
             return self.diagnostics(path);
         }
         self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
-            Some(file) => crate::file_diagnostics_unfixed_in(&self.db, self.workspace, path, file),
+            Some(file) => db::file_diagnostics_unfixed_in(&self.db, self.workspace, path, file),
             None => Vec::new(),
         }))
     }
@@ -229,7 +230,7 @@ impl Analysis {
     /// Diagnostics of one file, or of `symbiont.toml` when given its path.
     pub fn diagnostics(&self, path: &Path) -> Cancellable<Vec<Diagnostic>> {
         self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
-            Some(file) => crate::file_diagnostics_in(&self.db, self.workspace, path, file),
+            Some(file) => db::file_diagnostics_in(&self.db, self.workspace, path, file),
             None => match self.workspace.config_file(&self.db) {
                 Some((config_path, _)) if config_path == path => crate::resolve::config_diagnostics(&self.db, self.workspace).clone(),
                 _ => Vec::new(),
@@ -380,7 +381,7 @@ impl Analysis {
         self.catch(std::panic::AssertUnwindSafe(|| {
             let Some(file) = self.sym_file(path) else { return Vec::new() };
             let root = self.tree(file);
-            let operations = operation_starts(crate::policies::file_policy_model(&self.db, file));
+            let operations = operation_starts(crate::summary::file_policy_model(&self.db, file));
             let mut out = Vec::new();
             for token in root.descendants_with_tokens().filter_map(|e| e.into_token()) {
                 if within.is_some_and(|w| w.intersect(token.text_range()).is_none()) {
@@ -447,10 +448,10 @@ impl Analysis {
         self.catch(std::panic::AssertUnwindSafe(|| {
             let mut actions = Vec::new();
             let Some(file) = self.file(path) else { return actions };
-            let diagnostics = if crate::is_code_path(path) {
+            let diagnostics = if crate::code::is_code_path(path) {
                 crate::code::judge(&self.db, self.workspace, file, crate::code::Fixes::Touching(range))
             } else {
-                crate::file_diagnostics_in(&self.db, self.workspace, path, file)
+                db::file_diagnostics_in(&self.db, self.workspace, path, file)
             };
             for d in diagnostics {
                 if d.range.intersect(range).is_none() && !d.range.contains_range(range) {
@@ -460,7 +461,7 @@ impl Analysis {
                     actions.push(Action { fix: fix.clone(), diagnostic: Some(d.clone()), refactor: false, create: Vec::new() });
                 }
             }
-            if crate::is_source_path(path) {
+            if crate::inputs::is_source_path(path) {
                 actions.extend(crate::ide_refactor::refactors(self, path, file, range));
             }
             actions
@@ -472,7 +473,7 @@ impl Analysis {
     /// touch other files than `path`; none when nothing is safe to fix.
     pub fn fix_all(&self, path: &Path) -> Cancellable<crate::diagnostics::SafeFixes> {
         self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
-            Some(file) => crate::diagnostics::safe_fixes(&crate::file_diagnostics_in(&self.db, self.workspace, path, file)),
+            Some(file) => crate::diagnostics::safe_fixes(&db::file_diagnostics_in(&self.db, self.workspace, path, file)),
             None => Default::default(),
         }))
     }

@@ -78,7 +78,7 @@ fn setting_doc(name: &str, table: &[settings::Setting], what: &str) -> Option<St
 }
 
 pub fn hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(TextRange, String)> {
-    if crate::is_code_path(path) {
+    if crate::code::is_code_path(path) {
         return code_hover(analysis, path, offset);
     }
     let token = token_at(analysis, path, offset)?;
@@ -127,7 +127,7 @@ pub fn hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(Text
 /// quoted from its file) and the rule's documentation page.
 fn code_hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(TextRange, String)> {
     let file = analysis.files.get(path).copied()?;
-    let diagnostics = crate::file_diagnostics_unfixed_in(&analysis.db, analysis.workspace, path, file);
+    let diagnostics = db::file_diagnostics_unfixed_in(&analysis.db, analysis.workspace, path, file);
     let hits: Vec<_> = diagnostics.iter().filter(|d| d.range.contains_inclusive(offset)).collect();
     let range = hits.iter().map(|d| d.range).reduce(|a, b| a.cover(b))?;
     let mut sections = Vec::new();
@@ -154,7 +154,7 @@ fn code_hover(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(Tex
 
 fn analysis_symbol(analysis: &Analysis, path: &Path, offset: TextSize) -> Option<(DefKind, String, TextRange)> {
     let file = analysis.files.get(path).copied()?;
-    let items = crate::items::file_items(&analysis.db, file);
+    let items = crate::summary::file_items(&analysis.db, file);
     items
         .defs
         .iter()

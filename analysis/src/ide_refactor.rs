@@ -97,7 +97,7 @@ fn generate_implementation(analysis: &Analysis, agent: &ast::Agent) -> Vec<Actio
     let sources = analysis
         .files
         .iter()
-        .filter(|(path, _)| crate::is_source_path(path))
+        .filter(|(path, _)| crate::inputs::is_source_path(path))
         .map(|(path, file)| (path.to_string_lossy().replace('\\', "/"), file.text(&analysis.db).to_string()))
         .collect();
     let config = db::config(&analysis.db, analysis.workspace).0.clone();

@@ -1,15 +1,11 @@
-//! Per-file item index: what a file defines and which workspace names it refers to.
-//!
-//! Two queries, split for incrementality: [`file_items`] keeps ranges (they move on every edit),
-//! [`file_symbols`] keeps only names, so that the workspace-wide index built from it is not
-//! invalidated by edits that change no name.
+//! Per-file item index: what a file defines and which workspace names it refers to, collected
+//! from its tree ([`collect`]). The queries over it are `summary::file_items` (with ranges) and
+//! `summary::file_symbols` (names only).
 
 use symbiont_syntax::{
     ast::{self, AstNode, EntryItem, Expr, Item},
     SyntaxKind, TextRange,
 };
-
-use crate::db::{Db, SourceFile};
 
 /// The namespaces of workspace-level definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,11 +89,6 @@ pub struct FileSymbols {
     pub extends: Vec<(String, String)>,
 }
 
-#[salsa::tracked(returns(ref))]
-pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems {
-    crate::db::file_summary(db, file).items.clone()
-}
-
 /// What a tree defines and references.
 pub fn collect(tree: &ast::SourceFile) -> FileItems {
     let mut items = FileItems::default();
@@ -136,22 +127,6 @@ pub fn collect(tree: &ast::SourceFile) -> FileItems {
         }
     }
     items
-}
-
-#[salsa::tracked(returns(ref))]
-pub fn file_symbols(db: &dyn Db, file: SourceFile) -> FileSymbols {
-    let items = file_items(db, file);
-    FileSymbols {
-        defs: items.defs.iter().map(|d| (d.kind, d.name.clone())).collect(),
-        extends: items
-            .references
-            .iter()
-            .filter_map(|r| match &r.context {
-                RefContext::Extends { child } => Some((child.clone(), r.name.clone())),
-                _ => None,
-            })
-            .collect(),
-    }
 }
 
 fn def_kind(item: &Item) -> DefKind {

@@ -14,10 +14,12 @@ pub mod diagnostics;
 pub mod ide;
 mod ide_hover;
 mod ide_refactor;
+pub mod inputs;
 pub mod items;
 pub mod policies;
 pub mod resolve;
 pub mod settings;
+pub mod summary;
 
 use std::{
     collections::BTreeMap,
@@ -26,40 +28,20 @@ use std::{
 };
 
 use salsa::Setter;
+
+use db::file_diagnostics_in;
 use symbiont_syntax::Parse;
 
 pub use symbiont_syntax::{LineCol, LineIndex};
 
-pub use crate::{
-    db::{RootDatabase, SourceFile, Workspace},
-    diagnostics::{Diagnostic, Fix, Related, Rule, Severity, TextEdit, RULES},
-};
-
-pub(crate) fn file_diagnostics_in(db: &RootDatabase, workspace: Workspace, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
-    if is_code_path(path) {
-        code::code_diagnostics(db, workspace, file).clone()
-    } else {
-        db::file_diagnostics(db, workspace, file)
-    }
-}
-
-/// [`file_diagnostics_in`] without agent code's fixes, which cost a parse each (a `.sym` file's
-/// come with its checks).
-pub(crate) fn file_diagnostics_unfixed_in(db: &RootDatabase, workspace: Workspace, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
-    if is_code_path(path) {
-        code::code_diagnostics_unfixed(db, workspace, file).clone()
-    } else {
-        db::file_diagnostics(db, workspace, file)
-    }
-}
+pub use db::{RootDatabase, SourceFile, Workspace};
+pub use diagnostics::{Diagnostic, Fix, Related, Rule, Severity, TextEdit, RULES};
 
 /// Whether a path is agent code the analysis checks against its policy.
 pub use code::is_code_path;
 
 /// Whether a path names a file of the language (`.sym` or `.symbi`).
-pub fn is_source_path(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("sym" | "symbi"))
-}
+pub use inputs::is_source_path;
 
 /// The name of the workspace configuration file.
 pub const CONFIG_FILE_NAME: &str = "symbiont.toml";

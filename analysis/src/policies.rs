@@ -10,15 +10,10 @@ use symbiont_policy::{
 };
 
 use crate::{
-    db::{config, Db, SourceFile, Workspace},
     diagnostics::{self as rules, Diagnostic, TextEdit},
+    inputs::{config, Db, SourceFile, Workspace},
+    summary::file_policy_model,
 };
-
-/// What one file says about policies, in the engine's model.
-#[salsa::tracked(returns(ref))]
-pub fn file_policy_model(db: &dyn Db, file: SourceFile) -> FileModel {
-    crate::db::file_summary(db, file).policy_model.clone()
-}
 
 /// Every policy and agent of the workspace, with `symbiont.toml`.
 #[salsa::tracked(returns(ref))]

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use symbiont_syntax::TextRange;
 
 use crate::{
-    db::{config, Db, SourceFile, Workspace},
     diagnostics::{self as rules, Diagnostic, TextEdit},
-    items::{file_items, file_symbols, DefKind, RefContext},
+    inputs::{config, Db, SourceFile, Workspace},
+    items::{DefKind, RefContext},
+    summary::{file_items, file_symbols},
 };
 
 /// Every workspace-level name, by namespace, with the files defining it (in path order), and the
@@ -183,7 +184,7 @@ pub fn config_diagnostics(db: &dyn Db, ws: Workspace) -> Vec<Diagnostic> {
         );
         if let (Some(best), Some((path, _))) = (symbiont_syntax::suggest::closest(agent, index.names(DefKind::Agent)), ws.config_file(db)) {
             // Not safe unreviewed: it gives another agent the context, clearances included.
-            diagnostic.fix = Some(crate::Fix {
+            diagnostic.fix = Some(rules::Fix {
                 title: format!("Replace with agent `{best}`"),
                 edits: vec![TextEdit { path: path.clone(), range: *range, new_text: best.to_string() }],
                 safe: false,
