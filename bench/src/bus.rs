@@ -33,6 +33,7 @@ use symbiont_runtime::{
     scheduler::Priority,
     AgentRuntime, Auditor,
 };
+use symbiont_tests::XorShift;
 use tokio::sync::mpsc;
 
 pub const ARGS: &str = "[--agents N] [--messages N] [--rate N] [--seconds S] [--idle N] [--audit-dir DIR]";
@@ -73,18 +74,6 @@ fn open_policy() -> Arc<Engine> {
     let sym = "policy open { allow: [\"send_message\", \"receive_message\"] }\nagent worker { policies = [open] }\n";
     let universe = symbiont_policy::load([("bench.sym", sym)], symbiont_policy::config::Config::default());
     Arc::new(Engine::compile(universe.effective(Some("worker")).expect("the agent exists")))
-}
-
-/// A small xorshift: the traffic pattern is the same for the bus and the baseline.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 fn name(i: usize) -> String {
@@ -139,7 +128,7 @@ where
                 .map(|i| {
                     let send = send.clone();
                     tokio::spawn(async move {
-                        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1));
+                        let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1));
                         for _ in 0..per_agent {
                             let mut to = rng.below(agents);
                             if to == i {
@@ -155,7 +144,7 @@ where
             }
         }
         Some(rate) => {
-            let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+            let mut rng = XorShift::new(0x2545_F491_4F6C_DD1D);
             let interval = Duration::from_secs_f64(1.0 / rate);
             let mut next = Instant::now();
             let mut in_flight = Vec::with_capacity(total);

@@ -993,13 +993,8 @@ mod tests {
                 &["// c\n", "use reqwest as http;\n", "fn write() {}\n", "{", "http::get(u);\n", "\"", ""],
             ),
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rng = symbiont_tests::XorShift::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move |n: usize| rng.below(n);
         // The built-in rules alone, and with a custom rule matching sites (which needs every site).
         let pattern_rule = |language: &str, pattern: &str| CustomRule {
             id: "p".into(),

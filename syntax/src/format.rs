@@ -491,6 +491,8 @@ fn glue(previous: &SyntaxToken, next: &SyntaxToken) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use symbiont_tests::XorShift;
+
     use super::*;
 
     fn fmt(text: &str) -> String {
@@ -530,16 +532,6 @@ mod tests {
         assert_eq!(fmt(&output), output, "{name}: not idempotent");
         assert_eq!(fmt(text), output, "{name}: the safety net kicked in");
         output
-    }
-
-    /// A deterministic pseudo-random generator (xorshift): `random(n)` is in `0..n`.
-    fn rng(mut seed: u64) -> impl FnMut(usize) -> usize {
-        move |n| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        }
     }
 
     fn corpus() -> Vec<(String, String)> {
@@ -740,7 +732,7 @@ memory = \"e\",   // why
     #[test]
     fn corpus_with_random_whitespace() {
         const GAPS: &[&str] = &["", " ", "   ", "\n", "\n\n\n", "\t", " \n\t  ", "\n\n"];
-        let mut random = rng(0x2545_f491_4f6c_dd1d);
+        let mut random = XorShift::new(0x2545_f491_4f6c_dd1d);
         let mut checked = 0;
         for (name, text) in corpus() {
             let parse = crate::parse(&text);
@@ -753,7 +745,7 @@ memory = \"e\",   // why
                         messy.push_str(token.text());
                         continue;
                     }
-                    let mut gap = GAPS[random(GAPS.len())];
+                    let mut gap = GAPS[random.below(GAPS.len())];
                     let word = |t: Option<&SyntaxToken>| {
                         t.is_none_or(|t| t.text().ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '"'))
                     };
@@ -786,7 +778,7 @@ memory = \"e\",   // why
             .split(' ')
             .chain(["\n", " ", "/* c */", "// c\n", "# c\n", "/* a\n  b */"])
             .collect();
-        let mut random = rng(0x1234_5678_9abc_def1);
+        let mut random = XorShift::new(0x1234_5678_9abc_def1);
         let mut checked = 0;
         for (name, text) in corpus() {
             let tokens: Vec<String> = crate::parse(&text)
@@ -797,13 +789,13 @@ memory = \"e\",   // why
                 .collect();
             for mutant in 0..MUTANTS {
                 let mut pieces = tokens.clone();
-                for _ in 0..1 + random(4) {
-                    let at = random(pieces.len());
-                    match random(4) {
+                for _ in 0..1 + random.below(4) {
+                    let at = random.below(pieces.len());
+                    match random.below(4) {
                         0 => pieces[at].clear(),
                         1 => pieces.insert(at, pieces[at].clone()),
-                        2 => pieces[at] = inserts[random(inserts.len())].to_string(),
-                        _ => pieces.insert(at, inserts[random(inserts.len())].to_string()),
+                        2 => pieces[at] = inserts[random.below(inserts.len())].to_string(),
+                        _ => pieces.insert(at, inserts[random.below(inserts.len())].to_string()),
                     }
                 }
                 let text = pieces.concat();

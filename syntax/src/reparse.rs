@@ -175,13 +175,8 @@ mod tests {
             "// 𝄞 漢\n",
             "\"è\"",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rng = symbiont_tests::XorShift::new(0x2545_f491_4f6c_dd1d);
+        let mut next = move |n: usize| rng.below(n);
         let (mut edits, mut incremental) = (0, 0);
         for _ in 0..3000 {
             let mut text = TEXT.to_string();

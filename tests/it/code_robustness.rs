@@ -188,16 +188,9 @@ fn deep_nesting_does_not_overflow_the_stack() {
 /// the other files are still checked.
 #[test]
 fn binary_and_non_utf8_files_through_check() {
-    // A fixed xorshift sequence: random-looking bytes, the same on every run.
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let random: Vec<u8> = (0..64 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
+    // Random-looking bytes, the same on every run.
+    let mut rng = symbiont_tests::XorShift::new(0x2545_f491_4f6c_dd1d);
+    let random: Vec<u8> = (0..64 * 1024).map(|_| (rng.next_u64() >> 24) as u8).collect();
     assert!(std::str::from_utf8(&random).is_err());
     let control: Vec<u8> = (0..4096u32).map(|i| (i % 32) as u8).collect();
     let ws = Workspace::new();

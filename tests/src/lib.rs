@@ -100,3 +100,30 @@ pub fn read_frame(reader: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
     reader.read_exact(&mut body).ok()?;
     Some(body)
 }
+
+/// The one pseudo-random generator of the tests and benchmarks: xorshift64 (Marsaglia's 13, 7,
+/// 17). Small and fixed on purpose: a seed gives the same sequence on every machine and with
+/// every version of every dependency, so a failing sequence is replayed by its seed. Not for
+/// anything that needs unpredictability.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator from `seed`, which must not be 0 (xorshift's one fixed point).
+    pub fn new(seed: u64) -> XorShift {
+        assert_ne!(seed, 0, "xorshift stays at 0 forever");
+        XorShift(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
