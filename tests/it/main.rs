@@ -31,6 +31,7 @@ mod policy_properties;
 mod properties;
 mod run_context;
 mod runtime;
+mod tidy;
 mod valid;
 
 #[global_allocator]
