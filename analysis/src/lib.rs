@@ -12,8 +12,6 @@ pub mod code;
 pub mod db;
 pub mod diagnostics;
 pub mod ide;
-mod ide_hover;
-mod ide_refactor;
 pub mod inputs;
 pub mod items;
 pub mod policies;

@@ -5,42 +5,38 @@
 //!
 //! Positions here are byte offsets; converting to and from the protocol's UTF-16 positions is the
 //! language server's job.
+//!
+//! The snapshot and what every feature shares are in `snapshot`; each feature that needs more than
+//! a screen has its module (`navigation`, `hover`, `completion`, `refactor`), which takes the
+//! snapshot and is called from here. None of them imports this module.
 
-use std::path::{Path, PathBuf};
+mod completion;
+mod hover;
+mod navigation;
+mod refactor;
+mod snapshot;
+
+use std::path::Path;
 
 use symbiont_syntax::{
     ast::{self, AstNode},
     SyntaxKind, SyntaxNode, SyntaxToken, TextRange, TextSize,
 };
 
-use crate::{
-    db::{self, RootDatabase, SourceFile, Workspace},
-    diagnostics::{Diagnostic, Fix, TextEdit},
-    items::{DefKind, ItemDef},
-    resolve::workspace_index,
-    summary::file_items,
+pub use self::{
+    completion::{Completion, CompletionKind},
+    navigation::NavTarget,
+    refactor::Action,
+    snapshot::{Analysis, Cancellable},
 };
-
-pub type Cancellable<T> = Result<T, salsa::Cancelled>;
-
-/// A read-only view of the analysis at one revision, safe to move to another thread.
-pub struct Analysis {
-    pub(crate) db: RootDatabase,
-    pub(crate) workspace: Workspace,
-    pub(crate) files: std::collections::BTreeMap<PathBuf, SourceFile>,
-}
-
-/// A place to jump to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NavTarget {
-    pub path: PathBuf,
-    pub name: String,
-    pub kind: DefKind,
-    /// The whole definition.
-    pub full_range: TextRange,
-    /// The name in it.
-    pub focus_range: TextRange,
-}
+use crate::{
+    code::{self, is_code_path},
+    db,
+    diagnostics::{self, SafeFixes},
+    inputs::is_source_path,
+    items::DefKind,
+    summary::{file_items, file_policy_model},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentSymbol {
@@ -58,32 +54,6 @@ pub enum SymbolKind {
     Rule,
     Field,
     Function,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompletionKind {
-    Keyword,
-    Operation,
-    Agent,
-    Policy,
-    Type,
-    Attribute,
-    Value,
-    /// A template of a whole construct, with placeholders.
-    Snippet,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Completion {
-    pub label: String,
-    pub kind: CompletionKind,
-    pub detail: String,
-    /// What to insert instead of the label, in the protocol's snippet syntax (`${1:name}`).
-    pub snippet: Option<String>,
-    /// The range to replace (the word typed so far, or empty at the cursor) and the text to write
-    /// there, when the label alone would not fit: a name in a list, quoted and separated from its
-    /// neighbours.
-    pub edit: Option<(TextRange, String)>,
 }
 
 /// Semantic token types, in the legend's order.
@@ -144,17 +114,6 @@ pub enum FoldKind {
     Comment,
 }
 
-/// A code action: a fix of a diagnostic, or a refactoring.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Action {
-    pub fix: Fix,
-    /// The diagnostic it fixes, if any.
-    pub diagnostic: Option<Diagnostic>,
-    pub refactor: bool,
-    /// Files the action creates (path, content), which must not exist yet; before its edits.
-    pub create: Vec<(PathBuf, String)>,
-}
-
 fn namespace_of(kind: SyntaxKind) -> Option<DefKind> {
     Some(match kind {
         SyntaxKind::AGENT => DefKind::Agent,
@@ -170,187 +129,12 @@ fn namespace_of(kind: SyntaxKind) -> Option<DefKind> {
 }
 
 impl Analysis {
-    fn file(&self, path: &Path) -> Option<SourceFile> {
-        self.files.get(path).copied()
-    }
-
-    /// The file when it is in the language: agent code has diagnostics, hover and fixes, but no
-    /// tree of the language to navigate, fold, highlight or format.
-    pub(crate) fn sym_file(&self, path: &Path) -> Option<SourceFile> {
-        if crate::code::is_code_path(path) {
-            return None;
-        }
-        self.file(path)
-    }
-
-    fn catch<T>(&self, f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Cancellable<T> {
-        salsa::Cancelled::catch(f)
-    }
-
-    /// `Err` once a change to the inputs has cancelled this snapshot (what every query of it
-    /// then answers).
-    pub fn cancelled(&self) -> Cancellable<()> {
-        use salsa::Database;
-        self.catch(std::panic::AssertUnwindSafe(|| self.db.unwind_if_revision_cancelled()))
-    }
-
-    /// The text of a file, or of `symbiont.toml` when given its path.
-    pub fn file_text(&self, path: &Path) -> Option<std::sync::Arc<str>> {
-        if let Some(file) = self.file(path) {
-            return Some(file.text(&self.db).clone());
-        }
-        match self.workspace.config_file(&self.db) {
-            Some((config_path, text)) if config_path == path => Some(text.clone()),
-            _ => None,
-        }
-    }
-
-    /// Every file of the workspace (the language's and agent code), in path order.
-    pub fn files(&self) -> impl Iterator<Item = &Path> {
-        self.files.keys().map(PathBuf::as_path)
-    }
-
-    /// The path of `symbiont.toml`, if the workspace has one.
-    pub fn config_path(&self) -> Option<PathBuf> {
-        self.workspace.config_file(&self.db).as_ref().map(|(path, _)| path.clone())
-    }
-
-    /// [`Analysis::diagnostics`] without agent code's fixes (each costs a parse of the file):
-    /// what an editor shows while the code is typed. Fixes come with [`Analysis::code_actions`].
-    pub fn diagnostics_unfixed(&self, path: &Path) -> Cancellable<Vec<Diagnostic>> {
-        if !crate::code::is_code_path(path) {
-            return self.diagnostics(path);
-        }
-        self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
-            Some(file) => db::file_diagnostics_unfixed_in(&self.db, self.workspace, path, file),
-            None => Vec::new(),
-        }))
-    }
-
-    /// Diagnostics of one file, or of `symbiont.toml` when given its path.
-    pub fn diagnostics(&self, path: &Path) -> Cancellable<Vec<Diagnostic>> {
-        self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
-            Some(file) => db::file_diagnostics_in(&self.db, self.workspace, path, file),
-            None => match self.workspace.config_file(&self.db) {
-                Some((config_path, _)) if config_path == path => crate::resolve::config_diagnostics(&self.db, self.workspace).clone(),
-                _ => Vec::new(),
-            },
-        }))
-    }
-
-    fn tree(&self, file: SourceFile) -> SyntaxNode {
-        db::parse(&self.db, file).syntax()
-    }
-
-    /// The workspace symbol a position names: a definition's name or a reference to one.
-    fn symbol_at(&self, path: &Path, offset: TextSize) -> Option<(DefKind, String, TextRange)> {
-        let file = self.sym_file(path)?;
-        let items = file_items(&self.db, file);
-        if let Some(def) = items.defs.iter().find(|d| d.name_range.contains_inclusive(offset)) {
-            return Some((def.kind, def.name.clone(), def.name_range));
-        }
-        if let Some(r) = items.references.iter().find(|r| r.range.contains_inclusive(offset)) {
-            return Some((r.namespace, r.name.clone(), r.range));
-        }
-        None
-    }
-
-    fn nav(&self, file: SourceFile, def: &ItemDef) -> NavTarget {
-        NavTarget {
-            path: file.path(&self.db).clone(),
-            name: def.name.clone(),
-            kind: def.kind,
-            full_range: def.range,
-            focus_range: def.name_range,
-        }
-    }
-
-    fn definitions(&self, kind: DefKind, name: &str) -> Vec<NavTarget> {
-        let index = workspace_index(&self.db, self.workspace);
-        index
-            .lookup(kind, name)
-            .iter()
-            .flat_map(|&f| file_items(&self.db, f).defs.iter().filter(|d| d.kind == kind && d.name == name).map(move |d| self.nav(f, d)))
-            .collect()
-    }
-
-    pub fn goto_definition(&self, path: &Path, offset: TextSize) -> Cancellable<Vec<NavTarget>> {
-        self.catch(std::panic::AssertUnwindSafe(|| match self.symbol_at(path, offset) {
-            Some((kind, name, _)) => self.definitions(kind, &name),
-            None => Vec::new(),
-        }))
-    }
-
-    /// Every definition of and reference to the symbol at the position, across the workspace.
-    pub fn find_references(&self, path: &Path, offset: TextSize, include_declaration: bool) -> Cancellable<Vec<(PathBuf, TextRange)>> {
-        self.catch(std::panic::AssertUnwindSafe(|| {
-            let Some((kind, name, _)) = self.symbol_at(path, offset) else { return Vec::new() };
-            self.occurrences(kind, &name, include_declaration)
-        }))
-    }
-
-    fn occurrences(&self, kind: DefKind, name: &str, include_declaration: bool) -> Vec<(PathBuf, TextRange)> {
-        let mut out = Vec::new();
-        for &file in self.workspace.files(&self.db) {
-            let items = file_items(&self.db, file);
-            let path = file.path(&self.db);
-            if include_declaration {
-                out.extend(items.defs.iter().filter(|d| d.kind == kind && d.name == name).map(|d| (path.clone(), d.name_range)));
-            }
-            out.extend(items.references.iter().filter(|r| r.namespace == kind && r.name == name).map(|r| (path.clone(), r.range)));
-        }
-        out.sort_by(|a, b| (&a.0, a.1.start()).cmp(&(&b.0, b.1.start())));
-        out
-    }
-
-    /// The range a rename at the position would change, when the position names a symbol.
-    pub fn prepare_rename(&self, path: &Path, offset: TextSize) -> Cancellable<Option<TextRange>> {
-        self.catch(std::panic::AssertUnwindSafe(|| {
-            let (_, name, range) = self.symbol_at(path, offset)?;
-            let text = self.file_text(path)?;
-            // A quoted reference (`agent: "reviewer"`) renames inside its quotes.
-            let written = &text[range];
-            Some(if written.starts_with('"') {
-                TextRange::at(range.start() + TextSize::from(1), TextSize::of(name.as_str()))
-            } else {
-                range
-            })
-        }))
-    }
-
-    pub fn rename(&self, path: &Path, offset: TextSize, new_name: &str) -> Cancellable<Result<Vec<TextEdit>, String>> {
-        self.catch(std::panic::AssertUnwindSafe(|| {
-            let valid = new_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && new_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && SyntaxKind::keyword(new_name).is_none();
-            if !valid {
-                return Err(format!("`{new_name}` is not a valid name"));
-            }
-            let Some((kind, name, _)) = self.symbol_at(path, offset) else { return Err("nothing to rename here".into()) };
-            if !self.definitions(kind, new_name).is_empty() {
-                return Err(format!("a {} named `{new_name}` already exists", kind.as_str()));
-            }
-            let mut edits = Vec::new();
-            for (file_path, range) in self.occurrences(kind, &name, true) {
-                let Some(text) = self.file_text(&file_path) else { continue };
-                let written = &text[range];
-                let (range, new_text) = if written.starts_with('"') {
-                    (TextRange::at(range.start() + TextSize::from(1), TextSize::of(name.as_str())), new_name.to_string())
-                } else {
-                    (range, new_name.to_string())
-                };
-                edits.push(TextEdit { path: file_path, range, new_text });
-            }
-            Ok(edits)
-        }))
-    }
-
     pub fn hover(&self, path: &Path, offset: TextSize) -> Cancellable<Option<(TextRange, String)>> {
-        self.catch(std::panic::AssertUnwindSafe(|| crate::ide_hover::hover(self, path, offset)))
+        self.catch(std::panic::AssertUnwindSafe(|| hover::hover(self, path, offset)))
     }
 
     pub fn completions(&self, path: &Path, offset: TextSize) -> Cancellable<Vec<Completion>> {
-        self.catch(std::panic::AssertUnwindSafe(|| crate::ide_hover::completions(self, path, offset)))
+        self.catch(std::panic::AssertUnwindSafe(|| completion::completions(self, path, offset)))
     }
 
     pub fn document_symbols(&self, path: &Path) -> Cancellable<Vec<DocumentSymbol>> {
@@ -361,27 +145,11 @@ impl Analysis {
         }))
     }
 
-    /// Definitions whose name contains `query` (case-insensitive).
-    pub fn workspace_symbols(&self, query: &str) -> Cancellable<Vec<NavTarget>> {
-        self.catch(std::panic::AssertUnwindSafe(|| {
-            let query = query.to_ascii_lowercase();
-            let mut out = Vec::new();
-            for &file in self.workspace.files(&self.db) {
-                for def in &file_items(&self.db, file).defs {
-                    if def.name.to_ascii_lowercase().contains(&query) {
-                        out.push(self.nav(file, def));
-                    }
-                }
-            }
-            out
-        }))
-    }
-
     pub fn semantic_tokens(&self, path: &Path, within: Option<TextRange>) -> Cancellable<Vec<SemanticToken>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
             let Some(file) = self.sym_file(path) else { return Vec::new() };
             let root = self.tree(file);
-            let operations = operation_starts(crate::summary::file_policy_model(&self.db, file));
+            let operations = operation_starts(file_policy_model(&self.db, file));
             let mut out = Vec::new();
             for token in root.descendants_with_tokens().filter_map(|e| e.into_token()) {
                 if within.is_some_and(|w| w.intersect(token.text_range()).is_none()) {
@@ -448,8 +216,8 @@ impl Analysis {
         self.catch(std::panic::AssertUnwindSafe(|| {
             let mut actions = Vec::new();
             let Some(file) = self.file(path) else { return actions };
-            let diagnostics = if crate::code::is_code_path(path) {
-                crate::code::judge(&self.db, self.workspace, file, crate::code::Fixes::Touching(range))
+            let diagnostics = if is_code_path(path) {
+                code::judge(&self.db, self.workspace, file, code::Fixes::Touching(range))
             } else {
                 db::file_diagnostics_in(&self.db, self.workspace, path, file)
             };
@@ -461,8 +229,8 @@ impl Analysis {
                     actions.push(Action { fix: fix.clone(), diagnostic: Some(d.clone()), refactor: false, create: Vec::new() });
                 }
             }
-            if crate::inputs::is_source_path(path) {
-                actions.extend(crate::ide_refactor::refactors(self, path, file, range));
+            if is_source_path(path) {
+                actions.extend(refactor::refactors(self, path, file, range));
             }
             actions
         }))
@@ -471,9 +239,9 @@ impl Analysis {
     /// Every safe fix of a file's diagnostics at once, as `symbiont check --fix` applies them
     /// ([`crate::diagnostics::safe_fixes`]): the editor's fix-all, for fix on save. The edits may
     /// touch other files than `path`; none when nothing is safe to fix.
-    pub fn fix_all(&self, path: &Path) -> Cancellable<crate::diagnostics::SafeFixes> {
+    pub fn fix_all(&self, path: &Path) -> Cancellable<SafeFixes> {
         self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
-            Some(file) => crate::diagnostics::safe_fixes(&db::file_diagnostics_in(&self.db, self.workspace, path, file)),
+            Some(file) => diagnostics::safe_fixes(&db::file_diagnostics_in(&self.db, self.workspace, path, file)),
             None => Default::default(),
         }))
     }
@@ -485,6 +253,11 @@ impl Analysis {
             file_items(&self.db, file).defs.iter().filter(|d| d.kind == DefKind::Agent).map(|d| (d.name_range, d.name.clone())).collect()
         }))
     }
+}
+
+/// A node's text on one line (whitespace runs collapsed), for labels.
+fn one_line(node: &SyntaxNode) -> String {
+    node.text().to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn symbol_of(node: &SyntaxNode) -> Option<DocumentSymbol> {
@@ -499,7 +272,7 @@ fn symbol_of(node: &SyntaxNode) -> Option<DocumentSymbol> {
         SymbolKind::Metadata => ("metadata".to_string(), node.first_token()?.text_range()),
         SymbolKind::Rule => {
             let first = node.first_token()?;
-            (crate::ide_hover::one_line(node), first.text_range())
+            (one_line(node), first.text_range())
         }
         _ => {
             let name = node.children().find(|c| c.kind() == SyntaxKind::NAME)?;

@@ -8,14 +8,28 @@ use symbiont_syntax::{
     TextRange, TextSize,
 };
 
+use super::snapshot::Analysis;
 use crate::{
+    code::undeclared_in_code,
     db::{self, SourceFile},
-    diagnostics::{Fix, TextEdit},
-    ide::{Action, Analysis},
+    diagnostics::{Diagnostic, Fix, TextEdit},
+    inputs::is_source_path,
     items::DefKind,
+    resolve::workspace_index,
 };
 
-pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: TextRange) -> Vec<Action> {
+/// A code action: a fix of a diagnostic, or a refactoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub fix: Fix,
+    /// The diagnostic it fixes, if any.
+    pub diagnostic: Option<Diagnostic>,
+    pub refactor: bool,
+    /// Files the action creates (path, content), which must not exist yet; before its edits.
+    pub create: Vec<(PathBuf, String)>,
+}
+
+pub(super) fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: TextRange) -> Vec<Action> {
     let tree = db::parse(&analysis.db, file).tree();
     let text = file.text(&analysis.db);
     let mut out = Vec::new();
@@ -61,7 +75,7 @@ pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: Text
             .and_then(|f| f.value())
             .map(|v| v.syntax().descendants().filter_map(ast::NameRef::cast).map(|n| n.text()).collect())
             .unwrap_or_default();
-        let index = crate::resolve::workspace_index(&analysis.db, analysis.workspace);
+        let index = workspace_index(&analysis.db, analysis.workspace);
         for policy in index.names(DefKind::Policy).filter(|p| !applied.iter().any(|a| a == p)).take(20) {
             out.push(Action {
                 fix: Fix {
@@ -80,7 +94,7 @@ pub fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, range: Text
         // On the capabilities list: declare what the agent's code does and the list does not say.
         let on_capabilities = agent.field("capabilities").is_some_and(|f| f.syntax().text_range().contains_range(range));
         if let (true, Some(name)) = (on_capabilities, agent.name()) {
-            let fixes = crate::code::undeclared_in_code(&analysis.db, analysis.workspace, &name.text());
+            let fixes = undeclared_in_code(&analysis.db, analysis.workspace, &name.text());
             out.extend(fixes.into_iter().map(|fix| Action { fix, diagnostic: None, refactor: true, create: Vec::new() }));
         }
     }
@@ -97,7 +111,7 @@ fn generate_implementation(analysis: &Analysis, agent: &ast::Agent) -> Vec<Actio
     let sources = analysis
         .files
         .iter()
-        .filter(|(path, _)| crate::inputs::is_source_path(path))
+        .filter(|(path, _)| is_source_path(path))
         .map(|(path, file)| (path.to_string_lossy().replace('\\', "/"), file.text(&analysis.db).to_string()))
         .collect();
     let config = db::config(&analysis.db, analysis.workspace).0.clone();
