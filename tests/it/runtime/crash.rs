@@ -75,7 +75,18 @@ fn a_killed_runtimes_containers_and_lost_runs_are_cleaned_up_by_the_next_writer(
         let agents = runtime(ws.dir.path(), ws.tmp.path()).await;
         let reaped = agents.reap_leftovers(BY).await.unwrap();
         let closed = leftovers::close_unfinished(agents.auditor(), BY).await.unwrap();
-        let mut again = agents.reap_leftovers(BY).await.unwrap();
+        // dockerd may finish a create the killed runtime's pool had asked for after the first
+        // reap listed the containers: such a late warm container is found by a later reap (the
+        // next start's, in a service), never a run.
+        let mut again = Vec::new();
+        for _ in 0..20 {
+            let late = agents.reap_leftovers(BY).await.unwrap();
+            assert!(late.iter().all(|r| matches!(r, Reaped::Warm { .. })), "only late warm containers: {late:#?}");
+            if late.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
         again.extend(leftovers::close_unfinished(agents.auditor(), BY).await.unwrap());
         (reaped, closed, again)
     });
@@ -93,7 +104,7 @@ fn a_killed_runtimes_containers_and_lost_runs_are_cleaned_up_by_the_next_writer(
     assert!(reaped.contains(&removed), "{reaped:#?}");
     assert_eq!(reaped.len(), 3, "{reaped:#?}");
     assert_eq!(closed, [Reaped::Closed { run_id: pooled.clone(), agent: "pooled".into(), from: State::Running }], "{closed:#?}");
-    assert_eq!(again, [], "everything is cleaned up once");
+    assert_eq!(again, [], "every run is closed once");
 
     assert_eq!(owned_by(pid), [], "nothing of the killed runtime is left");
     ws.assert_clean_dir();

@@ -92,14 +92,18 @@ fn ticking_agent(ws: &Ws) {
 }
 
 /// The `(operation, decision)` of each of a run's entries, from its JSON summary's `audit_seqs`,
-/// keeping only those of its own agent (a service's log interleaves runs).
+/// keeping only those of its own agent (a service's log interleaves runs): its lifecycle in
+/// order, then what it did in order. (The agent's first request can be audited before the
+/// runtime's `running` entry: the agent runs from the moment it is started.)
 fn run_entries(entries: &[Value], summary: &Value) -> Vec<(String, String)> {
     let (first, last) = (summary["audit_seqs"][0].as_u64().unwrap(), summary["audit_seqs"][1].as_u64().unwrap());
-    entries
+    let (mut lifecycle, mut acts): (Vec<_>, Vec<_>) = entries
         .iter()
         .filter(|e| (first..=last).contains(&e["seq"].as_u64().unwrap()) && e["agent"] == summary["agent"])
         .map(|e| (e["operation"].as_str().unwrap().to_string(), e["decision"].as_str().unwrap().to_string()))
-        .collect()
+        .partition(|(operation, _)| operation == "lifecycle" || operation == "risk_assessment");
+    lifecycle.append(&mut acts);
+    lifecycle
 }
 
 fn json_summary(stderr: &str) -> Value {
