@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::{
     bus::{Bus, BusError, Delivered},
+    lifecycle,
     scheduler::{Priority, Scheduler},
     Auditor, State,
 };
@@ -98,9 +99,9 @@ where
             let (auditor, name, from) = (auditor.clone(), name.clone(), state);
             state = next;
             async move {
-                let mut details = Map::from_iter([("from".to_string(), json!(from.as_str())), ("local".to_string(), json!(true))]);
+                let mut details = Map::from_iter([("local".to_string(), json!(true))]);
                 details.extend(extra);
-                auditor.record(&name, "lifecycle", next.as_str(), details).await.map_err(|e| e.to_string())
+                lifecycle::transition(&auditor, &name, from, next, details).await.map_err(|e| e.to_string())
             }
         };
         let report = |state: State, error: Option<String>| LocalReport { name: name.clone(), state, error };

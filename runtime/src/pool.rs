@@ -24,6 +24,7 @@ use std::{
 
 use crate::{
     image::{self, ImageKind},
+    locks::lock,
     sandbox::{self, LaunchSpec, Sandbox, Warm},
     Language, Limits, Tier,
 };
@@ -196,7 +197,7 @@ impl Pool {
     /// `backend` under `run_root`.
     pub fn set(&self, config: PoolConfig, backend: Arc<dyn Sandbox>, run_root: PathBuf) {
         let surplus = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = lock(&self.state);
             let at = state.groups.iter().position(|g| g.config.serves(config.tier, config.language, &config.limits));
             let group = match at {
                 Some(at) => &mut state.groups[at],
@@ -220,14 +221,14 @@ impl Pool {
     }
 
     fn track(&self, handle: tokio::task::JoinHandle<()>) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = lock(&self.state);
         state.fills.retain(|h| !h.is_finished());
         state.fills.push(handle);
     }
 
     /// Starts, in the background, the warm containers each pool lacks.
     pub fn fill(&self) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = lock(&self.state);
         state.fills.retain(|h| !h.is_finished());
         let mut spawned = Vec::new();
         for group in &mut state.groups {
@@ -261,7 +262,7 @@ impl Pool {
         }
         .await;
         let unwanted = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = lock(&self.state);
             let group = state.groups.iter_mut().find(|g| g.config.serves(config.tier, config.language, &config.limits));
             match (group, made) {
                 (Some(group), Ok(slot)) => {
@@ -290,7 +291,7 @@ impl Pool {
     /// Takes a warm container for a run of `language` at `tier` with `limits`, if one is ready.
     /// The pool refills when the caller calls [`Pool::fill`] (at the run's end).
     pub fn claim(&self, tier: Tier, language: Language, limits: &Limits) -> Option<Slot> {
-        let mut state = self.state.lock().unwrap();
+        let mut state = lock(&self.state);
         let group = state.groups.iter_mut().find(|g| g.config.serves(tier, language, limits))?;
         group.warm.pop()
     }
@@ -298,7 +299,7 @@ impl Pool {
     /// Waits until no fill is under way, then says how many warm containers are ready.
     pub async fn filled(&self) -> PoolStatus {
         loop {
-            let fills = std::mem::take(&mut self.state.lock().unwrap().fills);
+            let fills = std::mem::take(&mut lock(&self.state).fills);
             if fills.is_empty() {
                 break;
             }
@@ -306,18 +307,18 @@ impl Pool {
                 let _ = fill.await;
             }
         }
-        let state = self.state.lock().unwrap();
+        let state = lock(&self.state);
         PoolStatus { warm: state.groups.iter().map(|g| g.warm.len()).sum(), error: state.groups.iter().find_map(|g| g.error.clone()) }
     }
 
     /// Empties every pool: no fill goes on, every warm container and slot directory is removed.
     pub async fn drain(&self) {
-        for group in &mut self.state.lock().unwrap().groups {
+        for group in &mut lock(&self.state).groups {
             group.config.size = 0;
         }
         self.filled().await;
         let slots: Vec<Slot> = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = lock(&self.state);
             let slots = state.groups.iter_mut().flat_map(|g| std::mem::take(&mut g.warm)).collect();
             state.groups.clear();
             slots

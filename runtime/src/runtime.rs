@@ -17,6 +17,7 @@ use crate::{
     broker::{self, BrokerContext},
     bus::Bus,
     image::{self, ImageKind},
+    lifecycle::{self, TransitionError},
     local::{AgentContext, LocalAgent, LocalHandle},
     pool::{self, Pool, PoolConfig, PoolStatus},
     sandbox::{self, docker::DockerSandbox, Exit, Instance, LaunchSpec, OutputSender, Sandbox, SandboxError},
@@ -62,6 +63,9 @@ pub enum RunError {
     /// What the run was given cannot be used (an implementation file that is a link or not a
     /// regular file): no sandbox was started.
     Input(String),
+    /// The runtime tried a step its lifecycle forbids (a fault in the runtime): it was neither
+    /// recorded nor taken.
+    Lifecycle(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -70,12 +74,21 @@ impl std::fmt::Display for RunError {
             RunError::SandboxUnavailable(why) => write!(f, "{why}"),
             RunError::ImageMissing(image) => write!(f, "image `{image}` is not built: run `symbiont image build`"),
             RunError::Audit(why) => write!(f, "audit log: {why}"),
-            RunError::Setup(why) | RunError::Input(why) => write!(f, "{why}"),
+            RunError::Setup(why) | RunError::Input(why) | RunError::Lifecycle(why) => write!(f, "{why}"),
         }
     }
 }
 
 impl std::error::Error for RunError {}
+
+impl From<TransitionError> for RunError {
+    fn from(e: TransitionError) -> RunError {
+        match e {
+            TransitionError::Audit(e) => RunError::Audit(e.to_string()),
+            forbidden @ TransitionError::Forbidden { .. } => RunError::Lifecycle(forbidden.to_string()),
+        }
+    }
+}
 
 /// Sandboxed agents running at once by default.
 pub const DEFAULT_SANDBOXES: usize = 32;
@@ -290,19 +303,13 @@ struct Resources {
 
 impl Run<'_> {
     async fn transition(&mut self, next: State, extra: Map<String, Value>) -> Result<(), RunError> {
-        debug_assert!(self.state == next || self.state.can_become(next), "{:?} -> {next:?}", self.state);
         let mut details = Map::new();
         details.insert("run_id".into(), json!(self.run_id));
-        details.insert("from".into(), json!(self.state.as_str()));
         if let Some(schedule) = &self.schedule {
             details.insert("schedule".into(), json!(schedule));
         }
         details.extend(extra);
-        self.runtime
-            .auditor
-            .record(&self.config.id, "lifecycle", next.as_str(), details)
-            .await
-            .map_err(|e| RunError::Audit(e.to_string()))?;
+        lifecycle::transition(&self.runtime.auditor, &self.config.id, self.state, next, details).await?;
         self.state = next;
         Ok(())
     }

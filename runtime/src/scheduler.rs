@@ -10,6 +10,8 @@ use std::{
 
 use tokio::sync::oneshot;
 
+use crate::locks::lock;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Priority {
     Low,
@@ -69,7 +71,7 @@ impl Drop for Permit {
 }
 
 fn release(inner: Arc<Inner>) {
-    let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = lock(&inner.state);
     while let Some(next) = next_waiter(&mut state) {
         // The slot passes on with the permit. A permit that reaches a waiter which then goes away
         // is dropped outside this lock, and releases the slot again from there.
@@ -106,7 +108,7 @@ impl Scheduler {
     /// Waits for a slot. Dropping the future before it resolves leaves the queue.
     pub async fn admit(&self, priority: Priority) -> Permit {
         let receiver = {
-            let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = lock(&self.inner.state);
             if state.running < self.inner.limit && state.queues.iter().all(VecDeque::is_empty) {
                 state.running += 1;
                 return Permit { inner: Some(self.inner.clone()) };
@@ -121,12 +123,12 @@ impl Scheduler {
 
     /// Agents running now.
     pub fn running(&self) -> usize {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner()).running
+        lock(&self.inner.state).running
     }
 
     /// Agents waiting for a slot.
     pub fn queued(&self) -> usize {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner()).queues.iter().map(VecDeque::len).sum()
+        lock(&self.inner.state).queues.iter().map(VecDeque::len).sum()
     }
 }
 
@@ -146,7 +148,7 @@ mod tests {
             let (scheduler, order) = (scheduler.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 let _permit = scheduler.admit(priority).await;
-                order.lock().unwrap().push(name);
+                lock(&order).push(name);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }));
             tokio::task::yield_now().await;
@@ -163,7 +165,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), ["high", "high2", "normal", "low"]);
+        assert_eq!(*lock(&order), ["high", "high2", "normal", "low"]);
         assert_eq!((scheduler.running(), scheduler.queued()), (0, 0));
     }
 
@@ -178,7 +180,7 @@ mod tests {
             let (scheduler, order) = (scheduler.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 let _permit = scheduler.admit(priority).await;
-                order.lock().unwrap().push(priority);
+                lock(&order).push(priority);
             }));
             tokio::task::yield_now().await;
         }
@@ -186,7 +188,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        let position = order.lock().unwrap().iter().position(|p| *p == Priority::Low).unwrap();
+        let position = lock(&order).iter().position(|p| *p == Priority::Low).unwrap();
         assert!(position <= 4, "the low-priority agent ran after 4 high ones at most: {position}");
     }
 }

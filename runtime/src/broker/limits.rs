@@ -12,6 +12,7 @@ use std::sync::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use super::MAX_LINE;
+use crate::locks::lock;
 
 /// Connections an agent may hold open to its broker at once (an SDK uses one, or one per thread).
 /// One over it is answered `limited` and closed.
@@ -82,7 +83,7 @@ impl Limits {
 
     /// Charges one `log` entry of `bytes` to the run's budget.
     pub fn log(&self, bytes: usize) -> LogCharge {
-        let mut used = self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut used = lock(&self.log);
         if used.exhausted {
             return LogCharge::Refused;
         }

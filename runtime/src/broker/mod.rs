@@ -16,7 +16,7 @@ use std::{
 };
 
 use serde_json::{json, Map, Value};
-use symbiont_policy::{Effect, Engine};
+use symbiont_policy::Engine;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{unix::OwnedReadHalf, UnixListener, UnixStream},
@@ -24,6 +24,7 @@ use tokio::{
 };
 
 use crate::{
+    decision::{self, Decision, Question},
     sandbox::{OutputSender, Peer},
     Auditor, OutputStream,
 };
@@ -280,26 +281,22 @@ async fn handle(context: &BrokerContext, request: Request) -> Vec<u8> {
         return refused;
     }
     let args = symbiont_policy::Value::from(args);
-    let (mut effect, mut reason, mut rules) = crate::util::decide(&context.engine, operation, &args, &context.env);
-    let mut details = details(context, [("request", request.audit_view()), ("reason", json!(reason)), ("rules", rules.clone())]);
     // An allowed request outside the agent's regions is denied by the condition that says so.
-    if let (Effect::Allow, protocol::Op::Http { target: to, address, .. }) = (effect, &request.op) {
-        if let Err((by, why)) = target::within_regions(context.engine.effective(), to, *address) {
-            (effect, reason, rules) = (Effect::Deny, "OutsideRegion".to_string(), by);
-            details.insert("reason".into(), json!(reason));
-            details.insert("rules".into(), rules.clone());
-            details.insert("refused".into(), json!(why));
-            reason = format!("{reason}: {why}");
-        }
-    }
+    let unmet = match &request.op {
+        protocol::Op::Http { target: to, address, .. } => target::within_regions(context.engine.effective(), to, *address).err(),
+        _ => None,
+    };
+    let question = Question { engine: &context.engine, env: &context.env, agent: &context.agent, operation, args: &args, unmet };
     // The entry is durable before anything happens; an audit failure refuses the request.
-    if let Err(e) = context.auditor.record(&context.agent, operation, effect.as_str(), details).await {
-        return protocol::error_line(&id, ErrorCode::AuditFailed, &format!("the audit log refused the entry, so nothing was done: {e}"));
-    }
-    if effect == Effect::Deny {
-        let by = crate::util::denied_by(&rules);
-        let message = format!("policy denies {operation} for agent {}{by} ({reason})", context.agent);
-        return protocol::error_line(&id, ErrorCode::Denied, &message);
+    let entry = |_: &Decision| details(context, [("request", request.audit_view())]);
+    let decision = match decision::decide_and_record(&context.auditor, question, entry).await {
+        Ok(decision) => decision,
+        Err(e) => {
+            return protocol::error_line(&id, ErrorCode::AuditFailed, &format!("the audit log refused the entry, so nothing was done: {e}"))
+        }
+    };
+    if !decision.allowed() {
+        return protocol::error_line(&id, ErrorCode::Denied, &decision.denial(operation, &context.agent));
     }
     reply(&id, act(context, &request).await)
 }

@@ -9,6 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
+use crate::decision::{DecidingRule, Unmet};
+
 /// An HTTP request's destination, canonical.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -73,21 +75,17 @@ fn canonical_host(host: Option<Host<&str>>) -> Result<Host<String>, String> {
 
 /// Whether an allowed request to `to`, connecting to `address`, stays inside the regions the
 /// agent's merged `geographic_restriction` names (`docs/policy-semantics.md`, "Conditions the
-/// runtime enforces"). If not: the `conditions` rules that state the restriction, as deciding
-/// rules are written in audit entries, and why. No address (never resolved) is outside: fail closed.
-pub fn within_regions(
-    effective: &symbiont_policy::EffectivePolicy,
-    to: &Target,
-    address: Option<IpAddr>,
-) -> Result<(), (serde_json::Value, String)> {
+/// runtime enforces"). If not: the condition unmet, denied by the `conditions` rules that state
+/// the restriction, and why. No address (never resolved) is outside: fail closed.
+pub fn within_regions(effective: &symbiont_policy::EffectivePolicy, to: &Target, address: Option<IpAddr>) -> Result<(), Unmet> {
     let Some(restriction) = effective.geography() else { return Ok(()) };
     let admitted = match address {
         Some(address) => restriction.admits(&to.host, plain(address)),
         None => Err(format!("{} was not resolved before the decision", to.host)),
     };
     admitted.map_err(|why| {
-        let rules = restriction.rules.iter().map(|(rule, at)| serde_json::json!({ "rule": rule, "at": at.to_string() })).collect();
-        (serde_json::Value::Array(rules), why)
+        let rules = restriction.rules.iter().map(|(text, at)| DecidingRule { text: text.clone(), location: at.to_string() }).collect();
+        Unmet { reason: "OutsideRegion", rules, why }
     })
 }
 
@@ -277,6 +275,7 @@ mod tests {
             let universe = symbiont_policy::load([("a.sym", source.as_str())], config.clone());
             let effective = universe.effective(Some("a")).unwrap();
             within_regions(&effective, &canonical(url).unwrap(), address.map(|a| a.parse().unwrap()))
+                .map_err(|unmet| (serde_json::Value::Array(unmet.rules.iter().map(DecidingRule::to_json).collect()), unmet.why))
         };
         assert_eq!(within("\"lo\"", "http://127.0.0.1:8080/", Some("127.0.0.1")), Ok(()));
         assert_eq!(within("[\"far\", \"lo\"]", "http://2130706433/", Some("127.0.0.1")), Ok(()));

@@ -23,10 +23,14 @@ use std::{
 };
 
 use serde_json::{json, Map, Value};
-use symbiont_policy::{Effect, Engine};
+use symbiont_policy::Engine;
 use tokio::sync::mpsc;
 
-use crate::Auditor;
+use crate::{
+    decision::{self, Decision, Question},
+    locks::{lock, read, write},
+    Auditor,
+};
 use crypto::{Identity, PublicIdentity};
 
 /// Undelivered messages an inbox holds before senders wait (then fail with [`BusError::Full`]).
@@ -131,10 +135,6 @@ pub struct Bus {
     send_timeout: Duration,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Bus {
     pub fn new(auditor: Auditor) -> Bus {
         Bus::with_limits(auditor, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT)
@@ -145,7 +145,7 @@ impl Bus {
     }
 
     fn member(&self, name: &str) -> Option<Arc<Member>> {
-        self.members.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        read(&self.members).get(name).cloned()
     }
 
     /// Puts `agent` on the bus with a fresh identity; its policy decides what it may send and
@@ -164,15 +164,15 @@ impl Bus {
             incoming: Mutex::default(),
             agreements: Mutex::default(),
         };
-        self.known.write().unwrap_or_else(|e| e.into_inner()).insert(agent.to_string(), public.clone());
-        self.members.write().unwrap_or_else(|e| e.into_inner()).insert(agent.to_string(), Arc::new(member));
+        write(&self.known).insert(agent.to_string(), public.clone());
+        write(&self.members).insert(agent.to_string(), Arc::new(member));
         public
     }
 
     /// Takes `agent` off the bus: later sends fail at once, senders waiting for room fail, and
     /// what was still queued is dropped with an audit entry each (never delivered late).
     pub async fn leave(&self, agent: &str) {
-        let Some(member) = self.members.write().unwrap_or_else(|e| e.into_inner()).remove(agent) else { return };
+        let Some(member) = write(&self.members).remove(agent) else { return };
         let mut receiver = member.receiver.lock().await;
         receiver.close();
         while let Ok(envelope) = receiver.try_recv() {
@@ -191,28 +191,27 @@ impl Bus {
         let sender = self.member(from).ok_or_else(|| BusError::NotMember(from.to_string()))?;
         let plaintext = serde_json::to_vec(payload).expect("JSON values serialize");
         let args = symbiont_policy::Value::from(json!({ "to": to, "recipient": to }));
-        let (effect, reason, rules) = crate::util::decide(&sender.policy, "send_message", &args, &sender.env);
-        let mut details = Map::from_iter([
-            ("to".to_string(), json!(to)),
-            ("bytes".to_string(), json!(plaintext.len())),
-            ("reason".to_string(), json!(reason)),
-            ("rules".to_string(), rules.clone()),
-        ]);
         let recipient = match self.member(to) {
             Some(member) => Ok(member),
-            None if self.known.read().unwrap_or_else(|e| e.into_inner()).contains_key(to) => Err(BusError::Stopped(to.to_string())),
+            None if read(&self.known).contains_key(to) => Err(BusError::Stopped(to.to_string())),
             None => Err(BusError::UnknownAgent(to.to_string())),
         };
-        if let (Effect::Allow, Err(missing)) = (effect, &recipient) {
-            // Allowed, yet going nowhere: the entry says so, or a sender's retries would read as
-            // messages sent.
-            details.insert("undelivered".into(), json!(missing.to_string()));
-        }
-        let audited = self.auditor.submit(from, "send_message", effect.as_str(), details).map_err(|e| BusError::Audit(e.to_string()))?;
-        if effect == Effect::Deny {
+        let details = |decision: &Decision| {
+            let mut details = Map::from_iter([("to".to_string(), json!(to)), ("bytes".to_string(), json!(plaintext.len()))]);
+            if let (true, Err(missing)) = (decision.allowed(), &recipient) {
+                // Allowed, yet going nowhere: the entry says so, or a sender's retries would read
+                // as messages sent.
+                details.insert("undelivered".into(), json!(missing.to_string()));
+            }
+            details
+        };
+        let question =
+            Question { engine: &sender.policy, env: &sender.env, agent: from, operation: "send_message", args: &args, unmet: None };
+        let (decision, audited) =
+            decision::decide_and_submit(&self.auditor, question, details).map_err(|e| BusError::Audit(e.to_string()))?;
+        if !decision.allowed() {
             audited.await.map_err(|e| BusError::Audit(e.to_string()))?;
-            let by = crate::util::denied_by(&rules);
-            return Err(BusError::Denied(format!("policy denies send_message to `{to}` for agent {from}{by} ({reason})")));
+            return Err(BusError::Denied(decision.denial(&format!("send_message to `{to}`"), from)));
         }
         let recipient = match recipient {
             Ok(member) => member,
@@ -289,7 +288,7 @@ impl Bus {
     async fn accept(&self, agent: &str, member: &Member, envelope: Envelope) -> Result<Option<Delivered>, BusError> {
         let Envelope { from, to, seq, ciphertext, signature } = envelope;
         let mut details = Map::from_iter([("from".to_string(), json!(from)), ("seq".to_string(), json!(seq))]);
-        let sender = self.known.read().unwrap_or_else(|e| e.into_inner()).get(&from).cloned();
+        let sender = read(&self.known).get(&from).cloned();
         let header = crypto::header(&from, &to, seq);
         let rejection = if to != agent {
             Some("addressed to another agent")
@@ -323,14 +322,13 @@ impl Bus {
             }
         };
         let args = symbiont_policy::Value::from(json!({ "from": from, "sender": from }));
-        let (effect, reason, rules) = crate::util::decide(&member.policy, "receive_message", &args, &member.env);
         details.insert("bytes".into(), json!(plaintext.len()));
-        details.insert("reason".into(), json!(reason));
-        details.insert("rules".into(), rules);
-        self.auditor.record(agent, "receive_message", effect.as_str(), details).await.map_err(|e| BusError::Audit(e.to_string()))?;
+        let question = Question { engine: &member.policy, env: &member.env, agent, operation: "receive_message", args: &args, unmet: None };
+        let decision =
+            decision::decide_and_record(&self.auditor, question, |_| details).await.map_err(|e| BusError::Audit(e.to_string()))?;
         // Only now is the pair's counter advanced: a refused message is still consumed.
         lock(&member.incoming).get_mut(&from).expect("inserted above").last_seq = seq;
-        if effect == Effect::Deny {
+        if !decision.allowed() {
             return Ok(None);
         }
         let payload = serde_json::from_slice(&plaintext).unwrap_or(Value::Null);

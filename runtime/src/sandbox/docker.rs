@@ -27,7 +27,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Exit, Instance, LaunchSpec, OutputSender, Parked, Peer, Sandbox, SandboxError, Warm, AGENT_UID, BROKER_MOUNT, CODE_MOUNT};
-use crate::{util::BoxFuture, OutputStream, Tier};
+use crate::{locks::get_mut, util::BoxFuture, OutputStream, Tier};
 
 /// The label every container of a run carries: how cleanup and tests find them. A warm container
 /// carries `pool-SLOT` instead (labels are fixed when it is made, before any run): the run's
@@ -284,7 +284,7 @@ impl Warm for DockerWarm {
 
     fn claim(self: Box<Self>, line: String) -> Box<dyn Instance> {
         let mut instance = self.instance;
-        if let Some(held) = instance.held.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        if let Some(held) = get_mut(&mut instance.held) {
             held.line = line;
         }
         Box::new(instance)
@@ -359,7 +359,7 @@ impl Instance for DockerInstance {
 
     fn start(&mut self, output: OutputSender) -> BoxFuture<'_, Result<(), SandboxError>> {
         Box::pin(async move {
-            let held = self.held.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+            let held = get_mut(&mut self.held).take();
             if let Some(Held { output: stream, mut input, mut line }) = held {
                 // Warm: running already, its output attached since before it started.
                 self.output_task = Some(forward(stream, output));

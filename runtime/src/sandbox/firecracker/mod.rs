@@ -66,7 +66,7 @@ use tokio::{
 };
 
 use super::{Exit, Instance, LaunchSpec, OutputSender, Peer, Sandbox, SandboxError};
-use crate::{config::Limits, image::tier3, util::BoxFuture, Tier};
+use crate::{config::Limits, image::tier3, locks::lock, util::BoxFuture, Tier};
 use api::{ApiClient, BootSource, Drive, LogLevel, Logger, MachineConfiguration, Vsock};
 pub use guest::{BROKER_VSOCK_PORT, GUEST_CID};
 
@@ -448,7 +448,7 @@ type Tail = Arc<Mutex<Vec<u8>>>;
 const TAIL_BYTES: usize = 4096;
 
 fn tail_text(tail: &Tail) -> String {
-    let bytes = tail.lock().map(|t| t.clone()).unwrap_or_default();
+    let bytes = lock(tail).clone();
     String::from_utf8_lossy(&bytes).trim().to_string()
 }
 
@@ -607,11 +607,10 @@ impl FirecrackerSandbox {
             vm.tasks.push(tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 while let Ok(n @ 1..) = stderr.read(&mut buf).await {
-                    if let Ok(mut tail) = tail.lock() {
-                        tail.extend_from_slice(&buf[..n]);
-                        let excess = tail.len().saturating_sub(TAIL_BYTES);
-                        tail.drain(..excess);
-                    }
+                    let mut tail = lock(&tail);
+                    tail.extend_from_slice(&buf[..n]);
+                    let excess = tail.len().saturating_sub(TAIL_BYTES);
+                    tail.drain(..excess);
                 }
             }));
         }
