@@ -8,15 +8,20 @@
 //! It never runs or loads the code it reads, never does I/O, and never panics on any input: a file
 //! that does not parse is scanned as far as it parses.
 
+mod finding;
 pub mod fix;
+mod incremental;
 pub mod lang;
+mod parse;
 pub mod paths;
 mod pieces;
 mod query_words;
+mod rule_set;
 pub mod rules;
 pub mod scan;
 mod sdk_fit;
 pub mod sites;
+mod suppress;
 
 /// Hands tree-sitter's allocations to mimalloc: its trees are many small, short-lived
 /// allocations, which mimalloc frees far faster than C's `malloc`. Both are C libraries linked

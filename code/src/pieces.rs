@@ -21,7 +21,10 @@ use std::sync::Arc;
 
 use tree_sitter::{Node, Tree};
 
-use crate::{lang::Lang, scan::TextEdit};
+use crate::{
+    lang::Lang,
+    parse::{parse_with, TextEdit},
+};
 
 /// A tree and the text it was parsed from.
 pub(crate) struct Parsed {
@@ -146,7 +149,7 @@ pub(crate) fn reparse(lang: Lang, pieces: &[Piece], before: &str, after: &str, e
         return None;
     }
     let text: Arc<str> = after.get(start..new_end)?.into();
-    let tree = crate::scan::parse_with(lang, &text, None)?;
+    let tree = parse_with(lang, &text, None)?;
     if tree.root_node().has_error() {
         return None;
     }

@@ -639,6 +639,11 @@ impl Rule {
     pub fn matches(&self, site: &Site) -> bool {
         self.kinds.contains(&site.kind) && self.patterns.iter().any(|p| glob(p, &site.qualified)) && self.args.holds(site)
     }
+
+    /// The summary up to its colon: `Network access from Python`.
+    pub fn summary_short(&self) -> &'static str {
+        self.summary.split(':').next().unwrap_or(self.summary).trim_end_matches('.')
+    }
 }
 
 pub fn lookup(code: &str) -> Option<&'static Rule> {
