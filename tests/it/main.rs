@@ -19,7 +19,9 @@ mod corpus;
 mod diagnostics_docs;
 mod doctor;
 mod dsl_reference;
+mod fixture;
 mod grammar;
+mod ide;
 mod incremental;
 mod lsp;
 mod malformed;
@@ -31,6 +33,7 @@ mod policy_properties;
 mod properties;
 mod run_context;
 mod runtime;
+mod sym_diagnostics;
 mod tidy;
 mod valid;
 
