@@ -44,15 +44,7 @@ fn codes_for(lang: &str, text: &str) -> Vec<String> {
         "sym" => host.set_file("example.sym", text),
         "toml" => host.set_config(Some(("symbiont.toml".into(), text.to_string()))),
         // `//- path` starts each file of a multi-file example.
-        "workspace" => {
-            for chunk in text.split("//- ").filter(|c| !c.trim().is_empty()) {
-                let (path, contents) = chunk.split_once('\n').unwrap_or((chunk, ""));
-                match path.trim() {
-                    "symbiont.toml" => host.set_config(Some(("symbiont.toml".into(), contents.to_string()))),
-                    path => host.set_file(path, contents),
-                }
-            }
-        }
+        "workspace" => host = crate::fixture::Fixture::parse(text, "example.sym").host(),
         other => panic!("unexpected example language {other}"),
     }
     host.all_diagnostics().into_iter().flat_map(|(_, ds)| ds.into_iter().map(|d| d.code().to_string())).collect()
