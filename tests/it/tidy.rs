@@ -325,3 +325,33 @@ fn quoted_identifiers_are_read_as_rust() {
         assert_eq!(quoted_identifiers(span), *expected, "{span}");
     }
 }
+
+/// `scripts/import-circles`, which the closing note quotes, on a workspace made to have one
+/// circle (`a` and `b`, through a `use` and a path in an expression) and two imports that are
+/// not one (`lib.rs` re-exporting `c`'s item, which `c` reaches through `crate::`; a test module's
+/// `super::*`).
+#[test]
+fn the_import_circles_script_finds_circles() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    for crate_dir in ["syntax", "analysis", "policy", "audit", "code", "codegen", "runtime", "cli", "lsp", "sdk/packages", "sdk/rust"] {
+        fs::create_dir_all(root.path().join(crate_dir).join("src")).expect("src/");
+    }
+    let src = root.path().join("policy/src");
+    for (file, text) in [
+        ("lib.rs", "mod a;\nmod b;\nmod c;\npub use crate::c::Thing;\n"),
+        ("a.rs", "use crate::{b::{self, Other}, Thing};\npub struct One;\n"),
+        ("b.rs", "pub struct Other;\nfn f() -> super::a::One { crate::a::One }\n"),
+        ("c.rs", "pub struct Thing;\nfn g() -> crate::Thing { Thing }\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n"),
+    ] {
+        fs::write(src.join(file), text).expect("a source file");
+    }
+    let output = std::process::Command::new(repo_root().join("scripts/import-circles"))
+        .args(["--edges", &root.path().to_string_lossy()])
+        .output()
+        .expect("scripts/import-circles runs (python3)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "policy: a.rs <-> b.rs\n    a.rs:1 -> b.rs\n    b.rs:2 -> a.rs\n1 import circles\n"
+    );
+}
