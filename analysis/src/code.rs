@@ -11,7 +11,10 @@ use std::{
 
 use serde::Deserialize;
 use symbiont_code::{fix, CustomRule, Finding, Lang, RuleSet, Scan, Skipped};
-use symbiont_policy::effective::{EffectivePolicy, StaticVerdict};
+use symbiont_policy::{
+    effective::{EffectivePolicy, StaticVerdict},
+    Universe,
+};
 use symbiont_syntax::{TextRange, TextSize};
 
 use crate::{
@@ -161,20 +164,101 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
     let text = file.text(db);
     let universe = policy_universe(db, ws);
     let agents = code_bindings(db, ws).get(&path).cloned().unwrap_or_default();
-    // Code bound to no agent answers to the workspace base policy alone.
-    let scopes: Vec<(Option<String>, EffectivePolicy)> = if agents.is_empty() {
+    let scopes = scopes(universe, &agents);
+    let judging = Judging { db, ws, lang, text, path: &path, universe };
+    let scan = code_scan(db, ws, file);
+    let mut out = file_notes(lang, text, scan);
+    // Denied findings waiting for their suppression fix, which are verified together: the index
+    // of the diagnostic in `out`, the finding, and the fixes found so far.
+    let mut pending: Vec<(usize, &Finding, Vec<Fix>)> = Vec::new();
+    // What a scope says of an operation is the same for each finding of it: worked out once.
+    let mut judged: HashMap<(usize, &str), Judged> = HashMap::new();
+    for (i, finding) in scan.findings.iter().enumerate() {
+        // A file can have thousands of findings: an edit elsewhere should not wait for them all
+        // (a language server judges them again after every edit).
+        if i % 128 == 127 {
+            db.unwind_if_revision_cancelled();
+        }
+        let at = range(finding.start, finding.end);
+        let what = if finding.qualified.is_empty() { "this code".to_string() } else { format!("`{}`", finding.qualified) };
+        if let Some(d) = suppressed(finding, at, &what) {
+            out.push(d);
+            continue;
+        }
+        for (index, scope) in scopes.iter().enumerate() {
+            let judged = judged.entry((index, finding.operation.as_str())).or_insert_with(|| judging.operation(scope, &finding.operation));
+            let verdict = judged.verdict;
+            let mut d = match verdict {
+                StaticVerdict::DeniedBy(_) | StaticVerdict::NeverAllowed => {
+                    let d = Diagnostic::new(code_rule_of(finding), at, format!("{what}{}", judged.tail));
+                    match &judged.related {
+                        Some((path, range, message)) => d.with_related(path.clone(), *range, message.clone()),
+                        None => d,
+                    }
+                }
+                StaticVerdict::Conditional | StaticVerdict::Allowed => {
+                    if judged.undeclared {
+                        let mut d = Diagnostic::new(&rules::UNDECLARED_OPERATION, at, format!("{what}{}", judged.tail));
+                        if let (Some(agent), true) = (&scope.agent, with_fixes.wanted(at)) {
+                            d.fix = declare_fix(db, ws, agent, &finding.operation, false);
+                        }
+                        out.push(d);
+                    }
+                    continue;
+                }
+            };
+            d.severity = rules::Severity::Error;
+            if !with_fixes.wanted(at) {
+                out.push(d);
+                continue;
+            }
+            let preferred_only = matches!(with_fixes, Fixes::Preferred);
+            let fixes = judging.denied_fixes(finding, scope, verdict, preferred_only);
+            if preferred_only && !fixes.is_empty() {
+                d.fix = fixes.into_iter().next();
+                out.push(d);
+                continue;
+            }
+            pending.push((out.len(), finding, fixes));
+            out.push(d);
+        }
+    }
+    judging.add_suppression_fixes(&mut out, pending);
+    // In text order (the findings already are; this places the syntax error among them).
+    out.sort_by_key(|d| d.range.start());
+    out
+}
+
+/// A policy code answers to: an agent's it is bound to, or the workspace base policy.
+struct Scope {
+    agent: Option<String>,
+    effective: EffectivePolicy,
+    /// How messages name it.
+    who: String,
+}
+
+/// The scopes of code bound to `agents`; code bound to no agent answers to the workspace base
+/// policy alone.
+fn scopes(universe: &Universe, agents: &[String]) -> Vec<Scope> {
+    let effective: Vec<(Option<String>, EffectivePolicy)> = if agents.is_empty() {
         universe.effective(None).ok().map(|e| (None, e)).into_iter().collect()
     } else {
         agents.iter().filter_map(|a| universe.effective(Some(a)).ok().map(|e| (Some(a.clone()), e))).collect()
     };
-    let whos: Vec<String> = scopes
-        .iter()
-        .map(|(agent, _)| match agent {
-            Some(a) => format!("agent `{a}`"),
-            None => "code bound to no agent (the workspace base policy)".to_string(),
+    effective
+        .into_iter()
+        .map(|(agent, effective)| {
+            let who = match &agent {
+                Some(a) => format!("agent `{a}`"),
+                None => "code bound to no agent (the workspace base policy)".to_string(),
+            };
+            Scope { agent, effective, who }
         })
-        .collect();
-    let scan = code_scan(db, ws, file);
+        .collect()
+}
+
+/// What the file as a whole gets: not checked when too large, and where it first does not parse.
+fn file_notes(lang: Lang, text: &str, scan: &Scan) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     match scan.skipped {
         Some(Skipped::TooLarge) => out.push(Diagnostic::new(
@@ -197,145 +281,123 @@ pub fn judge(db: &dyn Db, ws: Workspace, file: SourceFile, with_fixes: Fixes) ->
             format!("this {} code does not parse here; what the broken part does may go unchecked", lang.name()),
         ));
     }
-    // Denied findings waiting for their suppression fix, which are verified together: the index
-    // of the diagnostic in `out`, the finding, and the fixes found so far.
-    let mut pending: Vec<(usize, &Finding, Vec<Fix>)> = Vec::new();
-    // What a scope says of an operation is the same for each finding of it: worked out once.
-    struct Judged {
-        verdict: StaticVerdict,
-        /// The diagnostic's message after what performs the operation.
-        tail: String,
-        related: Option<(PathBuf, TextRange, String)>,
-        /// Allowed, but not in the agent's `capabilities`.
-        undeclared: bool,
-    }
-    let mut judged: HashMap<(usize, &str), Judged> = HashMap::new();
-    for (i, finding) in scan.findings.iter().enumerate() {
-        // A file can have thousands of findings: an edit elsewhere should not wait for them all
-        // (a language server judges them again after every edit).
-        if i % 128 == 127 {
-            db.unwind_if_revision_cancelled();
-        }
-        let at = range(finding.start, finding.end);
-        let what = if finding.qualified.is_empty() { "this code".to_string() } else { format!("`{}`", finding.qualified) };
-        if let Some(suppression) = &finding.suppression {
-            let unjustified = suppression.reason.is_empty() || suppression.reason == fix::REASON_PLACEHOLDER;
-            let d = if unjustified {
-                Diagnostic::new(
-                    &rules::UNJUSTIFIED_SUPPRESSION,
-                    range(suppression.start, suppression.end),
-                    format!("this suppression of `{}` has no justification: write one after `--`", finding.operation),
-                )
-            } else {
-                let mut d = Diagnostic::new(
-                    code_rule_of(finding),
-                    at,
-                    format!("suppressed: {what} performs `{}` ({})", finding.operation, suppression.reason),
-                );
-                d.severity = rules::Severity::Info;
-                d
-            };
-            out.push(d);
-            continue;
-        }
-        for (scope, ((agent, effective), who)) in scopes.iter().zip(&whos).enumerate() {
-            let judged = judged.entry((scope, finding.operation.as_str())).or_insert_with(|| {
-                let operation = &finding.operation;
-                let verdict = effective.static_verdict(operation);
-                match verdict {
-                    StaticVerdict::DeniedBy(i) => {
-                        let deny = &effective.rules[i];
-                        let policy = &effective.policies[deny.policy].name;
-                        Judged {
-                            verdict,
-                            tail: format!(" performs `{operation}`, which policy `{policy}` of {who} denies"),
-                            related: Some((PathBuf::from(&*deny.rule.loc.file), deny.rule.loc.range, format!("`{operation}` denied here"))),
-                            undeclared: false,
-                        }
-                    }
-                    StaticVerdict::NeverAllowed => Judged {
-                        verdict,
-                        tail: format!(" performs `{operation}`, which no rule of {who} allows (default deny)"),
-                        related: None,
-                        undeclared: false,
-                    },
-                    StaticVerdict::Conditional | StaticVerdict::Allowed => {
-                        let declared = agent
-                            .as_deref()
-                            .and_then(|a| universe.agent(a))
-                            .map(|a| a.capabilities.iter().any(|(c, _)| effective.operations.ancestors(operation).any(|op| op == c)));
-                        Judged {
-                            verdict,
-                            tail: format!(" performs `{operation}`, which {who} does not declare in `capabilities`"),
-                            related: None,
-                            undeclared: declared == Some(false),
-                        }
-                    }
-                }
-            });
-            let verdict = judged.verdict;
-            let mut d = match verdict {
-                StaticVerdict::DeniedBy(_) | StaticVerdict::NeverAllowed => {
-                    let d = Diagnostic::new(code_rule_of(finding), at, format!("{what}{}", judged.tail));
-                    match &judged.related {
-                        Some((path, range, message)) => d.with_related(path.clone(), *range, message.clone()),
-                        None => d,
-                    }
-                }
-                StaticVerdict::Conditional | StaticVerdict::Allowed => {
-                    if judged.undeclared {
-                        let mut d = Diagnostic::new(&rules::UNDECLARED_OPERATION, at, format!("{what}{}", judged.tail));
-                        if let (Some(agent), true) = (agent, with_fixes.wanted(at)) {
-                            d.fix = declare_fix(db, ws, agent, &finding.operation, false);
-                        }
-                        out.push(d);
-                    }
-                    continue;
-                }
-            };
-            d.severity = rules::Severity::Error;
-            if !with_fixes.wanted(at) {
-                out.push(d);
-                continue;
-            }
-            // Preferred: the SDK rewrite (safe), then a policy edit, then a suppression to justify.
-            // With `Fixes::Preferred` the first that exists ends the search.
-            let mut fixes: Vec<Fix> = sdk_fix(lang, text, finding, &path).into_iter().collect();
-            let preferred_only = matches!(with_fixes, Fixes::Preferred);
-            if let (Some(agent), false) = (agent, preferred_only && !fixes.is_empty()) {
-                fixes.extend(policy_fix(db, ws, agent, effective, verdict, &finding.operation));
-                // For an editor: declare it too, as `symbiont add capability` does.
-                let declared = || {
-                    universe.agent(agent).is_some_and(|a| {
-                        a.capabilities.iter().any(|(c, _)| effective.operations.ancestors(&finding.operation).any(|op| op == c))
-                    })
-                };
-                if !preferred_only && verdict == StaticVerdict::NeverAllowed && !declared() {
-                    fixes.extend(declare_fix(db, ws, agent, &finding.operation, true));
-                }
-            }
-            if preferred_only && !fixes.is_empty() {
-                d.fix = fixes.into_iter().next();
-                out.push(d);
-                continue;
-            }
-            pending.push((out.len(), finding, fixes));
-            out.push(d);
-        }
-    }
-    let wanted: Vec<&Finding> = pending.iter().map(|(_, f, _)| *f).collect();
-    let suppressions = fix::suppressions(lang, text, &wanted);
-    for ((index, finding, mut fixes), suppression) in pending.into_iter().zip(suppressions) {
-        if let Some(edits) = suppression {
-            fixes.push(to_fix(&path, format!("Suppress with a justified `symbiont: allow {}` comment", finding.operation), edits, false));
-        }
-        let mut fixes = fixes.into_iter();
-        out[index].fix = fixes.next();
-        out[index].alternatives = fixes.collect();
-    }
-    // In text order (the findings already are; this places the syntax error among them).
-    out.sort_by_key(|d| d.range.start());
     out
+}
+
+/// A suppressed finding, reported as such; an error when its suppression gives no reason.
+fn suppressed(finding: &Finding, at: TextRange, what: &str) -> Option<Diagnostic> {
+    let suppression = finding.suppression.as_ref()?;
+    let unjustified = suppression.reason.is_empty() || suppression.reason == fix::REASON_PLACEHOLDER;
+    Some(if unjustified {
+        Diagnostic::new(
+            &rules::UNJUSTIFIED_SUPPRESSION,
+            range(suppression.start, suppression.end),
+            format!("this suppression of `{}` has no justification: write one after `--`", finding.operation),
+        )
+    } else {
+        let mut d = Diagnostic::new(
+            code_rule_of(finding),
+            at,
+            format!("suppressed: {what} performs `{}` ({})", finding.operation, suppression.reason),
+        );
+        d.severity = rules::Severity::Info;
+        d
+    })
+}
+
+/// What a scope says of an operation.
+struct Judged {
+    verdict: StaticVerdict,
+    /// The diagnostic's message after what performs the operation.
+    tail: String,
+    related: Option<(PathBuf, TextRange, String)>,
+    /// Allowed, but not in the agent's `capabilities`.
+    undeclared: bool,
+}
+
+/// What judging one code file needs besides its findings.
+struct Judging<'a> {
+    db: &'a dyn Db,
+    ws: Workspace,
+    lang: Lang,
+    text: &'a str,
+    path: &'a Path,
+    universe: &'a Universe,
+}
+
+impl Judging<'_> {
+    fn operation(&self, scope: &Scope, operation: &str) -> Judged {
+        let (effective, who) = (&scope.effective, &scope.who);
+        let verdict = effective.static_verdict(operation);
+        match verdict {
+            StaticVerdict::DeniedBy(i) => {
+                let deny = &effective.rules[i];
+                let policy = &effective.policies[deny.policy].name;
+                Judged {
+                    verdict,
+                    tail: format!(" performs `{operation}`, which policy `{policy}` of {who} denies"),
+                    related: Some((PathBuf::from(&*deny.rule.loc.file), deny.rule.loc.range, format!("`{operation}` denied here"))),
+                    undeclared: false,
+                }
+            }
+            StaticVerdict::NeverAllowed => Judged {
+                verdict,
+                tail: format!(" performs `{operation}`, which no rule of {who} allows (default deny)"),
+                related: None,
+                undeclared: false,
+            },
+            StaticVerdict::Conditional | StaticVerdict::Allowed => Judged {
+                verdict,
+                tail: format!(" performs `{operation}`, which {who} does not declare in `capabilities`"),
+                related: None,
+                undeclared: scope.agent.as_deref().is_some_and(|a| self.declares(a, effective, operation) == Some(false)),
+            },
+        }
+    }
+
+    /// Whether the agent declares the operation (or one it is a case of) in `capabilities`;
+    /// `None` for an agent the universe does not know.
+    fn declares(&self, agent: &str, effective: &EffectivePolicy, operation: &str) -> Option<bool> {
+        self.universe.agent(agent).map(|a| a.capabilities.iter().any(|(c, _)| effective.operations.ancestors(operation).any(|op| op == c)))
+    }
+
+    /// The fixes of a denied finding but its suppression comment, preferred first: the SDK rewrite
+    /// (safe), then a policy edit, then declaring the operation. With `preferred_only` the first
+    /// that exists ends the search.
+    fn denied_fixes(&self, finding: &Finding, scope: &Scope, verdict: StaticVerdict, preferred_only: bool) -> Vec<Fix> {
+        let mut fixes: Vec<Fix> = sdk_fix(self.lang, self.text, finding, self.path).into_iter().collect();
+        if let (Some(agent), false) = (&scope.agent, preferred_only && !fixes.is_empty()) {
+            fixes.extend(policy_fix(self.db, self.ws, agent, &scope.effective, verdict, &finding.operation));
+            // For an editor: declare it too, as `symbiont add capability` does.
+            if !preferred_only
+                && verdict == StaticVerdict::NeverAllowed
+                && self.declares(agent, &scope.effective, &finding.operation) != Some(true)
+            {
+                fixes.extend(declare_fix(self.db, self.ws, agent, &finding.operation, true));
+            }
+        }
+        fixes
+    }
+
+    /// Adds each pending finding's suppression comment (built and verified for all of them at
+    /// once) to its fixes, and sets them on its diagnostic.
+    fn add_suppression_fixes(&self, out: &mut [Diagnostic], pending: Vec<(usize, &Finding, Vec<Fix>)>) {
+        let wanted: Vec<&Finding> = pending.iter().map(|(_, f, _)| *f).collect();
+        let suppressions = fix::suppressions(self.lang, self.text, &wanted);
+        for ((index, finding, mut fixes), suppression) in pending.into_iter().zip(suppressions) {
+            if let Some(edits) = suppression {
+                fixes.push(to_fix(
+                    self.path,
+                    format!("Suppress with a justified `symbiont: allow {}` comment", finding.operation),
+                    edits,
+                    false,
+                ));
+            }
+            let mut fixes = fixes.into_iter();
+            out[index].fix = fixes.next();
+            out[index].alternatives = fixes.collect();
+        }
+    }
 }
 
 /// A `.sym` edit of the generator's as the analysis's.
