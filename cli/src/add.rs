@@ -8,7 +8,11 @@ use std::io::Write;
 use lexopt::{Arg, Parser, ValueExt};
 use symbiont_codegen::add::AddCapability;
 
-use crate::{args::UsageError, fsutil, workspace, Exit};
+use crate::{
+    fsutil,
+    usage::{Parsed, UsageError},
+    workspace, Exit,
+};
 
 pub const ADD_HELP: &str = "\
 Add a capability to an agent: to its .sym file, and its SDK call to its code
@@ -40,11 +44,11 @@ pub struct AddOptions {
     pub dry_run: bool,
 }
 
-pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
+pub fn parse(parser: &mut Parser) -> Result<Parsed<AddOptions>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("add"));
     let usage = |m: &str| UsageError::new(m, Some("add"));
     match parser.next().map_err(err)? {
-        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(crate::args::Command::Help(ADD_HELP)),
+        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Parsed::Help(ADD_HELP)),
         Some(Arg::Value(what)) if what == "capability" => {}
         Some(Arg::Value(what)) => return Err(usage(&format!("unknown thing to add '{}' (expected 'capability')", what.to_string_lossy()))),
         Some(arg) => return Err(err(arg.unexpected())),
@@ -52,7 +56,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
     let (mut values, mut dry_run) = (Vec::new(), false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(ADD_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(ADD_HELP)),
             Arg::Long("dry-run") => dry_run = true,
             Arg::Value(value) => values.push(value.string().map_err(err)?),
             arg => return Err(err(arg.unexpected())),
@@ -60,7 +64,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
     }
     let [agent, operation]: [String; 2] =
         values.try_into().map_err(|v: Vec<String>| usage(&format!("expected AGENT and OP, got {} argument(s)", v.len())))?;
-    Ok(crate::args::Command::Add(AddOptions { request: AddCapability { agent, operation }, dry_run }))
+    Ok(Parsed::Options(AddOptions { request: AddCapability { agent, operation }, dry_run }))
 }
 
 pub fn run(options: &AddOptions) -> Exit {

@@ -1,8 +1,11 @@
 //! The command line: what each command accepts, its help text, and usage errors.
 
-use std::{ffi::OsString, fmt, path::PathBuf};
+use std::{ffi::OsString, path::PathBuf};
 
 use lexopt::{Arg, Parser, ValueExt};
+
+use crate::usage::Parsed;
+pub use crate::usage::UsageError;
 
 pub const MAIN_HELP: &str = "\
 symbiont: check, run and audit AI agents defined in .sym/.symbi files: their policies, their code,
@@ -175,44 +178,21 @@ pub enum Command {
     Run(crate::run::RunOptions),
     Up(crate::service::server::UpOptions),
     Service(crate::service::ServiceCommand),
-    ImageBuild(Vec<symbiont_runtime::image::ImageKind>),
-    /// `symbiont image build --tier 3`: the Firecracker guest's kernel, initrd and root filesystem.
-    ImageBuildTier3,
-    PoolDrain,
+    ImageBuild(crate::run::ImageBuild),
+    Pool(crate::warm::PoolCommand),
     Doctor(crate::doctor::DoctorOptions),
     Gc(crate::gc::GcOptions),
     Init(crate::generate::InitOptions),
     New(crate::generate::NewOptions),
     Add(crate::add::AddOptions),
-    /// Hidden: what `symbiont run --warm` starts, detached, after its run.
-    PoolWarm(crate::warm::WarmOptions),
 }
 
-/// A usage error, and which command's help explains it.
-#[derive(Debug)]
-pub struct UsageError {
-    pub message: String,
-    pub command: Option<&'static str>,
-}
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl UsageError {
-    pub fn new(message: impl Into<String>, command: Option<&'static str>) -> Self {
-        UsageError { message: message.into(), command }
-    }
-
-    /// Where to look for help.
-    pub fn hint(&self) -> String {
-        match self.command {
-            Some(command) => format!("For more information, try 'symbiont {command} --help'."),
-            None => "For more information, try 'symbiont --help'.".to_string(),
-        }
-    }
+/// A command's parse as `Command`: its help, or its options wrapped by `wrap`.
+fn lift<T>(parsed: Result<Parsed<T>, UsageError>, wrap: impl FnOnce(T) -> Command) -> Result<Command, UsageError> {
+    Ok(match parsed? {
+        Parsed::Help(text) => Command::Help(text),
+        Parsed::Options(options) => wrap(options),
+    })
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
@@ -224,21 +204,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         Some(Arg::Short('V') | Arg::Long("version")) => Ok(Command::Version),
         Some(Arg::Value(command)) => match command.string().map_err(in_main)?.as_str() {
             "check" => parse_check(&mut parser),
-            "init" => crate::generate::parse_init(&mut parser),
-            "new" => crate::generate::parse_new(&mut parser),
-            "add" => crate::add::parse(&mut parser),
+            "init" => lift(crate::generate::parse_init(&mut parser), Command::Init),
+            "new" => lift(crate::generate::parse_new(&mut parser), Command::New),
+            "add" => lift(crate::add::parse(&mut parser), Command::Add),
             "fmt" => parse_fmt(&mut parser),
             "policy" => parse_policy(&mut parser),
-            "audit" => crate::audit::parse(&mut parser),
-            "run" => crate::run::parse_run(&mut parser),
-            "image" => crate::run::parse_image(&mut parser),
-            "pool" => crate::warm::parse(&mut parser),
-            "up" => crate::service::parse_up(&mut parser),
-            "ps" => crate::service::parse_client("ps", &mut parser),
-            "stop" => crate::service::parse_client("stop", &mut parser),
-            "logs" => crate::service::parse_client("logs", &mut parser),
-            "doctor" => crate::doctor::parse(&mut parser),
-            "gc" => crate::gc::parse(&mut parser),
+            "audit" => lift(crate::audit::parse(&mut parser), Command::Audit),
+            "run" => lift(crate::run::parse_run(&mut parser), Command::Run),
+            "image" => lift(crate::run::parse_image(&mut parser), Command::ImageBuild),
+            "pool" => lift(crate::warm::parse(&mut parser), Command::Pool),
+            "up" => lift(crate::service::parse_up(&mut parser), Command::Up),
+            "ps" => lift(crate::service::parse_client("ps", &mut parser), Command::Service),
+            "stop" => lift(crate::service::parse_client("stop", &mut parser), Command::Service),
+            "logs" => lift(crate::service::parse_client("logs", &mut parser), Command::Service),
+            "doctor" => lift(crate::doctor::parse(&mut parser), Command::Doctor),
+            "gc" => lift(crate::gc::parse(&mut parser), Command::Gc),
             "help" => match parser.next().map_err(in_main)? {
                 None => Ok(Command::Help(MAIN_HELP)),
                 Some(Arg::Value(topic)) => match topic.string().map_err(in_main)?.as_str() {

@@ -11,7 +11,7 @@ use lexopt::{Arg, Parser, ValueExt};
 use serde_json::json;
 use symbiont_audit::{
     entry::{self, Checkpoint, Record},
-    keys::{self, FileSigner, PublicKey, Signer},
+    keys::{self, FileSigner, Signer},
     merkle,
     pkcs11::{self, Pkcs11Signer},
     time,
@@ -19,7 +19,11 @@ use symbiont_audit::{
     Log, LogOptions,
 };
 
-use crate::{args::UsageError, Exit};
+use crate::{
+    audit_report::{load_checkpoint, load_keys, out, render_report},
+    usage::{Parsed, UsageError},
+    Exit,
+};
 
 pub const AUDIT_HELP: &str = "\
 Signed, tamper-evident audit logs
@@ -75,11 +79,11 @@ pub enum AuditCommand {
     VerifyRemote(crate::audit_backup::VerifyRemote),
 }
 
-pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
+pub fn parse(parser: &mut Parser) -> Result<Parsed<AuditCommand>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("audit"));
     let usage = |m: String| UsageError::new(m, Some("audit"));
     let sub = match parser.next().map_err(err)? {
-        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(crate::args::Command::Help(AUDIT_HELP)),
+        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Parsed::Help(AUDIT_HELP)),
         Some(Arg::Value(v)) => v.string().map_err(err)?,
         Some(arg) => return Err(err(arg.unexpected())),
     };
@@ -90,7 +94,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
     let (mut to, mut endpoint, mut retain, mut include_active) = (None, None, None, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(AUDIT_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(AUDIT_HELP)),
             Arg::Long("key") => {
                 let path: PathBuf = parser.value().map_err(err)?.into();
                 key = Some(path.clone());
@@ -151,14 +155,7 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
         "rotate" => AuditCommand::Rotate { log: log()?, key: need(key, "--key OLD")?, new_key: need(new_key, "--new-key NEW")? },
         other => return Err(usage(format!("unknown audit command '{other}'"))),
     };
-    Ok(crate::args::Command::Audit(command))
-}
-
-pub(crate) fn out(text: &str) -> Exit {
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Exit::failure(format!("cannot write the output: {e}")),
-        _ => Exit::Clean,
-    }
+    Ok(Parsed::Options(command))
 }
 
 pub fn run(command: &AuditCommand) -> Exit {
@@ -316,15 +313,6 @@ fn append(dir: &Path, key: &Path, json: Option<&str>) -> Exit {
     }
 }
 
-pub(crate) fn load_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, symbiont_audit::Error> {
-    paths.iter().map(|p| PublicKey::load(p)).collect()
-}
-
-pub(crate) fn load_checkpoint(path: &Path) -> Result<Checkpoint, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(text.trim()).map_err(|e| format!("{}: not a checkpoint: {e}", path.display()))
-}
-
 fn verify_cmd(dir: &Path, key_paths: &[PathBuf], checkpoint: Option<&Path>, follow: bool, json: bool) -> Exit {
     let trusted_keys = match load_keys(key_paths) {
         Ok(keys) => keys,
@@ -355,43 +343,6 @@ fn verify_cmd(dir: &Path, key_paths: &[PathBuf], checkpoint: Option<&Path>, foll
             return exit;
         }
         return if report.is_valid() { Exit::Clean } else { Exit::Problems };
-    }
-}
-
-/// A verification report, as `verify` prints it (`--format human|json`).
-pub(crate) fn render_report(report: &verify::VerifyReport, json: bool) -> String {
-    if json {
-        let finding = report.finding.as_ref().map(|f| json!({ "seq": f.seq, "path": f.path, "offset": f.offset, "reason": f.reason }));
-        let value = json!({
-            "valid": report.is_valid(),
-            "origin": report.origin,
-            "entries": report.entries,
-            "checkpoints": report.checkpoints,
-            "root": entry::b64(&report.root),
-            "first_bad": finding,
-            "torn_tail": report.torn_tail.as_ref().map(|f| json!({ "path": f.path, "offset": f.offset })),
-            "warnings": report.warnings,
-        });
-        format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default())
-    } else {
-        let mut text = String::new();
-        for warning in &report.warnings {
-            text.push_str(&format!("warning: {warning}\n"));
-        }
-        if let Some(torn) = &report.torn_tail {
-            text.push_str(&format!("note: {torn}\n"));
-        }
-        match &report.finding {
-            None => text.push_str(&format!(
-                "valid: {} entries, {} checkpoints, root {} ({})\n",
-                report.entries,
-                report.checkpoints,
-                entry::b64(&report.root),
-                report.origin
-            )),
-            Some(f) => text.push_str(&format!("INVALID: {f}\n")),
-        }
-        text
     }
 }
 

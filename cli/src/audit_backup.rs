@@ -15,7 +15,7 @@ use symbiont_audit::{
 };
 
 use crate::{
-    audit::{load_checkpoint, load_keys, out, render_report},
+    audit_report::{load_checkpoint, load_keys, out, render_report},
     Exit,
 };
 

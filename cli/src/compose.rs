@@ -43,6 +43,9 @@ pub mod status {
     pub const USAGE: u8 = 2;
 }
 
+/// How long a run waits, by default, for another run writing its audit log (`--lock-wait`).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
+
 /// Why a run does not start, and the status it exits with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {

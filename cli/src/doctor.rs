@@ -30,8 +30,8 @@ use symbiont_runtime::{
 };
 
 use crate::{
-    args::{Command, UsageError},
     compose::{self, RunRequest, Workspace},
+    usage::{Parsed, UsageError},
     Exit,
 };
 
@@ -72,13 +72,13 @@ pub struct DoctorOptions {
     pub key: Option<String>,
 }
 
-pub fn parse(parser: &mut Parser) -> Result<Command, UsageError> {
+pub fn parse(parser: &mut Parser) -> Result<Parsed<DoctorOptions>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("doctor"));
     let usage = |m: String| UsageError::new(m, Some("doctor"));
     let (mut dir, mut format, mut key) = (None, Format::Human, None);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help(DOCTOR_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(DOCTOR_HELP)),
             Arg::Long("format") => {
                 format = match parser.value().map_err(err)?.string().map_err(err)?.as_str() {
                     "human" => Format::Human,
@@ -94,7 +94,7 @@ pub fn parse(parser: &mut Parser) -> Result<Command, UsageError> {
             arg => return Err(err(arg.unexpected())),
         }
     }
-    Ok(Command::Doctor(DoctorOptions { dir: dir.unwrap_or_else(|| PathBuf::from(".")), format, key }))
+    Ok(Parsed::Options(DoctorOptions { dir: dir.unwrap_or_else(|| PathBuf::from(".")), format, key }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -12,7 +12,7 @@ use lexopt::{Arg, Parser};
 use symbiont_runtime::retention::{self, GcReport};
 
 use crate::{
-    args::{Command, UsageError},
+    usage::{Parsed, UsageError},
     Exit,
 };
 
@@ -44,18 +44,18 @@ pub struct GcOptions {
     pub dry_run: bool,
 }
 
-pub fn parse(parser: &mut Parser) -> Result<Command, UsageError> {
+pub fn parse(parser: &mut Parser) -> Result<Parsed<GcOptions>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("gc"));
     let mut options = GcOptions { dir: None, dry_run: false };
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help(GC_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(GC_HELP)),
             Arg::Long("dry-run") => options.dry_run = true,
             Arg::Value(dir) if options.dir.is_none() => options.dir = Some(PathBuf::from(dir)),
             arg => return Err(err(arg.unexpected())),
         }
     }
-    Ok(Command::Gc(options))
+    Ok(Parsed::Options(options))
 }
 
 pub fn run(options: &GcOptions) -> Exit {

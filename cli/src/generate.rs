@@ -10,7 +10,11 @@ use std::{
 use lexopt::{Arg, Parser, ValueExt};
 use symbiont_codegen::{agent::NewAgent, GeneratedFile, Language};
 
-use crate::{args::UsageError, fsutil, workspace, Exit};
+use crate::{
+    fsutil,
+    usage::{Parsed, UsageError},
+    workspace, Exit,
+};
 
 pub const INIT_HELP: &str = "\
 Create a Symbiont workspace: settings, a default-deny base policy, CI and editor files
@@ -72,26 +76,26 @@ pub struct NewOptions {
     pub force: bool,
 }
 
-pub fn parse_init(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
+pub fn parse_init(parser: &mut Parser) -> Result<Parsed<InitOptions>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("init"));
     let (mut dir, mut force) = (None, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(INIT_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(INIT_HELP)),
             Arg::Long("force") => force = true,
             Arg::Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
             arg => return Err(err(arg.unexpected())),
         }
     }
-    Ok(crate::args::Command::Init(InitOptions { dir: dir.unwrap_or_else(|| PathBuf::from(".")), force }))
+    Ok(Parsed::Options(InitOptions { dir: dir.unwrap_or_else(|| PathBuf::from(".")), force }))
 }
 
-pub fn parse_new(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
+pub fn parse_new(parser: &mut Parser) -> Result<Parsed<NewOptions>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("new"));
     let usage = |message: String| UsageError::new(message, Some("new"));
     match parser.next().map_err(err)? {
         Some(Arg::Value(kind)) if kind == "agent" => {}
-        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(crate::args::Command::Help(NEW_HELP)),
+        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Parsed::Help(NEW_HELP)),
         Some(Arg::Value(other)) => return Err(usage(format!("unknown kind '{}' (expected 'agent')", other.to_string_lossy()))),
         Some(arg) => return Err(err(arg.unexpected())),
     }
@@ -99,7 +103,7 @@ pub fn parse_new(parser: &mut Parser) -> Result<crate::args::Command, UsageError
     let (mut policies, mut capabilities) = (Vec::new(), Vec::new());
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(NEW_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(NEW_HELP)),
             Arg::Long("lang") => {
                 let value: String = parser.value().map_err(err)?.string().map_err(err)?;
                 let lang = Language::from_name(&value);
@@ -121,7 +125,7 @@ pub fn parse_new(parser: &mut Parser) -> Result<crate::args::Command, UsageError
     }
     let name = name.ok_or_else(|| usage("missing the agent's NAME".into()))?;
     let language = language.ok_or_else(|| usage("missing --lang (rust, python, javascript or typescript)".into()))?;
-    Ok(crate::args::Command::New(NewOptions { agent: NewAgent { name, language, policies, capabilities, tier }, force }))
+    Ok(Parsed::Options(NewOptions { agent: NewAgent { name, language, policies, capabilities, tier }, force }))
 }
 
 pub fn init(options: &InitOptions) -> Exit {

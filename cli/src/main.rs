@@ -30,6 +30,7 @@ mod add;
 mod args;
 mod audit;
 mod audit_backup;
+mod audit_report;
 mod backup_retention;
 mod check;
 mod compose;
@@ -43,6 +44,8 @@ mod position;
 mod report;
 mod run;
 mod service;
+mod signals;
+mod usage;
 mod walk;
 mod warm;
 mod workspace;
@@ -103,12 +106,12 @@ fn main() -> ExitCode {
         Ok(Command::Run(options)) => run::run(&options),
         Ok(Command::Up(options)) => service::server::up(&options),
         Ok(Command::Service(command)) => service::client(&command),
-        Ok(Command::ImageBuild(kinds)) => run::image_build(&kinds),
-        Ok(Command::ImageBuildTier3) => run::image_build_tier3(),
-        Ok(Command::PoolDrain) => warm::drain(),
+        Ok(Command::ImageBuild(run::ImageBuild::Kinds(kinds))) => run::image_build(&kinds),
+        Ok(Command::ImageBuild(run::ImageBuild::Tier3)) => run::image_build_tier3(),
+        Ok(Command::Pool(warm::PoolCommand::Drain)) => warm::drain(),
         Ok(Command::Doctor(options)) => doctor::run(&options),
         Ok(Command::Gc(options)) => gc::run(&options),
-        Ok(Command::PoolWarm(options)) => warm::warm(&options),
+        Ok(Command::Pool(warm::PoolCommand::Warm(options))) => warm::warm(&options),
         Ok(Command::Init(options)) => generate::init(&options),
         Ok(Command::New(options)) => generate::new_agent(&options),
         Ok(Command::Add(options)) => add::run(&options),

@@ -18,8 +18,8 @@ use symbiont_runtime::{
 };
 
 use crate::{
-    args::UsageError,
     compose::{self, refuse, Ending, Refusal, RunRequest, Workspace},
+    usage::{Parsed, UsageError},
     Exit,
 };
 
@@ -92,9 +92,6 @@ Exit status: 0 when everything exists or was built; 2 otherwise.
 
 pub use crate::compose::status;
 
-/// How long a run waits, by default, for another run writing its audit log (`--lock-wait`).
-pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
-
 #[derive(Debug)]
 pub struct RunOptions {
     pub file: PathBuf,
@@ -113,16 +110,16 @@ pub struct RunOptions {
     pub warm: bool,
 }
 
-pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
+pub fn parse_run(parser: &mut Parser) -> Result<Parsed<RunOptions>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("run"));
     let usage = |m: String| UsageError::new(m, Some("run"));
     let (mut file, mut agent, mut tier, mut audit_log, mut key, mut input, mut timeout) = (None, None, None, None, None, json!(null), None);
     let mut context = None;
-    let mut lock_wait = DEFAULT_LOCK_WAIT;
+    let mut lock_wait = compose::DEFAULT_LOCK_WAIT;
     let (mut json_summary, mut warm) = (false, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(RUN_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(RUN_HELP)),
             Arg::Long("warm") => warm = true,
             Arg::Long("agent") => agent = Some(parser.value().map_err(err)?.string().map_err(err)?),
             Arg::Long("tier") => {
@@ -172,14 +169,23 @@ pub fn parse_run(parser: &mut Parser) -> Result<crate::args::Command, UsageError
         }
     }
     let file = file.ok_or_else(|| usage("missing FILE.sym".into()))?;
-    Ok(crate::args::Command::Run(RunOptions { file, agent, tier, audit_log, key, input, context, timeout, lock_wait, json_summary, warm }))
+    Ok(Parsed::Options(RunOptions { file, agent, tier, audit_log, key, input, context, timeout, lock_wait, json_summary, warm }))
 }
 
-pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
+/// What `symbiont image build` builds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageBuild {
+    /// The sandbox images of these kinds.
+    Kinds(Vec<ImageKind>),
+    /// `--tier 3`: the Firecracker guest's kernel, initrd and root filesystem.
+    Tier3,
+}
+
+pub fn parse_image(parser: &mut Parser) -> Result<Parsed<ImageBuild>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("image"));
     match parser.next().map_err(err)? {
         Some(Arg::Value(sub)) if sub == "build" => {}
-        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(crate::args::Command::Help(IMAGE_HELP)),
+        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Parsed::Help(IMAGE_HELP)),
         Some(Arg::Value(other)) => {
             return Err(UsageError::new(format!("unknown image command '{}' (expected 'build')", other.to_string_lossy()), Some("image")))
         }
@@ -188,7 +194,7 @@ pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageErr
     let (mut kinds, mut tier3) = (Vec::new(), false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(IMAGE_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(IMAGE_HELP)),
             Arg::Long("tier") => {
                 match parser.value().map_err(err)?.string().map_err(err)?.to_ascii_lowercase().trim_start_matches("tier") {
                     "1" | "2" => tier3 = false,
@@ -216,12 +222,12 @@ pub fn parse_image(parser: &mut Parser) -> Result<crate::args::Command, UsageErr
                 Some("image"),
             ));
         }
-        return Ok(crate::args::Command::ImageBuildTier3);
+        return Ok(Parsed::Options(ImageBuild::Tier3));
     }
     if kinds.is_empty() {
         kinds = ImageKind::ALL.to_vec();
     }
-    Ok(crate::args::Command::ImageBuild(kinds))
+    Ok(Parsed::Options(ImageBuild::Kinds(kinds)))
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -332,7 +338,7 @@ fn run_here(options: &RunOptions, request: &RunRequest, root: &Path) -> Result<u
     let runtime = tokio_runtime().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
     let outcome = runtime.block_on(async {
         // First, so that no stop signal kills the process while it has made anything.
-        let cancel = stop_signals().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
+        let cancel = crate::signals::stop_signals().map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
         compose::record_risk(&auditor, &composed).await?;
         let mut runtime = AgentRuntime::new(auditor).await;
         runtime.set_adopt_parked(warm);
@@ -367,32 +373,4 @@ fn run_here(options: &RunOptions, request: &RunRequest, root: &Path) -> Result<u
     let Ending { summary, status } = Ending::of(outcome, options.json_summary, &log_dir, seqs)?;
     let _ = std::io::stderr().write_all(summary.as_bytes());
     Ok(status)
-}
-
-/// Resolves at the first SIGINT (Ctrl-C), SIGTERM (`kill`, a service manager) or SIGHUP (the
-/// terminal went away): each stops the run the same way (the agent killed, `killed` audited, the
-/// container and staging directory removed, exit 137). Registered before anything is made, so
-/// that none of them ends the process by its default action; Tokio never unregisters them, so a
-/// second signal during the clean-up is absorbed and the clean-up finishes (it is bounded: the
-/// kill, at most 10 s waiting for the agent to end, the removal). SIGKILL cannot be handled: the
-/// next run cleans up (`symbiont_runtime::leftovers`).
-pub(crate) fn stop_signals() -> Result<impl std::future::Future<Output = ()>, String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let kinds = [("SIGINT", SignalKind::interrupt()), ("SIGTERM", SignalKind::terminate()), ("SIGHUP", SignalKind::hangup())];
-    let mut streams = Vec::new();
-    for (name, kind) in kinds {
-        streams.push((name, signal(kind).map_err(|e| format!("cannot handle {name}: {e}"))?));
-    }
-    Ok(async move {
-        let name = std::future::poll_fn(|cx| {
-            for (name, stream) in &mut streams {
-                if stream.poll_recv(cx).is_ready() {
-                    return std::task::Poll::Ready(*name);
-                }
-            }
-            std::task::Poll::Pending
-        })
-        .await;
-        let _ = writeln!(std::io::stderr(), "symbiont: {name}: stopping the agent and cleaning up");
-    })
 }

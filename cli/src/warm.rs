@@ -12,7 +12,10 @@ use std::{
 use lexopt::{Arg, Parser, ValueExt};
 use symbiont_runtime::{parked, sandbox::docker::DockerSandbox, Language, Limits, Tier};
 
-use crate::{args::UsageError, Exit};
+use crate::{
+    usage::{Parsed, UsageError},
+    Exit,
+};
 
 pub const POOL_HELP: &str = "\
 Manage the warm containers that `symbiont run --warm` keeps for the next run
@@ -40,20 +43,28 @@ fn language_named(name: &str) -> Option<Language> {
     [Language::Python, Language::JavaScript, Language::Native].into_iter().find(|l| l.name() == name)
 }
 
-pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
+/// What `symbiont pool` was asked.
+#[derive(Debug)]
+pub enum PoolCommand {
+    Drain,
+    /// Hidden: what `symbiont run --warm` starts, detached, after its run.
+    Warm(WarmOptions),
+}
+
+pub fn parse(parser: &mut Parser) -> Result<Parsed<PoolCommand>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("pool"));
     let usage = |m: String| UsageError::new(m, Some("pool"));
     let warm = match parser.next().map_err(err)? {
         Some(Arg::Value(sub)) if sub == "drain" => false,
         Some(Arg::Value(sub)) if sub == "warm" => true,
-        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(crate::args::Command::Help(POOL_HELP)),
+        None | Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Parsed::Help(POOL_HELP)),
         Some(Arg::Value(other)) => return Err(usage(format!("unknown pool command '{}' (expected 'drain')", other.to_string_lossy()))),
         Some(arg) => return Err(err(arg.unexpected())),
     };
     let (mut tier, mut language, mut limits) = (None, None, Limits::default());
     while let Some(arg) = parser.next().map_err(err)? {
         let name = match &arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(crate::args::Command::Help(POOL_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(POOL_HELP)),
             Arg::Long(name) if warm => name.to_string(),
             _ => return Err(err(arg.unexpected())),
         };
@@ -70,10 +81,10 @@ pub fn parse(parser: &mut Parser) -> Result<crate::args::Command, UsageError> {
         }
     }
     if !warm {
-        return Ok(crate::args::Command::PoolDrain);
+        return Ok(Parsed::Options(PoolCommand::Drain));
     }
     match (tier, language) {
-        (Some(tier), Some(language)) => Ok(crate::args::Command::PoolWarm(WarmOptions { tier, language, limits })),
+        (Some(tier), Some(language)) => Ok(Parsed::Options(PoolCommand::Warm(WarmOptions { tier, language, limits }))),
         _ => Err(usage("'pool warm' needs --tier and --language".into())),
     }
 }
@@ -144,19 +155,21 @@ pub fn drain() -> Exit {
 mod tests {
     use super::*;
 
-    fn parse_str(args: &[&str]) -> Result<crate::args::Command, UsageError> {
-        crate::args::parse(args.iter().map(std::ffi::OsString::from))
+    /// `symbiont pool ARGS…`, as `args.rs` hands them over (after `pool`).
+    fn parse_str(args: &[&str]) -> Result<Parsed<PoolCommand>, UsageError> {
+        assert_eq!(args[0], "pool");
+        parse(&mut Parser::from_args(args[1..].iter().map(std::ffi::OsString::from)))
     }
 
     #[test]
     fn pool_warm_reads_back_what_spawn_refill_writes() {
         let limits = Limits { memory_bytes: 123 << 20, cpus: 0.5, pids: 64, tmpfs_bytes: 1 << 20, ..Limits::default() };
         let args = ["pool", "warm", "--tier", "2", "--language", "javascript", "--memory", "128974848", "--cpus", "0.5"];
-        let Ok(crate::args::Command::PoolWarm(o)) = parse_str(&[&args[..], &["--pids", "64", "--tmpfs", "1048576"]].concat()) else {
+        let Ok(Parsed::Options(PoolCommand::Warm(o))) = parse_str(&[&args[..], &["--pids", "64", "--tmpfs", "1048576"]].concat()) else {
             panic!("pool warm parses")
         };
         assert_eq!(o, WarmOptions { tier: Tier::GVisor, language: Language::JavaScript, limits });
-        assert!(matches!(parse_str(&["pool", "drain"]), Ok(crate::args::Command::PoolDrain)));
+        assert!(matches!(parse_str(&["pool", "drain"]), Ok(Parsed::Options(PoolCommand::Drain))));
         assert!(parse_str(&["pool", "drain", "--tier", "1"]).is_err());
         assert!(parse_str(&["pool", "warm", "--tier", "1"]).is_err());
         assert!(parse_str(&["pool", "fill"]).is_err());

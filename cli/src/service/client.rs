@@ -81,7 +81,7 @@ fn stop_on_signal(stream: UnixStream) -> Result<(), Refusal> {
         .enable_all()
         .build()
         .map_err(|e| refuse(status::RUNTIME_FAILED, format!("cannot start the async runtime: {e}")))?;
-    let signals = runtime.block_on(async { crate::run::stop_signals() }).map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
+    let signals = runtime.block_on(async { crate::signals::stop_signals() }).map_err(|m| refuse(status::RUNTIME_FAILED, m))?;
     std::thread::spawn(move || {
         runtime.block_on(signals);
         let _ = stream.shutdown(std::net::Shutdown::Write);

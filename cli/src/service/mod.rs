@@ -10,7 +10,7 @@ use std::{path::PathBuf, time::Duration};
 
 use lexopt::{Arg, Parser, ValueExt};
 
-use crate::args::{Command, UsageError};
+use crate::usage::{Parsed, UsageError};
 
 pub const UP_HELP: &str = "\
 Start the workspace's runtime service in the foreground: many agents in one runtime, talking over
@@ -77,12 +77,12 @@ pub enum ServiceCommand {
     Logs { workspace: Option<PathBuf>, run: String, follow: bool },
 }
 
-pub fn parse_up(parser: &mut Parser) -> Result<Command, UsageError> {
+pub fn parse_up(parser: &mut Parser) -> Result<Parsed<server::UpOptions>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some("up"));
-    let mut options = server::UpOptions { dir: None, warm: 0, lock_wait: crate::run::DEFAULT_LOCK_WAIT, key: None };
+    let mut options = server::UpOptions { dir: None, warm: 0, lock_wait: crate::compose::DEFAULT_LOCK_WAIT, key: None };
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help(UP_HELP)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(UP_HELP)),
             Arg::Long("warm") => options.warm = parser.value().map_err(err)?.parse().map_err(err)?,
             Arg::Long("key") => options.key = Some(parser.value().map_err(err)?.string().map_err(err)?),
             Arg::Long("lock-wait") => {
@@ -95,7 +95,7 @@ pub fn parse_up(parser: &mut Parser) -> Result<Command, UsageError> {
             arg => return Err(err(arg.unexpected())),
         }
     }
-    Ok(Command::Up(options))
+    Ok(Parsed::Options(options))
 }
 
 fn duration(text: &str) -> Option<Duration> {
@@ -106,7 +106,7 @@ fn duration(text: &str) -> Option<Duration> {
 }
 
 /// `ps`, `stop` and `logs`, named by `command`.
-pub fn parse_client(command: &'static str, parser: &mut Parser) -> Result<Command, UsageError> {
+pub fn parse_client(command: &'static str, parser: &mut Parser) -> Result<Parsed<ServiceCommand>, UsageError> {
     let err = |e: lexopt::Error| UsageError::new(e.to_string(), Some(command));
     let help = match command {
         "ps" => PS_HELP,
@@ -116,7 +116,7 @@ pub fn parse_client(command: &'static str, parser: &mut Parser) -> Result<Comman
     let (mut workspace, mut run, mut json, mut follow) = (None, None, false, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help(help)),
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help(help)),
             Arg::Long("workspace") => workspace = Some(PathBuf::from(parser.value().map_err(err)?)),
             Arg::Long("format") if command == "ps" => {
                 json = match parser.value().map_err(err)?.string().map_err(err)?.as_str() {
@@ -136,7 +136,7 @@ pub fn parse_client(command: &'static str, parser: &mut Parser) -> Result<Comman
         }
     }
     let missing = || UsageError::new("missing RUN (`symbiont ps` lists the runs)".to_string(), Some(command));
-    Ok(Command::Service(match command {
+    Ok(Parsed::Options(match command {
         "ps" => ServiceCommand::Ps { workspace, json },
         "stop" => ServiceCommand::Stop { workspace, run: run.ok_or_else(missing)? },
         _ => ServiceCommand::Logs { workspace, run: run.ok_or_else(missing)?, follow },
