@@ -5,7 +5,7 @@ use std::{collections::HashSet, path::PathBuf};
 
 use symbiont_policy::{
     effective::{EffectivePolicy, StaticVerdict},
-    model::{FileModel, IssueKind, SourceLoc},
+    model::{FileModel, IssueKind, LowerIssue, SourceLoc},
     Universe,
 };
 
@@ -44,21 +44,40 @@ fn related_path(loc: &SourceLoc) -> PathBuf {
 pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
     let model = file_policy_model(db, file);
     let universe = policy_universe(db, ws);
-    let path = file.path(db).clone();
-    let here = path.to_string_lossy().into_owned();
-    let mut out = Vec::new();
-
-    for issue in &model.issues {
-        let rule = match issue.kind {
-            IssueKind::UnevaluableGuard => &rules::UNEVALUABLE_GUARD,
-            IssueKind::NotAnOperation => &rules::NOT_AN_OPERATION,
-            IssueKind::NonCanonicalSecretName => &rules::SECRET_NAME_NOT_CANONICAL,
-            IssueKind::NonCanonicalHost => &rules::HOST_NOT_CANONICAL,
-        };
-        out.push(Diagnostic::new(rule, issue.loc.range, issue.message.clone()));
+    let here = file.path(db).to_string_lossy().into_owned();
+    let mut out: Vec<Diagnostic> = model.issues.iter().map(issue_diagnostic).collect();
+    level_checks(model, universe, &mut out);
+    operation_checks(db, ws, file, &mut out);
+    conditions_checks(model, universe, &mut out);
+    // Conflicts, from every scope this file defines: each top-level policy, each agent.
+    let mut seen = Seen::new();
+    for (agent, effective) in &defined_scopes(model, universe) {
+        shadow_checks(model, &here, agent.as_deref(), effective, &mut seen, &mut out);
+        condition_conflict_checks(&here, effective, &mut seen, &mut out);
+        if let Some(def) = agent.as_ref().and_then(|agent| model.agents.iter().find(|a| &a.name == agent)) {
+            capability_checks(def, effective, &mut out);
+        }
     }
+    out
+}
 
-    // Level names in ordered comparisons, against the workspace's levels.
+/// The (rule, rule, operation or key) conflicts reported already: a conflict between two files'
+/// policies is seen from each scope that has both.
+type Seen = HashSet<(SourceLoc, SourceLoc, String)>;
+
+/// What the lowering could give no meaning to.
+fn issue_diagnostic(issue: &LowerIssue) -> Diagnostic {
+    let rule = match issue.kind {
+        IssueKind::UnevaluableGuard => &rules::UNEVALUABLE_GUARD,
+        IssueKind::NotAnOperation => &rules::NOT_AN_OPERATION,
+        IssueKind::NonCanonicalSecretName => &rules::SECRET_NAME_NOT_CANONICAL,
+        IssueKind::NonCanonicalHost => &rules::HOST_NOT_CANONICAL,
+    };
+    Diagnostic::new(rule, issue.loc.range, issue.message.clone())
+}
+
+/// Level names in ordered comparisons, against the workspace's levels.
+fn level_checks(model: &FileModel, universe: &Universe, out: &mut Vec<Diagnostic>) {
     let levels = &universe.config().levels;
     for literal in &model.level_literals {
         let message = match literal.kind.or_else(|| levels.kind_of_name(&literal.name)) {
@@ -70,8 +89,11 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
         };
         out.push(Diagnostic::new(&rules::UNKNOWN_LEVEL, literal.loc.range, message));
     }
+}
 
-    // Unknown operation names, in rules and capabilities.
+/// Unknown operation names, in rules and capabilities, with the closest known one as a fix.
+fn operation_checks(db: &dyn Db, ws: Workspace, file: SourceFile, out: &mut Vec<Diagnostic>) {
+    let (model, universe, path) = (file_policy_model(db, file), policy_universe(db, ws), file.path(db));
     let operations = symbiont_policy::catalogue::Operations::new(&universe.config().operations);
     let policies = model.policies.iter().chain(model.agents.iter().flat_map(|a| a.inline.iter()));
     let named_ops = policies.flat_map(|p| p.rules.iter()).flat_map(|r| r.ops.iter().map(|o| (o.name.clone(), o.loc.clone())));
@@ -95,10 +117,12 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
         }
         out.push(d);
     }
+}
 
-    conditions_checks(model, universe, &mut out);
-
-    // Conflicts, from every scope this file defines: each top-level policy, each agent.
+/// The scopes this file defines, each with its effective policy: its top-level policies, and its
+/// agents (with their names); each only when it is the definition the workspace's universe holds
+/// under its name.
+fn defined_scopes(model: &FileModel, universe: &Universe) -> Vec<(Option<String>, EffectivePolicy)> {
     let mut scopes: Vec<(Option<String>, EffectivePolicy)> = Vec::new();
     for policy in &model.policies {
         if universe.policy(&policy.name).is_some_and(|p| p.loc == policy.loc) {
@@ -114,85 +138,88 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
             }
         }
     }
-    let mut seen = HashSet::new();
-    for (agent, effective) in &scopes {
-        for shadow in &effective.shadowed {
-            let allow = &effective.rules[shadow.allow];
-            let deny = &effective.rules[shadow.deny];
-            if !seen.insert((allow.rule.loc.clone(), deny.rule.loc.clone(), shadow.operation.clone())) {
-                continue;
-            }
-            let deny_policy = &effective.policies[deny.policy].name;
-            let allow_policy = &effective.policies[allow.policy].name;
-            let (rule, range, message) = if shadow.same_policy {
-                (
-                    &rules::ALLOW_DENY_CONFLICT,
-                    allow.rule.loc.range,
-                    format!("`{}` is both allowed and denied in policy `{allow_policy}`: the deny wins", shadow.operation),
-                )
-            } else if *allow.rule.loc.file == *here {
-                (
-                    &rules::UNREACHABLE_ALLOW,
-                    allow.rule.loc.range,
-                    format!(
-                        "this allow of `{}` never takes effect: policy `{deny_policy}` denies it, and a deny cannot be weakened",
-                        shadow.operation
-                    ),
-                )
-            } else if let Some(agent) = agent {
-                let Some(def) = model.agents.iter().find(|a| &a.name == agent) else { continue };
-                (
-                    &rules::UNREACHABLE_ALLOW,
-                    def.loc.range,
-                    format!(
-                        "in agent `{agent}`, the allow of `{}` in policy `{allow_policy}` ({}) never takes effect: policy `{deny_policy}` denies it",
-                        shadow.operation, allow.rule.loc
-                    ),
-                )
-            } else {
-                continue;
-            };
-            if *allow.rule.loc.file != *here && agent.is_none() {
-                continue;
-            }
-            out.push(Diagnostic::new(rule, range, message).with_related(
-                related_path(&deny.rule.loc),
-                deny.rule.loc.range,
-                format!("denied here by `{deny_policy}`"),
-            ));
+    scopes
+}
+
+/// Allows a deny overrides: in one policy, across an `extends`, or only in an agent's combination.
+fn shadow_checks(
+    model: &FileModel,
+    here: &str,
+    agent: Option<&str>,
+    effective: &EffectivePolicy,
+    seen: &mut Seen,
+    out: &mut Vec<Diagnostic>,
+) {
+    for shadow in &effective.shadowed {
+        let allow = &effective.rules[shadow.allow];
+        let deny = &effective.rules[shadow.deny];
+        if !seen.insert((allow.rule.loc.clone(), deny.rule.loc.clone(), shadow.operation.clone())) {
+            continue;
         }
-        for conflict in &effective.condition_conflicts {
-            let (kept, other) = (&conflict.kept, &conflict.other);
-            if !seen.insert((kept.1.clone(), other.1.clone(), conflict.key.clone())) {
-                continue;
-            }
-            let (primary, secondary) = if *other.1.file == *here { (other, kept) } else { (kept, other) };
-            if *primary.1.file != *here {
-                continue;
-            }
-            out.push(
-                Diagnostic::new(
-                    &rules::CONDITION_CONFLICT,
-                    primary.1.range,
-                    format!(
-                        "condition `{}` is stated as {} here and {} elsewhere; the most restrictive, {}, applies",
-                        conflict.key, primary.0, secondary.0, kept.0
-                    ),
-                )
-                .with_related(
-                    related_path(&secondary.1),
-                    secondary.1.range,
-                    format!("`{}` is {} here", conflict.key, secondary.0),
+        let deny_policy = &effective.policies[deny.policy].name;
+        let allow_policy = &effective.policies[allow.policy].name;
+        let (rule, range, message) = if shadow.same_policy {
+            (
+                &rules::ALLOW_DENY_CONFLICT,
+                allow.rule.loc.range,
+                format!("`{}` is both allowed and denied in policy `{allow_policy}`: the deny wins", shadow.operation),
+            )
+        } else if *allow.rule.loc.file == *here {
+            (
+                &rules::UNREACHABLE_ALLOW,
+                allow.rule.loc.range,
+                format!(
+                    "this allow of `{}` never takes effect: policy `{deny_policy}` denies it, and a deny cannot be weakened",
+                    shadow.operation
                 ),
-            );
+            )
+        } else if let Some(agent) = agent {
+            let Some(def) = model.agents.iter().find(|a| a.name == agent) else { continue };
+            (
+                &rules::UNREACHABLE_ALLOW,
+                def.loc.range,
+                format!(
+                    "in agent `{agent}`, the allow of `{}` in policy `{allow_policy}` ({}) never takes effect: policy `{deny_policy}` denies it",
+                    shadow.operation, allow.rule.loc
+                ),
+            )
+        } else {
+            continue;
+        };
+        if *allow.rule.loc.file != *here && agent.is_none() {
+            continue;
         }
-        if let Some(agent) = agent {
-            if let Some(def) = model.agents.iter().find(|a| &a.name == agent) {
-                capability_checks(def, effective, &mut out);
-            }
-        }
+        out.push(Diagnostic::new(rule, range, message).with_related(
+            related_path(&deny.rule.loc),
+            deny.rule.loc.range,
+            format!("denied here by `{deny_policy}`"),
+        ));
     }
-    out
+}
+
+/// Conditions two policies of a scope state differently, reported in the file of either.
+fn condition_conflict_checks(here: &str, effective: &EffectivePolicy, seen: &mut Seen, out: &mut Vec<Diagnostic>) {
+    for conflict in &effective.condition_conflicts {
+        let (kept, other) = (&conflict.kept, &conflict.other);
+        if !seen.insert((kept.1.clone(), other.1.clone(), conflict.key.clone())) {
+            continue;
+        }
+        let (primary, secondary) = if *other.1.file == *here { (other, kept) } else { (kept, other) };
+        if *primary.1.file != *here {
+            continue;
+        }
+        out.push(
+            Diagnostic::new(
+                &rules::CONDITION_CONFLICT,
+                primary.1.range,
+                format!(
+                    "condition `{}` is stated as {} here and {} elsewhere; the most restrictive, {}, applies",
+                    conflict.key, primary.0, secondary.0, kept.0
+                ),
+            )
+            .with_related(related_path(&secondary.1), secondary.1.range, format!("`{}` is {} here", conflict.key, secondary.0)),
+        );
+    }
 }
 
 /// Each `conditions` key of this file's policies: one the runtime does not enforce (a warning that
