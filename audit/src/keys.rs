@@ -6,7 +6,6 @@ use std::{
     io::Write,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
@@ -75,16 +74,6 @@ impl FileSigner {
         let public_path = public_path(path);
         write_public_key(&public_path, &self.public_key())?;
         Ok(public_path)
-    }
-}
-
-/// Loads a signing key from a key reference: an RFC 7512 `pkcs11:` URI names a key in an HSM
-/// ([`crate::pkcs11::Pkcs11Signer`]); anything else is the path of a key file ([`FileSigner`]).
-pub fn load_signer(spec: &str) -> Result<Arc<dyn Signer>, Error> {
-    if crate::pkcs11::is_uri(spec) {
-        Ok(Arc::new(crate::pkcs11::Pkcs11Signer::open(spec)?))
-    } else {
-        Ok(Arc::new(FileSigner::load(Path::new(spec))?))
     }
 }
 

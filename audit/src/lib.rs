@@ -16,6 +16,7 @@ pub mod keys;
 pub mod log;
 pub mod merkle;
 pub mod pkcs11;
+pub mod signer;
 pub mod store;
 pub mod time;
 pub mod verify;
@@ -29,9 +30,10 @@ pub mod s3;
 
 pub use crate::{
     entry::{Checkpoint, Entry, Record},
-    keys::{load_signer, FileSigner, PublicKey, Signer},
+    keys::{FileSigner, PublicKey, Signer},
     log::{Durable, Log, LogOptions, OpenReport, Ticket},
     pkcs11::Pkcs11Signer,
+    signer::load_signer,
     verify::{verify_log, Finding, VerifyOptions, VerifyReport},
 };
 

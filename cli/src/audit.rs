@@ -195,7 +195,7 @@ pub fn run(command: &AuditCommand) -> Exit {
 /// The signing key `--key` names: a `pkcs11:` URI (a key in an HSM) or a key file.
 fn signer(key: &Path) -> Result<Arc<dyn Signer>, symbiont_audit::Error> {
     match key.to_str() {
-        Some(spec) => keys::load_signer(spec),
+        Some(spec) => symbiont_audit::load_signer(spec),
         None => Ok(Arc::new(FileSigner::load(key)?)),
     }
 }

@@ -393,7 +393,7 @@ pub fn open_log(dir: &Path, signer: Arc<dyn Signer>, wait: Duration) -> Result<(
 /// The signer for `--key`, or the workspace's key, created (0600) on first use.
 pub fn signer(key: Option<&str>, state_dir: &Path) -> Result<Arc<dyn Signer>, String> {
     if let Some(spec) = key {
-        return symbiont_audit::keys::load_signer(spec).map_err(|e| format!("--key: {e}"));
+        return symbiont_audit::load_signer(spec).map_err(|e| format!("--key: {e}"));
     }
     let path = state_dir.join("audit.key");
     if !path.exists() {

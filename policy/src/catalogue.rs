@@ -90,7 +90,7 @@ pub struct Operations {
 }
 
 impl Operations {
-    pub fn new(custom: &std::collections::BTreeMap<String, crate::config::CustomOperation>) -> Self {
+    pub fn new(custom: &std::collections::BTreeMap<String, CustomOperation>) -> Self {
         Operations { custom: custom.iter().map(|(name, op)| (name.clone(), op.parent.clone())).collect() }
     }
 
@@ -122,4 +122,14 @@ impl Operations {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         OPERATIONS.iter().map(|o| o.name).chain(self.custom.iter().map(|(n, _)| n.as_str()))
     }
+}
+
+/// An operation a workspace declares in `symbiont.toml` (`[operations.NAME]`), beside the
+/// catalogue's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomOperation {
+    #[serde(default)]
+    pub description: String,
+    pub parent: Option<String>,
 }

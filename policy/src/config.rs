@@ -34,6 +34,7 @@
 //! s3_endpoints = ["https://s3.us-east-1.amazonaws.com"]  # where audit backups may go
 //! ```
 
+pub use crate::catalogue::CustomOperation;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -128,14 +129,6 @@ impl RuntimeSettings {
         }
         None
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomOperation {
-    #[serde(default)]
-    pub description: String,
-    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -968,3 +968,20 @@ fn match_arms(p: &mut Parser<'_>) {
     }
     close_braced(p, list, "to close the match arms", MATCH_ARM_LIST);
 }
+
+/// Lexes and parses `text` into its green tree and its errors (lexing's and parsing's, sorted,
+/// one per position): the grammar's entry point.
+pub(crate) fn parse_text(text: &str) -> (rowan::GreenNode, Vec<crate::SyntaxError>) {
+    let (raw, lex_errors) = crate::lexer::tokenize(text);
+    let mut p = Parser::new(text, &raw);
+    source_file(&mut p);
+    let (green, mut errors) = p.finish(&raw);
+    let mut all: Vec<crate::SyntaxError> =
+        lex_errors.into_iter().map(|e| crate::SyntaxError::new(e.message, crate::TextRange::new(e.start.into(), e.end.into()))).collect();
+    all.append(&mut errors);
+    all.sort_by_key(|e| (e.range.start(), e.range.end()));
+    // One mistake often leaves several parsers expecting something at the same spot; the first
+    // (innermost) expectation is the useful one.
+    all.dedup_by_key(|e| e.range.start());
+    (green, all)
+}

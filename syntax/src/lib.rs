@@ -91,6 +91,6 @@ impl Parse {
 
 /// Parses `.sym` text. Never fails and never panics; the tree's text is always `text`.
 pub fn parse(text: &str) -> Parse {
-    let (green, errors) = parser::parse_text(text);
+    let (green, errors) = grammar::parse_text(text);
     Parse { green, errors: errors.into() }
 }

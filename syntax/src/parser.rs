@@ -6,7 +6,7 @@
 use rowan::{GreenNode, GreenToken, NodeOrToken, TextRange, TextSize};
 
 use crate::{
-    lexer::{self, Token},
+    lexer::Token,
     SyntaxError,
     SyntaxKind::{self, *},
 };
@@ -385,19 +385,4 @@ impl TreeBuilder {
             _ => unreachable!("the events describe exactly one root node"),
         }
     }
-}
-
-pub(crate) fn parse_text(text: &str) -> (GreenNode, Vec<SyntaxError>) {
-    let (raw, lex_errors) = lexer::tokenize(text);
-    let mut p = Parser::new(text, &raw);
-    crate::grammar::source_file(&mut p);
-    let (green, mut errors) = p.finish(&raw);
-    let mut all: Vec<SyntaxError> =
-        lex_errors.into_iter().map(|e| SyntaxError::new(e.message, TextRange::new(e.start.into(), e.end.into()))).collect();
-    all.append(&mut errors);
-    all.sort_by_key(|e| (e.range.start(), e.range.end()));
-    // One mistake often leaves several parsers expecting something at the same spot; the first
-    // (innermost) expectation is the useful one.
-    all.dedup_by_key(|e| e.range.start());
-    (green, all)
 }

@@ -225,7 +225,7 @@ fn an_hsm_key_signs_a_log_that_verifies_with_its_exported_public_key() {
     assert!(report.checkpoints >= 1);
 
     // The same key, opened again by its URI through the loader the CLI uses, signs on.
-    let again = keys::load_signer(&hsm.uri("log-key", PIN)).unwrap();
+    let again = symbiont_audit::load_signer(&hsm.uri("log-key", PIN)).unwrap();
     assert_eq!(again.public_key(), signer.public_key());
     let (log, _) = Log::open(&log_dir, again, LogOptions::default()).unwrap();
     log.append(record(40)).unwrap();
@@ -273,7 +273,7 @@ fn a_wrong_or_missing_pin_is_a_clear_error_that_never_shows_the_pin() {
     let Some(hsm) = softhsm() else { return };
     let right = Pkcs11Signer::generate(&hsm.uri("pin-key", PIN)).unwrap();
     let wrong = "97531";
-    let error = keys::load_signer(&hsm.uri("pin-key", wrong)).err().expect("a wrong PIN is refused").to_string();
+    let error = symbiont_audit::load_signer(&hsm.uri("pin-key", wrong)).err().expect("a wrong PIN is refused").to_string();
     assert!(error.contains("PIN is incorrect") && error.contains("pin-key") && error.contains(TOKEN), "{error}");
     assert!(!error.contains(wrong), "the error shows the PIN: {error}");
 
@@ -282,17 +282,17 @@ fn a_wrong_or_missing_pin_is_a_clear_error_that_never_shows_the_pin() {
     let pin_file = dir.path().join("pin");
     std::fs::write(&pin_file, format!("{wrong}\n")).unwrap();
     let uri = format!("pkcs11:token={TOKEN};object=pin-key?module-path={}&pin-source={}", hsm.module.display(), pin_file.display());
-    let error = keys::load_signer(&uri).err().expect("a wrong PIN is refused").to_string();
+    let error = symbiont_audit::load_signer(&uri).err().expect("a wrong PIN is refused").to_string();
     assert!(error.contains("PIN is incorrect") && !error.contains(wrong), "{error}");
     std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
-    keys::load_signer(&uri).unwrap();
+    symbiont_audit::load_signer(&uri).unwrap();
 
     // No PIN at all says where to give one; then the environment variable gives it.
     let uri = format!("pkcs11:token={TOKEN};object=pin-key?module-path={}", hsm.module.display());
-    let error = keys::load_signer(&uri).err().expect("no PIN is refused").to_string();
+    let error = symbiont_audit::load_signer(&uri).err().expect("no PIN is refused").to_string();
     assert!(error.contains("pin-source=FILE") && error.contains(PIN_ENV), "{error}");
     std::env::set_var(PIN_ENV, PIN);
-    let from_env = keys::load_signer(&uri);
+    let from_env = symbiont_audit::load_signer(&uri);
     std::env::remove_var(PIN_ENV);
     assert_eq!(from_env.unwrap().public_key(), right.public_key());
 }
@@ -303,10 +303,10 @@ fn keygen_never_replaces_a_key_and_lookups_name_what_is_missing() {
     Pkcs11Signer::generate(&hsm.uri("unique-key", PIN)).unwrap();
     let error = Pkcs11Signer::generate(&hsm.uri("unique-key", PIN)).err().unwrap().to_string();
     assert!(error.contains("already has an object with this label"), "{error}");
-    let error = keys::load_signer(&hsm.uri("absent-key", PIN)).err().unwrap().to_string();
+    let error = symbiont_audit::load_signer(&hsm.uri("absent-key", PIN)).err().unwrap().to_string();
     assert!(error.contains("`absent-key`") && error.contains("no such private key"), "{error}");
     let uri = format!("pkcs11:token=nope;object=k?module-path={}&pin-value={PIN}", hsm.module.display());
-    let error = keys::load_signer(&uri).err().unwrap().to_string();
+    let error = symbiont_audit::load_signer(&uri).err().unwrap().to_string();
     assert!(error.contains("no such token") && error.contains("`audit`"), "{error}");
 }
 
