@@ -7,12 +7,12 @@
 //! the code's comments repeat). Then it writes the agent again with that policy and checks that
 //! every capability is now allowed before rendering the code.
 
-use serde::Serialize;
 use symbiont_policy::{
     effective::{EffectivePolicy, StaticVerdict},
     model::RuleKind,
 };
 
+use crate::templates::{AgentContext, CapabilityContext, DeniedContext, RuleContext};
 use crate::{capability, check_name, templates, GeneratedFile, Language, Refusal, Workspace};
 
 /// What `symbiont new agent` was asked for.
@@ -26,60 +26,6 @@ pub struct NewAgent {
     pub capabilities: Vec<String>,
     /// The isolation tier (1 to 3); `None` lets the runtime choose by risk.
     pub tier: Option<u8>,
-}
-
-/// A capability as the effective policy decides it, for the templates.
-#[derive(Debug, Clone, Serialize)]
-pub struct CapabilityContext {
-    pub operation: String,
-    /// `allowed`, or `conditional` (allowed under a guard, or a deny's guard may refuse it).
-    pub verdict: &'static str,
-    /// The allow rules that cover it: `allow: [...]` at `FILE:LINE`.
-    pub allowed_by: Vec<RuleContext>,
-    /// When conditional: the rules whose guards decide at run time (allows and denies).
-    pub conditions: Vec<RuleContext>,
-    /// The SDK function that exercises it, if there is one.
-    pub sdk: Option<&'static capability::SdkUse>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RuleContext {
-    pub text: String,
-    /// `FILE:LINE`.
-    pub at: String,
-    /// The policy it is a rule of.
-    pub policy: String,
-}
-
-/// An operation the agent may never perform, and the deny that says so.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeniedContext {
-    pub operation: String,
-    pub by: RuleContext,
-}
-
-/// Everything a language's templates render from.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentContext {
-    pub name: String,
-    pub language: Language,
-    /// The agent's directory, relative to the workspace root.
-    pub dir: String,
-    /// From the agent's directory back to the workspace root (`../..`).
-    pub root: String,
-    pub tier: Option<u8>,
-    pub policies: Vec<String>,
-    pub capabilities: Vec<CapabilityContext>,
-    /// The SDK functions to generate, once each, in table order.
-    pub functions: Vec<&'static capability::SdkUse>,
-    /// Capabilities with no SDK call: declared, nothing generated.
-    pub without_sdk: Vec<String>,
-    /// What the agent may never do: each operation of the effective policy's unconditional denies.
-    pub denied: Vec<DeniedContext>,
-    /// Operations the agent's own policy must allow, since nothing else does.
-    pub inline_allow: Vec<String>,
-    /// `implementation = [...]`, relative to the `.sym` file; the first is the entry point.
-    pub implementation: Vec<String>,
 }
 
 /// The files of a new agent, or why none.

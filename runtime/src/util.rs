@@ -21,3 +21,20 @@ pub fn random_id(bytes: usize) -> String {
     getrandom::getrandom(&mut buf).expect("the operating system's random source failed");
     symbiont_audit::entry::hex(&buf)
 }
+
+/// `mkfs.ext4` (e2fsprogs) on `PATH` or in `/usr/sbin`, `/sbin`: Tier 3 makes file systems with it,
+/// the guest's image (`image::tier3`) and each run's scratch drive (`sandbox::firecracker`).
+pub fn mkfs_ext4() -> Option<std::path::PathBuf> {
+    find_program("mkfs.ext4", &["/usr/sbin", "/sbin"])
+}
+
+/// An executable file named `name` on `PATH` or in `extra` directories.
+pub(crate) fn find_program(name: &str, extra: &[&str]) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain(extra.iter().map(std::path::PathBuf::from)).map(|dir| dir.join(name)).find(|p| is_executable(p))
+}
+
+pub(crate) fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

@@ -692,7 +692,7 @@ fn install_guest_files(tree: &Path, recipe: &str) -> Result<Vec<String>, String>
 
 /// `mkfs.ext4 -d`: the tree as an ext4 image, sized for its content with room for ext4's own.
 async fn make_ext4(tree: &Path, image: &Path) -> Result<(), String> {
-    let mkfs = crate::sandbox::firecracker::mkfs_ext4().ok_or("no mkfs.ext4: install e2fsprogs")?;
+    let mkfs = crate::util::mkfs_ext4().ok_or("no mkfs.ext4: install e2fsprogs")?;
     let (bytes, entries) = tree_size(tree)?;
     let size = ((bytes + bytes / 4 + (64 << 20)) >> 20) << 20;
     let file = fs::File::create(image).map_err(|e| format!("creating {}: {e}", image.display()))?;

@@ -192,20 +192,8 @@ impl FirecrackerConfig {
     }
 }
 
-/// `mkfs.ext4` (e2fsprogs) on `PATH` or in `/usr/sbin`, `/sbin`.
-pub fn mkfs_ext4() -> Option<PathBuf> {
-    find_program("mkfs.ext4", &["/usr/sbin", "/sbin"])
-}
-
-/// An executable file named `name` on `PATH` or in `extra` directories.
-fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain(extra.iter().map(PathBuf::from)).map(|dir| dir.join(name)).find(|p| is_executable(p))
-}
-
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+pub use crate::util::mkfs_ext4;
+use crate::util::{find_program, is_executable};
 
 /// The Firecracker backend.
 pub struct FirecrackerSandbox {
