@@ -33,5 +33,6 @@ pub use crate::{
     beneath::Workspace,
     config::{AgentConfig, Language, Limits, Tier},
     lifecycle::State,
-    runtime::{AgentRuntime, Output, OutputStream, RunError, RunReport},
+    runtime::{AgentRuntime, RunError, RunReport},
+    sandbox::{Output, OutputStream},
 };

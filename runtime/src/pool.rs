@@ -150,7 +150,7 @@ pub(crate) fn go_line(agent: &str, run_id: &str, entry: &str, input: &serde_json
 
 /// Makes `dir` with `code/` and `broker/` as a run's staging makes them (see `runtime::stage`).
 pub(crate) fn make_dirs(root: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let err = crate::runtime::setup_error;
+    let err = crate::util::setup_error;
     fs::DirBuilder::new().recursive(true).mode(0o711).create(root).map_err(err("creating", root))?;
     fs::DirBuilder::new().mode(0o711).create(dir).map_err(err("creating", dir))?;
     let code = dir.join("code");

@@ -20,19 +20,11 @@ use crate::{
     lifecycle::{self, TransitionError},
     local::{AgentContext, LocalAgent, LocalHandle},
     pool::{self, Pool, PoolConfig, PoolStatus},
-    sandbox::{self, docker::DockerSandbox, Exit, Instance, LaunchSpec, OutputSender, Sandbox, SandboxError},
+    sandbox::{self, docker::DockerSandbox, Exit, Instance, LaunchSpec, OutputSender, OutputStream, Sandbox, SandboxError},
     scheduler::Scheduler,
+    util::setup_error,
     AgentConfig, Auditor, Language, State, Tier,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputStream {
-    Stdout,
-    Stderr,
-}
-
-/// One agent's output chunk, as the sandbox produced it.
-pub type Output = (OutputStream, Vec<u8>);
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -611,11 +603,6 @@ fn stage(root: &Path, dir: &Path, config: &AgentConfig) -> Result<(PathBuf, Path
     let (code, broker) = pool::make_dirs(root, dir).map_err(RunError::Setup)?;
     stage_files(&code, config)?;
     Ok((code, broker))
-}
-
-pub(crate) fn setup_error(what: &str, path: &Path) -> impl Fn(std::io::Error) -> String {
-    let message = format!("{what} {}", path.display());
-    move |e| format!("{message}: {e}")
 }
 
 /// Copies the agent's implementation into `code` (executable for a compiled agent). Each file is

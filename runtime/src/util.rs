@@ -15,6 +15,12 @@ pub(crate) fn labelled_dir_in(root: &std::path::Path, label: &str, named: impl F
     (inside && is_dir && named(path.file_name()?.to_str()?)).then_some(path)
 }
 
+/// An error message maker for a set-up step on `path`: `WHAT PATH: ERROR`.
+pub(crate) fn setup_error(what: &str, path: &std::path::Path) -> impl Fn(std::io::Error) -> String {
+    let message = format!("{what} {}", path.display());
+    move |e| format!("{message}: {e}")
+}
+
 /// A random identifier of `bytes` random bytes, in hex.
 pub fn random_id(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

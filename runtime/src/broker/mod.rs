@@ -59,8 +59,7 @@ pub struct BrokerContext {
     pub limits: limits::Limits,
 }
 
-/// Decides whether a connection's peer is the agent's sandbox.
-pub type Identify = Arc<dyn Fn(Peer) -> bool + Send + Sync>;
+pub use crate::sandbox::Identify;
 
 /// Accepts connections until the task is aborted at the end of the run. Returns only when the
 /// socket fails for good: the runtime then stops the agent, which has lost its only way out.

@@ -349,7 +349,7 @@ impl Instance for DockerInstance {
         &self.id
     }
 
-    fn identify(&self) -> crate::broker::Identify {
+    fn identify(&self) -> crate::sandbox::Identify {
         let id = self.id.clone();
         std::sync::Arc::new(move |peer| match peer {
             Peer::Process { pid } => process_in_container(pid, &id),

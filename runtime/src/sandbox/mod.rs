@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
-use crate::{config::Limits, util::BoxFuture, OutputStream, Tier};
+use crate::{config::Limits, util::BoxFuture, Tier};
 
 /// Where things are inside every sandbox.
 pub const CODE_MOUNT: &str = "/agent";
@@ -79,7 +79,20 @@ impl std::fmt::Display for SandboxError {
 impl std::error::Error for SandboxError {}
 
 /// Output of the sandboxed program, in arrival order.
-pub type OutputSender = mpsc::UnboundedSender<(OutputStream, Vec<u8>)>;
+pub type OutputSender = mpsc::UnboundedSender<Output>;
+
+/// Which of the agent's streams a chunk of output is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// One agent's output chunk, as the sandbox produced it.
+pub type Output = (OutputStream, Vec<u8>);
+
+/// Decides whether a connection's peer is the agent's sandbox (the broker asks it of each).
+pub type Identify = std::sync::Arc<dyn Fn(Peer) -> bool + Send + Sync>;
 
 /// A sandbox backend: one per tier.
 pub trait Sandbox: Send + Sync {
@@ -158,7 +171,7 @@ pub trait Instance: Send + Sync {
     fn id(&self) -> &str;
 
     /// Tells whether a peer is a process of this sandbox: how the broker identifies the agent.
-    fn identify(&self) -> crate::broker::Identify;
+    fn identify(&self) -> Identify;
 
     /// Starts the program, streaming its output to `output`.
     fn start(&mut self, output: OutputSender) -> BoxFuture<'_, Result<(), SandboxError>>;

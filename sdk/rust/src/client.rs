@@ -406,7 +406,7 @@ impl Connection {
             return Err(Failure::closing(Error::transport("the broker's reply is neither a result nor an error")));
         };
         // An error with no id is about the connection itself: the broker closes it after this line.
-        Err(Failure { error: Error::from_reply(code, message), closes: about_connection })
+        Err(Failure { error: Error::from_reply(code, message, PROTOCOL_VERSION), closes: about_connection })
     }
 }
 

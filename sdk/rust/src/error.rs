@@ -77,8 +77,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// The error from a broker reply's `code` and `message`.
-    pub(crate) fn from_reply(code: &str, message: &str) -> Error {
+    /// The error from a broker reply's `code` and `message`, this SDK speaking protocol
+    /// `sdk_version` (named in a version mismatch).
+    pub(crate) fn from_reply(code: &str, message: &str, sdk_version: &str) -> Error {
         let message = message.to_string();
         match code {
             "denied" => Error::Denied { rule: rule_of(&message), message },
@@ -87,7 +88,7 @@ impl Error {
             "bad_request" => Error::BadRequest { message },
             "limited" => Error::Limited { message },
             "failed" => Error::Failed { message },
-            "version" => Error::VersionMismatch { broker: broker_version_of(&message), sdk: crate::PROTOCOL_VERSION.into() },
+            "version" => Error::VersionMismatch { broker: broker_version_of(&message), sdk: sdk_version.into() },
             code => Error::Other { code: code.into(), message },
         }
     }

@@ -768,7 +768,7 @@ impl Instance for FirecrackerInstance {
         &self.id
     }
 
-    fn identify(&self) -> crate::broker::Identify {
+    fn identify(&self) -> crate::sandbox::Identify {
         let pid = self.pid.clone();
         Arc::new(move |peer| match peer {
             // Every guest connection reaches the broker from this VM's Firecracker process.
