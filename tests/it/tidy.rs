@@ -329,7 +329,7 @@ fn quoted_identifiers_are_read_as_rust() {
 /// `scripts/import-circles`, which the closing note quotes, on a workspace made to have one
 /// circle (`a` and `b`, through a `use` and a path in an expression) and two imports that are
 /// not one (`lib.rs` re-exporting `c`'s item, which `c` reaches through `crate::`; a test module's
-/// `super::*`).
+/// `super::*`; `pub(crate)`/`pub(super)`, visibilities).
 #[test]
 fn the_import_circles_script_finds_circles() {
     let root = tempfile::tempdir().expect("a temporary directory");
@@ -338,10 +338,10 @@ fn the_import_circles_script_finds_circles() {
     }
     let src = root.path().join("policy/src");
     for (file, text) in [
-        ("lib.rs", "mod a;\nmod b;\nmod c;\npub use crate::c::Thing;\n"),
+        ("lib.rs", "mod a;\nmod b;\nmod c;\npub use crate::c::Thing;\nfn root() {\n    crate::b::h()\n}\n"),
         ("a.rs", "use crate::{b::{self, Other}, Thing};\npub struct One;\n"),
-        ("b.rs", "pub struct Other;\nfn f() -> super::a::One { crate::a::One }\n"),
-        ("c.rs", "pub struct Thing;\nfn g() -> crate::Thing { Thing }\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n"),
+        ("b.rs", "pub struct Other;\nfn f() -> super::a::One { crate::a::One }\npub(crate) fn h() {}\n"),
+        ("c.rs", "pub struct Thing;\nfn g() -> crate::Thing { Thing }\n#[cfg(test)]\nmod tests {\n    use super::*;\n    pub(super) fn t() {}\n}\n"),
     ] {
         fs::write(src.join(file), text).expect("a source file");
     }
