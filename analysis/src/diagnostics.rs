@@ -213,17 +213,9 @@ pub fn safe_fixes<'a>(diagnostics: impl IntoIterator<Item = &'a Diagnostic>) -> 
 /// `text` with `edits` (of one file, sorted and not overlapping, as [`safe_fixes`] gives them)
 /// applied; an edit past the end of the text is left out.
 pub fn apply_edits(text: &str, edits: &[TextEdit]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0usize;
-    for edit in edits {
-        let (start, end) = (usize::from(edit.range.start()), usize::from(edit.range.end()));
-        if start < at || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
-            continue;
-        }
-        out.push_str(&text[at..start]);
-        out.push_str(&edit.new_text);
-        at = end;
-    }
-    out.push_str(&text[at..]);
-    out
+    let edits: Vec<symbiont_code::fix::Edit> = edits
+        .iter()
+        .map(|e| symbiont_code::fix::Edit { start: e.range.start().into(), end: e.range.end().into(), new_text: e.new_text.clone() })
+        .collect();
+    symbiont_code::fix::apply(text, &edits)
 }

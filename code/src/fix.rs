@@ -16,16 +16,22 @@ pub struct Edit {
 /// treats it as missing.
 pub const REASON_PLACEHOLDER: &str = "REASON REQUIRED";
 
-/// Applies non-overlapping edits.
+/// `text` with `edits` applied, in order of position: the one way edits are applied, here and in
+/// the analysis (`symbiont_analysis::diagnostics::apply_edits`). An edit that overlaps one before
+/// it, ends past the text or splits a character is left out.
 pub fn apply(text: &str, edits: &[Edit]) -> String {
     let mut sorted: Vec<&Edit> = edits.iter().collect();
     sorted.sort_by_key(|e| (e.start, e.end));
     let mut out = String::with_capacity(text.len() + 64);
     let mut at = 0;
     for edit in sorted {
-        out.push_str(&text[at..edit.start.max(at)]);
+        let (start, end) = (edit.start, edit.end);
+        if start < at || end < start || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            continue;
+        }
+        out.push_str(&text[at..start]);
         out.push_str(&edit.new_text);
-        at = edit.end.max(at);
+        at = end;
     }
     out.push_str(&text[at..]);
     out

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use crate::{
     finding::{finding, Finding},
     lang::Lang,
-    parse::{self, TextEdit},
+    parse::{self, Difference},
     pieces::{self, Piece, Top},
     rules,
     sites::{self, Scope, Site},
@@ -64,7 +64,7 @@ pub(crate) struct ChildState {
 
 /// What an incremental scan takes over from the previous one: its state, the edit, and the
 /// ranges that changed (in the new text).
-pub(crate) type Reuse = (ScanState, TextEdit, Vec<(usize, usize)>);
+pub(crate) type Reuse = (ScanState, Difference, Vec<(usize, usize)>);
 
 /// The syntax of `text`: parsed incrementally from `previous` (the state of the scan of an
 /// earlier version of the file, with the same rules and language) when there is one, in pieces

@@ -45,7 +45,7 @@ pub fn reparse(lang: Lang, old: &tree_sitter::Tree, before: &str, after: &str) -
 /// Where two texts differ: the first differing byte, and where the difference ends in the text
 /// before and in the text after.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TextEdit {
+pub(crate) struct Difference {
     pub start: usize,
     pub old_end: usize,
     pub new_end: usize,
@@ -58,7 +58,7 @@ fn reparse_edit(
     old: &tree_sitter::Tree,
     before: &str,
     after: &str,
-) -> Option<(tree_sitter::Tree, tree_sitter::Tree, TextEdit)> {
+) -> Option<(tree_sitter::Tree, tree_sitter::Tree, Difference)> {
     let (tree, edit) = edit_tree(old, before, after)?;
     let new = parse_with(lang, after, Some(&tree))?;
     Some((tree, new, edit))
@@ -66,7 +66,7 @@ fn reparse_edit(
 
 /// A copy of `old`, the tree of `before`, edited (`Tree::edit`) to match `after`, and the edit.
 /// `None` when `after` is too large to parse.
-pub(crate) fn edit_tree(old: &tree_sitter::Tree, before: &str, after: &str) -> Option<(tree_sitter::Tree, TextEdit)> {
+pub(crate) fn edit_tree(old: &tree_sitter::Tree, before: &str, after: &str) -> Option<(tree_sitter::Tree, Difference)> {
     if after.len() > MAX_PARSE_BYTES {
         return None;
     }
@@ -92,7 +92,7 @@ pub(crate) fn edit_tree(old: &tree_sitter::Tree, before: &str, after: &str) -> O
         old_end_position: point(b, old_end),
         new_end_position: point(a, new_end),
     });
-    Some((tree, TextEdit { start: prefix, old_end, new_end }))
+    Some((tree, Difference { start: prefix, old_end, new_end }))
 }
 
 /// Parses `text` reusing `old`, a tree of an earlier text already edited (`Tree::edit`) to match.

@@ -23,7 +23,7 @@ use tree_sitter::{Node, Tree};
 
 use crate::{
     lang::Lang,
-    parse::{parse_with, TextEdit},
+    parse::{parse_with, Difference},
 };
 
 /// A tree and the text it was parsed from.
@@ -125,7 +125,7 @@ const SMALL_FILE: usize = 16 << 10;
 /// The pieces of `after`, an `edit` of `before` whose pieces are `pieces`: the top-level nodes
 /// the edit touched (with the ones beside an insertion between them) parsed again as one piece.
 /// `None` when that piece has an error or is too big: then the whole file must be parsed.
-pub(crate) fn reparse(lang: Lang, pieces: &[Piece], before: &str, after: &str, edit: TextEdit) -> Option<Reparsed> {
+pub(crate) fn reparse(lang: Lang, pieces: &[Piece], before: &str, after: &str, edit: Difference) -> Option<Reparsed> {
     let tops = tops(pieces);
     // The file split at the top-level statements that start a line: (where each part starts, the
     // index of its first top-level node). A statement after another on the same line (`import a;
