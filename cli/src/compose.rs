@@ -81,6 +81,25 @@ pub struct RunRequest {
     pub passed_env: BTreeMap<String, String>,
 }
 
+impl RunRequest {
+    /// A run of the agent `agent` of the `.sym` file `file` (as the workspace's walk gives it:
+    /// relative to the current directory, made absolute here), with no input, context or
+    /// timeout of its own and no passed environment: what the service's schedules and warm pools
+    /// and `symbiont doctor` compose.
+    pub fn for_agent(file: &Path, agent: &str) -> RunRequest {
+        RunRequest {
+            file: std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()),
+            agent: Some(agent.to_string()),
+            tier: None,
+            input: serde_json::Value::Null,
+            context: None,
+            timeout_ms: None,
+            warm: false,
+            passed_env: BTreeMap::new(),
+        }
+    }
+}
+
 /// The workspace root: the nearest ancestor of `file` with a `symbiont.toml`, else its directory.
 pub fn workspace_root(file: &Path, cwd: &Path) -> PathBuf {
     match walk::find_config(file, cwd) {

@@ -241,16 +241,7 @@ fn needers(root: &Path) -> (Vec<Needer>, Check) {
     let cwd = std::env::current_dir().unwrap_or_else(|_| root.to_path_buf());
     let (mut needers, mut refused) = (Vec::new(), Vec::new());
     for agent in workspace.universe.agents() {
-        let request = RunRequest {
-            file: cwd.join(&*agent.loc.file),
-            agent: Some(agent.name.clone()),
-            tier: None,
-            input: serde_json::Value::Null,
-            context: None,
-            timeout_ms: None,
-            warm: false,
-            passed_env: Default::default(),
-        };
+        let request = RunRequest::for_agent(&cwd.join(&*agent.loc.file), &agent.name);
         match compose::compose(&request, &workspace) {
             Ok(composed) => needers.push(Needer {
                 name: agent.name.clone(),

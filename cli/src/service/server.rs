@@ -309,18 +309,8 @@ impl Service {
 
     /// One scheduled run, to its end.
     async fn run_scheduled(self: Arc<Self>, file: PathBuf, tick: ScheduledRun) {
-        let request = RunRequest {
-            // The workspace's walk gives paths relative to the current directory (which `up DIR`
-            // need not be in); a run's file is absolute.
-            file: std::path::absolute(&file).unwrap_or(file),
-            agent: Some(tick.agent.clone()),
-            tier: None,
-            input: serde_json::Value::Null,
-            context: None,
-            timeout_ms: None,
-            warm: false,
-            passed_env: compose::passed_env(&self.root),
-        };
+        // The variables `pass_env` names come from the service's environment for a scheduled run.
+        let request = RunRequest { passed_env: compose::passed_env(&self.root), ..RunRequest::for_agent(&file, &tick.agent) };
         let reason = match self.compose(request).await {
             Ok(composed) => match self.start(composed, Some(tick.schedule.clone()), false) {
                 Some(record) => {
@@ -466,16 +456,7 @@ fn fill_pools(service: &Service, workspace: &Workspace, size: usize) {
     }
     let mut keys: Vec<PoolConfig> = Vec::new();
     for agent in workspace.universe.agents() {
-        let request = RunRequest {
-            file: PathBuf::from(&*agent.loc.file),
-            agent: Some(agent.name.clone()),
-            tier: None,
-            input: serde_json::Value::Null,
-            context: None,
-            timeout_ms: None,
-            warm: false,
-            passed_env: Default::default(),
-        };
+        let request = RunRequest::for_agent(Path::new(&*agent.loc.file), &agent.name);
         let Ok(composed) = compose::compose(&request, workspace) else { continue };
         let c = &composed.config;
         let config = PoolConfig { tier: c.tier, language: c.language, limits: c.limits, size };
