@@ -146,8 +146,13 @@ impl Ws {
 }
 
 pub(crate) fn assert_no_container(run_id: &str) {
-    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=dev.symbiont.run={run_id}")]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "", "a container of run {run_id} is left");
+    assert_eq!(containers_labelled(&format!("dev.symbiont.run={run_id}")), "", "a container of run {run_id} is left");
+}
+
+/// The ids of the containers (any state) with the label `label` (`KEY=VALUE`), one per line.
+pub(crate) fn containers_labelled(label: &str) -> String {
+    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label={label}")]).output().unwrap();
+    String::from_utf8_lossy(&ps.stdout).trim().to_string()
 }
 
 pub(crate) fn entries_of<'a>(entries: &'a [Value], operation: &str) -> Vec<&'a Value> {

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::sandbox::{assert_no_container, entries_of, sandbox_ready, Ws};
+use super::sandbox::{assert_no_container, containers_labelled, entries_of, sandbox_ready, Ws};
 
 /// A running `symbiont up`, its standard error collected; killed (and waited for) when dropped.
 pub(crate) struct Up {
@@ -134,8 +134,7 @@ fn a_run_handed_to_the_service_is_the_run_without_it() {
     }
 
     // `ps` lists it, `logs` gives its output again.
-    let ps = ws.run(&["ps", "--format", "json"]);
-    let listed: Value = serde_json::from_str(&ps.stdout).unwrap();
+    let listed = ps(&ws);
     let run_id = served_summary["run_id"].as_str().unwrap();
     let run = listed["runs"].as_array().unwrap().iter().find(|r| r["run"] == run_id).expect("ps lists the run");
     assert_eq!((run["state"].as_str(), run["status"].as_u64()), (Some("failed"), Some(3)));
@@ -173,9 +172,12 @@ fn stderr_of(child: Child) -> (i32, String) {
 
 fn containers_of_this_log(ws: &Ws) -> String {
     let log = ws.path(".symbiont/audit").canonicalize().unwrap();
-    let filter = format!("label=dev.symbiont.audit={}", log.display());
-    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap();
-    String::from_utf8_lossy(&ps.stdout).trim().to_string()
+    containers_labelled(&format!("dev.symbiont.audit={}", log.display()))
+}
+
+/// `symbiont ps --format json` of the workspace's service.
+fn ps(ws: &Ws) -> Value {
+    serde_json::from_str(&ws.run(&["ps", "--format", "json"]).stdout).unwrap()
 }
 
 #[test]
@@ -234,7 +236,7 @@ fn logs_follow_a_run_and_stop_ends_it() {
     ticking_agent(&ws);
     let up = Up::start(&ws);
     let (run, ticks) = start_ticking_run(&ws);
-    let ps: Value = serde_json::from_str(&ws.run(&["ps", "--format", "json"]).stdout).unwrap();
+    let ps = ps(&ws);
     let listed = &ps["runs"][0];
     assert_eq!((listed["agent"].as_str(), listed["state"].as_str()), (Some("tick"), Some("running")), "{ps}");
     let run_id = listed["run"].as_str().unwrap().to_string();
@@ -300,9 +302,7 @@ fn only_the_user_who_started_the_service_is_served() {
 
 /// The containers (any state) whose owner label is `pid`.
 fn containers_of_owner(pid: u32) -> String {
-    let filter = format!("label=dev.symbiont.owner.pid={pid}");
-    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap();
-    String::from_utf8_lossy(&ps.stdout).trim().to_string()
+    containers_labelled(&format!("dev.symbiont.owner.pid={pid}"))
 }
 
 #[test]
@@ -364,7 +364,7 @@ fn an_agent_blocked_in_receive_stops_at_once() {
     );
     let up = Up::start(&ws);
     let (run, _) = start_ticking_run(&ws);
-    let ps: Value = serde_json::from_str(&ws.run(&["ps", "--format", "json"]).stdout).unwrap();
+    let ps = ps(&ws);
     let run_id = ps["runs"][0]["run"].as_str().unwrap().to_string();
     let asked = std::time::Instant::now();
     let stop = ws.run(&["stop", &run_id]);

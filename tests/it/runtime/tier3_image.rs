@@ -293,7 +293,11 @@ async fn a_tier3_run_refuses_an_artifact_that_no_longer_matches_its_manifest() {
 fn symbiont_run_tier3_verifies_the_manifests_hashes_before_booting() {
     if let Err(why) = symbiont_runtime::sandbox::firecracker::kvm::check(Path::new("/dev/kvm")) {
         // Without KVM the run is refused before it reaches the artifacts (the test above checks
-        // their verification without it).
+        // their verification without it). The project's machines open /dev/kvm: in CI it must run.
+        assert!(
+            std::env::var_os("CI").is_none() && std::env::var_os("SYMBIONT_REQUIRE_SANDBOX").is_none(),
+            "KVM is required here (CI or SYMBIONT_REQUIRE_SANDBOX) for symbiont run --tier 3: {why}"
+        );
         eprintln!("SKIPPED symbiont run --tier 3 against a tampered guest: {why}");
         return;
     }
