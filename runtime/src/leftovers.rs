@@ -44,7 +44,7 @@ use std::{
 
 use bollard::{
     models::ContainerSummaryStateEnum,
-    query_parameters::{KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder},
+    query_parameters::{KillContainerOptionsBuilder, ListContainersOptionsBuilder},
     Docker,
 };
 use serde_json::{json, Map};
@@ -378,7 +378,7 @@ async fn remove(docker: &Docker, run_root: &Path, auditor: &Auditor, leftover: &
         _ => false,
     };
     if let Some((id, _)) = &leftover.container {
-        remove_container(docker, id).await.map_err(|e| format!("run {run_id}: {e}"))?;
+        crate::sandbox::docker::remove_container(docker, id).await.map_err(|e| format!("run {run_id}: {e}"))?;
     }
     if let Some(dir) = staging_in(run_root, &label(STAGING_LABEL)) {
         remove_dir(&dir)?;
@@ -392,22 +392,13 @@ async fn remove(docker: &Docker, run_root: &Path, auditor: &Auditor, leftover: &
 async fn remove_warm(docker: &Docker, run_root: &Path, leftover: &Leftover) -> Result<Option<Reaped>, String> {
     let container = leftover.container.as_ref().map(|(id, _)| id.clone());
     if let Some(id) = &container {
-        remove_container(docker, id).await?;
+        crate::sandbox::docker::remove_container(docker, id).await?;
     }
     let slot = leftover.labels.get(STAGING_LABEL).and_then(|path| crate::util::labelled_dir_in(run_root, path, is_slot));
     if let Some(dir) = &slot {
         remove_dir(dir)?;
     }
     Ok((container.is_some() || slot.is_some()).then_some(Reaped::Warm { container, slot }))
-}
-
-/// Removes a container, running or not; one already gone (or being removed) is no error.
-async fn remove_container(docker: &Docker, id: &str) -> Result<(), String> {
-    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-    match docker.remove_container(id, Some(options)).await {
-        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
-        Err(e) => Err(format!("removing container {id}: {e}")),
-    }
 }
 
 fn remove_dir(dir: &Path) -> Result<(), String> {

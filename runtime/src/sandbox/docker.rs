@@ -427,16 +427,35 @@ impl Instance for DockerInstance {
             if let Some(task) = self.output_task.take() {
                 task.abort();
             }
-            let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-            match self.docker.remove_container(&self.id, Some(options)).await {
-                Ok(()) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
-                // Removal already under way (dockerd reports 409): it will finish on its own.
-                Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
-                Err(e) => Err(SandboxError::Backend(format!("removing the container: {e}"))),
-            }
+            remove_container(&self.docker, &self.id).await.map_err(SandboxError::Backend)
         })
     }
+}
+
+/// How long [`remove_container`] waits for a removal that dockerd already had under way.
+const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes a container, running or not, and returns once it is gone: one already gone is no
+/// error, and one whose removal is already under way (dockerd answers 409: an auto-removed
+/// container whose process just ended, or another remover) is waited for, so that "removed"
+/// means no listing shows it any more.
+pub(crate) async fn remove_container(docker: &bollard::Docker, id: &str) -> Result<(), String> {
+    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => return Ok(()),
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {}
+        Err(e) => return Err(format!("removing container {id}: {e}")),
+    }
+    let deadline = std::time::Instant::now() + REMOVAL_WAIT;
+    while std::time::Instant::now() < deadline {
+        match docker.inspect_container(id, None).await {
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(format!("inspecting container {id} being removed: {e}")),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    Err(format!("container {id} is still being removed after {} s", REMOVAL_WAIT.as_secs()))
 }
 
 /// Containers labelled as belonging to `run_id` (any state): what a finished run must not leave.
