@@ -11,7 +11,7 @@ use symbiont_syntax::{
 };
 
 use crate::{
-    diagnostics::{self as rules, Diagnostic, TextEdit},
+    diagnostics::{self as rules, Diagnostic, FileEdit},
     items::agent_local_defs,
     settings::{self, ValueKind},
 };
@@ -157,8 +157,8 @@ impl Checker {
         };
         if let Some(unit) = suggestion {
             let new_text = quantity::with_unit(token.text(), unit);
-            diagnostic = diagnostic
-                .with_fix(format!("Write `{new_text}`"), vec![TextEdit { path: self.path.clone(), range: token.text_range(), new_text }]);
+            diagnostic =
+                diagnostic.with_fix(format!("Write `{new_text}`"), vec![FileEdit::new(self.path.clone(), token.text_range(), new_text)]);
         }
         self.push(diagnostic);
     }
@@ -200,7 +200,7 @@ impl Checker {
             if let Some(best) = symbiont_syntax::suggest::closest(&key, table.iter().map(|s| s.name)) {
                 diagnostic = diagnostic.with_fix(
                     format!("Replace with `{best}`"),
-                    vec![TextEdit { path: self.path.clone(), range: name.syntax().text_range(), new_text: best.to_string() }],
+                    vec![FileEdit::new(self.path.clone(), name.syntax().text_range(), best.to_string())],
                 );
             }
             self.push(diagnostic);

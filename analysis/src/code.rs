@@ -18,7 +18,7 @@ use symbiont_policy::{
 use symbiont_syntax::{TextRange, TextSize};
 
 use crate::{
-    diagnostics::{self as rules, Diagnostic, Fix, TextEdit},
+    diagnostics::{self as rules, Diagnostic, FileEdit, Fix},
     inputs::{config, Db, SourceFile, Workspace},
     policies::policy_universe,
 };
@@ -401,8 +401,8 @@ impl Judging<'_> {
 }
 
 /// A `.sym` edit of the generator's as the analysis's.
-fn sym_text_edit(path: &Path, edit: fix::Edit) -> TextEdit {
-    TextEdit { path: path.to_path_buf(), range: range(edit.start, edit.end), new_text: edit.new_text }
+fn sym_text_edit(path: &Path, edit: fix::Edit) -> FileEdit {
+    FileEdit { path: path.to_path_buf(), edit }
 }
 
 /// The `.sym` edit that declares `operation` in `agent`'s `capabilities` (the fix of an
@@ -459,14 +459,7 @@ fn agent_syntax(db: &dyn Db, ws: Workspace, agent: &str) -> Option<(SourceFile, 
 }
 
 fn to_fix(path: &Path, title: String, edits: Vec<fix::Edit>, safe: bool) -> Fix {
-    Fix {
-        title,
-        edits: edits
-            .into_iter()
-            .map(|e| TextEdit { path: path.to_path_buf(), range: range(e.start, e.end), new_text: e.new_text })
-            .collect(),
-        safe,
-    }
+    Fix { title, edits: edits.into_iter().map(|edit| FileEdit { path: path.to_path_buf(), edit }).collect(), safe }
 }
 
 /// The SDK rewrite of a denied finding, when its rule has one: the broker then performs the
@@ -494,8 +487,7 @@ fn policy_fix(
     // Like every fix, verified by re-parsing the result.
     let edit = fix.edits.first()?;
     let text = ws.files(db).iter().find(|f| *f.path(db) == edit.path)?.text(db);
-    let (start, end) = (usize::from(edit.range.start()), usize::from(edit.range.end()));
-    let edited = format!("{}{}{}", &text[..start], edit.new_text, &text[end..]);
+    let edited = fix::apply(text, std::slice::from_ref(&edit.edit));
     (symbiont_syntax::parse(&edited).errors().len() <= symbiont_syntax::parse(text).errors().len()).then_some(fix)
 }
 
@@ -511,7 +503,7 @@ fn policy_fix_unchecked(
     let (file, agent_node) = agent_syntax(db, ws, agent)?;
     let text = file.text(db);
     let path = file.path(db).clone();
-    let edit = |range: TextRange, new_text: String| TextEdit { path: path.clone(), range, new_text };
+    let edit = |range: TextRange, new_text: String| FileEdit::new(path.clone(), range, new_text);
     let quoted = format!("\"{operation}\"");
     match verdict {
         StaticVerdict::DeniedBy(i) => {

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, fmt, path::PathBuf};
 
-use symbiont_syntax::TextRange;
+use symbiont_syntax::{TextRange, TextSize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -115,19 +115,34 @@ pub struct Related {
     pub message: String,
 }
 
-/// One replacement of text in a file.
+pub use symbiont_code::fix::Edit;
+
+/// A text edit ([`Edit`], the one kind: bytes `start..end` replaced) in a named file of the
+/// workspace: a fix or a rename may change several files.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TextEdit {
+pub struct FileEdit {
     pub path: PathBuf,
-    pub range: TextRange,
-    pub new_text: String,
+    pub edit: Edit,
+}
+
+impl FileEdit {
+    /// Replaces `range` of the file `path` with `new_text`.
+    pub fn new(path: impl Into<PathBuf>, range: TextRange, new_text: impl Into<String>) -> FileEdit {
+        FileEdit { path: path.into(), edit: Edit { start: range.start().into(), end: range.end().into(), new_text: new_text.into() } }
+    }
+
+    /// The range replaced.
+    pub fn range(&self) -> TextRange {
+        let offset = |at: usize| TextSize::from(u32::try_from(at).unwrap_or(u32::MAX));
+        TextRange::new(offset(self.edit.start), offset(self.edit.end))
+    }
 }
 
 /// A fix: a title and the edits that make the diagnostic go away.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Fix {
     pub title: String,
-    pub edits: Vec<TextEdit>,
+    pub edits: Vec<FileEdit>,
     /// Safe to apply without review (`symbiont check --fix` applies only these).
     pub safe: bool,
 }
@@ -163,7 +178,7 @@ impl Diagnostic {
         self
     }
 
-    pub fn with_fix(mut self, title: impl Into<String>, edits: Vec<TextEdit>) -> Self {
+    pub fn with_fix(mut self, title: impl Into<String>, edits: Vec<FileEdit>) -> Self {
         self.fix = Some(Fix { title: title.into(), edits, safe: true });
         self
     }
@@ -179,7 +194,7 @@ pub struct SafeFixes {
     /// How many safe fixes there were.
     pub fixes: usize,
     /// Per file, sorted by position and not overlapping.
-    pub edits: BTreeMap<PathBuf, Vec<TextEdit>>,
+    pub edits: BTreeMap<PathBuf, Vec<Edit>>,
 }
 
 /// Every safe fix of `diagnostics` at once: what `symbiont check --fix` applies and the editor's
@@ -192,30 +207,20 @@ pub fn safe_fixes<'a>(diagnostics: impl IntoIterator<Item = &'a Diagnostic>) -> 
     for fix in diagnostics.into_iter().filter_map(|d| d.fix.as_ref()).filter(|f| f.safe) {
         out.fixes += 1;
         for edit in &fix.edits {
-            out.edits.entry(edit.path.clone()).or_default().push(edit.clone());
+            out.edits.entry(edit.path.clone()).or_default().push(edit.edit.clone());
         }
     }
     for edits in out.edits.values_mut() {
-        edits.sort_by(|a, b| (a.range.start(), a.range.end(), &a.new_text).cmp(&(b.range.start(), b.range.end(), &b.new_text)));
-        edits.dedup_by(|a, b| a.range == b.range && a.new_text == b.new_text);
+        edits.sort_by(|a, b| (a.start, a.end, &a.new_text).cmp(&(b.start, b.end, &b.new_text)));
+        edits.dedup();
         let mut end = None;
         edits.retain(|edit| {
-            let keep = end.is_none_or(|end| edit.range.start() >= end);
+            let keep = end.is_none_or(|end| edit.start >= end);
             if keep {
-                end = Some(edit.range.end());
+                end = Some(edit.end);
             }
             keep
         });
     }
     out
-}
-
-/// `text` with `edits` (of one file, sorted and not overlapping, as [`safe_fixes`] gives them)
-/// applied; an edit past the end of the text is left out.
-pub fn apply_edits(text: &str, edits: &[TextEdit]) -> String {
-    let edits: Vec<symbiont_code::fix::Edit> = edits
-        .iter()
-        .map(|e| symbiont_code::fix::Edit { start: e.range.start().into(), end: e.range.end().into(), new_text: e.new_text.clone() })
-        .collect();
-    symbiont_code::fix::apply(text, &edits)
 }

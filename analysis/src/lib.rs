@@ -33,7 +33,7 @@ use symbiont_syntax::Parse;
 pub use symbiont_syntax::{LineCol, LineIndex};
 
 pub use db::{RootDatabase, SourceFile, Workspace};
-pub use diagnostics::{Diagnostic, Fix, Related, Rule, Severity, TextEdit, RULES};
+pub use diagnostics::{Diagnostic, Edit, FileEdit, Fix, Related, Rule, Severity, RULES};
 
 /// Whether a path is agent code the analysis checks against its policy.
 pub use code::is_code_path;

@@ -10,7 +10,7 @@ use symbiont_policy::{
 };
 
 use crate::{
-    diagnostics::{self as rules, Diagnostic, TextEdit},
+    diagnostics::{self as rules, Diagnostic, FileEdit},
     inputs::{config, Db, SourceFile, Workspace},
     summary::file_policy_model,
 };
@@ -113,7 +113,7 @@ fn operation_checks(db: &dyn Db, ws: Workspace, file: SourceFile, out: &mut Vec<
             let new_text = if quoted { format!("\"{best}\"") } else { best.to_string() };
             let range = if quoted { loc.range } else { symbiont_syntax::TextRange::at(loc.range.start(), (name.len() as u32).into()) };
             d.message.push_str(&format!("; did you mean `{best}`?"));
-            d = d.with_fix(format!("Replace with `{best}`"), vec![TextEdit { path: path.clone(), range, new_text }]);
+            d = d.with_fix(format!("Replace with `{best}`"), vec![FileEdit::new(path.clone(), range, new_text)]);
         }
         out.push(d);
     }

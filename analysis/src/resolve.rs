@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use symbiont_syntax::TextRange;
 
 use crate::{
-    diagnostics::{self as rules, Diagnostic, TextEdit},
+    diagnostics::{self as rules, Diagnostic, FileEdit},
     inputs::{config, Db, SourceFile, Workspace},
     items::{DefKind, RefContext},
     summary::{file_items, file_symbols},
@@ -120,10 +120,8 @@ pub fn resolve_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<
         let mut diagnostic = Diagnostic::new(&rules::UNRESOLVED_REFERENCE, reference.range, message);
         if let Some(best) = symbiont_syntax::suggest::closest(&reference.name, index.names(reference.namespace)) {
             let new_text = if reference.quoted { format!("\"{best}\"") } else { best.to_string() };
-            diagnostic = diagnostic.with_fix(
-                format!("Replace with {what} `{best}`"),
-                vec![TextEdit { path: file.path(db).clone(), range: reference.range, new_text }],
-            );
+            diagnostic = diagnostic
+                .with_fix(format!("Replace with {what} `{best}`"), vec![FileEdit::new(file.path(db).clone(), reference.range, new_text)]);
         }
         diagnostics.push(diagnostic);
     }
@@ -186,7 +184,7 @@ pub fn config_diagnostics(db: &dyn Db, ws: Workspace) -> Vec<Diagnostic> {
             // Not safe unreviewed: it gives another agent the context, clearances included.
             diagnostic.fix = Some(rules::Fix {
                 title: format!("Replace with agent `{best}`"),
-                edits: vec![TextEdit { path: path.clone(), range: *range, new_text: best.to_string() }],
+                edits: vec![FileEdit::new(path.clone(), *range, best.to_string())],
                 safe: false,
             });
         }

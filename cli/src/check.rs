@@ -6,7 +6,7 @@ use std::{
 };
 
 use symbiont_analysis::{
-    diagnostics::{apply_edits, safe_fixes, INVALID_FILE},
+    diagnostics::{safe_fixes, INVALID_FILE},
     AnalysisHost, Diagnostic,
 };
 use symbiont_syntax::{TextRange, TextSize};
@@ -103,7 +103,7 @@ fn apply_safe_fixes(host: &mut AnalysisHost, diagnostics: &[(PathBuf, Vec<Diagno
     let fixes = safe_fixes(diagnostics.iter().flat_map(|(_, ds)| ds));
     for (path, edits) in fixes.edits {
         let Some(text) = host.file_text(&path) else { continue };
-        let out = apply_edits(&text, &edits);
+        let out = symbiont_code::fix::apply(&text, &edits);
         fsutil::write_atomic(&path, out.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         host.set_file(path, out);
     }

@@ -4,8 +4,9 @@
 
 use crate::{lang::Family, rules::SdkRewrite, scan, Finding, Lang};
 
-/// A replacement of `start..end` (bytes) with `new_text`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A replacement of `start..end` (bytes) with `new_text`: the one kind of text edit, here, in the
+/// analysis (which names the file it applies to: `symbiont_analysis::FileEdit`) and in `check --fix`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Edit {
     pub start: usize,
     pub end: usize,
@@ -16,8 +17,8 @@ pub struct Edit {
 /// treats it as missing.
 pub const REASON_PLACEHOLDER: &str = "REASON REQUIRED";
 
-/// `text` with `edits` applied, in order of position: the one way edits are applied, here and in
-/// the analysis (`symbiont_analysis::diagnostics::apply_edits`). An edit that overlaps one before
+/// `text` with `edits` applied, in order of position: the one way edits are applied, here, in the
+/// analysis's tests and in `symbiont check --fix`. An edit that overlaps one before
 /// it, ends past the text or splits a character is left out.
 pub fn apply(text: &str, edits: &[Edit]) -> String {
     let mut sorted: Vec<&Edit> = edits.iter().collect();

@@ -171,18 +171,18 @@ impl Ctx {
     }
 
     /// Edits across files as a `WorkspaceEdit` with `changes`.
-    pub fn workspace_edit(&self, edits: &[symbiont_analysis::TextEdit]) -> lsp::WorkspaceEdit {
+    pub fn workspace_edit(&self, edits: &[symbiont_analysis::FileEdit]) -> lsp::WorkspaceEdit {
         let mut changes: HashMap<lsp::Uri, Vec<lsp::TextEdit>> = HashMap::new();
         for edit in edits {
-            let (Some(uri), Some(range)) = (self.uri(&edit.path), self.range_in(&edit.path, edit.range)) else { continue };
-            changes.entry(uri).or_default().push(lsp::TextEdit { range, new_text: edit.new_text.clone() });
+            let (Some(uri), Some(range)) = (self.uri(&edit.path), self.range_in(&edit.path, edit.range())) else { continue };
+            changes.entry(uri).or_default().push(lsp::TextEdit { range, new_text: edit.edit.new_text.clone() });
         }
         lsp::WorkspaceEdit { changes: Some(changes), ..Default::default() }
     }
 
     /// Files created (each must not exist yet, else the client applies nothing) with their
     /// content, then edits of existing files, as `documentChanges`.
-    pub fn creating_workspace_edit(&self, create: &[(PathBuf, String)], edits: &[symbiont_analysis::TextEdit]) -> lsp::WorkspaceEdit {
+    pub fn creating_workspace_edit(&self, create: &[(PathBuf, String)], edits: &[symbiont_analysis::FileEdit]) -> lsp::WorkspaceEdit {
         let unversioned = |uri: lsp::Uri| lsp::OptionalVersionedTextDocumentIdentifier { uri, version: None };
         let mut operations = Vec::new();
         for (path, content) in create {

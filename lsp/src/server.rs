@@ -219,7 +219,11 @@ fn fix_all_action(ctx: &Ctx, kind: lsp::CodeActionKind) -> Result<Option<lsp::Co
     if fixes.fixes == 0 {
         return Ok(None);
     }
-    let edits: Vec<symbiont_analysis::TextEdit> = fixes.edits.into_values().flatten().collect();
+    let edits: Vec<symbiont_analysis::FileEdit> = fixes
+        .edits
+        .into_iter()
+        .flat_map(|(path, edits)| edits.into_iter().map(move |edit| symbiont_analysis::FileEdit { path: path.clone(), edit }))
+        .collect();
     Ok(Some(lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
         title: format!("Apply {} safe fix{}", fixes.fixes, if fixes.fixes == 1 { "" } else { "es" }),
         kind: Some(kind),

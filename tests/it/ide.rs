@@ -12,9 +12,8 @@ use std::{
 };
 
 use symbiont_analysis::{
-    diagnostics::apply_edits,
     ide::{Action, Analysis},
-    TextEdit,
+    Edit, FileEdit,
 };
 
 use crate::fixture::Fixture;
@@ -136,16 +135,15 @@ fn action(fixture: &Fixture, a: &Action) -> String {
 }
 
 /// Each file the edits change, after them, under a `--- path` line.
-fn applied(fixture: &Fixture, edits: Vec<TextEdit>) -> String {
-    let mut by_file: BTreeMap<PathBuf, Vec<TextEdit>> = BTreeMap::new();
-    for edit in edits {
-        by_file.entry(edit.path.clone()).or_default().push(edit);
+fn applied(fixture: &Fixture, edits: Vec<FileEdit>) -> String {
+    let mut by_file: BTreeMap<PathBuf, Vec<Edit>> = BTreeMap::new();
+    for FileEdit { path, edit } in edits {
+        by_file.entry(path).or_default().push(edit);
     }
     let mut out = String::new();
-    for (path, mut edits) in by_file {
-        edits.sort_by_key(|e| (e.range.start(), e.range.end()));
+    for (path, edits) in by_file {
         let before = fixture.files.iter().find(|(p, _)| *p == path).map_or("", |(_, t)| t.as_str());
-        out.push_str(&format!("--- {}\n{}", path.display(), apply_edits(before, &edits)));
+        out.push_str(&format!("--- {}\n{}", path.display(), symbiont_code::fix::apply(before, &edits)));
         if !out.ends_with('\n') {
             out.push('\n');
         }

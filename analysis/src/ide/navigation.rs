@@ -8,7 +8,7 @@ use symbiont_syntax::{SyntaxKind, TextRange, TextSize};
 use super::snapshot::{Analysis, Cancellable};
 use crate::{
     db::SourceFile,
-    diagnostics::TextEdit,
+    diagnostics::FileEdit,
     items::{DefKind, ItemDef},
     resolve::workspace_index,
     summary::file_items,
@@ -103,7 +103,7 @@ impl Analysis {
         }))
     }
 
-    pub fn rename(&self, path: &Path, offset: TextSize, new_name: &str) -> Cancellable<Result<Vec<TextEdit>, String>> {
+    pub fn rename(&self, path: &Path, offset: TextSize, new_name: &str) -> Cancellable<Result<Vec<FileEdit>, String>> {
         self.catch(std::panic::AssertUnwindSafe(|| {
             let valid = new_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && new_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -124,7 +124,7 @@ impl Analysis {
                 } else {
                     (range, new_name.to_string())
                 };
-                edits.push(TextEdit { path: file_path, range, new_text });
+                edits.push(FileEdit::new(file_path, range, new_text));
             }
             Ok(edits)
         }))

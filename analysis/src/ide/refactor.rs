@@ -12,7 +12,7 @@ use super::snapshot::Analysis;
 use crate::{
     code::undeclared_in_code,
     db::{self, SourceFile},
-    diagnostics::{Diagnostic, Fix, TextEdit},
+    diagnostics::{Diagnostic, FileEdit, Fix},
     inputs::is_source_path,
     items::DefKind,
     resolve::workspace_index,
@@ -33,7 +33,7 @@ pub(super) fn refactors(analysis: &Analysis, path: &Path, file: SourceFile, rang
     let tree = db::parse(&analysis.db, file).tree();
     let text = file.text(&analysis.db);
     let mut out = Vec::new();
-    let edit = |range: TextRange, new_text: String| TextEdit { path: path.to_path_buf(), range, new_text };
+    let edit = |range: TextRange, new_text: String| FileEdit::new(path, range, new_text);
     for item in tree.items() {
         let ast::Item::Agent(agent) = item else { continue };
         if !agent.syntax().text_range().contains_range(range) {
@@ -129,12 +129,10 @@ fn generate_implementation(analysis: &Analysis, agent: &ast::Agent) -> Vec<Actio
         if create.iter().any(|(path, _)| analysis.files.contains_key(path)) {
             continue;
         }
-        let edit = generated.sym_edit;
-        let range = TextRange::new(TextSize::from(edit.start as u32), TextSize::from(edit.end as u32));
         out.push(Action {
             fix: Fix {
                 title: format!("Generate implementation in {title}"),
-                edits: vec![TextEdit { path: PathBuf::from(generated.sym_path), range, new_text: edit.new_text }],
+                edits: vec![FileEdit { path: PathBuf::from(generated.sym_path), edit: generated.sym_edit }],
                 safe: false,
             },
             diagnostic: None,
@@ -146,13 +144,9 @@ fn generate_implementation(analysis: &Analysis, agent: &ast::Agent) -> Vec<Actio
 }
 
 /// Edits adding `name` to the agent's `policies = [...]`, creating the field when absent.
-fn add_to_policies(agent: &ast::Agent, text: &str, name: &str, path: &Path) -> Vec<TextEdit> {
+fn add_to_policies(agent: &ast::Agent, text: &str, name: &str, path: &Path) -> Vec<FileEdit> {
     symbiont_codegen::sym_edit::add_to_list(text, agent, "policies", name)
-        .map(|e| TextEdit {
-            path: path.to_path_buf(),
-            range: TextRange::new((e.start as u32).into(), (e.end as u32).into()),
-            new_text: e.new_text,
-        })
+        .map(|edit| FileEdit { path: path.to_path_buf(), edit })
         .into_iter()
         .collect()
 }

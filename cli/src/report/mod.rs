@@ -194,7 +194,11 @@ impl Resolver<'_> {
             diagnostic.related.into_iter().map(|r| RelatedItem { location: self.location(&r.path, r.range), message: r.message }).collect();
         let fix = diagnostic.fix.map(|fix| FixItem {
             title: fix.title,
-            edits: fix.edits.into_iter().map(|e| EditItem { location: self.location(&e.path, e.range), new_text: e.new_text }).collect(),
+            edits: fix
+                .edits
+                .into_iter()
+                .map(|e| EditItem { location: self.location(&e.path, e.range()), new_text: e.edit.new_text })
+                .collect(),
         });
         Item { rule: diagnostic.rule, severity: diagnostic.severity, message: diagnostic.message, location, snippet, related, fix }
     }
