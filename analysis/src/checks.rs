@@ -16,13 +16,10 @@ use crate::{
     settings::{self, ValueKind},
 };
 
-/// The one-file checks of a parsed file.
-pub fn check_file(path: &std::path::Path, parse: &symbiont_syntax::Parse) -> Vec<Diagnostic> {
+/// The one-file checks of a node and everything in it (a top-level item: no check looks outside
+/// the item it is in), in the order of a walk of the tree. Syntax errors are the parse's.
+pub fn check_node(path: &std::path::Path, root: &SyntaxNode) -> Vec<Diagnostic> {
     let mut checker = Checker { path: path.to_path_buf(), diagnostics: Vec::new() };
-    for error in parse.errors() {
-        checker.diagnostics.push(Diagnostic::new(&rules::SYNTAX_ERROR, error.range, error.message.clone()));
-    }
-    let root = parse.syntax();
     for node in root.descendants() {
         checker.node(&node);
     }

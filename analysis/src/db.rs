@@ -3,11 +3,12 @@
 //! `inputs`, the per-file summary in `summary`; both are re-exported here.
 //!
 //! Query graph, from inputs to outputs:
-//! `file_summary(file)` (one parse) → `file_items(file)` → `file_symbols(file)` →
-//! `workspace_index(ws)` → `resolve_diagnostics(ws, file)`; `file_summary` → `local_diagnostics(file)`;
-//! `file_summary` → `file_policy_model(file)` → `policy_universe(ws)` → `policy_diagnostics(ws, file)`.
-//! Editing one file's body re-runs only its own queries: when its names are unchanged,
-//! `workspace_index` is backdated and no other file is re-checked.
+//! `file_layout(file)` (one parse, the top-level items) → `item_summary(item)` per item →
+//! `file_items(file)` → `file_symbols(file)` → `workspace_index(ws)` → `resolve_diagnostics(ws, file)`;
+//! `item_summary` → `local_diagnostics(file)`; `item_summary` → `file_policy_model(file)` →
+//! `policy_universe(ws)` → `policy_diagnostics(ws, file)`. Editing one item re-derives only that
+//! item's summary (the others' texts are unchanged), then reassembles its file's; when its names
+//! are unchanged, `workspace_index` is backdated and no other file is re-checked.
 
 use std::{
     path::Path,
@@ -17,7 +18,7 @@ use std::{
 use crate::{code, diagnostics::Diagnostic, policies::policy_diagnostics, resolve::resolve_diagnostics, summary::local_diagnostics};
 pub use crate::{
     inputs::{config, parse, CodeStates, Db, ParseStates, SourceFile, Workspace},
-    summary::{file_summary, FileSummary},
+    summary::{file_layout, item_summary, FileLayout, Item, ItemSummary},
 };
 
 #[salsa::db]

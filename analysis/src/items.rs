@@ -1,10 +1,10 @@
 //! Per-file item index: what a file defines and which workspace names it refers to, collected
-//! from its tree ([`collect`]). The queries over it are `summary::file_items` (with ranges) and
-//! `summary::file_symbols` (names only).
+//! from each top-level item's tree ([`collect_item`]). The queries over it are
+//! `summary::file_items` (with ranges) and `summary::file_symbols` (names only).
 
 use symbiont_syntax::{
     ast::{self, AstNode, EntryItem, Expr, Item},
-    SyntaxKind, TextRange,
+    SyntaxKind, SyntaxNode, TextRange,
 };
 
 /// The namespaces of workspace-level definitions.
@@ -89,19 +89,21 @@ pub struct FileSymbols {
     pub extends: Vec<(String, String)>,
 }
 
-/// What a tree defines and references.
-pub fn collect(tree: &ast::SourceFile) -> FileItems {
+/// What a top-level node (an item, or what a syntax error left at the top level) defines and
+/// references: its definitions and the references its structure makes, then the type names and
+/// calls it uses (navigation's: `-> Review`, `classify(text)`), in the order of a walk of the tree.
+pub fn collect_item(root: &SyntaxNode) -> (FileItems, Vec<Reference>) {
     let mut items = FileItems::default();
-    for item in tree.items() {
-        collect_item(&item, &mut items);
+    if let Some(item) = Item::cast(root.clone()) {
+        collect_definition(&item, &mut items);
     }
-    // Uses of workspace types and functions, for navigation: `-> Review`, `classify(text)`.
-    for node in tree.syntax().descendants() {
+    let mut uses = Vec::new();
+    for node in root.descendants() {
         match node.kind() {
             SyntaxKind::PATH_TYPE => {
                 let segments: Vec<ast::NameRef> = node.children().filter_map(ast::NameRef::cast).collect();
                 if let [only] = segments.as_slice() {
-                    items.references.push(Reference {
+                    uses.push(Reference {
                         namespace: DefKind::Type,
                         name: only.text(),
                         range: only.syntax().text_range(),
@@ -114,7 +116,7 @@ pub fn collect(tree: &ast::SourceFile) -> FileItems {
                 let Some(Expr::PathExpr(path)) = ast::CallExpr::cast(node.clone()).and_then(|c| c.callee()) else { continue };
                 let segments: Vec<ast::NameRef> = path.segments().collect();
                 if let [only] = segments.as_slice() {
-                    items.references.push(Reference {
+                    uses.push(Reference {
                         namespace: DefKind::Function,
                         name: only.text(),
                         range: only.syntax().text_range(),
@@ -126,7 +128,7 @@ pub fn collect(tree: &ast::SourceFile) -> FileItems {
             _ => {}
         }
     }
-    items
+    (items, uses)
 }
 
 fn def_kind(item: &Item) -> DefKind {
@@ -143,7 +145,7 @@ fn def_kind(item: &Item) -> DefKind {
     }
 }
 
-fn collect_item(item: &Item, items: &mut FileItems) {
+fn collect_definition(item: &Item, items: &mut FileItems) {
     if matches!(item, Item::Metadata(_)) {
         return;
     }

@@ -5,7 +5,7 @@ use std::{collections::HashSet, path::PathBuf};
 
 use symbiont_policy::{
     effective::{EffectivePolicy, StaticVerdict},
-    model::{FileModel, IssueKind, LowerIssue, SourceLoc},
+    model::{AgentDef, FileModel, IssueKind, LowerIssue, SourceLoc},
     Universe,
 };
 
@@ -52,9 +52,11 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
     // Conflicts, from every scope this file defines: each top-level policy, each agent.
     let mut seen = Seen::new();
     for (agent, effective) in &defined_scopes(model, universe) {
-        shadow_checks(model, &here, agent.as_deref(), effective, &mut seen, &mut out);
+        // The scope's agent is this file's definition of it (`defined_scopes` keeps no other).
+        let def = agent.and_then(|i| model.agents.get(i));
+        shadow_checks(&here, def.map(|a| &**a), effective, &mut seen, &mut out);
         condition_conflict_checks(&here, effective, &mut seen, &mut out);
-        if let Some(def) = agent.as_ref().and_then(|agent| model.agents.iter().find(|a| &a.name == agent)) {
+        if let Some(def) = def {
             capability_checks(def, effective, &mut out);
         }
     }
@@ -120,10 +122,10 @@ fn operation_checks(db: &dyn Db, ws: Workspace, file: SourceFile, out: &mut Vec<
 }
 
 /// The scopes this file defines, each with its effective policy: its top-level policies, and its
-/// agents (with their names); each only when it is the definition the workspace's universe holds
-/// under its name.
-fn defined_scopes(model: &FileModel, universe: &Universe) -> Vec<(Option<String>, EffectivePolicy)> {
-    let mut scopes: Vec<(Option<String>, EffectivePolicy)> = Vec::new();
+/// agents (with their position in `model.agents`); each only when it is the definition the
+/// workspace's universe holds under its name.
+fn defined_scopes(model: &FileModel, universe: &Universe) -> Vec<(Option<usize>, EffectivePolicy)> {
+    let mut scopes: Vec<(Option<usize>, EffectivePolicy)> = Vec::new();
     for policy in &model.policies {
         if universe.policy(&policy.name).is_some_and(|p| p.loc == policy.loc) {
             if let Some(effective) = universe.effective_of_policy(&policy.name) {
@@ -131,10 +133,10 @@ fn defined_scopes(model: &FileModel, universe: &Universe) -> Vec<(Option<String>
             }
         }
     }
-    for agent in &model.agents {
+    for (position, agent) in model.agents.iter().enumerate() {
         if universe.agent(&agent.name).is_some_and(|a| a.loc == agent.loc) {
             if let Ok(effective) = universe.effective(Some(&agent.name)) {
-                scopes.push((Some(agent.name.clone()), effective));
+                scopes.push((Some(position), effective));
             }
         }
     }
@@ -142,14 +144,7 @@ fn defined_scopes(model: &FileModel, universe: &Universe) -> Vec<(Option<String>
 }
 
 /// Allows a deny overrides: in one policy, across an `extends`, or only in an agent's combination.
-fn shadow_checks(
-    model: &FileModel,
-    here: &str,
-    agent: Option<&str>,
-    effective: &EffectivePolicy,
-    seen: &mut Seen,
-    out: &mut Vec<Diagnostic>,
-) {
+fn shadow_checks(here: &str, agent: Option<&AgentDef>, effective: &EffectivePolicy, seen: &mut Seen, out: &mut Vec<Diagnostic>) {
     for shadow in &effective.shadowed {
         let allow = &effective.rules[shadow.allow];
         let deny = &effective.rules[shadow.deny];
@@ -173,14 +168,13 @@ fn shadow_checks(
                     shadow.operation
                 ),
             )
-        } else if let Some(agent) = agent {
-            let Some(def) = model.agents.iter().find(|a| a.name == agent) else { continue };
+        } else if let Some(def) = agent {
             (
                 &rules::UNREACHABLE_ALLOW,
                 def.loc.range,
                 format!(
-                    "in agent `{agent}`, the allow of `{}` in policy `{allow_policy}` ({}) never takes effect: policy `{deny_policy}` denies it",
-                    shadow.operation, allow.rule.loc
+                    "in agent `{}`, the allow of `{}` in policy `{allow_policy}` ({}) never takes effect: policy `{deny_policy}` denies it",
+                    def.name, shadow.operation, allow.rule.loc
                 ),
             )
         } else {

@@ -1,6 +1,6 @@
 //! Workspace-wide name resolution: duplicate definitions, unresolved references, `extends` cycles.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use symbiont_syntax::TextRange;
 
@@ -77,16 +77,21 @@ pub fn resolve_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<
     let items = file_items(db, file);
     let mut diagnostics = Vec::new();
 
+    // The first definition of each name in this file, by position: one pass, not one per name.
+    let mut firsts: HashMap<(DefKind, &str), usize> = HashMap::with_capacity(items.defs.len());
+    for (position, def) in items.defs.iter().enumerate() {
+        firsts.entry((def.kind, def.name.as_str())).or_insert(position);
+    }
     for (position, def) in items.defs.iter().enumerate() {
         let definers = index.lookup(def.kind, &def.name);
         // The first definition (in path order, then position) is the original; later ones clash.
-        let first_here = items.defs.iter().position(|d| d.kind == def.kind && d.name == def.name) == Some(position);
+        let first_position = firsts[&(def.kind, def.name.as_str())];
         let first_file = definers.first() == Some(&file);
-        if first_file && first_here {
+        if first_file && first_position == position {
             continue;
         }
         let (original_file, original) = if first_file {
-            (file, items.defs.iter().find(|d| d.kind == def.kind && d.name == def.name))
+            (file, items.defs.get(first_position))
         } else {
             let Some(&other) = definers.first() else { continue };
             (other, file_items(db, other).defs.iter().find(|d| d.kind == def.kind && d.name == def.name))

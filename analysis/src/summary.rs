@@ -1,45 +1,191 @@
-//! The per-file summary: everything the analysis derives from one parse of a `.sym` file, and the
-//! narrow queries that read one part of it (`file_items`, `file_symbols`, `local_diagnostics`,
-//! `file_policy_model`). It builds on the pure per-file passes (`items::collect`,
-//! `checks::check_file`, the policy engine's lowering); the workspace-wide modules read these
+//! The per-file summary, derived per top-level item so that an edit re-derives only the item it is
+//! in: [`file_layout`] parses a `.sym` file and names each top-level node an [`Item`];
+//! [`item_summary`] derives everything one item says (its definitions and references, its
+//! one-file checks, its policy model), relative to the item's start; and the narrow file queries
+//! (`file_items`, `file_symbols`, `local_diagnostics`, `file_policy_model`) assemble the items'
+//! summaries, moved to where the items are. An item whose text is unchanged keeps its summary
+//! wherever it moves. It builds on the pure per-item passes (`items::collect_item`,
+//! `checks::check_node`, the policy engine's lowering); the workspace-wide modules read these
 //! queries, and none of them is imported here.
 
-use symbiont_policy::model::FileModel;
+use std::sync::{Arc, Mutex};
+
+use rowan::{GreenNode, NodeOrToken};
+use symbiont_policy::model::{FileModel, Guard, PolicyDef, Rule, SourceLoc};
+use symbiont_syntax::{ast, ast::AstNode, LineCol, LineIndex, SyntaxError, SyntaxKind, SyntaxNode, TextSize};
 
 use crate::{
-    checks::check_file,
-    diagnostics::Diagnostic,
+    checks::check_node,
+    diagnostics::{self as rules, Diagnostic},
     inputs::{parse_file, Db, SourceFile},
-    items::{collect, FileItems, FileSymbols, RefContext},
+    items::{collect_item, FileItems, FileSymbols, RefContext, Reference},
 };
 
-/// Everything the analysis derives from one parse of a file: its item index, its one-file
-/// diagnostics and its policy model. The tree is dropped as soon as these are built, so checking a
-/// workspace never holds every tree at once; the narrower queries below read their part, so that
-/// an edit which changes one part re-runs only what depends on it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileSummary {
-    pub items: FileItems,
-    pub local_diagnostics: Vec<Diagnostic>,
-    pub policy_model: FileModel,
+/// One top-level node of a `.sym` file (an item, or what a syntax error left at the top level),
+/// known by its kind and name (salsa tells apart two of the same, in order): the same item
+/// before and after an edit elsewhere, whatever moved.
+#[salsa::tracked(debug)]
+pub struct Item<'db> {
+    #[returns(copy)]
+    pub file: SourceFile,
+    #[returns(copy)]
+    pub kind: SyntaxKind,
+    #[returns(ref)]
+    pub name: Option<String>,
+    /// Its text; what [`item_summary`] depends on.
+    #[tracked]
+    #[returns(ref)]
+    pub source: ItemSource,
 }
 
-#[salsa::tracked(returns(ref))]
-pub fn file_summary(db: &dyn Db, file: SourceFile) -> FileSummary {
-    let parse = parse_file(db, file);
-    let tree = parse.tree();
-    let path = file.path(db);
-    FileSummary {
-        items: collect(&tree),
-        local_diagnostics: check_file(path, &parse),
-        policy_model: symbiont_policy::lower::lower_file(&path.to_string_lossy(), file.text(db), &tree),
+/// A top-level node's text, and its tree for [`item_summary`]. Two are equal when their texts are:
+/// the same text at the top level is the same item, and everything derived from it is relative
+/// to its start. The tree is not kept once the item's summary is derived (trees are several times
+/// their text), except in the language server, whose trees are kept anyway.
+pub struct ItemSource {
+    text: Box<str>,
+    tree: Mutex<Option<GreenNode>>,
+}
+
+impl ItemSource {
+    fn tree(&self) -> Option<GreenNode> {
+        self.tree.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    fn drop_tree(&self) {
+        self.tree.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl PartialEq for ItemSource {
+    /// salsa compares the old value with the new one (`old == new`) and keeps the old when they
+    /// are equal: the old then takes the new tree, so that a summary that must be derived again
+    /// (its derivation was cancelled) finds the tree of this revision.
+    fn eq(&self, new: &Self) -> bool {
+        if self.text != new.text {
+            return false;
+        }
+        if let Some(tree) = new.tree.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            *self.tree.lock().unwrap_or_else(|e| e.into_inner()) = Some(tree);
+        }
+        true
+    }
+}
+
+impl std::fmt::Debug for ItemSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemSource").field("len", &self.text.len()).finish()
+    }
+}
+
+/// Where one item is: its first byte, and that byte's 0-based line and column (in chars).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, salsa::SalsaValue)]
+pub struct Placement {
+    pub start: TextSize,
+    pub line_col: LineCol,
+}
+
+/// A file's top-level items in order, each with where it is now, and its syntax errors.
+#[derive(Debug, Clone, PartialEq, salsa::SalsaValue)]
+pub struct FileLayout<'db> {
+    pub items: Vec<(Item<'db>, Placement)>,
+    pub syntax_errors: Vec<SyntaxError>,
+}
+
+/// Parses a file and names its top-level nodes. Runs on every edit of the file; what it does is
+/// linear in the text and cheap beside the parse.
+#[salsa::tracked(returns(ref))]
+pub fn file_layout(db: &dyn Db, file: SourceFile) -> FileLayout<'_> {
+    let parse = parse_file(db, file);
+    let text = file.text(db);
+    let index = LineIndex::new(text);
+    let items = parse
+        .syntax()
+        .children()
+        .map(|node| {
+            let range = node.text_range();
+            let name = ast::Item::cast(node.clone()).and_then(|item| item.name()).map(|name| name.text());
+            let source = ItemSource { text: text[range].into(), tree: Mutex::new(Some(node.green().into_owned())) };
+            let placement = Placement { start: range.start(), line_col: index.line_col(text, range.start()) };
+            (Item::new(db, file, node.kind(), name, source), placement)
+        })
+        .collect();
+    FileLayout { items, syntax_errors: parse.errors().to_vec() }
+}
+
+/// Everything one item says, relative to its start (ranges from 0, lines from 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemSummary {
+    /// Its definitions, and the references its structure makes (`extends`, `policies`, `agent:`).
+    pub items: FileItems,
+    /// The type names and calls it uses.
+    pub uses: Vec<Reference>,
+    /// The checks that need this item only ([`check_node`]).
+    pub diagnostics: Vec<Diagnostic>,
+    /// What it says about policies, in the engine's model.
+    pub model: FileModel,
+}
+
+/// The summary of one item: re-derived only when its text changes.
+#[salsa::tracked(returns(ref))]
+pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
+    let file = item.file(db);
+    let source = item.source(db);
+    let green = source.tree().unwrap_or_else(|| item_tree(db, file, item.kind(db), &source.text));
+    let node = SyntaxNode::new_root(green.clone());
+    let path = file.path(db);
+    let (items, uses) = collect_item(&node);
+    // The lowering reads a file: this item alone is one.
+    let root = SyntaxNode::new_root(GreenNode::new(SyntaxKind::SOURCE_FILE.into(), [NodeOrToken::Node(green)]));
+    let tree = ast::SourceFile::cast(root).expect("a SOURCE_FILE node is a source file");
+    let summary = ItemSummary {
+        items,
+        uses,
+        diagnostics: check_node(path, &node),
+        model: symbiont_policy::lower::lower_file(&path.to_string_lossy(), &source.text, &tree),
+    };
+    source.drop_tree();
+    summary
+}
+
+/// An item's tree when its source no longer holds it (its summary was being derived when that was
+/// cancelled): the node of this text in a parse of the whole file.
+fn item_tree(db: &dyn Db, file: SourceFile, kind: SyntaxKind, text: &str) -> GreenNode {
+    let parse = parse_file(db, file);
+    let found = parse.syntax().children().find(|node| node.kind() == kind && node.text() == text);
+    found.map(|node| node.green().into_owned()).unwrap_or_else(|| {
+        // Not reached: the item is of this revision, so its text is in the file.
+        let parse = symbiont_syntax::parse(text);
+        parse.syntax().first_child().map_or_else(|| parse.green().clone(), |node| node.green().into_owned())
+    })
 }
 
 /// What a file defines and references, with ranges (they move on every edit).
 #[salsa::tracked(returns(ref))]
 pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems {
-    file_summary(db, file).items.clone()
+    let layout = file_layout(db, file);
+    let summaries: Vec<(&ItemSummary, Placement)> = layout.items.iter().map(|&(item, at)| (item_summary(db, item), at)).collect();
+    let mut items = FileItems::default();
+    for (summary, at) in &summaries {
+        items.defs.extend(summary.items.defs.iter().map(|def| {
+            let mut def = def.clone();
+            def.name_range += at.start;
+            def.range += at.start;
+            def
+        }));
+        items.references.extend(summary.items.references.iter().map(|r| moved_reference(r, at.start)));
+    }
+    // The uses after every structural reference, as one walk over the whole file gave them.
+    for (summary, at) in &summaries {
+        items.references.extend(summary.uses.iter().map(|r| moved_reference(r, at.start)));
+    }
+    items
+}
+
+fn moved_reference(reference: &Reference, by: TextSize) -> Reference {
+    let mut reference = reference.clone();
+    reference.range += by;
+    reference
 }
 
 /// [`file_items`] without ranges, so that the workspace-wide index built from it is not
@@ -60,14 +206,101 @@ pub fn file_symbols(db: &dyn Db, file: SourceFile) -> FileSymbols {
     }
 }
 
-/// The checks that need this file only ([`check_file`]).
+/// The checks that need this file only: its syntax errors, and each item's [`check_node`].
 #[salsa::tracked(returns(ref))]
 pub fn local_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
-    file_summary(db, file).local_diagnostics.clone()
+    let layout = file_layout(db, file);
+    let mut diagnostics: Vec<Diagnostic> = layout
+        .syntax_errors
+        .iter()
+        .map(|error| Diagnostic::new(&rules::SYNTAX_ERROR, error.range, error.message.clone()))
+        .collect();
+    for &(item, at) in &layout.items {
+        diagnostics.extend(item_summary(db, item).diagnostics.iter().map(|d| moved_diagnostic(d, at.start)));
+    }
+    diagnostics
 }
 
-/// What one file says about policies, in the engine's model.
+/// A diagnostic of one item, where the item is: every range it holds is in the item's file.
+fn moved_diagnostic(diagnostic: &Diagnostic, by: TextSize) -> Diagnostic {
+    let mut diagnostic = diagnostic.clone();
+    diagnostic.range += by;
+    for related in &mut diagnostic.related {
+        related.range += by;
+    }
+    for fix in diagnostic.fix.iter_mut().chain(diagnostic.alternatives.iter_mut()) {
+        for edit in &mut fix.edits {
+            edit.edit.start += usize::from(by);
+            edit.edit.end += usize::from(by);
+        }
+    }
+    diagnostic
+}
+
+/// What one file says about policies, in the engine's model: each item's, moved to where it is.
 #[salsa::tracked(returns(ref))]
 pub fn file_policy_model(db: &dyn Db, file: SourceFile) -> FileModel {
-    file_summary(db, file).policy_model.clone()
+    let layout = file_layout(db, file);
+    let mut model = FileModel::default();
+    for &(item, at) in &layout.items {
+        let part = &item_summary(db, item).model;
+        let mv = |loc: &SourceLoc| moved_loc(loc, at);
+        model.policies.extend(part.policies.iter().map(|p| Arc::new(moved_policy(p, &mv))));
+        model.agents.extend(part.agents.iter().map(|agent| {
+            let mut agent = (**agent).clone();
+            for (_, loc) in agent.capabilities.iter_mut().chain(&mut agent.applied).chain(&mut agent.implementation) {
+                *loc = mv(loc);
+            }
+            agent.inline = agent.inline.iter().map(|p| Arc::new(moved_policy(p, &mv))).collect();
+            agent.loc = mv(&agent.loc);
+            Arc::new(agent)
+        }));
+        model.issues.extend(part.issues.iter().map(|issue| {
+            let mut issue = issue.clone();
+            issue.loc = mv(&issue.loc);
+            issue
+        }));
+        model.level_literals.extend(part.level_literals.iter().map(|literal| {
+            let mut literal = literal.clone();
+            literal.loc = mv(&literal.loc);
+            literal
+        }));
+    }
+    model
+}
+
+/// A location in an item (lines from 1 at the item's first line), in the file.
+fn moved_loc(loc: &SourceLoc, at: Placement) -> SourceLoc {
+    let col = if loc.line == 1 { loc.col + at.line_col.col } else { loc.col };
+    SourceLoc { file: loc.file.clone(), line: loc.line + at.line_col.line, col, range: loc.range + at.start }
+}
+
+fn moved_policy(policy: &PolicyDef, mv: &impl Fn(&SourceLoc) -> SourceLoc) -> PolicyDef {
+    let moved_guard = |guard: &Guard| Guard { expr: guard.expr.clone(), text: guard.text.clone(), loc: mv(&guard.loc) };
+    let rules = policy
+        .rules
+        .iter()
+        .map(|rule| {
+            let mut ops = rule.ops.clone();
+            for op in &mut ops {
+                op.loc = mv(&op.loc);
+            }
+            Arc::new(Rule {
+                kind: rule.kind,
+                ops,
+                guard: rule.guard.as_ref().map(moved_guard),
+                preconditions: rule.preconditions.iter().map(moved_guard).collect(),
+                obligations: rule.obligations.clone(),
+                text: rule.text.clone(),
+                loc: mv(&rule.loc),
+            })
+        })
+        .collect();
+    PolicyDef {
+        name: policy.name.clone(),
+        extends: policy.extends.iter().map(|(name, loc)| (name.clone(), mv(loc))).collect(),
+        rules,
+        loc: mv(&policy.loc),
+        owner: policy.owner.clone(),
+    }
 }
