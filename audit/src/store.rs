@@ -62,22 +62,141 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
 
 /// The lines of a file. The last line may lack its newline (a torn write).
 pub fn read_lines(path: &Path) -> Result<Vec<RawLine>, Error> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(path)(e)),
-    };
     let mut lines = Vec::new();
-    let mut start = 0usize;
-    while start < bytes.len() {
-        let (end, complete) = match bytes[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => (start + i, true),
-            None => (bytes.len(), false),
-        };
-        lines.push(RawLine { path: path.to_path_buf(), offset: start as u64, bytes: bytes[start..end].to_vec(), complete });
-        start = end + 1;
+    let Some(mut reader) = LineReader::open(path, 0)? else { return Ok(lines) };
+    while let Some(Line { offset, bytes, complete }) = reader.next_line()? {
+        lines.push(RawLine { path: path.to_path_buf(), offset, bytes: bytes.to_vec(), complete });
     }
     Ok(lines)
+}
+
+/// A line as [`LineReader`] reads it: where it starts, its bytes without the newline, and whether
+/// it had one (the last line may not: a torn write, or one being written).
+pub struct Line<'a> {
+    pub offset: u64,
+    pub bytes: &'a [u8],
+    pub complete: bool,
+}
+
+/// Reads a file line by line from a byte offset through one reused buffer: memory is bounded by
+/// the longest line, whatever the file's length.
+pub struct LineReader {
+    path: PathBuf,
+    reader: std::io::BufReader<fs::File>,
+    offset: u64,
+    line: Vec<u8>,
+}
+
+impl LineReader {
+    /// `None` when the file does not exist.
+    pub fn open(path: &Path, offset: u64) -> Result<Option<LineReader>, Error> {
+        use std::io::Seek;
+        let mut file = match fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(path)(e)),
+        };
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset)).map_err(io_error(path))?;
+        }
+        let reader = std::io::BufReader::with_capacity(1 << 16, file);
+        Ok(Some(LineReader { path: path.to_path_buf(), reader, offset, line: Vec::new() }))
+    }
+
+    /// The next line.
+    pub fn next_line(&mut self) -> Result<Option<Line<'_>>, Error> {
+        use std::io::BufRead;
+        self.line.clear();
+        let read = self.reader.read_until(b'\n', &mut self.line).map_err(io_error(&self.path))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        let start = self.offset;
+        self.offset += read as u64;
+        let complete = self.line.last() == Some(&b'\n');
+        let end = self.line.len() - usize::from(complete);
+        Ok(Some(Line { offset: start, bytes: &self.line[..end], complete }))
+    }
+
+    /// Where the next line starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+/// Reads a file's complete lines backwards from a byte offset (its end, to begin with), a block at
+/// a time: memory is bounded by the block and the longest line.
+pub struct ReverseLines {
+    path: PathBuf,
+    file: fs::File,
+    /// Bytes of the file before `buffer` not read yet.
+    unread: u64,
+    /// The tail of the file read so far that is not yet returned (it starts mid-line unless
+    /// `unread` is 0).
+    buffer: Vec<u8>,
+}
+
+impl ReverseLines {
+    const BLOCK: u64 = 1 << 16;
+
+    /// The lines that end before `end` (an unfinished line there is not returned); `None` when the
+    /// file does not exist.
+    pub fn open(path: &Path, end: Option<u64>) -> Result<Option<ReverseLines>, Error> {
+        let file = match fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(path)(e)),
+        };
+        let len = file.metadata().map_err(io_error(path))?.len();
+        let mut lines = ReverseLines { path: path.to_path_buf(), file, unread: end.unwrap_or(len).min(len), buffer: Vec::new() };
+        // An unfinished last line is not a line yet: drop what follows the last newline.
+        loop {
+            if let Some(i) = lines.buffer.iter().rposition(|&b| b == b'\n') {
+                lines.buffer.truncate(i + 1);
+                break;
+            }
+            if lines.unread == 0 {
+                lines.buffer.clear();
+                break;
+            }
+            lines.read_block()?;
+        }
+        Ok(Some(lines))
+    }
+
+    fn read_block(&mut self) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        let size = self.unread.min(Self::BLOCK);
+        let start = self.unread - size;
+        let mut block = vec![0u8; size as usize];
+        self.file.read_exact_at(&mut block, start).map_err(io_error(&self.path))?;
+        block.extend_from_slice(&self.buffer);
+        self.buffer = block;
+        self.unread = start;
+        Ok(())
+    }
+
+    /// The previous complete line: where it starts, and its bytes without the newline.
+    pub fn prev_line(&mut self) -> Result<Option<(u64, Vec<u8>)>, Error> {
+        if self.buffer.is_empty() {
+            return Ok(None);
+        }
+        // `buffer` ends with the newline of the line to return.
+        loop {
+            let body = &self.buffer[..self.buffer.len() - 1];
+            if let Some(i) = body.iter().rposition(|&b| b == b'\n') {
+                let line = body[i + 1..].to_vec();
+                self.buffer.truncate(i + 1);
+                return Ok(Some((self.unread + i as u64 + 1, line)));
+            }
+            if self.unread == 0 {
+                let line = body.to_vec();
+                self.buffer.clear();
+                return Ok(Some((0, line)));
+            }
+            self.read_block()?;
+        }
+    }
 }
 
 pub fn read_origin(dir: &Path) -> Result<String, Error> {

@@ -71,22 +71,40 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(((days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s) * 1_000_000) + micros_frac)
 }
 
-/// `--since` values: an RFC 3339 timestamp, or a duration ago (`90s`, `15m`, `2h`, `7d`).
+/// `--since` values: an RFC 3339 timestamp (`Z` or any `±HH:MM` offset), or a duration ago (`90s`,
+/// `15m`, `2h`, `7d`, `2w`).
 pub fn parse_since(text: &str, now: i64) -> Option<i64> {
-    if let Some(t) = parse_rfc3339(text) {
+    if let Some(t) = parse_rfc3339(text).or_else(|| parse_with_offset(text)) {
         return Some(t);
     }
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = number.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 604_800,
+    let per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
         _ => return None,
     };
-    Some(now - Duration::from_secs(secs).as_micros() as i64)
+    let micros = i64::try_from(Duration::from_secs(n.checked_mul(per_unit)?).as_micros()).ok()?;
+    now.checked_sub(micros)
+}
+
+/// An RFC 3339 time with a numeric offset (`2026-12-07T10:30:00+01:00`), in UTC microseconds.
+fn parse_with_offset(text: &str) -> Option<i64> {
+    let (time, offset) = text.split_at(text.len().checked_sub(6)?);
+    let (sign, hm) = match offset.as_bytes().first()? {
+        b'+' => (1, &offset[1..]),
+        b'-' => (-1, &offset[1..]),
+        _ => return None,
+    };
+    let (h, m) = hm.split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 23 || m > 59 || !time.contains('T') {
+        return None;
+    }
+    Some(parse_rfc3339(&format!("{time}Z"))? - sign * (h * 3600 + m * 60) * 1_000_000)
 }
 
 #[cfg(test)]
@@ -102,6 +120,11 @@ mod tests {
         assert_eq!(format_micros(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
         assert_eq!(parse_rfc3339("2026-11-27T02:40:15Z"), parse_rfc3339("2026-11-27T02:40:15.000000Z"));
         assert_eq!(parse_since("2h", 10_000_000_000), Some(10_000_000_000 - 7_200_000_000));
+        assert_eq!(parse_since("2026-11-27T03:40:15+01:00", 0), parse_rfc3339("2026-11-27T02:40:15Z"));
+        assert_eq!(parse_since("2026-11-27T01:10:15.5-01:30", 0), parse_rfc3339("2026-11-27T02:40:15.5Z"));
+        for bad in ["99999999999999999999w", "9999999999999999w", "2h ago", "1y", "2026-11-27", "2026-11-27T02:40:15+1:00", "yesterday"] {
+            assert_eq!(parse_since(bad, 0), None, "{bad}");
+        }
         assert!(parse_rfc3339("2026-13-01T00:00:00Z").is_none());
     }
 }

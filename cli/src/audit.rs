@@ -14,7 +14,6 @@ use symbiont_audit::{
     keys::{self, FileSigner, Signer},
     merkle,
     pkcs11::{self, Pkcs11Signer},
-    time,
     verify::{self, VerifyOptions},
     Log, LogOptions,
 };
@@ -47,8 +46,22 @@ Commands:
                                           DURATION (7y, 90d, 36h; default 7y). S3 credentials:
                                           AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION;
                                           the endpoint may also come from AWS_ENDPOINT_URL
-  show LOG [--agent A] [--since T] [--format human|json]
-                                          Print entries (T: RFC 3339 time, or 15m/2h/7d ago)
+  show LOG [--agent NAME] [--run ID] [--since TIME] [--tail N] [--follow] [--format human|json]
+                                          Print the valid entries, verifying them as they are read
+                                          (a warning names the first bad one); the filters combine:
+                                          --agent NAME  entries of that agent (none: nothing shown)
+                                          --run ID      entries of that run (`run_id` in details)
+                                          --since TIME  entries at or after TIME: an RFC 3339 time
+                                                        (2026-12-07T09:30:00Z, or with an offset
+                                                        such as +01:00) or a duration ago: 90s,
+                                                        15m, 2h, 7d, 2w
+                                          --tail N      the last N entries that pass the filters,
+                                                        read from the end of the log (what follows
+                                                        the first of them is verified, not what
+                                                        precedes it: `verify` checks everything)
+                                          --follow      then keep printing entries as they are
+                                                        appended, until Ctrl-C (exit 0); a bad
+                                                        entry stops it (exit 1)
   checkpoint LOG                          Print the latest checkpoint (save it for --checkpoint)
   prove LOG --seq N                       Print an inclusion proof of entry N (JSON)
   verify-proof [--proof FILE] [--key FILE.pub]...
@@ -70,7 +83,7 @@ pub enum AuditCommand {
     Keygen { key: PathBuf, public: Option<PathBuf> },
     Append { log: PathBuf, key: PathBuf, json: Option<String> },
     Verify { log: PathBuf, keys: Vec<PathBuf>, checkpoint: Option<PathBuf>, follow: bool, json: bool },
-    Show { log: PathBuf, agent: Option<String>, since: Option<String>, json: bool },
+    Show(crate::audit_show::Show),
     Checkpoint { log: PathBuf },
     Prove { log: PathBuf, seq: u64 },
     VerifyProof { proof: Option<PathBuf>, keys: Vec<PathBuf> },
@@ -90,6 +103,7 @@ pub fn parse(parser: &mut Parser) -> Result<Parsed<AuditCommand>, UsageError> {
     let (mut positional, mut keys, mut key, mut new_key, mut json_arg, mut checkpoint, mut proof) =
         (Vec::new(), Vec::new(), None, None, None, None, None);
     let (mut follow, mut json, mut agent, mut since, mut seq) = (false, false, None, None, None);
+    let (mut run, mut tail) = (None, None);
     let mut public = None;
     let (mut to, mut endpoint, mut retain, mut include_active) = (None, None, None, false);
     while let Some(arg) = parser.next().map_err(err)? {
@@ -111,7 +125,13 @@ pub fn parse(parser: &mut Parser) -> Result<Parsed<AuditCommand>, UsageError> {
             Arg::Long("retain") => retain = Some(parser.value().map_err(err)?.string().map_err(err)?),
             Arg::Long("include-active") => include_active = true,
             Arg::Long("agent") => agent = Some(parser.value().map_err(err)?.string().map_err(err)?),
-            Arg::Long("since") => since = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("since") => {
+                since = Some(crate::audit_show::parse_since(&parser.value().map_err(err)?.string().map_err(err)?).map_err(usage)?)
+            }
+            Arg::Long("run") => run = Some(parser.value().map_err(err)?.string().map_err(err)?),
+            Arg::Long("tail") => {
+                tail = Some(crate::audit_show::parse_tail(&parser.value().map_err(err)?.string().map_err(err)?).map_err(usage)?)
+            }
             Arg::Long("seq") => seq = Some(parser.value().map_err(err)?.parse::<u64>().map_err(err)?),
             Arg::Long("format") => {
                 json = match parser.value().map_err(err)?.string().map_err(err)?.as_str() {
@@ -148,7 +168,10 @@ pub fn parse(parser: &mut Parser) -> Result<Parsed<AuditCommand>, UsageError> {
             let to = to.ok_or_else(|| usage("'audit backup' needs '--to s3://BUCKET/PREFIX'".into()))?;
             AuditCommand::Backup(crate::audit_backup::Backup { log: log()?, to, endpoint, retain, include_active, json })
         }
-        "show" => AuditCommand::Show { log: log()?, agent, since, json },
+        "show" => {
+            let filter = crate::audit_show::Filter { agent, run, since };
+            AuditCommand::Show(crate::audit_show::Show { log: log()?, filter, tail, follow, json })
+        }
         "checkpoint" => AuditCommand::Checkpoint { log: log()? },
         "prove" => AuditCommand::Prove { log: log()?, seq: seq.ok_or_else(|| usage("'audit prove' needs '--seq N'".into()))? },
         "verify-proof" => AuditCommand::VerifyProof { proof, keys },
@@ -165,7 +188,7 @@ pub fn run(command: &AuditCommand) -> Exit {
         AuditCommand::Verify { log, keys, checkpoint, follow, json } => verify_cmd(log, keys, checkpoint.as_deref(), *follow, *json),
         AuditCommand::Backup(backup) => crate::audit_backup::backup(backup),
         AuditCommand::VerifyRemote(verify) => crate::audit_backup::verify_remote(verify),
-        AuditCommand::Show { log, agent, since, json } => show(log, agent.as_deref(), since.as_deref(), *json),
+        AuditCommand::Show(options) => crate::audit_show::show(options),
         AuditCommand::Checkpoint { log } => match verify::verify_log(log, &VerifyOptions::default()) {
             Ok(report) => match report.latest_checkpoint {
                 Some(cp) => out(&format!("{}\n", serde_json::to_string(&cp).unwrap_or_default())),
@@ -344,39 +367,6 @@ fn verify_cmd(dir: &Path, key_paths: &[PathBuf], checkpoint: Option<&Path>, foll
         }
         return if report.is_valid() { Exit::Clean } else { Exit::Problems };
     }
-}
-
-fn show(dir: &Path, agent: Option<&str>, since: Option<&str>, json: bool) -> Exit {
-    let since = match since.map(|s| time::parse_since(s, time::now_micros()).ok_or(s)) {
-        Some(Err(s)) => return Exit::failure(format!("--since: `{s}` is neither an RFC 3339 time nor a duration like 15m, 2h, 7d")),
-        Some(Ok(t)) => Some(t),
-        None => None,
-    };
-    let report = match verify::verify_log_keeping(dir, &VerifyOptions::default()) {
-        Ok(r) => r,
-        Err(e) => return Exit::failure(e),
-    };
-    let mut text = String::new();
-    for (entry, _) in &report.kept {
-        if agent.is_some_and(|a| a != entry.agent) || since.is_some_and(|t| time::parse_rfc3339(&entry.ts).is_some_and(|ts| ts < t)) {
-            continue;
-        }
-        if json {
-            text.push_str(&serde_json::to_string(entry).unwrap_or_default());
-            text.push('\n');
-        } else {
-            let details =
-                if entry.details.is_empty() { String::new() } else { format!(" {}", serde_json::Value::Object(entry.details.clone())) };
-            text.push_str(&format!(
-                "{:>6}  {}  {:<16} {:<24} {}{details}\n",
-                entry.seq, entry.ts, entry.agent, entry.operation, entry.decision
-            ));
-        }
-    }
-    if let Some(f) = &report.finding {
-        eprintln!("warning: the log is invalid from {f}; entries after it are not shown");
-    }
-    out(&text)
 }
 
 fn prove(dir: &Path, seq: u64) -> Exit {

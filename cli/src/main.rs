@@ -31,6 +31,7 @@ mod args;
 mod audit;
 mod audit_backup;
 mod audit_report;
+mod audit_show;
 mod backup_retention;
 mod check;
 mod compose;
