@@ -1,16 +1,22 @@
-//! `bench/run lsp`: the language server over its real stdio, as an editor drives it.
+//! `bench/run lsp`: the language server over its real stdio, as an editor drives it, against
+//! peers measured in the same run.
 //!
 //! 1. Latency of diagnostics: a 5,000-line `.sym` file is opened, then edited 200 times; each
-//!    edit is one `didChange` (a one-character insertion or deletion), and the time is taken from
-//!    writing it to reading the `publishDiagnostics` for its version. The next edit is sent once
-//!    that one arrived. The same for a 5,000-line Python file bound to an agent (its findings are
-//!    judged against the agent's policy on every edit).
+//!    edit is one `didChange` of one character (a letter inserted into a string, then deleted),
+//!    and the time is taken from writing it to reading the `publishDiagnostics` for its version.
+//!    The next edit is sent once that one arrived. Its baseline: a fresh `symbiont_syntax::parse`
+//!    of each of the same texts, in this process. Then a 5,000-line Python file bound to an agent
+//!    (its findings are judged against the agent's policy on every edit), edited by a comment line
+//!    inserted and deleted again, with `ruff server` (the pinned ruff of `.venv-test`, as
+//!    `scripts/test` installs it) driven the same way on the same file with the same edits: the
+//!    same client capabilities (none, so both push diagnostics), the same untimed warm-up edits,
+//!    the two servers' edits interleaved so that a change of load hits both.
 //! 2. Memory: a fresh server on a 100,000-line workspace (`.sym` files and the Python files
 //!    their agents are implemented by); once every file is loaded and its diagnostics computed,
 //!    the server's resident set (`VmRSS`) and its peak (`VmHWM`).
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     sync::mpsc,
@@ -19,16 +25,17 @@ use std::{
 
 use serde_json::{json, Value};
 
-pub const ARGS: &str = "[--edits N] [--lines N] [--workspace-lines N]";
+pub const ARGS: &str = "[--edits N] [--warmup N] [--lines N] [--workspace-lines N]";
 
 struct Options {
     edits: usize,
+    warmup: usize,
     lines: usize,
     workspace_lines: usize,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
-    let mut options = Options { edits: 200, lines: 5_000, workspace_lines: 100_000 };
+    let mut options = Options { edits: 200, warmup: 20, lines: 5_000, workspace_lines: 100_000 };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || -> Result<usize, String> {
@@ -37,6 +44,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         };
         match arg.as_str() {
             "--edits" => options.edits = value()?,
+            "--warmup" => options.warmup = value()?,
             "--lines" => options.lines = value()?,
             "--workspace-lines" => options.workspace_lines = value()?,
             other => return Err(format!("unknown argument `{other}` for `lsp`")),
@@ -48,47 +56,71 @@ fn options(args: &[String]) -> Result<Options, String> {
 pub fn run(args: &[String]) -> Result<(), String> {
     let options = options(args)?;
     let binary = server_binary()?;
+    let ruff = ruff_binary()?;
     let dir = std::env::temp_dir().join(format!("symbiont-bench-lsp-{}", std::process::id()));
-    let result = run_in(&binary, &dir, &options);
+    let result = run_in(&binary, &ruff, &dir, &options);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn run_in(binary: &Path, dir: &Path, options: &Options) -> Result<(), String> {
+fn run_in(binary: &Path, ruff: &Ruff, dir: &Path, options: &Options) -> Result<(), String> {
     println!("symbiont-lsp: {}", binary.display());
+    println!("ruff server: {} (ruff {})", ruff.path.display(), ruff.version);
     // 1. Latency.
     let latency_dir = dir.join("latency");
     write(&latency_dir.join("symbiont.toml"), "[policy]\nbase = \"baseline\"\n")?;
     write(&latency_dir.join("policies.sym"), "policy baseline {\n    deny: [\"network_access\"]\n}\n")?;
+    // ruff's defaults, and no user configuration found instead (ruff looks for one only when the
+    // project has none).
+    write(&latency_dir.join("ruff.toml"), "# ruff's default rules\n")?;
     let sym_text = sym_file("big", options.lines);
     write(&latency_dir.join("big.sym"), &sym_text)?;
     let py_text = python_file(options.lines);
     write(&latency_dir.join("worker.sym"), WORKER_AGENT)?;
     write(&latency_dir.join("worker.py"), &py_text)?;
 
-    let mut server = Server::start(binary, &latency_dir)?;
-    let sym = latencies(&mut server, &latency_dir.join("big.sym"), "symbiont", &sym_text, "// edited", options.edits)?;
-    let py = latencies(&mut server, &latency_dir.join("worker.py"), "python", &py_text, "# edited", options.edits)?;
-    server.stop();
+    let sym_edits = char_edits(&sym_text, options.warmup + options.edits);
+    let py_edits = line_edits(&py_text, "# edited", options.warmup + options.edits);
+    let mut ours = Server::start(Command::new(binary).arg("--stdio"), &latency_dir)?;
+    let mut peer = Server::start(Command::new(&ruff.path).arg("server"), &latency_dir)?;
+    let sym = latencies(&mut [&mut ours], &latency_dir.join("big.sym"), "symbiont", &sym_text, &sym_edits, options.warmup)?;
+    let py = latencies(&mut [&mut ours, &mut peer], &latency_dir.join("worker.py"), "python", &py_text, &py_edits, options.warmup)?;
+    ours.stop();
+    peer.stop();
+    let parse = parse_times(&sym_text, &sym_edits, options.warmup);
 
-    println!("\ndidChange → publishDiagnostics, {} edits each (ms):", options.edits);
-    println!("{:<44} {:>8} {:>8} {:>8} {:>8}", "file", "p50", "p90", "p99", "max");
-    for (name, lines, times) in [("`.sym`", count_lines(&sym_text), &sym), ("Python bound to an agent", count_lines(&py_text), &py)] {
+    println!("\ndidChange → publishDiagnostics, {} edits each after {} untimed (ms):", options.edits, options.warmup);
+    println!("{:<52} {:>8} {:>8} {:>8} {:>8} {:>12}", "server, file", "p50", "p90", "p99", "max", "diagnostics");
+    let rows = [
+        (format!("symbiont, `.sym`, {} lines", count_lines(&sym_text)), &sym[0]),
+        (format!("symbiont, Python bound to an agent, {} lines", count_lines(&py_text)), &py[0]),
+        (format!("ruff {}, the same Python", ruff.version), &py[1]),
+    ];
+    for (name, run) in rows {
         println!(
-            "{:<44} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            format!("{name}, {lines} lines"),
-            percentile(times, 50.0),
-            percentile(times, 90.0),
-            percentile(times, 99.0),
-            percentile(times, 100.0)
+            "{:<52} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>12}",
+            name,
+            run.p(50.0),
+            run.p(90.0),
+            run.p(99.0),
+            run.p(100.0),
+            run.diagnostics
         );
     }
+    println!(
+        "{:<52} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        "fresh symbiont_syntax::parse of each `.sym` text",
+        percentile(&parse, 50.0),
+        percentile(&parse, 90.0),
+        percentile(&parse, 99.0),
+        percentile(&parse, 100.0)
+    );
 
     // 2. Memory.
     let workspace_dir = dir.join("workspace");
     let (files, lines, bytes) = workspace(&workspace_dir, options.workspace_lines)?;
     let started = Instant::now();
-    let mut server = Server::start(binary, &workspace_dir)?;
+    let mut server = Server::start(Command::new(binary).arg("--stdio"), &workspace_dir)?;
     // A request waits until the load is applied; pulling every file's diagnostics makes the
     // server analyse all of them.
     server.request("workspace/symbol", json!({ "query": "agent_0" }))?;
@@ -109,50 +141,159 @@ fn run_in(binary: &Path, dir: &Path, options: &Options) -> Result<(), String> {
     );
     println!("server memory after opening it: VmRSS {rss_mb:.1} MB, peak VmHWM {hwm_mb:.1} MB (MiB)");
 
+    let (sym, py, ruff) = (&sym[0], &py[0], &py[1]);
+    let (parse_p50, parse_p99) = (percentile(&parse, 50.0), percentile(&parse, 99.0));
     println!(
-        "RESULT lsp sym_p50_ms={:.2} sym_p99_ms={:.2} py_p50_ms={:.2} py_p99_ms={:.2} rss_mb={:.1} peak_rss_mb={:.1} workspace_lines={lines} edits={}",
-        percentile(&sym, 50.0),
-        percentile(&sym, 99.0),
-        percentile(&py, 50.0),
-        percentile(&py, 99.0),
-        rss_mb,
-        hwm_mb,
+        "RESULT lsp py_vs_ruff_p50={:.2} py_vs_ruff_p99={:.2} sym_vs_parse_p50={:.2} sym_vs_parse_p99={:.2} \
+         sym_p50_ms={:.2} sym_p99_ms={:.2} parse_p50_ms={parse_p50:.2} parse_p99_ms={parse_p99:.2} \
+         py_p50_ms={:.2} py_p99_ms={:.2} ruff_p50_ms={:.2} ruff_p99_ms={:.2} \
+         rss_mb={rss_mb:.1} peak_rss_mb={hwm_mb:.1} workspace_lines={lines} edits={}",
+        py.p(50.0) / ruff.p(50.0),
+        py.p(99.0) / ruff.p(99.0),
+        sym.p(50.0) / parse_p50,
+        sym.p(99.0) / parse_p99,
+        sym.p(50.0),
+        sym.p(99.0),
+        py.p(50.0),
+        py.p(99.0),
+        ruff.p(50.0),
+        ruff.p(99.0),
         options.edits
     );
     Ok(())
 }
 
-/// Opens `path`, then inserts and deletes `marker` at the start of a line chosen anew each time,
-/// timing each edit until its diagnostics arrive. Returns milliseconds.
-fn latencies(server: &mut Server, path: &Path, language: &str, text: &str, marker: &str, edits: usize) -> Result<Vec<f64>, String> {
-    let uri = file_uri(path);
-    server.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": language, "version": 1, "text": text } }))?;
-    server.diagnostics(&uri, 1)?;
-    let lines = count_lines(text);
-    let mut times = Vec::with_capacity(edits);
-    let mut inserted: Option<usize> = None;
-    for i in 0..edits {
-        let version = 2 + i as i64;
-        let change = match inserted.take() {
-            // Delete the line inserted by the edit before.
-            Some(line) => {
-                json!({ "range": { "start": { "line": line, "character": 0 }, "end": { "line": line + 1, "character": 0 } }, "text": "" })
-            }
-            // A comment line of its own, spread over the file.
-            None => {
-                let line = (i * 7919) % lines.max(1);
-                inserted = Some(line);
-                let at = json!({ "line": line, "character": 0 });
-                json!({ "range": { "start": at, "end": at }, "text": format!("{marker}\n") })
-            }
-        };
-        let sent = Instant::now();
-        server
-            .notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [change] }))?;
-        let received = server.diagnostics(&uri, version)?;
-        times.push(received.duration_since(sent).as_secs_f64() * 1e3);
+/// One server's timed edits of one file.
+struct Latencies {
+    /// Milliseconds from writing each `didChange` to reading its `publishDiagnostics`.
+    times: Vec<f64>,
+    /// How many diagnostics the last `publishDiagnostics` held.
+    diagnostics: usize,
+}
+
+impl Latencies {
+    fn p(&self, p: f64) -> f64 {
+        percentile(&self.times, p)
     }
-    Ok(times)
+}
+
+/// Opens `path` in every server, then sends each of `edits` to each server in turn, timing each
+/// edit until its diagnostics arrive; the first `warmup` edits are not timed. The servers take
+/// turns edit by edit, the first one alternating, so that neither always runs right after the
+/// other.
+fn latencies(
+    servers: &mut [&mut Server],
+    path: &Path,
+    language: &str,
+    text: &str,
+    edits: &[Edit],
+    warmup: usize,
+) -> Result<Vec<Latencies>, String> {
+    let uri = file_uri(path);
+    let mut runs: Vec<Latencies> = Vec::new();
+    for server in servers.iter_mut() {
+        server.notify(
+            "textDocument/didOpen",
+            json!({ "textDocument": { "uri": uri, "languageId": language, "version": 1, "text": text } }),
+        )?;
+        let (_, diagnostics) = server.diagnostics(&uri, 1)?;
+        runs.push(Latencies { times: Vec::with_capacity(edits.len()), diagnostics });
+    }
+    for (i, edit) in edits.iter().enumerate() {
+        let version = 2 + i as i64;
+        let change = json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [edit.json()] });
+        for turn in 0..servers.len() {
+            let s = (turn + i) % servers.len();
+            let sent = Instant::now();
+            servers[s].notify("textDocument/didChange", change.clone())?;
+            let (received, diagnostics) = servers[s].diagnostics(&uri, version)?;
+            runs[s].diagnostics = diagnostics;
+            if i >= warmup {
+                runs[s].times.push(received.duration_since(sent).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Milliseconds of a fresh `symbiont_syntax::parse` of the text after each timed edit (the
+/// warm-up texts parsed untimed first, as the server saw them).
+fn parse_times(text: &str, edits: &[Edit], warmup: usize) -> Vec<f64> {
+    let mut text = text.to_string();
+    let mut times = Vec::with_capacity(edits.len());
+    for (i, edit) in edits.iter().enumerate() {
+        edit.apply(&mut text);
+        let started = Instant::now();
+        let parse = std::hint::black_box(symbiont_syntax::parse(std::hint::black_box(&text)));
+        let elapsed = started.elapsed();
+        drop(parse);
+        if i >= warmup {
+            times.push(elapsed.as_secs_f64() * 1e3);
+        }
+    }
+    times
+}
+
+/// A `didChange` content change: the text between two positions (line, character; the
+/// workloads are ASCII, so characters are bytes) replaced.
+struct Edit {
+    start: (usize, usize),
+    end: (usize, usize),
+    text: String,
+}
+
+impl Edit {
+    fn json(&self) -> Value {
+        let position = |(line, character): (usize, usize)| json!({ "line": line, "character": character });
+        json!({ "range": { "start": position(self.start), "end": position(self.end) }, "text": self.text })
+    }
+
+    fn apply(&self, text: &mut String) {
+        let (start, end) = (offset(text, self.start), offset(text, self.end));
+        text.replace_range(start..end, &self.text);
+    }
+}
+
+/// The byte offset of a position in an ASCII text.
+fn offset(text: &str, (line, character): (usize, usize)) -> usize {
+    let line_start = if line == 0 { 0 } else { text.match_indices('\n').nth(line - 1).map_or(text.len(), |(i, _)| i + 1) };
+    line_start + character
+}
+
+/// `count` edits that insert `marker` as a comment line of its own at a line spread over the
+/// file, then delete it again.
+fn line_edits(text: &str, marker: &str, count: usize) -> Vec<Edit> {
+    let lines = count_lines(text).max(1);
+    (0..count)
+        .map(|i| {
+            let line = ((i / 2) * 2 * 7919) % lines;
+            if i % 2 == 0 {
+                Edit { start: (line, 0), end: (line, 0), text: format!("{marker}\n") }
+            } else {
+                Edit { start: (line, 0), end: (line + 1, 0), text: String::new() }
+            }
+        })
+        .collect()
+}
+
+/// `count` one-character edits: a letter inserted into the first string of a line spread over the
+/// file (the first line with a string from there on), then deleted again. Inside an item, so
+/// that its meaning changes (an unknown operation, a schedule's agent that does not resolve) and
+/// the positions of everything after it move by one.
+fn char_edits(text: &str, count: usize) -> Vec<Edit> {
+    let lines: Vec<&str> = text.lines().collect();
+    (0..count)
+        .map(|i| {
+            let from = ((i / 2) * 2 * 7919) % lines.len().max(1);
+            let (line, column) =
+                (from..lines.len()).chain(0..from).find_map(|l| lines[l].find('"').map(|c| (l, c + 1))).expect("the workload has strings");
+            if i % 2 == 0 {
+                Edit { start: (line, column), end: (line, column), text: "x".to_string() }
+            } else {
+                Edit { start: (line, column), end: (line, column + 1), text: String::new() }
+            }
+        })
+        .collect()
 }
 
 fn percentile(times: &[f64], p: f64) -> f64 {
@@ -305,6 +446,32 @@ fn server_binary() -> Result<PathBuf, String> {
     Ok(binary)
 }
 
+/// The pinned ruff that `scripts/test` installs into `.venv-test` (from the Python SDK's
+/// `requirements-dev.txt`).
+struct Ruff {
+    path: PathBuf,
+    version: String,
+}
+
+fn ruff_binary() -> Result<Ruff, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ lives in the repository");
+    let requirements = root.join("runtime/sdk/python/requirements-dev.txt");
+    let pins = std::fs::read_to_string(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
+    let pinned = pins
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ruff=="))
+        .ok_or_else(|| format!("no `ruff==VERSION` pin in {}", requirements.display()))?;
+    let path = root.join(".venv-test/bin/ruff");
+    let install = format!("run scripts/test, which installs it, or `{}/bin/pip install ruff=={pinned}`", root.join(".venv-test").display());
+    let output = Command::new(&path).arg("--version").output().map_err(|e| format!("{}: {e}: {install}", path.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let version = stdout.trim().strip_prefix("ruff ").unwrap_or_default().to_string();
+    if version != pinned {
+        return Err(format!("{} is ruff `{version}`, the pin is {pinned}: {install}", path.display()));
+    }
+    Ok(Ruff { path, version })
+}
+
 // -------------------------------------------------------------------------------------------------
 // A minimal client: frames JSON-RPC over the server's stdio, timestamps what it reads.
 
@@ -316,21 +483,24 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path, root: &Path) -> Result<Server, String> {
-        let mut child = Command::new(binary)
-            .arg("--stdio")
+    fn start(command: &mut Command, root: &Path) -> Result<Server, String> {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+            .map_err(|e| format!("cannot start {}: {e}", command.get_program().to_string_lossy()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let (tx, messages) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
-            while let Some(message) = read_message(&mut reader) {
-                if tx.send((Instant::now(), message)).is_err() {
+            // A message arrives when its last byte is read: the time this client then takes to
+            // parse it (longer for a thousand diagnostics than for none) is not the server's.
+            while let Some(frame) = symbiont_tests::read_frame(&mut reader) {
+                let at = Instant::now();
+                let Ok(message) = serde_json::from_slice(&frame) else { continue };
+                if tx.send((at, message)).is_err() {
                     return;
                 }
             }
@@ -383,13 +553,13 @@ impl Server {
         }
     }
 
-    /// When the diagnostics for `uri` at `version` arrived.
-    fn diagnostics(&mut self, uri: &str, version: i64) -> Result<Instant, String> {
+    /// When the diagnostics for `uri` at `version` arrived, and how many there were.
+    fn diagnostics(&mut self, uri: &str, version: i64) -> Result<(Instant, usize), String> {
         loop {
             let (at, message) = self.next()?;
             let params = &message["params"];
             if message["method"] == "textDocument/publishDiagnostics" && params["uri"] == uri && params["version"] == json!(version) {
-                return Ok(at);
+                return Ok((at, params["diagnostics"].as_array().map_or(0, Vec::len)));
             }
         }
     }
@@ -409,8 +579,4 @@ impl Server {
         let _ = self.notify("exit", Value::Null);
         let _ = self.child.wait();
     }
-}
-
-fn read_message(reader: &mut impl BufRead) -> Option<Value> {
-    serde_json::from_slice(&symbiont_tests::read_frame(reader)?).ok()
 }
