@@ -4,6 +4,7 @@
 mod alloc;
 mod audit_crash;
 mod audit_pkcs11;
+mod audit_read;
 mod audit_s3;
 mod audit_tamper;
 mod checks;
