@@ -36,7 +36,7 @@ use symbiont_runtime::{
 use symbiont_tests::XorShift;
 use tokio::sync::mpsc;
 
-pub const ARGS: &str = "[--agents N] [--messages N] [--rate N] [--seconds S] [--idle N] [--audit-dir DIR]";
+pub const ARGS: &str = "[--agents N] [--messages N] [--rate N] [--seconds S] [--idle N] [--syncs N] [--audit-dir DIR]";
 
 struct Options {
     /// Where the audit log goes (its disk's fdatasync latency is part of the bus's).
@@ -46,10 +46,13 @@ struct Options {
     rate: f64,
     seconds: f64,
     idle: usize,
+    /// `fdatasync`s timed for the disk's baseline.
+    syncs: usize,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
-    let mut o = Options { audit_dir: std::env::temp_dir(), agents: 1000, messages: 20, rate: 2000.0, seconds: 5.0, idle: 10_000 };
+    let mut o =
+        Options { audit_dir: std::env::temp_dir(), agents: 1000, messages: 20, rate: 2000.0, seconds: 5.0, idle: 10_000, syncs: 2000 };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         if arg == "--audit-dir" {
@@ -64,6 +67,7 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--rate" => o.rate = value,
             "--seconds" => o.seconds = value,
             "--idle" => o.idle = value as usize,
+            "--syncs" => o.syncs = value as usize,
             other => return Err(format!("unknown argument `{other}` (expected {ARGS})")),
         }
     }
@@ -86,6 +90,32 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The disk's own `fdatasync` latency, the floor under every durable entry: `count` times, one
+/// `record_bytes` record appended to a file in `dir` (beside the audit log, so on its filesystem)
+/// and `fdatasync`ed, as the log's committer does with a batch. Sorted, in µs.
+fn fdatasync_latencies(dir: &std::path::Path, record_bytes: usize, count: usize) -> Result<Vec<f64>, String> {
+    use std::io::Write;
+    let path = dir.join("fdatasync-baseline");
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut record = vec![b'x'; record_bytes.max(2)];
+    *record.last_mut().expect("not empty") = b'\n';
+    let mut latencies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        file.write_all(&record).and_then(|()| file.sync_data()).map_err(|e| format!("{}: {e}", path.display()))?;
+        latencies.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// The mean size of an entry in the log at `log_dir`: what one message's entries look like.
+fn mean_entry_bytes(log_dir: &std::path::Path, entries: u64) -> usize {
+    let segments = std::fs::read_dir(log_dir.join("segments")).into_iter().flatten().flatten();
+    let bytes: u64 = segments.filter_map(|s| s.metadata().ok()).map(|m| m.len()).sum();
+    (bytes / entries.max(1)) as usize
 }
 
 fn rss_kb() -> u64 {
@@ -271,6 +301,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         let stats = log.commit_stats();
         println!("  audit log: {} entries in {} batches, {} fdatasyncs", stats.entries, stats.batches, stats.syncs);
+        let entry_bytes = mean_entry_bytes(&dir.join("audit"), stats.entries);
+        let sync_lat = fdatasync_latencies(&dir, entry_bytes, o.syncs)?;
+        let (sync_p50, sync_p99) = (percentile(&sync_lat, 50.0), percentile(&sync_lat, 99.0));
+        println!(
+            "  {:<28} {:>10.1} {:>10.1} {:>10.1}  ({} × write {entry_bytes} B + fdatasync, beside the log)",
+            "disk's fdatasync (floor)",
+            sync_p50,
+            sync_p99,
+            sync_lat.last().copied().unwrap_or(0.0),
+            o.syncs
+        );
 
         // Idle lightweight agents: joined, admitted, blocked in receive.
         let mut agents_runtime = AgentRuntime::empty(auditor.clone());
@@ -322,10 +363,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let p50 = percentile(&bus_lat, 50.0);
         let p99 = percentile(&bus_lat, 99.0);
         let base_p99 = percentile(&base_lat, 99.0);
+        let added_p99 = p99 - base_p99;
         println!(
-            "\nRESULT bus agents={} msgs_per_s={msgs_per_s:.0} p50_us={p50:.1} p99_us={p99:.1} baseline_p99_us={base_p99:.1} rss_per_agent_kb={per_agent_kb:.1} baseline_msgs_per_s={base_per_s:.0} added_p99_us={:.1}",
+            "\nRESULT bus agents={} msgs_per_s={msgs_per_s:.0} p50_us={p50:.1} p99_us={p99:.1} baseline_p99_us={base_p99:.1} rss_per_agent_kb={per_agent_kb:.1} baseline_msgs_per_s={base_per_s:.0} added_p99_us={added_p99:.1} fdatasync_p50_us={sync_p50:.1} fdatasync_p99_us={sync_p99:.1} added_p99_vs_fdatasync={:.2}",
             o.agents,
-            p99 - base_p99
+            added_p99 / sync_p99
         );
         Ok(())
     })

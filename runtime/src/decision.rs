@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use symbiont_audit::{Durable, Error};
 use symbiont_policy::{Effect, Engine};
 
-use crate::Auditor;
+use crate::{auditor::Write, Auditor};
 
 /// A rule that decided, as audit entries name it (`{"rule": text, "at": location}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ pub async fn decide_and_record(
     question: Question<'_>,
     details: impl FnOnce(&Decision) -> Map<String, Value>,
 ) -> Result<Decision, Error> {
-    let (decision, durable) = decide_and_submit(auditor, question, details)?;
+    let (decision, durable) = decide_and_submit(auditor, question, Write::Now, details)?;
     durable.await?;
     Ok(decision)
 }
@@ -129,15 +129,17 @@ pub async fn decide_and_record(
 /// [`decide_and_record`] without the wait: the entry is signed and queued, and the returned
 /// [`Durable`] resolves once it is on disk. For work with no effect outside that can overlap the
 /// write (the bus seals and queues a message meanwhile); the act, or the answer, awaits it first.
+/// `write`: whether the entry may wait for one that follows it ([`Write::WithNext`]).
 pub fn decide_and_submit(
     auditor: &Auditor,
     question: Question<'_>,
+    write: Write,
     details: impl FnOnce(&Decision) -> Map<String, Value>,
 ) -> Result<(Decision, Durable), Error> {
     let decision = Decision::of(&question);
     let mut entry = details(&decision);
     entry.extend(decision.details());
-    let durable = auditor.submit(question.agent, question.operation, decision.effect.as_str(), entry)?;
+    let durable = auditor.submit(question.agent, question.operation, decision.effect.as_str(), entry, write)?;
     Ok((decision, durable))
 }
 

@@ -18,7 +18,10 @@ pub mod crypto;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -27,6 +30,7 @@ use symbiont_policy::Engine;
 use tokio::sync::mpsc;
 
 use crate::{
+    auditor::Write,
     decision::{self, Decision, Question},
     locks::{lock, read, write},
     Auditor,
@@ -108,19 +112,50 @@ struct Member {
     /// however many tasks send at once.
     outgoing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Outgoing>>>>>,
     incoming: Mutex<HashMap<String, Incoming>>,
-    /// X25519 agreements with peers, computed once per peer for both directions (the costliest
-    /// step of a first message).
-    agreements: Mutex<HashMap<String, [u8; 32]>>,
+    /// X25519 agreements with peers by name, with the peer's public key they were made with:
+    /// computed once per pair of members, for both directions (the costliest step of a first
+    /// message).
+    agreements: Mutex<HashMap<String, Agreement>>,
+    /// A [`Bus::receive`] is waiting for the inbox: the receipt entry of a message sent now
+    /// follows its send entry at once.
+    receiving: AtomicBool,
 }
 
+/// An X25519 agreement with a peer: the peer's public key, and the shared secret.
+type Agreement = ([u8; 32], [u8; 32]);
+
 impl Member {
-    fn agreement(&self, peer_name: &str, peer: &PublicIdentity) -> [u8; 32] {
-        if let Some(shared) = lock(&self.agreements).get(peer_name) {
+    /// The X25519 agreement of this member, `own_name`, with `peer`, named `peer_name`. The same
+    /// at both ends: whichever end needs it first computes it and leaves it with the other
+    /// (`peer_member`, when on the bus), so a pair's first message costs one agreement.
+    fn agreement(&self, own_name: &str, peer_name: &str, peer: &PublicIdentity, peer_member: Option<&Member>) -> [u8; 32] {
+        let peer_key = peer.agreement.to_bytes();
+        if let Some((_, shared)) = lock(&self.agreements).get(peer_name).filter(|(key, _)| *key == peer_key) {
             return *shared;
         }
         let shared = self.identity.agree(peer);
-        lock(&self.agreements).insert(peer_name.to_string(), shared);
+        lock(&self.agreements).insert(peer_name.to_string(), (peer_key, shared));
+        if let Some(peer_member) = peer_member {
+            let own_key = self.identity.public().agreement.to_bytes();
+            lock(&peer_member.agreements).insert(own_name.to_string(), (own_key, shared));
+        }
         shared
+    }
+}
+
+/// Marks a member as waiting in [`Bus::receive`] while alive (also when the wait is dropped).
+struct Receiving<'a>(&'a AtomicBool);
+
+impl<'a> Receiving<'a> {
+    fn new(flag: &'a AtomicBool) -> Receiving<'a> {
+        flag.store(true, Ordering::Relaxed);
+        Receiving(flag)
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 
@@ -163,6 +198,7 @@ impl Bus {
             outgoing: Mutex::default(),
             incoming: Mutex::default(),
             agreements: Mutex::default(),
+            receiving: AtomicBool::new(false),
         };
         write(&self.known).insert(agent.to_string(), public.clone());
         write(&self.members).insert(agent.to_string(), Arc::new(member));
@@ -207,8 +243,14 @@ impl Bus {
         };
         let question =
             Question { engine: &sender.policy, env: &sender.env, agent: from, operation: "send_message", args: &args, unmet: None };
+        // A recipient waiting for its inbox writes its receipt entry as soon as the message is
+        // in: the send entry waits for it, and one `fdatasync` makes both durable.
+        let write = match &recipient {
+            Ok(member) if member.receiving.load(Ordering::Relaxed) => Write::WithNext,
+            _ => Write::Now,
+        };
         let (decision, audited) =
-            decision::decide_and_submit(&self.auditor, question, details).map_err(|e| BusError::Audit(e.to_string()))?;
+            decision::decide_and_submit(&self.auditor, question, write, details).map_err(|e| BusError::Audit(e.to_string()))?;
         if !decision.allowed() {
             audited.await.map_err(|e| BusError::Audit(e.to_string()))?;
             return Err(BusError::Denied(decision.denial(&format!("send_message to `{to}`"), from)));
@@ -225,7 +267,7 @@ impl Bus {
         let mut pair = pair.lock().await;
         let outgoing = pair.get_or_insert_with(|| Outgoing {
             next_seq: 1,
-            key: crypto::channel_key(&sender.agreement(to, recipient.identity.public()), from, to),
+            key: crypto::channel_key(&sender.agreement(from, to, recipient.identity.public(), Some(&recipient)), from, to),
         });
         let seq = outgoing.next_seq;
         let header = crypto::header(from, to, seq);
@@ -273,7 +315,10 @@ impl Bus {
         let deadline = Instant::now() + wait;
         let mut receiver = member.receiver.lock().await;
         loop {
-            let envelope = match tokio::time::timeout_at(deadline.into(), receiver.recv()).await {
+            let receiving = Receiving::new(&member.receiving);
+            let envelope = tokio::time::timeout_at(deadline.into(), receiver.recv()).await;
+            drop(receiving);
+            let envelope = match envelope {
                 Err(_) => return Ok(None),
                 Ok(None) => return Err(BusError::Stopped(agent.to_string())),
                 Ok(Some(envelope)) => envelope,
@@ -300,7 +345,8 @@ impl Bus {
         let plaintext = match (rejection, sender) {
             (None, Some(sender)) => {
                 if !lock(&member.incoming).contains_key(&from) {
-                    let key = crypto::channel_key(&member.agreement(&from, &sender), &from, &to);
+                    let shared = member.agreement(agent, &from, &sender, self.member(&from).as_deref());
+                    let key = crypto::channel_key(&shared, &from, &to);
                     lock(&member.incoming).insert(from.clone(), Incoming { last_seq: 0, key });
                 }
                 let mut incoming = lock(&member.incoming);

@@ -312,3 +312,32 @@ async fn a_thousand_agents_exchange_messages() {
     assert_eq!(of(&entries, "receive_message", "allow").len(), AGENTS * FANOUT);
     assert_eq!(of(&entries, "lifecycle", "completed").len(), AGENTS);
 }
+
+/// A recipient already waiting when a message is sent: the send entry is held for its receipt
+/// entry (one `fdatasync` for both), and still nothing is delivered before both are durable,
+/// in both directions of every pair (the pair's agreement is computed once, at one end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_to_a_waiting_recipient_arrives_only_once_both_entries_are_durable() {
+    let mut audit = Audit::new();
+    let log = audit.log.clone().unwrap();
+    let bus = Arc::new(Bus::new(audit.auditor()));
+    join_open(&bus, &["a", "b"]);
+    for round in 0..20u64 {
+        let (from, to) = if round % 2 == 0 { ("a", "b") } else { ("b", "a") };
+        let receiver = {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.receive(to, Duration::from_secs(30)).await })
+        };
+        // The recipient is in `receive` before the send (it holds its inbox's lock meanwhile).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let sent = bus.send(from, to, &json!(round)).await.unwrap();
+        let delivered = receiver.await.unwrap().unwrap().expect("delivered");
+        assert_eq!((delivered.from.as_str(), delivered.seq, &delivered.payload), (from, sent, &json!(round)));
+        // Each message so far: its send entry and its receipt entry, durable.
+        assert!(log.commit_stats().entries >= 2 * (round + 1), "round {round}: {:?}", log.commit_stats());
+    }
+    drop(log);
+    drop(bus);
+    let entries = audit.entries();
+    assert_eq!((of(&entries, "send_message", "allow").len(), of(&entries, "receive_message", "allow").len()), (20, 20));
+}
