@@ -57,6 +57,10 @@ pub struct ParseStates {
 impl ParseStates {
     /// How many files' trees are kept, the most recently parsed.
     const KEPT: usize = 8;
+    /// The tree of a text longer than this is not kept: it is about 27 times its text, and kept
+    /// beside the queries that follow the parse it would double a language server's peak memory
+    /// on a file of megabytes (#20). Such a file is parsed whole again after an edit.
+    const KEPT_TEXT_MAX: usize = 2 << 20;
 
     /// The tree of `text`, the file's text now.
     pub fn parse(&self, file: SourceFile, text: &Arc<str>) -> Parse {
@@ -70,6 +74,9 @@ impl ParseStates {
         };
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         states.retain(|(f, _, _)| *f != file);
+        if text.len() > Self::KEPT_TEXT_MAX {
+            return parse;
+        }
         if states.len() >= Self::KEPT {
             states.remove(0);
         }

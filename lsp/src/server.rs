@@ -209,6 +209,28 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 
     }
 }
 
+/// Documents larger than this get no answer that grows with the whole file: outline, folding,
+/// semantic tokens of the whole file, code lenses and formatting. For a file of tens of megabytes
+/// each is hundreds of megabytes of protocol types and JSON (a 5 MB file's outline alone is 11 MB
+/// of JSON), and editors ask for all of them on open. Diagnostics, hover, completion, navigation
+/// and the semantic tokens of a range stay on. Real `.sym` files are a few kilobytes.
+pub const LARGE_FILE: usize = 2 << 20;
+
+fn is_large(ctx: &Ctx) -> bool {
+    ctx.file.text.len() > LARGE_FILE
+}
+
+/// What the client is told when it opens a document over [`LARGE_FILE`].
+fn large_file_notice(uri: &lsp::Uri, bytes: usize) -> String {
+    let name = uri.as_str().rsplit('/').next().unwrap_or(uri.as_str());
+    format!(
+        "{name} is {:.1} MB: over {} MB, its outline, folding, semantic highlighting of the whole file, code lenses and formatting \
+         are off (`symbiont fmt` formats it); diagnostics, hover, completion and navigation stay on.",
+        bytes as f64 / 1e6,
+        LARGE_FILE >> 20
+    )
+}
+
 /// The kind of the code action that applies every fix needing no review (`symbiont check --fix`'s
 /// fixes) to a whole document: what editors run on save (`editor.codeActionsOnSave`).
 pub const FIX_ALL: &str = "source.fixAll.symbiont";
@@ -230,6 +252,18 @@ fn fix_all_action(ctx: &Ctx, kind: lsp::CodeActionKind) -> Result<Option<lsp::Co
         edit: Some(ctx.workspace_edit(&edits)),
         ..Default::default()
     })))
+}
+
+/// Formatting a document over [`LARGE_FILE`] is refused with a message: the editor's diff of the
+/// whole file would cost several times the file again.
+fn refuse_large_format(ctx: &Ctx) -> Result<()> {
+    if is_large(ctx) {
+        return Err(request_failed(format!(
+            "not formatted in the editor: the document is over {} MB; `symbiont fmt` formats it",
+            LARGE_FILE >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// `?` for the analysis's cancellable answers.
@@ -395,9 +429,14 @@ impl LanguageServer for Backend {
             }
             _ => None,
         };
+        let notice = (doc.text.len() > LARGE_FILE).then(|| large_file_notice(&doc.uri, doc.text.len()));
         self.send(Change::Open { path, uri: doc.uri, version: doc.version, text: doc.text });
         if let Some(root) = load {
             self.send(Change::Load { root });
+        }
+        if let Some(notice) = notice {
+            crate::log(notice.clone());
+            self.client.show_message(lsp::MessageType::INFO, notice).await;
         }
     }
 
@@ -549,6 +588,9 @@ impl LanguageServer for Backend {
                     children: (!s.children.is_empty()).then(|| s.children.into_iter().map(|c| convert_symbol(ctx, c)).collect()),
                 }
             }
+            if is_large(ctx) {
+                return Ok(None);
+            }
             let symbols = ctx.snap.document_symbols(&ctx.path).or_modified()?;
             Ok(Some(lsp::DocumentSymbolResponse::Nested(symbols.into_iter().map(|s| convert_symbol(ctx, s)).collect())))
         })
@@ -591,6 +633,9 @@ impl LanguageServer for Backend {
 
     async fn semantic_tokens_full(&self, params: lsp::SemanticTokensParams) -> Result<Option<lsp::SemanticTokensResult>> {
         self.read(&params.text_document.uri, |ctx| {
+            if is_large(ctx) {
+                return Ok(None);
+            }
             let tokens = ctx.snap.semantic_tokens(&ctx.path, None).or_modified()?;
             Ok(Some(lsp::SemanticTokensResult::Tokens(lsp::SemanticTokens {
                 result_id: None,
@@ -615,6 +660,9 @@ impl LanguageServer for Backend {
 
     async fn folding_range(&self, params: lsp::FoldingRangeParams) -> Result<Option<Vec<lsp::FoldingRange>>> {
         self.read(&params.text_document.uri, |ctx| {
+            if is_large(ctx) {
+                return Ok(None);
+            }
             let mut out = Vec::new();
             for (range, kind) in ctx.snap.folding_ranges(&ctx.path).or_modified()? {
                 let (start, end) = (ctx.file.position(range.start()), ctx.file.position(range.end()));
@@ -644,6 +692,7 @@ impl LanguageServer for Backend {
 
     async fn formatting(&self, params: lsp::DocumentFormattingParams) -> Result<Option<Vec<lsp::TextEdit>>> {
         self.read(&params.text_document.uri, |ctx| {
+            refuse_large_format(ctx)?;
             let Some(formatted) = ctx.snap.format(&ctx.path).or_modified()? else { return Ok(None) };
             Ok(Some(convert::diff_edits(&ctx.file, &formatted, None)))
         })
@@ -654,6 +703,7 @@ impl LanguageServer for Backend {
         let range = params.range;
         self.read(&params.text_document.uri, move |ctx| {
             ctx.file.text_range(range)?;
+            refuse_large_format(ctx)?;
             let Some(formatted) = ctx.snap.format(&ctx.path).or_modified()? else { return Ok(None) };
             Ok(Some(convert::diff_edits(&ctx.file, &formatted, Some(range.start.line..=range.end.line))))
         })
@@ -714,6 +764,9 @@ impl LanguageServer for Backend {
     async fn code_lens(&self, params: lsp::CodeLensParams) -> Result<Option<Vec<lsp::CodeLens>>> {
         let uri = params.text_document.uri.clone();
         self.read(&params.text_document.uri, move |ctx| {
+            if is_large(ctx) {
+                return Ok(None);
+            }
             let lenses = ctx.snap.agent_lenses(&ctx.path).or_modified()?;
             Ok(Some(
                 lenses

@@ -19,11 +19,11 @@ use crate::convert::Paths;
 const MAX_FILES_PER_ROOT: usize = 50_000;
 
 /// An open document: the client's URI for it, its version and its text (the client's text wins
-/// over the disk's as long as it is open).
+/// over the disk's as long as it is open). The text is the analysis's own, shared, not a copy.
 pub struct Doc {
     pub uri: lsp::Uri,
     pub version: i32,
-    pub text: String,
+    pub text: Arc<str>,
 }
 
 pub struct World {
@@ -171,7 +171,8 @@ impl Writer<'_> {
         match change {
             Change::Open { path, uri, version, text } => {
                 self.pending.remove(&path);
-                self.set_text(&path, &text);
+                let text: Arc<str> = text.into();
+                self.set_text(&path, text.clone());
                 self.world.docs.insert(path, Doc { uri, version, text });
             }
             Change::Edit { path, version, changes } => {
@@ -242,21 +243,26 @@ impl Writer<'_> {
 
     fn edit(&mut self, path: &Path, version: i32, changes: Vec<lsp::TextDocumentContentChangeEvent>) {
         let Some(doc) = self.world.docs.get_mut(path) else { return };
+        let mut edited: Option<String> = None;
         for change in changes {
             match change.range {
-                None => doc.text = change.text,
+                None => edited = Some(change.text),
                 Some(range) => {
-                    let (start, end) = (offset_utf16(&doc.text, range.start), offset_utf16(&doc.text, range.end));
-                    doc.text.replace_range(start.min(end)..end.max(start), &change.text);
+                    let text = edited.get_or_insert_with(|| doc.text.to_string());
+                    let (start, end) = (offset_utf16(text, range.start), offset_utf16(text, range.end));
+                    text.replace_range(start.min(end)..end.max(start), &change.text);
                 }
             }
         }
         doc.version = version;
+        if let Some(edited) = edited {
+            doc.text = edited.into();
+        }
         let text = doc.text.clone();
-        self.set_text(path, &text);
+        self.set_text(path, text);
     }
 
-    fn set_text(&mut self, path: &Path, text: &str) {
+    fn set_text(&mut self, path: &Path, text: Arc<str>) {
         if is_config(path) {
             // Another directory's `symbiont.toml` is not this workspace's configuration.
             if self.world.config.as_deref().is_none_or(|c| c == path) {
@@ -346,7 +352,7 @@ impl Writer<'_> {
                 let path = self.world.paths.analysis_path(&found);
                 self.world.config = Some(path.clone());
                 let text = match self.world.docs.get(&path) {
-                    Some(doc) => Some(doc.text.clone()),
+                    Some(doc) => Some(doc.text.to_string()),
                     None => std::fs::read_to_string(&found).ok(),
                 };
                 self.world.host.set_config(text.map(|t| (path, t)));
