@@ -146,8 +146,9 @@ fn node_sites_and_findings(
     // taken over.
     let same_scope = reuse.is_some_and(|(previous, _, _)| previous.has_sites && previous.scope == scope);
     let mut all_sites = Vec::new();
-    let mut all_findings = Vec::new();
-    let mut children = Vec::new();
+    // As many as last time, give or take the edit's.
+    let mut all_findings = Vec::with_capacity(reuse.map_or(0, |(previous, _, _)| previous.children.iter().map(|c| c.findings.len()).sum()));
+    let mut children = Vec::with_capacity(tops.len());
     for ((top, old), child_scope) in tops.iter().zip(old).zip(scopes) {
         let start = top.start();
         // Kept relative to the node's start, so that a node that moved is taken over as it is.

@@ -74,25 +74,56 @@ pub(crate) fn edit_tree(old: &tree_sitter::Tree, before: &str, after: &str) -> O
     // line before (`…\n` + `# comment\n` + `code` is `…` + `\n# comment` + `\ncode`), which
     // lets tree-sitter reuse far more of Python's tree than an edit inside the indentation.
     let (b, a) = (before.as_bytes(), after.as_bytes());
-    let suffix = b.iter().rev().zip(a.iter().rev()).take_while(|(x, y)| x == y).count();
+    let suffix = common_suffix(b, a);
     let max_prefix = b.len().min(a.len()) - suffix;
-    let prefix = b.iter().zip(a).take(max_prefix).take_while(|(x, y)| x == y).count();
+    let prefix = common_prefix(&b[..max_prefix], &a[..max_prefix]);
     let (old_end, new_end) = (b.len() - suffix, a.len() - suffix);
-    let point = |text: &[u8], at: usize| {
-        let row = text[..at].iter().filter(|c| **c == b'\n').count();
-        let line_start = text[..at].iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
-        tree_sitter::Point { row, column: at - line_start }
-    };
+    // The texts agree up to `prefix`: its lines are counted once, and only the edited bytes after.
+    let start_position = point(b, 0, tree_sitter::Point { row: 0, column: 0 }, prefix);
     let mut tree = old.clone();
     tree.edit(&tree_sitter::InputEdit {
         start_byte: prefix,
         old_end_byte: old_end,
         new_end_byte: new_end,
-        start_position: point(b, prefix),
-        old_end_position: point(b, old_end),
-        new_end_position: point(a, new_end),
+        start_position,
+        old_end_position: point(b, prefix, start_position, old_end),
+        new_end_position: point(a, prefix, start_position, new_end),
     });
     Some((tree, Difference { start: prefix, old_end, new_end }))
+}
+
+/// The row and column of byte `at` of `text`, counting from byte `from`, whose position is `at_from`.
+fn point(text: &[u8], from: usize, at_from: tree_sitter::Point, at: usize) -> tree_sitter::Point {
+    let span = &text[from..at];
+    let rows = span.iter().filter(|c| **c == b'\n').count();
+    match span.iter().rposition(|c| *c == b'\n') {
+        Some(i) => tree_sitter::Point { row: at_from.row + rows, column: span.len() - i - 1 },
+        None => tree_sitter::Point { row: at_from.row, column: at_from.column + span.len() },
+    }
+}
+
+/// Compared a block at a time (one `memcmp` each), then byte by byte in the block that differs:
+/// the two ends of a 200 KB file after a one-line edit are found in microseconds.
+const BLOCK: usize = 64;
+
+/// How many bytes `a` and `b` have in common at their start.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + BLOCK <= n && a[i..i + BLOCK] == b[i..i + BLOCK] {
+        i += BLOCK;
+    }
+    i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
+}
+
+/// How many bytes `a` and `b` have in common at their end.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + BLOCK <= n && a[a.len() - i - BLOCK..a.len() - i] == b[b.len() - i - BLOCK..b.len() - i] {
+        i += BLOCK;
+    }
+    i + a[..a.len() - i].iter().rev().zip(b[..b.len() - i].iter().rev()).take_while(|(x, y)| x == y).count()
 }
 
 /// Parses `text` reusing `old`, a tree of an earlier text already edited (`Tree::edit`) to match.
@@ -141,6 +172,44 @@ pub(crate) fn first_error(tree: &tree_sitter::Tree) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ends of the difference and their rows and columns, found a block at a time, are what a
+    /// byte-by-byte count finds: edits at either end, inside a block and across blocks' edges,
+    /// with and without line breaks.
+    #[test]
+    fn differences_are_found_as_byte_by_byte() {
+        let naive = |b: &[u8], a: &[u8]| {
+            let suffix = b.iter().rev().zip(a.iter().rev()).take_while(|(x, y)| x == y).count();
+            let max_prefix = b.len().min(a.len()) - suffix;
+            let prefix = b.iter().zip(a).take(max_prefix).take_while(|(x, y)| x == y).count();
+            let point = |text: &[u8], at: usize| {
+                let row = text[..at].iter().filter(|c| **c == b'\n').count();
+                let line_start = text[..at].iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
+                (row, at - line_start)
+            };
+            let (old_end, new_end) = (b.len() - suffix, a.len() - suffix);
+            (prefix, old_end, new_end, point(b, prefix), point(b, old_end), point(a, new_end))
+        };
+        let base: String = (0..400).map(|i| if i % 37 == 36 { '\n' } else { char::from(b'a' + (i % 26) as u8) }).collect();
+        let mut rng = symbiont_tests::XorShift::new(7);
+        let tree = parse_with(Lang::Python, &base, None).unwrap();
+        for _ in 0..2000 {
+            let at = rng.below(base.len() + 1);
+            let end = (at + rng.below(80)).min(base.len());
+            let insert = ["", "x", "\n", "ab\ncd\n", &base[..rng.below(130)]][rng.below(5)];
+            let after = format!("{}{insert}{}", &base[..at], &base[end..]);
+            let (_, found) = edit_tree(&tree, &base, &after).unwrap();
+            let (prefix, old_end, new_end, start, old_end_at, new_end_at) = naive(base.as_bytes(), after.as_bytes());
+            assert_eq!((found.start, found.old_end, found.new_end), (prefix, old_end, new_end), "{at} {end} {insert:?}");
+            let zero = tree_sitter::Point { row: 0, column: 0 };
+            let start_point = point(base.as_bytes(), 0, zero, prefix);
+            assert_eq!((start_point.row, start_point.column), start);
+            let old_point = point(base.as_bytes(), prefix, start_point, old_end);
+            assert_eq!((old_point.row, old_point.column), old_end_at);
+            let new_point = point(after.as_bytes(), prefix, start_point, new_end);
+            assert_eq!((new_point.row, new_point.column), new_end_at);
+        }
+    }
 
     #[test]
     fn parsing_the_same_text_again_gives_the_same_tree() {

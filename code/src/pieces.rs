@@ -81,7 +81,7 @@ pub(crate) fn whole_tops<'t>(tree: &'t Tree, src: &'t [u8]) -> Vec<Top<'t>> {
 
 /// The file's top-level nodes in order.
 pub(crate) fn tops(pieces: &[Piece]) -> Vec<Top<'_>> {
-    let mut tops = Vec::new();
+    let mut tops = Vec::with_capacity(pieces.iter().map(|p| p.count).sum());
     for piece in pieces {
         let root = piece.parsed.tree.root_node();
         let src = piece.parsed.text.as_bytes();

@@ -16,6 +16,7 @@ mod world;
 
 use std::{
     any::Any,
+    os::fd::AsFd,
     panic::AssertUnwindSafe,
     task::{Context, Poll},
 };
@@ -50,7 +51,16 @@ pub async fn serve_stdio() -> bool {
     let (server_output, from_server) = tokio::io::duplex(1 << 16);
     let input = tokio::spawn(transport::pump_input(tokio::io::stdin(), to_server, frames.clone()));
     let output = tokio::spawn(transport::pump_output(from_server, frames));
-    let writer = tokio::spawn(transport::write_frames(tokio::io::stdout(), to_client));
+    // Straight to the file descriptor: std's stdout is line-buffered and would look for a line
+    // break in every frame.
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned().map(std::fs::File::from);
+    let writer = std::thread::Builder::new()
+        .name("symbiont-stdout".into())
+        .spawn(move || match stdout {
+            Ok(file) => transport::write_frames(file, to_client),
+            Err(_) => transport::write_frames(std::io::stdout(), to_client),
+        })
+        .expect("the stdout writer thread starts");
     Server::new(server_input, server_output, socket).serve(CatchPanic(service)).await;
     // `exit` (or a closed stdin) while a run is going: it stops as on Ctrl-C before the process
     // ends (`main` exits without running destructors).
@@ -58,7 +68,7 @@ pub async fn serve_stdio() -> bool {
     // The server has written its last frame: let it reach the client.
     input.abort();
     let _ = output.await;
-    let _ = writer.await;
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     SHUT_DOWN.load(std::sync::atomic::Ordering::SeqCst)
 }
 
