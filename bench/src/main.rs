@@ -5,10 +5,12 @@
 //! `RESULT <name> key=value …` for scripts.
 
 mod audit;
+mod audit_read;
 mod bus;
 mod lsp;
 mod peer_check;
 mod sandbox;
+mod scaling;
 mod service;
 mod workload;
 
@@ -34,13 +36,18 @@ use crate::workload::Workload;
 const BENCHMARKS: &[(&str, &str, &str)] = &[
     (
         "parse",
-        "[--mb N] [--iters N] [--file-kb N] [--peak-mb N | --no-peak]",
-        "lex, parse and parse+analysis throughput on a ~10 MB workload built from the corpus, a byte-scan baseline, and peak RSS for 100 MB",
+        "[--mb N] [--iters N] [--file-kb N] [--agents N] [--peak-mb N | --no-peak]",
+        "lex, parse and parse+analysis throughput on a ~10 MB workload built from the corpus, a byte-scan baseline, the time per agent of one file of N and of 4N agents, and peak RSS for 100 MB",
     ),
     (
         "audit",
         audit::ARGS,
         "Ed25519 signatures/s, then signed+chained+durable appends/s through the audit log (group commit) on 1 and 2 threads; raw verify/s, then verify_log entries/s",
+    ),
+    (
+        "audit-read",
+        audit_read::ARGS,
+        "symbiont audit verify and audit show of logs of N and 4N entries: entries/s and the peak RSS of each (streaming: the peak must not grow with the log), against verify_strict/s on one core",
     ),
     (
         "bus",
@@ -55,7 +62,7 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
     (
         "peer-check",
         peer_check::ARGS,
-        "symbiont check against ast-grep and Semgrep (PyPI, in a venv) on requests + express + ripgrep sources, same three rules: files, lines, findings, CPU s",
+        "symbiont check against ast-grep and Semgrep (PyPI, in a venv) on requests + express + ripgrep sources (`--corpus large`: + pip, pygments, webpack, eslint), same three rules: files, lines, findings, CPU s, peak RSS",
     ),
     (
         "sandbox",
@@ -90,6 +97,7 @@ fn main() -> ExitCode {
     let result = match name.as_str() {
         "parse" => parse_bench(&rest),
         "audit" => audit::run(&rest),
+        "audit-read" => audit_read::run(&rest),
         "bus" => bus::run(&rest),
         "lsp" => lsp::run(&rest),
         "peer-check" => peer_check::run(&rest),
@@ -132,10 +140,12 @@ struct ParseOptions {
     file_kb: usize,
     /// Size of the peak-memory workload in MB, or `None` to skip that measurement.
     peak_mb: Option<f64>,
+    /// Agents in the smaller file of the scaling case (the larger has four times as many).
+    agents: usize,
 }
 
 fn parse_options(args: &[String]) -> Result<ParseOptions, String> {
-    let mut options = ParseOptions { mb: 10.0, iters: 7, file_kb: 100, peak_mb: Some(100.0) };
+    let mut options = ParseOptions { mb: 10.0, iters: 7, file_kb: 100, peak_mb: Some(100.0), agents: 5000 };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |what: &str| -> Result<f64, String> {
@@ -148,6 +158,7 @@ fn parse_options(args: &[String]) -> Result<ParseOptions, String> {
             "--file-kb" => options.file_kb = value("a size in KB")? as usize,
             "--peak-mb" => options.peak_mb = Some(value("a size in MB")?),
             "--no-peak" => options.peak_mb = None,
+            "--agents" => options.agents = value("a number of agents")? as usize,
             other => return Err(format!("unknown argument `{other}` for `parse`")),
         }
     }
@@ -308,6 +319,24 @@ fn parse_bench(args: &[String]) -> Result<(), String> {
         analysis_best
     );
 
+    // What analysis adds to parsing: the share of parse + analysis that is not the parse.
+    let analysis_share = 1.0 - parse.best().as_secs_f64() / analysis.best().as_secs_f64().max(1e-9);
+    println!("analysis takes {:.0}% of parse + analysis", analysis_share * 100.0);
+
+    let (small, large) = (scaling::measure(options.agents, options.iters), scaling::measure(options.agents * 4, options.iters));
+    let agents_scaling = large.per_agent().as_secs_f64() / small.per_agent().as_secs_f64().max(1e-12);
+    println!("\none file of N agents, parse + analysis from a fresh host (best of {}):", options.iters);
+    for size in [&small, &large] {
+        println!(
+            "  {:>7} agents, {:>6.2} MB: {:>8.2} ms, {:>6.2} µs per agent",
+            size.agents,
+            size.bytes as f64 / MB,
+            size.best.as_secs_f64() * 1e3,
+            size.per_agent().as_secs_f64() * 1e6
+        );
+    }
+    println!("time per agent at {} agents over that at {}: {agents_scaling:.2} (goal: <= 1.3; 1 is linear)", large.agents, small.agents);
+
     let mut peak_keys = String::new();
     if let Some(peak_mb) = options.peak_mb {
         let peak = run_peak_child(peak_mb, options.file_kb)?;
@@ -326,14 +355,17 @@ fn parse_bench(args: &[String]) -> Result<(), String> {
     }
 
     println!(
-        "RESULT parse mb_per_s={:.2} parse_only_mb_per_s={:.2} lex_mb_per_s={:.2} baseline_mb_per_s={:.2} input_mb={:.2}{} median_mb_per_s={:.2} iters={}",
+        "RESULT parse mb_per_s={:.2} parse_only_mb_per_s={:.2} analysis_share={:.2} lex_mb_per_s={:.2} baseline_mb_per_s={:.2} input_mb={:.2}{} median_mb_per_s={:.2} agents_scaling={:.2} agents={} iters={}",
         analysis_best,
         mb_per_s(bytes, parse.best()),
+        analysis_share,
         mb_per_s(bytes, lex.best()),
         mb_per_s(bytes, baseline.best()),
         bytes as f64 / MB,
         peak_keys,
         mb_per_s(bytes, analysis.median()),
+        agents_scaling,
+        options.agents,
         options.iters,
     );
     Ok(())
