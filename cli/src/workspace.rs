@@ -18,6 +18,14 @@ pub struct Sources {
 
 /// Reads every source under `paths` and the `symbiont.toml` of the first path's nearest ancestor.
 pub fn read(paths: &[PathBuf], cwd: &Path) -> Result<Sources, String> {
+    let (mut sources, files) = find(paths, cwd)?;
+    read_files(&mut sources, files);
+    Ok(sources)
+}
+
+/// What [`read`] reads, found: the `symbiont.toml` read, the sources (returned) not yet, for a
+/// reader that does not want them all in memory at once.
+pub fn find(paths: &[PathBuf], cwd: &Path) -> Result<(Sources, Vec<PathBuf>), String> {
     let collected = walk::collect(paths, cwd, true)?;
     let mut sources = Sources {
         files: Vec::new(),
@@ -33,10 +41,14 @@ pub fn read(paths: &[PathBuf], cwd: &Path) -> Result<Sources, String> {
             Err(e) => sources.unreadable.push((config, e)),
         }
     }
+    Ok((sources, collected.files))
+}
+
+/// Reads `files` into `sources.files`, in their order, or into `sources.unreadable`.
+pub fn read_files(sources: &mut Sources, files: Vec<PathBuf>) {
     // Large repositories: read in parallel, keep path order.
     use rayon::prelude::*;
-    let read: Vec<(PathBuf, Result<String, fsutil::ReadError>)> = collected
-        .files
+    let read: Vec<(PathBuf, Result<String, fsutil::ReadError>)> = files
         .into_par_iter()
         .map(|path| {
             let text = fsutil::read_source(&path);
@@ -49,7 +61,6 @@ pub fn read(paths: &[PathBuf], cwd: &Path) -> Result<Sources, String> {
             Err(e) => sources.unreadable.push((path, e)),
         }
     }
-    Ok(sources)
 }
 
 /// The settings of `symbiont.toml`, the defaults when there is none, or why it is invalid.

@@ -34,6 +34,18 @@ pub fn parse(lang: Lang, text: &str) -> Option<tree_sitter::Tree> {
     Some(tree)
 }
 
+/// Lets go of this thread's last parse when it is of `text`: once a scan has found nothing, no fix
+/// will parse its file again, and the tree (several times the text's size) and the copy of the
+/// text would otherwise stay resident until the thread's next parse.
+pub(crate) fn forget(text: &str) {
+    LAST_PARSE.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.as_ref().is_some_and(|(_, t, _)| **t == *text) {
+            *last = None;
+        }
+    });
+}
+
 /// Parses `after`, an edit of `before` whose tree is `old` (from [`parse`]), reusing the parts of
 /// `old` the edit left intact: tree-sitter's incremental parsing, which gives the tree a fresh
 /// parse of `after` gives. The edit is taken as one replacement, from the first byte where the
@@ -224,6 +236,16 @@ mod tests {
         assert_ne!(js.root_node().to_sexp(), first.root_node().to_sexp());
         let other = parse(Lang::Python, "x = 1\n").unwrap();
         assert_eq!(other.root_node().to_sexp(), "(module (expression_statement (assignment left: (identifier) right: (integer))))");
+    }
+
+    #[test]
+    fn forgetting_the_last_parse_lets_go_of_its_tree_only_for_that_text() {
+        let text = "x = 1\n";
+        parse(Lang::Python, text).unwrap();
+        forget("y = 2\n");
+        assert!(LAST_PARSE.with(|last| last.borrow().is_some()));
+        forget(text);
+        assert!(LAST_PARSE.with(|last| last.borrow().is_none()));
     }
 
     /// The incremental reparse that verifies fixes gives the tree a fresh parse gives, errors

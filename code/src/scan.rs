@@ -2,7 +2,12 @@
 //! site resolved once, then every rule of the [`RuleSet`] (built-in and custom, `rule_set.rs`)
 //! matched against the sites; suppression comments honoured and reported (`suppress.rs`).
 
-use crate::{incremental, lang::Lang, parse::first_error, suppress};
+use crate::{
+    incremental,
+    lang::Lang,
+    parse::{self, first_error},
+    suppress,
+};
 // The crate's scanning API, whichever module implements each part.
 pub use crate::{
     finding::{Finding, Suppression},
@@ -90,6 +95,10 @@ impl RuleSet {
             custom.find(lang, run, &sites, &syntax.whole, text, &mut findings);
         }
         report_once(&mut findings);
+        if findings.is_empty() {
+            // No finding, no fix to verify: nothing will parse this text again.
+            parse::forget(text);
+        }
         suppress::attach(lang, text, &mut findings);
         let scan = Scan { findings, syntax_errors: usize::from(first_error.is_some()), first_error, skipped: None };
         let state = keep.then(|| ScanState {
