@@ -72,13 +72,19 @@ impl Publisher {
             dirty.extend(effects.changed.iter().cloned());
             all |= effects.all || !effects.changed.is_empty();
 
-            // The changed files first.
+            // The changed files first, the smallest first, each pushed as soon as it is computed:
+            // a small file's diagnostics never wait behind a huge file's.
             let round = self.round();
-            let mut out = Vec::new();
+            let mut order: Vec<PathBuf> = dirty.iter().cloned().collect();
+            order.sort_by_cached_key(|p| round.snap.file_text(p).map_or(0, |t| t.len()));
             let mut cancelled = false;
-            for path in dirty.iter() {
-                match self.compute(&round, path) {
-                    Ok(Some(done)) => out.push(done),
+            for path in order {
+                match self.compute(&round, &path) {
+                    Ok(Some((path, uri, lsp_diagnostics, version, diagnostics))) => {
+                        dirty.remove(&path);
+                        self.send(uri, lsp_diagnostics, version);
+                        sent.insert(path, Sent { diagnostics });
+                    }
                     Ok(None) => {}
                     Err(()) => {
                         cancelled = true;
@@ -87,11 +93,6 @@ impl Publisher {
                 }
             }
             drop(round);
-            for (path, uri, lsp_diagnostics, version, diagnostics) in out {
-                dirty.remove(&path);
-                self.send(uri, lsp_diagnostics, version);
-                sent.insert(path, Sent { diagnostics });
-            }
             if cancelled {
                 dirty.retain(|p| self.known(p));
                 continue;
@@ -162,22 +163,19 @@ impl Publisher {
             None => (convert::uri_of_path(&round.paths, &HashMap::new(), path)?, None),
         };
         let open: HashMap<PathBuf, lsp::Uri> = round.versions.iter().map(|(p, (u, _))| (p.clone(), u.clone())).collect();
-        // The other files related information points into (a policy, an agent), each one's URI and
-        // line index made once, not once per diagnostic.
-        let mut others: HashMap<PathBuf, Option<(lsp::Uri, FileText)>> = HashMap::new();
+        let mut others: HashMap<PathBuf, Option<FileText>> = HashMap::new();
         let lsp_diagnostics = diagnostics
             .iter()
             .map(|d| {
                 convert::diagnostic(d, &text, |other, range| {
-                    if other == path {
-                        return Some(lsp::Location { uri: uri.clone(), range: text.range(range) });
-                    }
-                    if !others.contains_key(other) {
-                        let file = convert::uri_of_path(&round.paths, &open, other).zip(round.snap.file_text(other).map(FileText::new));
-                        others.insert(other.to_path_buf(), file);
-                    }
-                    let (uri, file) = others.get(other)?.as_ref()?;
-                    Some(lsp::Location { uri: uri.clone(), range: file.range(range) })
+                    let uri = convert::uri_of_path(&round.paths, &open, other)?;
+                    let range = if other == path {
+                        text.range(range)
+                    } else {
+                        let file = others.entry(other.to_path_buf()).or_insert_with(|| round.snap.file_text(other).map(FileText::new));
+                        file.as_ref()?.range(range)
+                    };
+                    Some(lsp::Location { uri, range })
                 })
             })
             .collect();
@@ -196,11 +194,9 @@ impl Publisher {
             method: "textDocument/publishDiagnostics",
             params: lsp::PublishDiagnosticsParams { uri, diagnostics, version },
         };
-        // About 350 bytes a diagnostic: written once into room made for them, not grown by copies.
-        let mut body = Vec::with_capacity(512 + 384 * notification.params.diagnostics.len());
-        match serde_json::to_writer(&mut body, &notification) {
+        match serde_json::to_vec(&notification) {
             // The connection is gone when the writer is: nothing to tell then.
-            Ok(()) => {
+            Ok(body) => {
                 if let Some(frames) = self.frames.upgrade() {
                     let _ = frames.send(crate::transport::frame(&body));
                 }

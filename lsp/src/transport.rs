@@ -9,7 +9,7 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
     sync::mpsc,
 };
-use tower_lsp_server::jsonrpc::{Request, Response};
+use tower_lsp_server::jsonrpc::Response;
 
 /// Frames larger than this are refused (and skipped) rather than buffered.
 const MAX_MESSAGE: usize = 256 << 20;
@@ -56,26 +56,128 @@ async fn read_headers<R: AsyncRead + Unpin>(input: &mut BufReader<R>) -> std::io
     }
 }
 
-/// What to do with a message body: pass it on, or answer it with an error.
+/// What [`check`] needs of a message: the kind of JSON it is and the fields that say what it is.
+/// Everything else (on open, a document's whole text) is read past, not kept.
+#[derive(Default)]
+struct Shape {
+    object: bool,
+    id: Option<Value>,
+    method: Option<Value>,
+    result_or_error: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Shape, D::Error> {
+        deserializer.deserialize_any(ShapeVisitor)
+    }
+}
+
+struct ShapeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        use serde::de::IgnoredAny;
+        let mut shape = Shape { object: true, ..Shape::default() };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "id" => shape.id = Some(map.next_value()?),
+                "method" => shape.method = Some(map.next_value()?),
+                "result" | "error" => {
+                    shape.result_or_error = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(shape)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Shape::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        Ok(Shape::default())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        Ok(Shape::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::default())
+    }
+}
+
+/// A [`tower_lsp_server::jsonrpc::Request`] as the library decodes it, but for its parameters, which are read past: it
+/// decodes exactly when a `Request` does, without a copy of a document's whole text.
+#[derive(serde::Deserialize)]
+struct RequestHead {
+    #[serde(rename = "jsonrpc")]
+    _jsonrpc: JsonRpc2,
+    #[serde(default, rename = "method")]
+    _method: String,
+    #[serde(default, rename = "params")]
+    _params: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "id")]
+    _id: Option<tower_lsp_server::jsonrpc::Id>,
+}
+
+/// The `jsonrpc` member: `"2.0"`, as the library requires.
+struct JsonRpc2;
+
+impl<'de> serde::Deserialize<'de> for JsonRpc2 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<JsonRpc2, D::Error> {
+        let version = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        match &*version {
+            "2.0" => Ok(JsonRpc2),
+            _ => Err(serde::de::Error::custom("expected JSON-RPC version \"2.0\"")),
+        }
+    }
+}
+
+/// What to do with a message body: pass it on, or answer it with an error. Nothing of the body's
+/// parameters is copied (on open they are the document's whole text).
 fn check(body: &[u8]) -> Result<(), Vec<u8>> {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(value) => value,
+    let shape: Shape = match serde_json::from_slice(body) {
+        Ok(shape) => shape,
         Err(e) => return Err(error_frame(Value::Null, -32700, &format!("Parse error: {e}"))),
     };
-    let Some(object) = value.as_object() else {
+    if !shape.object {
         return Err(error_frame(
             Value::Null,
             -32600,
             "Invalid request: a message must be a JSON object (batches are not part of the protocol)",
         ));
-    };
-    let id = object.get("id").filter(|id| id.is_string() || id.is_i64() || id.is_u64() || id.is_null()).cloned().unwrap_or(Value::Null);
-    let is_request = object.get("method").is_some_and(Value::is_string);
-    let is_response = object.contains_key("id") && (object.contains_key("result") || object.contains_key("error"));
+    }
+    let is_request = shape.method.as_ref().is_some_and(Value::is_string);
+    let is_response = shape.id.is_some() && shape.result_or_error;
+    let id = shape.id.filter(|id| id.is_string() || id.is_i64() || id.is_u64() || id.is_null()).unwrap_or(Value::Null);
     let decodes = if is_request {
-        serde_json::from_value::<Request>(value.clone()).is_ok()
+        serde_json::from_slice::<RequestHead>(body).is_ok()
     } else {
-        is_response && serde_json::from_value::<Response>(value.clone()).is_ok()
+        is_response && serde_json::from_slice::<Response>(body).is_ok()
     };
     if decodes {
         Ok(())
@@ -109,7 +211,12 @@ pub async fn pump_input<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(input: R, m
         }
         match check(&body) {
             Ok(()) => {
-                if server.write_all(&frame(&body)).await.is_err() || server.flush().await.is_err() {
+                // The header, then the body itself: no second copy of a large message.
+                let header = format!("Content-Length: {}\r\n\r\n", body.len());
+                if server.write_all(header.as_bytes()).await.is_err()
+                    || server.write_all(&body).await.is_err()
+                    || server.flush().await.is_err()
+                {
                     break;
                 }
             }
@@ -139,13 +246,19 @@ pub async fn pump_output<R: AsyncRead + Unpin>(server: R, frames: mpsc::Unbounde
     }
 }
 
-/// Writes frames to the client until every sender is gone: on a thread of its own, blocking, so
-/// that a frame goes from the channel to the output with no other thread between (tokio's stdout
-/// copies it into a buffer of its own and hands that to a blocking thread; a file's thousand
-/// diagnostics are a frame of 300 KB after every edit).
-pub fn write_frames(mut output: impl std::io::Write, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
-    while let Some(frame) = frames.blocking_recv() {
-        if output.write_all(&frame).and_then(|()| output.flush()).is_err() {
+/// Writes frames to the client until every sender is gone.
+pub async fn write_frames<W: AsyncWrite + Unpin>(mut output: W, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(frame) = frames.recv().await {
+        if output.write_all(&frame).await.is_err() {
+            return;
+        }
+        // Everything already queued goes out before the flush.
+        while let Ok(more) = frames.try_recv() {
+            if output.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if output.flush().await.is_err() {
             return;
         }
     }
@@ -165,5 +278,26 @@ mod tests {
         assert!(answer(b"[1,2]").contains("-32600"));
         assert!(answer(br#"{"jsonrpc":"2.0","id":7}"#).contains(r#""id":7"#));
         assert!(answer(br#"{"id":3,"method":"x"}"#).contains("-32600"));
+    }
+
+    /// A request passes exactly when the library decodes it, though its parameters are not copied.
+    #[test]
+    fn requests_pass_exactly_when_the_library_decodes_them() {
+        for body in [
+            r#"{"jsonrpc":"2.0","method":"m","params":{"text":"a\nb"}}"#,
+            r#"{"jsonrpc":"2.0","id":"x","method":"m","params":[1,{"a":null}]}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":-7,"method":"m","extra":true}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":[1],"method":"m"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"m"}"#,
+            r#"{"jsonrpc":2.0,"id":1,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"m","method":"n"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":}}"#,
+        ] {
+            let library = serde_json::from_slice::<tower_lsp_server::jsonrpc::Request>(body.as_bytes()).is_ok();
+            assert_eq!(check(body.as_bytes()).is_ok(), library, "{body}");
+        }
     }
 }

@@ -211,6 +211,11 @@ impl Server {
         }
     }
 
+    /// The server's process id (to read its `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }

@@ -9,6 +9,7 @@ mod code;
 mod codegen;
 mod features;
 mod fix_all;
+mod large_file;
 mod properties;
 mod robustness;
 mod run;

@@ -1,0 +1,177 @@
+//! One huge file does not take the server down with it (#20): a generated 6 MB `.sym` file (7,000
+//! agents, each with a warning) is opened over stdio while a small file is open. A request on the
+//! small file is answered before the big file's diagnostics are published; the big file's
+//! diagnostics arrive, every one of them; the answers that grow with the whole file are off for
+//! it, with a message saying so; and the server's peak memory over the open stays within what
+//! `symbiont check` itself needs for the same file. About 10 s of the suite's time in a debug
+//! build (most of it parsing and checking the file twice: once in the server, once in `check`).
+
+use std::{path::Path, process::Command};
+
+use serde_json::{json, Value};
+
+use super::{at, Fixture};
+
+const SMALL: &str = "agent helper(x: String) -> String {\n    capabilities = [\"read\"]\n}\n";
+
+/// About 820 bytes a block: a comment, an agent with an inline policy and a body, and a type.
+/// Each block has one warning, SYM0201 (`write_data` is no operation of the catalogue).
+fn block(n: usize) -> String {
+    format!(
+        "// Reviewer {n}: reads a change and reports what it finds. It never writes, and every
+// decision it takes is logged, so that a run can be audited afterwards.
+agent reviewer_{n}(target: String) -> Report_{n} {{
+    capabilities = [\"read\", \"analyze\"]
+    description = \"Reviews the working tree for correctness bugs, security issues and clarity problems; produces a concise list of findings with file and line references and a one-line verdict.\"
+
+    policy review_only_{n} {{
+        allow: [\"read\", \"analyze\"]
+        deny: [\"write_data\", \"execute_code\", \"network_access\"]
+        audit: {{ log_level: \"info\", include_findings: true }}
+    }}
+
+    with memory = \"ephemeral\", sandbox = \"Tier1\", timeout = 30.seconds {{
+        return review(target);
+    }}
+}}
+
+type Report_{n} = {{ verdict: String, findings: List<String> }}
+
+"
+    )
+}
+
+/// The big file's text and its number of blocks.
+fn big_text(bytes: usize) -> (String, usize) {
+    let mut text = String::with_capacity(bytes + 1000);
+    let mut n = 0;
+    while text.len() < bytes {
+        text.push_str(&block(n));
+        n += 1;
+    }
+    (text, n)
+}
+
+/// A `kB` field of `/proc/PID/status`.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server is running");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// The peak resident set of `symbiont check DIR`, in kB (the child's `ru_maxrss`, from python3's
+/// `resource`: the wrapper has no other child).
+fn check_peak_kb(dir: &Path) -> u64 {
+    const MEASURE: &str = "import resource, subprocess, sys\n\
+        done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
+        print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
+    let output =
+        Command::new("python3").args(["-c", MEASURE]).arg(crate::cli::binary()).arg("check").arg(dir).output().expect("python3 runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (code, kb) = text.trim().split_once(' ').unwrap_or_else(|| panic!("{text}{}", String::from_utf8_lossy(&output.stderr)));
+    // Warnings only: `check` exits with 0.
+    assert_eq!(code, "0", "symbiont check {}", dir.display());
+    kb.parse().unwrap()
+}
+
+#[test]
+fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
+    let fx = Fixture::empty();
+    fx.write("small.sym", SMALL);
+    let (big, blocks) = big_text(6_000_000);
+    let mut server = fx.server();
+    let small = fx.uri("small.sym");
+    server.open(&small, "symbiont", SMALL);
+    server.diagnostics(&small, Some(1));
+    let pid = server.pid();
+    let baseline_kb = status_kb(pid, "VmHWM");
+
+    // Not on disk: the workspace's load never read it, the open is the first the server sees of
+    // it. Right after it, the small file is edited (a syntax error) and asked about.
+    let big_uri = fx.uri("big.sym");
+    server.open(&big_uri, "symbiont", &big);
+    server.change(&small, 2, json!([{ "text": format!("{SMALL}agent {{\n") }]));
+    let outline = server.send_request("textDocument/documentSymbol", json!({ "textDocument": { "uri": small } }));
+    let hover = server.send_request("textDocument/hover", at(&small, json!({ "line": 0, "character": 8 })));
+
+    // The small file's outline needs nothing of the big file, and its diagnostics are computed
+    // before the big file's (the smallest changed file first): both come before the big file's
+    // diagnostics, which need all of it parsed and checked.
+    let mut order = Vec::new();
+    let (mut big_diagnostics, mut small_diagnostics) = (None, None);
+    let mut answers: Vec<(i64, Value)> = Vec::new();
+    while big_diagnostics.is_none() || small_diagnostics.is_none() || answers.len() < 2 {
+        let message = server.wait_for(|m| {
+            m.get("id").is_some_and(|id| *id == json!(outline) || *id == json!(hover)) && m.get("method").is_none()
+                || m["method"] == "textDocument/publishDiagnostics" && (m["params"]["uri"] == big_uri || m["params"]["version"] == 2)
+        });
+        match message["id"].as_i64() {
+            Some(id) => {
+                order.push(if id == outline { "small outline" } else { "small hover" });
+                answers.push((id, message));
+            }
+            None if message["params"]["uri"] == big_uri => {
+                order.push("big diagnostics");
+                big_diagnostics = Some(message["params"].clone());
+            }
+            None => {
+                order.push("small diagnostics");
+                small_diagnostics = Some(message["params"].clone());
+            }
+        }
+    }
+    let position = |what: &str| order.iter().position(|o| *o == what).unwrap();
+    assert!(position("small outline") < position("big diagnostics"), "{order:?}");
+    assert!(position("small diagnostics") < position("big diagnostics"), "{order:?}");
+    for (id, answer) in &answers {
+        assert!(answer.get("error").is_none() && !answer["result"].is_null(), "request {id}: {answer}");
+    }
+    let small_diagnostics = small_diagnostics.unwrap();
+    assert!(small_diagnostics["diagnostics"].as_array().unwrap().iter().any(|d| d["code"] == "SYM0001"), "{small_diagnostics}");
+
+    // Every diagnostic of the big file, at the version opened.
+    let big_diagnostics = big_diagnostics.unwrap();
+    assert_eq!(big_diagnostics["version"], 1);
+    let codes: Vec<&str> = big_diagnostics["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    assert_eq!(codes.len(), blocks);
+    assert!(codes.iter().all(|c| *c == "SYM0201"), "{:?}", codes.iter().find(|c| **c != "SYM0201"));
+    let analysed_kb = status_kb(pid, "VmHWM") - baseline_kb;
+
+    // The client is told which features are off for it, and they are; the rest answer.
+    let notice = server.wait_for(|m| m["method"] == "window/showMessage");
+    let message = notice["params"]["message"].as_str().unwrap();
+    assert!(message.starts_with("big.sym is 6.0 MB: over 2 MB, its outline, folding"), "{message}");
+    for method in ["textDocument/documentSymbol", "textDocument/semanticTokens/full", "textDocument/foldingRange", "textDocument/codeLens"]
+    {
+        assert_eq!(server.request(method, json!({ "textDocument": { "uri": big_uri } })), Ok(Value::Null), "{method}");
+    }
+    let options = json!({ "tabSize": 4, "insertSpaces": true });
+    let formatting = server.request("textDocument/formatting", json!({ "textDocument": { "uri": big_uri }, "options": options }));
+    assert!(formatting.unwrap_err()["message"].as_str().unwrap().contains("`symbiont fmt` formats it"));
+    let hover_big = server.request("textDocument/hover", at(&big_uri, json!({ "line": 2, "character": 8 }))).unwrap();
+    assert!(hover_big["contents"]["value"].as_str().unwrap().contains("reviewer_0"), "{hover_big}");
+    let range = json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 40, "character": 0 } });
+    let tokens =
+        server.request("textDocument/semanticTokens/range", json!({ "textDocument": { "uri": big_uri }, "range": range })).unwrap();
+    assert!(!tokens["data"].as_array().unwrap().is_empty());
+    let navigated_kb = status_kb(pid, "VmHWM") - baseline_kb;
+    assert_eq!(server.stop(), 0);
+
+    // Peak memory. Opening and analysing the file costs the server what `symbiont check` needs
+    // for it (the file's tree alone is about 27 times its text) plus the protocol's decoding of
+    // a 6 MB message (about 4 times the text here); navigating in it keeps its tree for the
+    // next request. Before the limits of #20, the outline, folding, lenses and semantic tokens an
+    // editor asks for on open took this file's server past 100 times its text.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.sym"), &big).unwrap();
+    let check_kb = check_peak_kb(dir.path());
+    let input_kb = big.len() as u64 / 1024;
+    assert!(
+        analysed_kb <= check_kb + 10 * input_kb,
+        "opening the file grew the server's peak by {analysed_kb} kB; `symbiont check` peaks at {check_kb} kB on it ({input_kb} kB)"
+    );
+    assert!(navigated_kb <= 60 * input_kb, "the server's peak grew by {navigated_kb} kB for {input_kb} kB of text");
+}
