@@ -163,19 +163,22 @@ impl Publisher {
             None => (convert::uri_of_path(&round.paths, &HashMap::new(), path)?, None),
         };
         let open: HashMap<PathBuf, lsp::Uri> = round.versions.iter().map(|(p, (u, _))| (p.clone(), u.clone())).collect();
-        let mut others: HashMap<PathBuf, Option<FileText>> = HashMap::new();
+        // The other files related information points into (a policy, an agent), each one's URI and
+        // line index made once, not once per diagnostic.
+        let mut others: HashMap<PathBuf, Option<(lsp::Uri, FileText)>> = HashMap::new();
         let lsp_diagnostics = diagnostics
             .iter()
             .map(|d| {
                 convert::diagnostic(d, &text, |other, range| {
-                    let uri = convert::uri_of_path(&round.paths, &open, other)?;
-                    let range = if other == path {
-                        text.range(range)
-                    } else {
-                        let file = others.entry(other.to_path_buf()).or_insert_with(|| round.snap.file_text(other).map(FileText::new));
-                        file.as_ref()?.range(range)
-                    };
-                    Some(lsp::Location { uri, range })
+                    if other == path {
+                        return Some(lsp::Location { uri: uri.clone(), range: text.range(range) });
+                    }
+                    if !others.contains_key(other) {
+                        let file = convert::uri_of_path(&round.paths, &open, other).zip(round.snap.file_text(other).map(FileText::new));
+                        others.insert(other.to_path_buf(), file);
+                    }
+                    let (uri, file) = others.get(other)?.as_ref()?;
+                    Some(lsp::Location { uri: uri.clone(), range: file.range(range) })
                 })
             })
             .collect();
@@ -194,9 +197,11 @@ impl Publisher {
             method: "textDocument/publishDiagnostics",
             params: lsp::PublishDiagnosticsParams { uri, diagnostics, version },
         };
-        match serde_json::to_vec(&notification) {
+        // About 350 bytes a diagnostic: written once into room made for them, not grown by copies.
+        let mut body = Vec::with_capacity(512 + 384 * notification.params.diagnostics.len());
+        match serde_json::to_writer(&mut body, &notification) {
             // The connection is gone when the writer is: nothing to tell then.
-            Ok(body) => {
+            Ok(()) => {
                 if let Some(frames) = self.frames.upgrade() {
                     let _ = frames.send(crate::transport::frame(&body));
                 }

@@ -246,19 +246,13 @@ pub async fn pump_output<R: AsyncRead + Unpin>(server: R, frames: mpsc::Unbounde
     }
 }
 
-/// Writes frames to the client until every sender is gone.
-pub async fn write_frames<W: AsyncWrite + Unpin>(mut output: W, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
-    while let Some(frame) = frames.recv().await {
-        if output.write_all(&frame).await.is_err() {
-            return;
-        }
-        // Everything already queued goes out before the flush.
-        while let Ok(more) = frames.try_recv() {
-            if output.write_all(&more).await.is_err() {
-                return;
-            }
-        }
-        if output.flush().await.is_err() {
+/// Writes frames to the client until every sender is gone: on a thread of its own, blocking, so
+/// that a frame goes from the channel to the output with no other thread between (tokio's stdout
+/// copies it into a buffer of its own and hands that to a blocking thread; a file's thousand
+/// diagnostics are a frame of 300 KB after every edit).
+pub fn write_frames(mut output: impl std::io::Write, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(frame) = frames.blocking_recv() {
+        if output.write_all(&frame).and_then(|()| output.flush()).is_err() {
             return;
         }
     }
