@@ -16,19 +16,28 @@ use crate::{
     settings::{self, ValueKind},
 };
 
-/// The one-file checks of a node and everything in it (a top-level item: no check looks outside
-/// the item it is in), in the order of a walk of the tree. Syntax errors are the parse's.
-pub fn check_node(path: &std::path::Path, root: &SyntaxNode) -> Vec<Diagnostic> {
-    let mut checker = Checker { path: path.to_path_buf(), diagnostics: Vec::new() };
-    for node in root.descendants() {
-        checker.node(&node);
-    }
-    checker.diagnostics
+/// The kinds of node [`check_node`] checks; it finds nothing in any other.
+pub const CHECKED_KINDS: &[SyntaxKind] = &[
+    SyntaxKind::LITERAL,
+    SyntaxKind::LITERAL_PAT,
+    SyntaxKind::AGENT,
+    SyntaxKind::SCHEDULE,
+    SyntaxKind::WITH_ATTR,
+    SyntaxKind::BIN_EXPR,
+    SyntaxKind::QUALIFIER,
+];
+
+/// The one-file checks of one node (not of the nodes in it), found in `path`: no check looks
+/// outside the node it checks, so the node may be a tree of its own. Called on every node of a
+/// file in the order of a walk of its tree, they are the file's checks; syntax errors are the
+/// parse's.
+pub fn check_node(path: &std::path::Path, node: &SyntaxNode, out: &mut Vec<Diagnostic>) {
+    Checker { path, diagnostics: out }.node(node);
 }
 
-struct Checker {
-    path: std::path::PathBuf,
-    diagnostics: Vec<Diagnostic>,
+struct Checker<'a> {
+    path: &'a std::path::Path,
+    diagnostics: &'a mut Vec<Diagnostic>,
 }
 
 /// The kind of value an expression certainly has, when it is a literal.
@@ -64,7 +73,7 @@ fn word_value(expr: &Expr) -> Option<String> {
     }
 }
 
-impl Checker {
+impl Checker<'_> {
     fn push(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
     }
@@ -154,8 +163,8 @@ impl Checker {
         };
         if let Some(unit) = suggestion {
             let new_text = quantity::with_unit(token.text(), unit);
-            diagnostic =
-                diagnostic.with_fix(format!("Write `{new_text}`"), vec![FileEdit::new(self.path.clone(), token.text_range(), new_text)]);
+            diagnostic = diagnostic
+                .with_fix(format!("Write `{new_text}`"), vec![FileEdit::new(self.path.to_path_buf(), token.text_range(), new_text)]);
         }
         self.push(diagnostic);
     }
@@ -171,7 +180,7 @@ impl Checker {
                         range,
                         format!("{} `{}` is defined more than once in this agent", kind.as_str(), name.text()),
                     )
-                    .with_related(self.path.clone(), first, "first defined here"),
+                    .with_related(self.path.to_path_buf(), first, "first defined here"),
                 );
             } else {
                 seen.insert((kind, name.text()), range);
@@ -197,7 +206,7 @@ impl Checker {
             if let Some(best) = symbiont_syntax::suggest::closest(&key, table.iter().map(|s| s.name)) {
                 diagnostic = diagnostic.with_fix(
                     format!("Replace with `{best}`"),
-                    vec![FileEdit::new(self.path.clone(), name.syntax().text_range(), best.to_string())],
+                    vec![FileEdit::new(self.path.to_path_buf(), name.syntax().text_range(), best.to_string())],
                 );
             }
             self.push(diagnostic);

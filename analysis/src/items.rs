@@ -1,5 +1,5 @@
 //! Per-file item index: what a file defines and which workspace names it refers to, collected
-//! from each top-level item's tree ([`collect_item`]). The queries over it are
+//! from each top-level item's tree ([`collect_item`], [`use_at`]). The queries over it are
 //! `summary::file_items` (with ranges) and `summary::file_symbols` (names only).
 
 use symbiont_syntax::{
@@ -89,46 +89,32 @@ pub struct FileSymbols {
     pub extends: Vec<(String, String)>,
 }
 
-/// What a top-level node (an item, or what a syntax error left at the top level) defines and
-/// references: its definitions and the references its structure makes, then the type names and
-/// calls it uses (navigation's: `-> Review`, `classify(text)`), in the order of a walk of the tree.
-pub fn collect_item(root: &SyntaxNode) -> (FileItems, Vec<Reference>) {
+/// What a top-level node defines, and the references its structure makes (`extends`,
+/// `policies = [...]`, `agent:`); nothing for what a syntax error left at the top level.
+pub fn collect_item(root: &SyntaxNode) -> FileItems {
     let mut items = FileItems::default();
     if let Some(item) = Item::cast(root.clone()) {
         collect_definition(&item, &mut items);
     }
-    let mut uses = Vec::new();
-    for node in root.descendants() {
-        match node.kind() {
-            SyntaxKind::PATH_TYPE => {
-                let segments: Vec<ast::NameRef> = node.children().filter_map(ast::NameRef::cast).collect();
-                if let [only] = segments.as_slice() {
-                    uses.push(Reference {
-                        namespace: DefKind::Type,
-                        name: only.text(),
-                        range: only.syntax().text_range(),
-                        quoted: false,
-                        context: RefContext::TypeUse,
-                    });
-                }
-            }
-            SyntaxKind::CALL_EXPR => {
-                let Some(Expr::PathExpr(path)) = ast::CallExpr::cast(node.clone()).and_then(|c| c.callee()) else { continue };
-                let segments: Vec<ast::NameRef> = path.segments().collect();
-                if let [only] = segments.as_slice() {
-                    uses.push(Reference {
-                        namespace: DefKind::Function,
-                        name: only.text(),
-                        range: only.syntax().text_range(),
-                        quoted: false,
-                        context: RefContext::Call,
-                    });
-                }
-            }
-            _ => {}
+    items
+}
+
+/// The kinds of node [`use_at`] finds a use in.
+pub const USE_KINDS: &[SyntaxKind] = &[SyntaxKind::PATH_TYPE, SyntaxKind::CALL_EXPR];
+
+/// The use of a workspace type or function a node is, for navigation: `-> Review`,
+/// `classify(text)`. It looks at the node and its children only.
+pub fn use_at(node: &SyntaxNode) -> Option<Reference> {
+    let (namespace, context, segments): (DefKind, RefContext, Vec<ast::NameRef>) = match node.kind() {
+        SyntaxKind::PATH_TYPE => (DefKind::Type, RefContext::TypeUse, node.children().filter_map(ast::NameRef::cast).collect()),
+        SyntaxKind::CALL_EXPR => {
+            let Some(Expr::PathExpr(path)) = ast::CallExpr::cast(node.clone()).and_then(|c| c.callee()) else { return None };
+            (DefKind::Function, RefContext::Call, path.segments().collect())
         }
-    }
-    (items, uses)
+        _ => return None,
+    };
+    let [only] = segments.as_slice() else { return None };
+    Some(Reference { namespace, name: only.text(), range: only.syntax().text_range(), quoted: false, context })
 }
 
 fn def_kind(item: &Item) -> DefKind {

@@ -4,21 +4,21 @@
 //! one-file checks, its policy model), relative to the item's start; and the narrow file queries
 //! (`file_items`, `file_symbols`, `local_diagnostics`, `file_policy_model`) assemble the items'
 //! summaries, moved to where the items are. An item whose text is unchanged keeps its summary
-//! wherever it moves. It builds on the pure per-item passes (`items::collect_item`,
-//! `checks::check_node`, the policy engine's lowering); the workspace-wide modules read these
+//! wherever it moves. It builds on the pure per-item passes (`items::collect_item` and
+//! `items::use_at`, `checks::check_node`, the policy engine's lowering); the workspace-wide modules read these
 //! queries, and none of them is imported here.
 
 use std::sync::{Arc, Mutex};
 
-use rowan::{GreenNode, NodeOrToken};
+use rowan::{GreenNode, GreenNodeData, Language, NodeOrToken};
 use symbiont_policy::model::{FileModel, Guard, PolicyDef, Rule, SourceLoc};
 use symbiont_syntax::{ast, ast::AstNode, LineCol, LineIndex, SyntaxError, SyntaxKind, SyntaxNode, TextSize};
 
 use crate::{
-    checks::check_node,
+    checks::{check_node, CHECKED_KINDS},
     diagnostics::{self as rules, Diagnostic},
     inputs::{parse_file, Db, SourceFile},
-    items::{collect_item, FileItems, FileSymbols, RefContext, Reference},
+    items::{collect_item, use_at, FileItems, FileSymbols, RefContext, Reference, USE_KINDS},
 };
 
 /// One top-level node of a `.sym` file (an item, or what a syntax error left at the top level),
@@ -120,7 +120,7 @@ pub struct ItemSummary {
     pub items: FileItems,
     /// The type names and calls it uses.
     pub uses: Vec<Reference>,
-    /// The checks that need this item only ([`check_node`]).
+    /// The checks that need this item only ([`check_node`] of each of its nodes).
     pub diagnostics: Vec<Diagnostic>,
     /// What it says about policies, in the engine's model.
     pub model: FileModel,
@@ -132,20 +132,46 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     let file = item.file(db);
     let source = item.source(db);
     let green = source.tree().unwrap_or_else(|| item_tree(db, file, item.kind(db), &source.text));
-    let node = SyntaxNode::new_root(green.clone());
     let path = file.path(db);
-    let (items, uses) = collect_item(&node);
+    let (mut diagnostics, mut uses) = (Vec::new(), Vec::new());
+    for_each_node(&green, |node, at| {
+        let kind = symbiont_syntax::SymLanguage::kind_from_raw(node.kind());
+        if CHECKED_KINDS.contains(&kind) {
+            let (node, first) = (SyntaxNode::new_root(node.to_owned()), diagnostics.len());
+            check_node(path, &node, &mut diagnostics);
+            for diagnostic in &mut diagnostics[first..] {
+                move_diagnostic(diagnostic, at);
+            }
+        } else if USE_KINDS.contains(&kind) {
+            uses.extend(use_at(&SyntaxNode::new_root(node.to_owned())).map(|r| moved_reference(&r, at)));
+        }
+    });
+    let items = collect_item(&SyntaxNode::new_root(green.clone()));
     // The lowering reads a file: this item alone is one.
     let root = SyntaxNode::new_root(GreenNode::new(SyntaxKind::SOURCE_FILE.into(), [NodeOrToken::Node(green)]));
     let tree = ast::SourceFile::cast(root).expect("a SOURCE_FILE node is a source file");
-    let summary = ItemSummary {
-        items,
-        uses,
-        diagnostics: check_node(path, &node),
-        model: symbiont_policy::lower::lower_file(&path.to_string_lossy(), &source.text, &tree),
-    };
+    let model = symbiont_policy::lower::lower_file(&path.to_string_lossy(), &source.text, &tree);
     source.drop_tree();
-    summary
+    ItemSummary { items, uses, diagnostics, model }
+}
+
+/// Calls `visit` with every node of `root` in the order of a walk of the tree, each with its
+/// offset in `root`. A walk of the green tree: a cursor (`SyntaxNode`) is made only for the nodes
+/// the checks look at, not for every node as `descendants` makes. An explicit stack, as a tree
+/// may be deep (`1 + 1 + … + 1` nests to the left).
+fn for_each_node(root: &GreenNodeData, mut visit: impl FnMut(&GreenNodeData, TextSize)) {
+    let mut stack: Vec<(&GreenNodeData, TextSize)> = vec![(root, TextSize::from(0))];
+    while let Some((node, at)) = stack.pop() {
+        visit(node, at);
+        let (first, mut offset) = (stack.len(), at);
+        for child in node.children() {
+            if let NodeOrToken::Node(child) = child {
+                stack.push((child, offset));
+            }
+            offset += child.text_len();
+        }
+        stack[first..].reverse();
+    }
 }
 
 /// An item's tree when its source no longer holds it (its summary was being derived when that was
@@ -206,24 +232,24 @@ pub fn file_symbols(db: &dyn Db, file: SourceFile) -> FileSymbols {
     }
 }
 
-/// The checks that need this file only: its syntax errors, and each item's [`check_node`].
+/// The checks that need this file only: its syntax errors, and each item's.
 #[salsa::tracked(returns(ref))]
 pub fn local_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
     let layout = file_layout(db, file);
-    let mut diagnostics: Vec<Diagnostic> = layout
-        .syntax_errors
-        .iter()
-        .map(|error| Diagnostic::new(&rules::SYNTAX_ERROR, error.range, error.message.clone()))
-        .collect();
+    let mut diagnostics: Vec<Diagnostic> =
+        layout.syntax_errors.iter().map(|error| Diagnostic::new(&rules::SYNTAX_ERROR, error.range, error.message.clone())).collect();
     for &(item, at) in &layout.items {
-        diagnostics.extend(item_summary(db, item).diagnostics.iter().map(|d| moved_diagnostic(d, at.start)));
+        diagnostics.extend(item_summary(db, item).diagnostics.iter().map(|d| {
+            let mut d = d.clone();
+            move_diagnostic(&mut d, at.start);
+            d
+        }));
     }
     diagnostics
 }
 
-/// A diagnostic of one item, where the item is: every range it holds is in the item's file.
-fn moved_diagnostic(diagnostic: &Diagnostic, by: TextSize) -> Diagnostic {
-    let mut diagnostic = diagnostic.clone();
+/// Moves a diagnostic of a part of a file by `by`: every range it holds is in that file.
+fn move_diagnostic(diagnostic: &mut Diagnostic, by: TextSize) {
     diagnostic.range += by;
     for related in &mut diagnostic.related {
         related.range += by;
@@ -234,7 +260,6 @@ fn moved_diagnostic(diagnostic: &Diagnostic, by: TextSize) -> Diagnostic {
             edit.edit.end += usize::from(by);
         }
     }
-    diagnostic
 }
 
 /// What one file says about policies, in the engine's model: each item's, moved to where it is.

@@ -45,22 +45,21 @@ struct Lowerer<'a> {
 /// A node's text on one line, for explanations: whitespace runs become one space, comments go.
 fn one_line(node: &SyntaxNode) -> String {
     // Most rules are written on one line already: then the text is the answer.
-    let text = node.text().to_string();
+    let mut text = String::new();
+    symbiont_syntax::for_each_token(node, |_, token| text.push_str(token));
     if !text.contains(['\n', '\r', '\t', '#', '/']) && !text.contains("  ") {
         return text;
     }
     let mut out = String::with_capacity(text.len());
-    for token in node.descendants_with_tokens().filter_map(|e| e.into_token()) {
-        match token.kind() {
-            SyntaxKind::WHITESPACE => {
-                if !out.ends_with(' ') && !out.is_empty() {
-                    out.push(' ');
-                }
+    symbiont_syntax::for_each_token(node, |kind, token| match kind {
+        SyntaxKind::WHITESPACE => {
+            if !out.ends_with(' ') && !out.is_empty() {
+                out.push(' ');
             }
-            SyntaxKind::LINE_COMMENT | SyntaxKind::BLOCK_COMMENT => {}
-            _ => out.push_str(token.text()),
         }
-    }
+        SyntaxKind::LINE_COMMENT | SyntaxKind::BLOCK_COMMENT => {}
+        _ => out.push_str(token),
+    });
     out.trim_end().to_string()
 }
 

@@ -89,6 +89,24 @@ impl Parse {
     }
 }
 
+/// Calls `f` with the kind and text of every token of `node`, in order. It walks the green tree,
+/// making no cursor per node as `SyntaxText` and `descendants_with_tokens` do: for the texts of
+/// whole nodes read for every file (a rule's text, for every rule).
+pub fn for_each_token(node: &SyntaxNode, mut f: impl FnMut(SyntaxKind, &str)) {
+    use rowan::Language;
+    let green = node.green();
+    let mut stack: Vec<rowan::Children<'_>> = vec![green.children()];
+    while let Some(children) = stack.last_mut() {
+        match children.next() {
+            None => {
+                stack.pop();
+            }
+            Some(rowan::NodeOrToken::Node(child)) => stack.push(child.children()),
+            Some(rowan::NodeOrToken::Token(token)) => f(SymLanguage::kind_from_raw(token.kind()), token.text()),
+        }
+    }
+}
+
 /// Parses `.sym` text. Never fails and never panics; the tree's text is always `text`.
 pub fn parse(text: &str) -> Parse {
     let (green, errors) = grammar::parse_text(text);
