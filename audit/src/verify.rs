@@ -151,11 +151,11 @@ const MAX_THREADS: usize = 8;
 /// Where an entry's line is: an index into the segments being read, and its byte.
 type Loc = (usize, u64);
 
-/// A signature to check: entry `seq`, at `at`.
+/// A signature to check: entry `seq`, at `at`, over the bytes `span` of its chunk's messages.
 struct Pending {
     seq: u64,
     at: Loc,
-    message: Vec<u8>,
+    span: (usize, usize),
     signature: Signature,
     key: VerifyingKey,
 }
@@ -178,14 +178,20 @@ const BATCH: usize = 64;
 /// Signatures checked together by every checking thread: each takes the next unchecked one.
 struct Chunk {
     items: Vec<Pending>,
+    /// The signed messages, one after the other: one allocation a chunk, whichever thread frees it.
+    messages: Vec<u8>,
     next: AtomicUsize,
     done: AtomicUsize,
     first_bad: AtomicUsize,
 }
 
 impl Chunk {
-    fn new(items: Vec<Pending>) -> Chunk {
-        Chunk { items, next: AtomicUsize::new(0), done: AtomicUsize::new(0), first_bad: AtomicUsize::new(usize::MAX) }
+    fn new(items: Vec<Pending>, messages: Vec<u8>) -> Chunk {
+        Chunk { items, messages, next: AtomicUsize::new(0), done: AtomicUsize::new(0), first_bad: AtomicUsize::new(usize::MAX) }
+    }
+
+    fn message(&self, pending: &Pending) -> &[u8] {
+        &self.messages[pending.span.0..pending.span.1]
     }
 
     /// Checks signatures until none is left to take: `verify_batch` over a few at a time and, when
@@ -198,12 +204,12 @@ impl Chunk {
                 return;
             }
             let batch = &self.items[start..(start + BATCH).min(self.items.len())];
-            let messages: Vec<&[u8]> = batch.iter().map(|p| p.message.as_slice()).collect();
+            let messages: Vec<&[u8]> = batch.iter().map(|p| self.message(p)).collect();
             let signatures: Vec<Signature> = batch.iter().map(|p| p.signature).collect();
             let keys: Vec<VerifyingKey> = batch.iter().map(|p| p.key).collect();
             if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_err() {
                 // Every signature passes strictly yet the batch fails: refuse the batch's first entry.
-                let bad = batch.iter().position(|p| p.key.verify_strict(&p.message, &p.signature).is_err()).unwrap_or(0);
+                let bad = batch.iter().position(|p| p.key.verify_strict(self.message(p), &p.signature).is_err()).unwrap_or(0);
                 self.first_bad.fetch_min(start + bad, Ordering::Relaxed);
             }
             self.done.fetch_add(batch.len(), Ordering::Release);
@@ -269,6 +275,8 @@ impl Sink<'_> {
 struct Verifier<'a, 'v> {
     keys: HashMap<String, VerifyingKey>,
     pending: Vec<Pending>,
+    /// The messages `pending` signs.
+    messages: Vec<u8>,
     /// Handed over, not yet known to be good.
     in_flight: Option<Arc<Chunk>>,
     workers: &'a [mpsc::SyncSender<Arc<Chunk>>],
@@ -280,17 +288,19 @@ struct Verifier<'a, 'v> {
 }
 
 impl Verifier<'_, '_> {
-    fn push(&mut self, pending: Pending, payload: Payload) -> Option<(u64, Loc)> {
+    fn push(&mut self, mut pending: Pending, message: &[u8], payload: Payload) -> Option<(u64, Loc)> {
         if pending.seq < self.covered_below && self.pending.is_empty() && self.in_flight.is_none() {
             self.sink.accept(payload, &self.keys);
             return None;
         }
+        pending.span = (self.messages.len(), self.messages.len() + message.len());
+        self.messages.extend_from_slice(message);
         self.pending.push(pending);
         self.unsettled.push_back(payload);
         if self.pending.len() < CHUNK {
             return None;
         }
-        let chunk = Arc::new(Chunk::new(std::mem::take(&mut self.pending)));
+        let chunk = Arc::new(Chunk::new(std::mem::take(&mut self.pending), std::mem::take(&mut self.messages)));
         for worker in self.workers {
             // A worker that is behind misses this chunk: the others and this thread check it.
             let _ = worker.try_send(chunk.clone());
@@ -309,7 +319,7 @@ impl Verifier<'_, '_> {
         if self.pending.is_empty() {
             return None;
         }
-        let chunk = Chunk::new(std::mem::take(&mut self.pending));
+        let chunk = Chunk::new(std::mem::take(&mut self.pending), std::mem::take(&mut self.messages));
         self.settle(&chunk)
     }
 
@@ -545,8 +555,7 @@ fn verify_pass(
     };
     let mut sink = Sink {
         frontier: Frontier::default(),
-        // Every reading keeps the leaves until the writer's open builds its tree from `frontier`.
-        leaves: Some(Vec::new()),
+        leaves: keep.then(Vec::new),
         checkpoints: if whole { Some(Checkpoints::open(dir, &origin)?) } else { None },
         saved: if whole { options.saved_checkpoint.as_ref().map(|cp| (cp.size, None)) } else { None },
         visit,
@@ -563,8 +572,16 @@ fn verify_pass(
                 sender
             })
             .collect();
-        let mut verifier =
-            Verifier { keys, pending: Vec::new(), in_flight: None, workers: &workers, unsettled: VecDeque::new(), sink, covered_below };
+        let mut verifier = Verifier {
+            keys,
+            pending: Vec::new(),
+            messages: Vec::new(),
+            in_flight: None,
+            workers: &workers,
+            unsettled: VecDeque::new(),
+            sink,
+            covered_below,
+        };
         check_entries(&segments, from, &origin, keep || verifier.sink.visit.is_some(), &mut verifier, &mut report)?;
         Ok((verifier.keys, verifier.sink))
     })?;
@@ -635,7 +652,7 @@ fn check_entries(
             match checked {
                 Ok((entry, body_hash, message, signature, key, rotation)) => {
                     chain = Some(Link { seq: entry.seq + 1, prev: entry::hex(&body_hash), ts: entry.ts.clone() });
-                    let pending = Pending { seq: entry.seq, at: (index, offset), message, signature, key };
+                    let pending = Pending { seq: entry.seq, at: (index, offset), span: (0, 0), signature, key };
                     let line = RawLine { path: path.clone(), offset, bytes: bytes.to_vec(), complete };
                     let payload = Payload {
                         seq: entry.seq,
@@ -645,7 +662,7 @@ fn check_entries(
                         next,
                         entry: keep.then_some((entry, line)),
                     };
-                    let bad = verifier.push(pending, payload);
+                    let bad = verifier.push(pending, &message, payload);
                     // A rotation's own signature must hold before the new key is trusted.
                     if let Some(bad) = bad.or_else(|| if rotation { verifier.flush() } else { None }) {
                         report.finding = Some(bad_signature(bad));
