@@ -96,13 +96,13 @@ fn record(thread: usize, i: usize) -> Record {
     .expect("a valid record")
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
 /// Operations/s of `op` run on `threads` threads for about `ms` ms, after a short warm-up.
-fn rate(threads: usize, ms: u64, op: &(impl Fn(usize) + Sync)) -> f64 {
+pub(crate) fn rate(threads: usize, ms: u64, op: &(impl Fn(usize) + Sync)) -> f64 {
     let run = |budget: Duration| -> (u64, Duration) {
         let start = Instant::now();
         let counts: Vec<u64> = std::thread::scope(|s| {
