@@ -94,7 +94,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// The disk's own `fdatasync` latency, the floor under every durable entry: `count` times, one
 /// `record_bytes` record appended to a file in `dir` (beside the audit log, so on its filesystem)
-/// and `fdatasync`ed, as the log's committer does with a batch. Sorted, in µs.
+/// and `fdatasync`ed, as the log's committer does with a batch. In µs.
 fn fdatasync_latencies(dir: &std::path::Path, record_bytes: usize, count: usize) -> Result<Vec<f64>, String> {
     use std::io::Write;
     let path = dir.join("fdatasync-baseline");
@@ -107,7 +107,6 @@ fn fdatasync_latencies(dir: &std::path::Path, record_bytes: usize, count: usize)
         file.write_all(&record).and_then(|()| file.sync_data()).map_err(|e| format!("{}: {e}", path.display()))?;
         latencies.push(started.elapsed().as_secs_f64() * 1e6);
     }
-    latencies.sort_by(f64::total_cmp);
     Ok(latencies)
 }
 
@@ -292,8 +291,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         println!("  {:<28} {:>12.0} msgs/s  (2 durable audit entries each)", "bus", msgs_per_s);
 
         let paced = (o.rate * o.seconds) as usize;
+        // The disk's floor, half just before the bus's paced traffic and half just after, so
+        // that a disk whose latency drifts (other work on the machine) is sampled around it.
         let (_, base_lat) = baseline(o.agents, paced, Some(o.rate)).await;
+        let entry_bytes = mean_entry_bytes(&dir.join("audit"), log.commit_stats().entries);
+        let mut sync_lat = fdatasync_latencies(&dir, entry_bytes, o.syncs / 2)?;
         let (_, bus_lat) = on_bus(bus.clone(), o.agents, paced, Some(o.rate)).await;
+        sync_lat.extend(fdatasync_latencies(&dir, entry_bytes, o.syncs - o.syncs / 2)?);
+        sync_lat.sort_by(f64::total_cmp);
         println!("\nlatency, {paced} messages at {:.0}/s among {} agents (µs, send → receive):", o.rate, o.agents);
         println!("  {:<28} {:>10} {:>10} {:>10}", "", "p50", "p99", "max");
         for (label, lat) in [("mpsc channels (baseline)", &base_lat), ("bus", &bus_lat)] {
@@ -301,11 +306,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         let stats = log.commit_stats();
         println!("  audit log: {} entries in {} batches, {} fdatasyncs", stats.entries, stats.batches, stats.syncs);
-        let entry_bytes = mean_entry_bytes(&dir.join("audit"), stats.entries);
-        let sync_lat = fdatasync_latencies(&dir, entry_bytes, o.syncs)?;
         let (sync_p50, sync_p99) = (percentile(&sync_lat, 50.0), percentile(&sync_lat, 99.0));
         println!(
-            "  {:<28} {:>10.1} {:>10.1} {:>10.1}  ({} × write {entry_bytes} B + fdatasync, beside the log)",
+            "  {:<28} {:>10.1} {:>10.1} {:>10.1}  ({} × write {entry_bytes} B + fdatasync beside the log, half before the bus's run, half after)",
             "disk's fdatasync (floor)",
             sync_p50,
             sync_p99,
