@@ -89,11 +89,15 @@ fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
     let pid = server.pid();
     let baseline_kb = status_kb(pid, "VmHWM");
 
-    // Not on disk: the workspace's load never read it, the open is the first the server sees of
-    // it. Right after it, the small file is edited (a syntax error) and asked about.
+    // The small file is edited (a syntax error), then the big file opened (not on disk: the
+    // workspace's load never read it, the open is the first the server sees of it), then the small
+    // file asked about. Whether the publisher takes the edit alone or both files in one round, the
+    // small file's diagnostics come first (the smallest changed file first). An edit arriving
+    // while the big file is being analysed waits for the query under way: salsa cancels between
+    // queries only, so that order is not asserted.
     let big_uri = fx.uri("big.sym");
-    server.open(&big_uri, "symbiont", &big);
     server.change(&small, 2, json!([{ "text": format!("{SMALL}agent {{\n") }]));
+    server.open(&big_uri, "symbiont", &big);
     let outline = server.send_request("textDocument/documentSymbol", json!({ "textDocument": { "uri": small } }));
     let hover = server.send_request("textDocument/hover", at(&small, json!({ "line": 0, "character": 8 })));
 
