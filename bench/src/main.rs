@@ -52,7 +52,7 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
     (
         "bus",
         bus::ARGS,
-        "1,000 agents on the inter-agent bus (encrypt, sign, decide, audit, deliver) against plain tokio mpsc channels: msgs/s flat out, send→receive latency when paced, RSS per idle lightweight agent",
+        "1,000 agents on the inter-agent bus (encrypt, sign, decide, audit, deliver) against plain tokio mpsc channels: msgs/s flat out, send→receive latency when paced, its added p99 over the disk's own fdatasync p99 measured beside the log, RSS per idle lightweight agent",
     ),
     (
         "lsp",
