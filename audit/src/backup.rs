@@ -84,17 +84,7 @@ impl Target {
 
 /// `7y`, `90d`, `12h`, `30m`, `45s` (a year is 365 days).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let unit = text.chars().last()?;
-    let count: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
-    let seconds = match unit {
-        'y' => 365 * 86_400,
-        'd' => 86_400,
-        'h' => 3_600,
-        'm' => 60,
-        's' => 1,
-        _ => return None,
-    };
-    count.checked_mul(seconds).filter(|&s| s > 0).map(Duration::from_secs)
+    crate::time::parse_seconds(text, "ydhms").filter(|&s| s > 0).map(Duration::from_secs)
 }
 
 /// `2033-11-25T10:00:00Z`: a time as S3 takes it, to the second (rounded up).

@@ -77,18 +77,29 @@ pub fn parse_since(text: &str, now: i64) -> Option<i64> {
     if let Some(t) = parse_rfc3339(text).or_else(|| parse_with_offset(text)) {
         return Some(t);
     }
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = number.parse().ok()?;
+    let micros = i64::try_from(Duration::from_secs(parse_seconds(text, "smhdw")?).as_micros()).ok()?;
+    now.checked_sub(micros)
+}
+
+/// A duration written as a whole number and one unit among `units` (`90s`, `15m`, `2h`, `7d`,
+/// `2w`, `7y`; a year is 365 days), in seconds: the one reading of durations, for `--since` and
+/// a backup's retention.
+pub fn parse_seconds(text: &str, units: &str) -> Option<u64> {
+    let unit = text.chars().last().filter(|u| units.contains(*u))?;
+    let count = &text[..text.len() - unit.len_utf8()];
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let per_unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        'y' => 365 * 86_400,
         _ => return None,
     };
-    let micros = i64::try_from(Duration::from_secs(n.checked_mul(per_unit)?).as_micros()).ok()?;
-    now.checked_sub(micros)
+    count.parse::<u64>().ok()?.checked_mul(per_unit)
 }
 
 /// An RFC 3339 time with a numeric offset (`2026-12-07T10:30:00+01:00`), in UTC microseconds.
