@@ -41,7 +41,9 @@ pub fn run(options: &CheckOptions) -> Exit {
         host.set_file(path, text);
     }
     let progress = Progress::new(code.len() + language.len());
-    let mut diagnostics = check_code(&mut host, &mut sources, code, &progress);
+    // `--fix` analyses everything again after its fixes, and a fix of a `.sym` file (a policy
+    // name's typo) can give a clean code file findings: then every text is kept.
+    let mut diagnostics = check_code(&mut host, &mut sources, code, &progress, options.fix);
     diagnostics.extend(analyse(&host, &language, &progress));
     // Files the analysis cannot take (unreadable, not UTF-8) are reported here.
     let unreadable = sources.unreadable.into_iter().map(|(path, e)| (path, vec![invalid_file(e)]));
@@ -120,11 +122,13 @@ const CODE_BATCH_BYTES: u64 = 4 << 20;
 /// report and `--fix` read) stay in memory. Every file is in the workspace before the first is
 /// checked, each with an empty text until its batch: which agents a file implements is worked out
 /// once, from the whole list. Unreadable files leave the workspace (they are reported as such).
+/// With `keep_texts`, every text stays (for an analysis after fixes).
 fn check_code(
     host: &mut AnalysisHost,
     sources: &mut workspace::Sources,
     code: Vec<PathBuf>,
     progress: &Progress,
+    keep_texts: bool,
 ) -> Vec<(PathBuf, Vec<Diagnostic>)> {
     for path in &code {
         host.set_file(path.clone(), "");
@@ -153,7 +157,7 @@ fn check_code(
         }
         let checked = analyse(host, &read, progress);
         for (path, diagnostics) in &checked {
-            if diagnostics.is_empty() {
+            if diagnostics.is_empty() && !keep_texts {
                 host.set_file(path.clone(), "");
             }
         }
