@@ -95,7 +95,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// The disk's own `fdatasync` latency, the floor under every durable entry: `count` times, one
 /// `record_bytes` record appended to a file in `dir` (beside the audit log, so on its filesystem)
 /// and `fdatasync`ed, as the log's committer does with a batch. In µs.
-fn fdatasync_latencies(dir: &std::path::Path, record_bytes: usize, count: usize) -> Result<Vec<f64>, String> {
+pub(crate) fn fdatasync_latencies(dir: &std::path::Path, record_bytes: usize, count: usize) -> Result<Vec<f64>, String> {
     use std::io::Write;
     let path = dir.join("fdatasync-baseline");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -298,21 +298,27 @@ fn set_up(options: &Options) -> Result<Bench, String> {
     for (file, text) in [("ping.py", PING_PY), ("pong.py", PONG_PY), ("idle.py", IDLE_PY)] {
         write(&code.join(file), text)?;
     }
-    let signer = Arc::new(FileSigner::generate().map_err(|e| e.to_string())?);
     let audit =
         options.audit_dir.as_ref().map_or_else(|| dir.join("audit"), |d| d.join(format!("service-bench-audit-{}", std::process::id())));
     println!("audit log: {}", audit.display());
-    let (log, _) = Log::open(&audit, signer, LogOptions::default()).map_err(|e| format!("audit log {}: {e}", audit.display()))?;
-    let mut agents = rt.block_on(AgentRuntime::new(Auditor::new(Arc::new(log))));
-    agents.set_run_root(dir.join("runs"));
-    // Admission must not be what caps the idle agents.
-    agents.set_concurrency(options.max_agents + 8, symbiont_runtime::runtime::DEFAULT_LIGHTWEIGHT);
+    let agents = agent_runtime(&rt, &audit, &dir, options)?;
 
     let sym = "policy open { allow: [\"send_message\", \"receive_message\"] }\nagent worker { policies = [open] }\n";
     let universe = symbiont_policy::load([("bench.sym", sym)], symbiont_policy::config::Config::default());
     let effective = universe.effective(Some("worker")).map_err(|e| format!("the benchmark's policy: {e}"))?;
     let engine = Arc::new(symbiont_policy::Engine::compile(effective));
-    Ok(Bench { rt, audit, docker, image, dir, agents: Arc::new(agents), engine })
+    Ok(Bench { rt, audit, docker, image, dir, agents, engine })
+}
+
+/// One runtime (one bus) with its audit log in `audit`, its runs staged under `dir`.
+fn agent_runtime(rt: &tokio::runtime::Runtime, audit: &Path, dir: &Path, options: &Options) -> Result<Arc<AgentRuntime>, String> {
+    let signer = Arc::new(FileSigner::generate().map_err(|e| e.to_string())?);
+    let (log, _) = Log::open(audit, signer, LogOptions::default()).map_err(|e| format!("audit log {}: {e}", audit.display()))?;
+    let mut agents = rt.block_on(AgentRuntime::new(Auditor::new(Arc::new(log))));
+    agents.set_run_root(dir.join("runs"));
+    // Admission must not be what caps the idle agents.
+    agents.set_concurrency(options.max_agents + 8, symbiont_runtime::runtime::DEFAULT_LIGHTWEIGHT);
+    Ok(Arc::new(agents))
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -345,9 +351,20 @@ impl Bench {
 
     /// Starts `config` on the runtime; `stop` turning true (or its sender dropped) cancels it.
     /// When its standard output first says `ready`, `ready` gets its number.
-    fn spawn(&self, config: AgentConfig, mut stop: watch::Receiver<bool>, ready: Option<(usize, mpsc::UnboundedSender<usize>)>) -> Spawned {
+    fn spawn(&self, config: AgentConfig, stop: watch::Receiver<bool>, ready: Option<(usize, mpsc::UnboundedSender<usize>)>) -> Spawned {
+        self.spawn_on(&self.agents, config, stop, ready)
+    }
+
+    /// [`Bench::spawn`] on `agents`, a runtime of its own.
+    fn spawn_on(
+        &self,
+        agents: &Arc<AgentRuntime>,
+        config: AgentConfig,
+        mut stop: watch::Receiver<bool>,
+        ready: Option<(usize, mpsc::UnboundedSender<usize>)>,
+    ) -> Spawned {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Output>();
-        let agents = self.agents.clone();
+        let agents = agents.clone();
         let run = self.rt.spawn(async move {
             let cancel = async move {
                 let _ = stop.wait_for(|stop| *stop).await;
@@ -396,13 +413,13 @@ fn samples_us(stdout: &str) -> Vec<f64> {
 // -------------------------------------------------------------------------------------------------
 // 1. Round trip
 
-fn round_trip(bench: &Bench, options: &Options) -> Result<Vec<f64>, String> {
+fn round_trip(bench: &Bench, options: &Options, agents: &Arc<AgentRuntime>) -> Result<Vec<f64>, String> {
     let (stop, stopped) = watch::channel(false);
     let input =
         json!({"peer": "pong", "round_trips": options.round_trips, "warmup": options.warmup, "payload_bytes": options.payload_bytes});
-    let pong = bench.spawn(bench.config("pong", "pong.py", Value::Null)?, stopped.clone(), None);
+    let pong = bench.spawn_on(agents, bench.config("pong", "pong.py", Value::Null)?, stopped.clone(), None);
     let ping = match bench.config("ping", "ping.py", input) {
-        Ok(config) => bench.spawn(config, stopped, None),
+        Ok(config) => bench.spawn_on(agents, config, stopped, None),
         Err(e) => {
             let _ = stop.send(true);
             let _ = bench.rt.block_on(Bench::finish(pong));
@@ -922,6 +939,70 @@ fn clean_up(bench: &Bench, keep: bool) {
     }
 }
 
+/// The round-trip part: the baseline, the runtime with its log where the other parts have it,
+/// the baseline again (both see the same machine), the disk's own `fdatasync` beside the log
+/// before and after, and the runtime once more with a log in memory (`/dev/shm`), which
+/// separates the runtime's own cost from the disk's. Returns its part of the RESULT line.
+fn round_trips(bench: &Bench, options: &Options) -> Result<String, String> {
+    let raw = raw_round_trip(bench, options)?;
+    let syncs_dir = bench.audit.parent().unwrap_or(&bench.dir);
+    let mut syncs = crate::bus::fdatasync_latencies(syncs_dir, 300, 250)?;
+    let batches_before = bench.agents.auditor().log().commit_stats().batches;
+    let rt = round_trip(bench, options, &bench.agents)?;
+    // Every batch is one `fdatasync`; the two agents' start and end add a few.
+    let batches = bench.agents.auditor().log().commit_stats().batches - batches_before;
+    let batches_per_round_trip = batches as f64 / (options.warmup + options.round_trips) as f64;
+    syncs.extend(crate::bus::fdatasync_latencies(syncs_dir, 300, 250)?);
+    let _ = fs::remove_file(syncs_dir.join("fdatasync-baseline"));
+    let raw_again = raw_round_trip(bench, options)?;
+    let raw: Vec<f64> = raw.into_iter().chain(raw_again).collect();
+    let memory = in_memory_round_trip(bench, options)?;
+    println!("{:<44} {:>9} {:>9} {:>9} {:>9}", "µs", "p50", "p90", "p99", "max");
+    print_latency("runtime: sandbox → broker → bus → sandbox", &rt);
+    if let Some(memory) = &memory {
+        print_latency("runtime, its audit log in /dev/shm", memory);
+    }
+    print_latency("raw: two containers over a Unix socket", &raw);
+    print_latency("the disk's fdatasync beside the log", &syncs);
+    let (rt_p99, raw_p99) = (percentile(&rt, 99.0), percentile(&raw, 99.0));
+    println!(
+        "runtime p99 = {:.2} ms (product bound 10 ms, goal ≤ 2 ms), {:.1}× the raw socket's; {batches_per_round_trip:.2} log batches \
+         (each one fdatasync) per round trip",
+        rt_p99 / 1e3,
+        rt_p99 / raw_p99
+    );
+    let mut line = format!(
+        " rt_p50_us={:.1} rt_p99_us={:.1} raw_p50_us={:.1} raw_p99_us={:.1} rt_p99_vs_raw={:.2} fdatasync_p50_us={:.1} fdatasync_p99_us={:.1}",
+        median(&rt),
+        rt_p99,
+        median(&raw),
+        raw_p99,
+        rt_p99 / raw_p99,
+        median(&syncs),
+        percentile(&syncs, 99.0)
+    );
+    line += &format!(" batches_per_round_trip={batches_per_round_trip:.2}");
+    if let Some(memory) = &memory {
+        line += &format!(" rt_memory_p50_us={:.1} rt_memory_p99_us={:.1}", median(memory), percentile(memory, 99.0));
+    }
+    Ok(line + &format!(" round_trips={} payload_bytes={}", options.round_trips, options.payload_bytes))
+}
+
+/// The round trip on a runtime of its own whose audit log is in `/dev/shm` (memory): none when
+/// the log is there already (`--audit-dir`) or there is no `/dev/shm`.
+fn in_memory_round_trip(bench: &Bench, options: &Options) -> Result<Option<Vec<f64>>, String> {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() || bench.audit.starts_with(shm) {
+        return Ok(None);
+    }
+    let audit = shm.join(format!("service-bench-audit-memory-{}", std::process::id()));
+    let agents = agent_runtime(&bench.rt, &audit, &bench.dir.join("memory"), options)?;
+    let samples = round_trip(bench, options, &agents);
+    drop(agents);
+    let _ = fs::remove_dir_all(&audit);
+    samples.map(Some)
+}
+
 fn print_latency(name: &str, samples: &[f64]) {
     println!(
         "{name:<44} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
@@ -942,26 +1023,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 "\nround trip: {} timed after {} warm-up, payload {} bytes, timed inside the first container",
                 options.round_trips, options.warmup, options.payload_bytes
             );
-            // Baseline first, then the runtime, then the baseline again: both see the same machine.
-            let raw = raw_round_trip(&bench, &options)?;
-            let rt = round_trip(&bench, &options)?;
-            let raw_again = raw_round_trip(&bench, &options)?;
-            let raw: Vec<f64> = raw.into_iter().chain(raw_again).collect();
-            println!("{:<44} {:>9} {:>9} {:>9} {:>9}", "µs", "p50", "p90", "p99", "max");
-            print_latency("runtime: sandbox → broker → bus → sandbox", &rt);
-            print_latency("raw: two containers over a Unix socket", &raw);
-            let (rt_p99, raw_p99) = (percentile(&rt, 99.0), percentile(&raw, 99.0));
-            println!("runtime p99 = {:.2} ms (product bound 10 ms, goal ≤ 2 ms), {:.1}× the raw socket's", rt_p99 / 1e3, rt_p99 / raw_p99);
-            line += &format!(
-                " rt_p50_us={:.1} rt_p99_us={:.1} raw_p50_us={:.1} raw_p99_us={:.1} rt_p99_vs_raw={:.2} round_trips={} payload_bytes={}",
-                median(&rt),
-                rt_p99,
-                median(&raw),
-                raw_p99,
-                rt_p99 / raw_p99,
-                options.round_trips,
-                options.payload_bytes
-            );
+            line += &round_trips(&bench, &options)?;
         }
         if options.idle {
             let idle = idle(&bench, &options)?;

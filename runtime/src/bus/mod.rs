@@ -119,12 +119,26 @@ struct Member {
     /// A [`Bus::receive`] is waiting for the inbox: the receipt entry of a message sent now
     /// follows its send entry at once.
     receiving: AtomicBool,
+    /// When this member last sent to each peer: a peer's message within [`REPLY_WINDOW`] of it
+    /// is likely the reply this member is about to wait for.
+    last_sent: Mutex<HashMap<String, Instant>>,
 }
+
+/// How soon after a member's send to a peer that peer's message to it is taken for a reply the
+/// member is about to receive (its `receive` follows its `send` in its own code, while the
+/// reply may already be on its way). Such a send entry is held for the receipt as one to a
+/// waiting recipient is: at worst the reply is written one `fdatasync` later.
+const REPLY_WINDOW: Duration = Duration::from_millis(10);
 
 /// An X25519 agreement with a peer: the peer's public key, and the shared secret.
 type Agreement = ([u8; 32], [u8; 32]);
 
 impl Member {
+    /// This member sent to `peer` within [`REPLY_WINDOW`].
+    fn awaits_reply_from(&self, peer: &str) -> bool {
+        lock(&self.last_sent).get(peer).is_some_and(|sent| sent.elapsed() < REPLY_WINDOW)
+    }
+
     /// The X25519 agreement of this member, `own_name`, with `peer`, named `peer_name`. The same
     /// at both ends: whichever end needs it first computes it and leaves it with the other
     /// (`peer_member`, when on the bus), so a pair's first message costs one agreement.
@@ -199,6 +213,7 @@ impl Bus {
             incoming: Mutex::default(),
             agreements: Mutex::default(),
             receiving: AtomicBool::new(false),
+            last_sent: Mutex::default(),
         };
         write(&self.known).insert(agent.to_string(), public.clone());
         write(&self.members).insert(agent.to_string(), Arc::new(member));
@@ -243,10 +258,11 @@ impl Bus {
         };
         let question =
             Question { engine: &sender.policy, env: &sender.env, agent: from, operation: "send_message", args: &args, unmet: None };
-        // A recipient waiting for its inbox writes its receipt entry as soon as the message is
-        // in: the send entry waits for it, and one `fdatasync` makes both durable.
+        // A recipient waiting for its inbox (or about to: this is a reply to its message) writes
+        // its receipt entry as soon as the message is in: the send entry waits for it, and one
+        // `fdatasync` makes both durable.
         let write = match &recipient {
-            Ok(member) if member.receiving.load(Ordering::Relaxed) => Write::WithNext,
+            Ok(member) if member.receiving.load(Ordering::Relaxed) || member.awaits_reply_from(from) => Write::WithNext,
             _ => Write::Now,
         };
         let (decision, audited) =
@@ -281,6 +297,7 @@ impl Bus {
         let queued = match tokio::time::timeout(self.send_timeout, recipient.inbox.send(envelope)).await {
             Ok(Ok(())) => {
                 outgoing.next_seq += 1;
+                lock(&sender.last_sent).insert(to.to_string(), Instant::now());
                 Ok(seq)
             }
             Ok(Err(_)) => Err(BusError::Stopped(to.to_string())),
