@@ -105,6 +105,94 @@ fn path_into(index: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
     }
 }
 
+/// The leaf ranges `[start, end)` whose subtree roots make the audit path of leaf `index` in the
+/// tree of `size` leaves, in the path's order (the same recursion as [`inclusion_proof`]).
+fn inclusion_ranges(index: u64, size: u64) -> Vec<(u64, u64)> {
+    let (mut lo, mut hi) = (0, size);
+    let mut ranges = Vec::new();
+    while hi - lo > 1 {
+        let k = split((hi - lo) as usize) as u64;
+        if index < lo + k {
+            ranges.push((lo + k, hi));
+            hi = lo + k;
+        } else {
+            ranges.push((lo, lo + k));
+            lo += k;
+        }
+    }
+    // Found top-down; the path runs from the leaf up.
+    ranges.reverse();
+    ranges
+}
+
+/// The inclusion proof of leaf `index` in the tree of the first `size` leaves, built from the
+/// leaves as they are read in order ([`StreamedProof::push`]): memory logarithmic in `size`, so
+/// a proof from a log of any length needs no more than its verification does.
+#[derive(Debug)]
+pub struct StreamedProof {
+    index: u64,
+    /// The path's subtrees, in the path's order; disjoint.
+    ranges: Vec<(u64, u64)>,
+    roots: Vec<Option<Hash>>,
+    /// `ranges`' places ordered by start, and how many of them were begun.
+    by_start: Vec<usize>,
+    begun: usize,
+    /// The range being read (its place in `ranges`) and its leaves so far.
+    current: Option<(usize, Frontier)>,
+    /// Every leaf pushed: the root the path must lead to.
+    whole: Frontier,
+    size: u64,
+}
+
+impl StreamedProof {
+    /// `None` when `index` is not below `size`.
+    pub fn new(index: u64, size: u64) -> Option<StreamedProof> {
+        if index >= size {
+            return None;
+        }
+        let ranges = inclusion_ranges(index, size);
+        let mut by_start: Vec<usize> = (0..ranges.len()).collect();
+        by_start.sort_by_key(|&place| ranges[place].0);
+        let roots = vec![None; ranges.len()];
+        Some(StreamedProof { index, ranges, roots, by_start, begun: 0, current: None, whole: Frontier::default(), size })
+    }
+
+    /// Leaves still wanted: pushing stops at `size`.
+    pub fn wants_more(&self) -> bool {
+        self.whole.size() < self.size
+    }
+
+    /// The next leaf's hash, in order from leaf 0.
+    pub fn push(&mut self, leaf: Hash) {
+        let at = self.whole.size();
+        self.whole.push(leaf);
+        if at == self.index {
+            return;
+        }
+        if self.current.is_none() {
+            let place = self.by_start[self.begun];
+            debug_assert_eq!(self.ranges[place].0, at, "the ranges cover every leaf but the index");
+            self.begun += 1;
+            self.current = Some((place, Frontier::default()));
+        }
+        let (place, frontier) = self.current.as_mut().expect("begun above");
+        frontier.push(leaf);
+        if at + 1 == self.ranges[*place].1 {
+            self.roots[*place] = Some(frontier.root());
+            self.current = None;
+        }
+    }
+
+    /// The path and the root of the `size` leaves; `None` until all of them were pushed.
+    pub fn finish(self) -> Option<(Vec<Hash>, Hash)> {
+        if self.wants_more() {
+            return None;
+        }
+        let path = self.roots.into_iter().collect::<Option<Vec<Hash>>>()?;
+        Some((path, self.whole.root()))
+    }
+}
+
 /// Verifies an inclusion proof (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
     if index >= size {
@@ -222,6 +310,28 @@ mod tests {
             frontier.push(*leaf);
             assert_eq!(frontier.root(), root(&all[..=i]), "size {}", i + 1);
         }
+    }
+
+    #[test]
+    fn a_streamed_proof_is_the_proof_of_the_definition() {
+        let all = leaves(70);
+        for size in 1..=all.len() {
+            for index in 0..size {
+                let mut streamed = StreamedProof::new(index as u64, size as u64).unwrap();
+                for leaf in &all[..size] {
+                    assert!(streamed.wants_more());
+                    streamed.push(*leaf);
+                }
+                assert!(!streamed.wants_more());
+                let (path, tree_root) = streamed.finish().unwrap();
+                assert_eq!(path, inclusion_proof(index, &all[..size]), "index {index} of {size}");
+                assert_eq!(tree_root, root(&all[..size]));
+            }
+        }
+        assert!(StreamedProof::new(3, 3).is_none());
+        let mut short = StreamedProof::new(0, 4).unwrap();
+        short.push(all[0]);
+        assert!(short.finish().is_none(), "not all leaves pushed");
     }
 
     #[test]

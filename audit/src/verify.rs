@@ -5,7 +5,7 @@
 //! A reading streams: segments are read line by line, the Merkle tree is kept as its frontier
 //! (logarithmic in the number of entries), checkpoints are read as the entries reach their sizes,
 //! and only the entries whose signatures are being checked are held. Memory does not grow with
-//! the log (but with [`verify_log_keeping`], which keeps every entry).
+//! the log, also for an inclusion proof ([`prove_inclusion`]).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -74,15 +74,10 @@ pub struct VerifyReport {
     pub warnings: Vec<String>,
     /// The Merkle tree of the valid entries, as its frontier (logarithmic in their number).
     pub frontier: Frontier,
-    /// Leaf hashes of the valid entries, for proofs: only from [`verify_log_keeping`] (they grow
-    /// with the log).
-    pub leaves: Vec<Hash>,
     /// The signed body hash of the last valid entry (the next entry's `prev`).
     pub last_body_hash: Option<Hash>,
     /// The timestamp of the last valid entry.
     pub last_ts: String,
-    /// Valid entries, when the caller asked to keep them ([`verify_log_keeping`]).
-    pub kept: Vec<(Entry, RawLine)>,
     pub latest_checkpoint: Option<Checkpoint>,
     /// Where a later reading continues ([`verify_from`]): after the last valid entry.
     pub end: Position,
@@ -231,7 +226,6 @@ impl Chunk {
 /// checkpoints the entries reach, and whatever the caller asked for.
 struct Sink<'v> {
     frontier: Frontier,
-    leaves: Option<Vec<Hash>>,
     /// The log's checkpoints, for a reading from the start.
     checkpoints: Option<Checkpoints>,
     /// A saved checkpoint's size, and the root of that many entries once reached.
@@ -256,9 +250,6 @@ impl Sink<'_> {
 
     fn accept(&mut self, payload: Payload, keys: &HashMap<String, VerifyingKey>) {
         self.frontier.push(payload.leaf);
-        if let Some(leaves) = &mut self.leaves {
-            leaves.push(payload.leaf);
-        }
         self.reached(keys);
         let chain = Link { seq: payload.seq + 1, prev: entry::hex(&payload.body_hash), ts: payload.ts.clone() };
         self.end = Position { segment: payload.next.0, offset: payload.next.1, chain: Some(chain) };
@@ -478,13 +469,57 @@ fn finding(seq: Option<u64>, path: &Path, offset: u64, reason: impl Into<String>
 /// Verifies the log in `dir`. `Err` only when the log cannot be read at all; problems with its
 /// contents are reported in [`VerifyReport::finding`].
 pub fn verify_log(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Error> {
-    verify_inner(dir, options, false)
+    let report = verify_pass(dir, options, &Position::start(), None)?;
+    if options.signatures_after_checkpoint && report.finding.is_some() {
+        // Found through a checkpoint's root, a problem may be named at the entry after the one
+        // changed: check every signature to name the first bad entry exactly.
+        let every = VerifyOptions { signatures_after_checkpoint: false, ..options.clone() };
+        return verify_pass(dir, &every, &Position::start(), None);
+    }
+    Ok(report)
 }
 
-/// [`verify_log`], keeping the valid entries and their leaf hashes (for proofs and the tests):
-/// memory grows with the log.
-pub fn verify_log_keeping(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Error> {
-    verify_inner(dir, options, true)
+/// The inclusion proof of one entry: its line, and the audit path from it to a checkpoint's root.
+#[derive(Debug, Clone)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub line: Vec<u8>,
+    pub path: Vec<Hash>,
+    pub checkpoint: Checkpoint,
+}
+
+/// The inclusion proof of entry `seq` in the tree of the log's latest checkpoint, read as
+/// [`verify_log_each`] reads it (every signature, the chain, every checkpoint): the path's
+/// subtrees are built as the entries stream by, so memory stays logarithmic in the log's length.
+/// Refused when the log is invalid or the latest checkpoint does not cover `seq`.
+pub fn prove_inclusion(dir: &Path, seq: u64, options: &VerifyOptions) -> Result<InclusionProof, String> {
+    // The latest checkpoint, as written: the reading below checks it with every other one.
+    let latest = ReverseLines::open(&dir.join(store::CHECKPOINTS_FILE), None)
+        .map_err(|e| e.to_string())?
+        .and_then(|mut lines| lines.prev_line().ok().flatten())
+        .and_then(|(_, line)| serde_json::from_slice::<Checkpoint>(&line).ok())
+        .ok_or("the log has no checkpoint yet")?;
+    let mut streamed = merkle::StreamedProof::new(seq, latest.size)
+        .ok_or_else(|| format!("entry {seq} is not covered by the latest checkpoint (size {})", latest.size))?;
+    let mut line = None;
+    let mut visit = |entry: Entry, raw: RawLine| {
+        if streamed.wants_more() {
+            if entry.seq == seq {
+                line = Some(raw.bytes.clone());
+            }
+            streamed.push(merkle::leaf_hash(&raw.bytes));
+        }
+    };
+    let report = verify_log_each(dir, options, &mut visit).map_err(|e| e.to_string())?;
+    if let Some(finding) = &report.finding {
+        return Err(format!("the log is invalid ({finding}): no proof is given from it"));
+    }
+    let checked = report.latest_checkpoint.is_some_and(|checked| checked.size >= latest.size);
+    let (path, root) = streamed.finish().filter(|_| checked).ok_or("the log changed while it was read: run the command again")?;
+    if entry::b64(&root) != latest.root {
+        return Err("the log changed while it was read: run the command again".into());
+    }
+    Ok(InclusionProof { seq, line: line.expect("entry seq was streamed: it is below the size"), path, checkpoint: latest })
 }
 
 /// [`verify_log`] checking every signature, handing each valid entry to `visit` in order as soon
@@ -492,7 +527,7 @@ pub fn verify_log_keeping(dir: &Path, options: &VerifyOptions) -> Result<VerifyR
 /// found wrong is reported at the end, after the entries it covers were visited).
 pub fn verify_log_each(dir: &Path, options: &VerifyOptions, visit: &mut dyn FnMut(Entry, RawLine)) -> Result<VerifyReport, Error> {
     let every = VerifyOptions { signatures_after_checkpoint: false, ..options.clone() };
-    verify_pass(dir, &every, &Position::start(), false, Some(visit))
+    verify_pass(dir, &every, &Position::start(), Some(visit))
 }
 
 /// Checks the entries from `from` on (structure, chain, sequence, signatures), handing each valid
@@ -506,26 +541,14 @@ pub fn verify_from(
     visit: &mut dyn FnMut(Entry, RawLine),
 ) -> Result<VerifyReport, Error> {
     let every = VerifyOptions { signatures_after_checkpoint: false, saved_checkpoint: None, ..options.clone() };
-    verify_pass(dir, &every, from, false, Some(visit))
-}
-
-fn verify_inner(dir: &Path, options: &VerifyOptions, keep: bool) -> Result<VerifyReport, Error> {
-    let report = verify_pass(dir, options, &Position::start(), keep, None)?;
-    if options.signatures_after_checkpoint && report.finding.is_some() {
-        // Found through a checkpoint's root, a problem may be named at the entry after the one
-        // changed: check every signature to name the first bad entry exactly.
-        let every = VerifyOptions { signatures_after_checkpoint: false, ..options.clone() };
-        return verify_pass(dir, &every, &Position::start(), keep, None);
-    }
-    Ok(report)
+    verify_pass(dir, &every, from, Some(visit))
 }
 
 fn verify_pass(
     dir: &Path,
     options: &VerifyOptions,
     from: &Position,
-    keep: bool,
-    mut visit: Option<&mut dyn FnMut(Entry, RawLine)>,
+    visit: Option<&mut dyn FnMut(Entry, RawLine)>,
 ) -> Result<VerifyReport, Error> {
     let origin = store::read_origin(dir)?;
     let mut report = VerifyReport { origin: origin.clone(), root: merkle::empty_root(), ..VerifyReport::default() };
@@ -546,16 +569,8 @@ fn verify_pass(
     // A few hundred bytes an entry: threads only for logs of more than a chunk or so.
     let threads =
         if bytes > (CHUNK * 256) as u64 { std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS) } else { 1 };
-    let mut kept: Vec<(Entry, RawLine)> = Vec::new();
-    let mut keep_entry = |entry: Entry, line: RawLine| kept.push((entry, line));
-    let visit: Option<&mut dyn FnMut(Entry, RawLine)> = match visit.take() {
-        Some(v) => Some(v),
-        None if keep => Some(&mut keep_entry),
-        None => None,
-    };
     let mut sink = Sink {
         frontier: Frontier::default(),
-        leaves: keep.then(Vec::new),
         checkpoints: if whole { Some(Checkpoints::open(dir, &origin)?) } else { None },
         saved: if whole { options.saved_checkpoint.as_ref().map(|cp| (cp.size, None)) } else { None },
         visit,
@@ -582,7 +597,7 @@ fn verify_pass(
             sink,
             covered_below,
         };
-        check_entries(&segments, from, &origin, keep || verifier.sink.visit.is_some(), &mut verifier, &mut report)?;
+        check_entries(&segments, from, &origin, verifier.sink.visit.is_some(), &mut verifier, &mut report)?;
         Ok((verifier.keys, verifier.sink))
     })?;
     report.entries = sink.frontier.size();
@@ -590,7 +605,6 @@ fn verify_pass(
     report.last_body_hash = hash;
     report.last_ts = ts.unwrap_or_default();
     report.root = sink.frontier.root();
-    report.leaves = sink.leaves.take().unwrap_or_default();
     report.end = sink.end.clone();
     if let Some(mut checkpoints) = sink.checkpoints.take() {
         checkpoints.finish(report.entries, &keys);
@@ -613,7 +627,6 @@ fn verify_pass(
     }
     report.frontier = sink.frontier.clone();
     drop(sink);
-    report.kept = kept;
     Ok(report)
 }
 

@@ -370,25 +370,15 @@ fn verify_cmd(dir: &Path, key_paths: &[PathBuf], checkpoint: Option<&Path>, foll
 }
 
 fn prove(dir: &Path, seq: u64) -> Exit {
-    let report = match verify::verify_log_keeping(dir, &VerifyOptions::default()) {
-        Ok(r) => r,
+    let proof = match verify::prove_inclusion(dir, seq, &VerifyOptions::default()) {
+        Ok(proof) => proof,
         Err(e) => return Exit::failure(e),
     };
-    if let Some(f) = &report.finding {
-        return Exit::failure(format!("the log is invalid ({f}): no proof is given from it"));
-    }
-    let Some(checkpoint) = report.latest_checkpoint.clone() else { return Exit::failure("the log has no checkpoint yet") };
-    if seq >= checkpoint.size {
-        return Exit::failure(format!("entry {seq} is not covered by the latest checkpoint (size {})", checkpoint.size));
-    }
-    let leaves = &report.leaves[..checkpoint.size as usize];
-    let path = merkle::inclusion_proof(seq as usize, leaves);
-    let line = String::from_utf8_lossy(&report.kept[seq as usize].1.bytes).into_owned();
     let proof = json!({
-        "index": seq,
-        "entry": line,
-        "path": path.iter().map(|h| entry::b64(h)).collect::<Vec<_>>(),
-        "checkpoint": checkpoint,
+        "index": proof.seq,
+        "entry": String::from_utf8_lossy(&proof.line),
+        "path": proof.path.iter().map(|h| entry::b64(h)).collect::<Vec<_>>(),
+        "checkpoint": proof.checkpoint,
     });
     out(&format!("{}\n", serde_json::to_string_pretty(&proof).unwrap_or_default()))
 }

@@ -1,7 +1,8 @@
 //! Reading audit logs with the `symbiont` binary: `audit show`'s filters (`--agent`, `--run`,
 //! `--since`, `--tail`) alone and combined, `--follow` seeing entries appended after it started
-//! (across a segment rotation) and stopping cleanly on Ctrl-C, and `verify` and `show` reading in
-//! memory that does not grow with the log (peak RSS of the child at N and 4N entries).
+//! (across a segment rotation) and stopping cleanly on Ctrl-C, `audit prove` over segments, and
+//! `verify`, `show` and `prove` reading in memory that does not grow with the log (peak RSS of the
+//! child at N and 4N entries).
 
 use std::{
     io::BufRead,
@@ -12,7 +13,10 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use symbiont_audit::{keys::FileSigner, store, time, Log, LogOptions, Record};
+use symbiont_audit::{
+    keys::{FileSigner, Signer},
+    store, time, Log, LogOptions, Record,
+};
 
 use crate::cli::{binary, Workspace};
 
@@ -233,6 +237,44 @@ fn show_follow_prints_entries_appended_after_it_started_across_a_segment_rotatio
 
 /// The peak resident set of `symbiont ARGS`, in kB (the child's `ru_maxrss`, from python3's
 /// `resource`: the wrapper has no other child).
+/// `audit prove` streams the log: a proof of entries at the start, the end and a segment's
+/// boundaries verifies with `audit verify-proof` against the log's key; a proof with a changed path
+/// does not; an entry past the latest checkpoint and a tampered log get no proof.
+#[test]
+fn prove_streams_a_multi_segment_log_and_its_proofs_verify() {
+    const N: u64 = 1_000;
+    let ws = Workspace::new();
+    append(&ws.path("log"), 0..N, 64);
+    ws.write("key.pub", symbiont_audit::keys::public_key_line(&signer().public_key()));
+    for seq in [0, 1, 63, 64, 500, N - 1] {
+        let seq = seq.to_string();
+        let proof = ws.run(&["audit", "prove", "log", "--seq", &seq]);
+        assert_eq!(proof.code, 0, "{} {}", proof.stdout, proof.stderr);
+        ws.write("proof.json", &proof.stdout);
+        let checked = ws.run(&["audit", "verify-proof", "--proof", "proof.json", "--key", "key.pub"]);
+        assert_eq!((checked.code, checked.stdout.trim()), (0, format!("valid: entry {seq} is included in the checkpoint").as_str()));
+        let mut changed: Value = serde_json::from_str(&proof.stdout).unwrap();
+        changed["path"].as_array_mut().unwrap().swap(0, 1);
+        ws.write("changed.json", changed.to_string());
+        let refused = ws.run(&["audit", "verify-proof", "--proof", "changed.json", "--key", "key.pub"]);
+        assert!(refused.code != 0 && refused.stdout.starts_with("INVALID"), "{} {}", refused.stdout, refused.stderr);
+    }
+    let past = ws.run(&["audit", "prove", "log", "--seq", &N.to_string()]);
+    assert!(
+        past.code != 0 && past.stderr.contains(&format!("not covered by the latest checkpoint (size {N})")),
+        "{} {}",
+        past.stdout,
+        past.stderr
+    );
+
+    // One byte of an entry's details changed in the middle segment: no proof, of it or any other.
+    let (_, middle) = store::segments(&ws.path("log")).unwrap()[5].clone();
+    let text = std::fs::read_to_string(&middle).unwrap().replacen("\"n\":330", "\"n\":331", 1);
+    std::fs::write(&middle, text).unwrap();
+    let tampered = ws.run(&["audit", "prove", "log", "--seq", "0"]);
+    assert!(tampered.code != 0 && tampered.stderr.contains("the log is invalid"), "{} {}", tampered.stdout, tampered.stderr);
+}
+
 fn peak_rss_kb(args: &[&str]) -> u64 {
     const MEASURE: &str = "import resource, subprocess, sys\n\
         done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
@@ -257,7 +299,12 @@ fn verify_and_show_read_in_memory_that_does_not_grow_with_the_log() {
     append(&large, 0..4 * N, 8 * N);
     assert_eq!(store::segments(&large).unwrap().len(), 1);
     const MARGIN_KB: u64 = 12 * 1024;
-    for args in [vec!["audit", "verify"], vec!["audit", "show"], vec!["audit", "show", "--format", "json", "--agent", "a1"]] {
+    for args in [
+        vec!["audit", "verify"],
+        vec!["audit", "show"],
+        vec!["audit", "show", "--format", "json", "--agent", "a1"],
+        vec!["audit", "prove", "--seq", "7"],
+    ] {
         let at = |log: &Path| {
             let mut all: Vec<&str> = args.clone();
             all.insert(2, log.to_str().unwrap());

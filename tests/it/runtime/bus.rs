@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use serde_json::{json, Value};
 use symbiont_audit::{
     keys::FileSigner,
-    verify::{verify_log_keeping, VerifyOptions},
+    verify::{verify_log_each, VerifyOptions},
     Log, LogOptions,
 };
 use symbiont_policy::Engine;
@@ -42,9 +42,11 @@ impl Audit {
                 log.close().unwrap();
             }
         }
-        let report = verify_log_keeping(&self.dir.path().join("audit"), &VerifyOptions::default()).unwrap();
+        let mut entries = Vec::new();
+        let mut keep = |entry, _| entries.push(serde_json::to_value(entry).unwrap());
+        let report = verify_log_each(&self.dir.path().join("audit"), &VerifyOptions::default(), &mut keep).unwrap();
         assert!(report.finding.is_none(), "the log verifies: {:?}", report.finding);
-        report.kept.iter().map(|(entry, _)| serde_json::to_value(entry).unwrap()).collect()
+        entries
     }
 }
 
