@@ -271,8 +271,12 @@ fn run_in(o: &Options, root: &Path) -> Result<(), String> {
     let (log, _) = Log::open(&sample_dir, signer.clone(), LogOptions::default()).map_err(|e| e.to_string())?;
     log.append(record(0, 1)).map_err(|e| e.to_string())?;
     log.close().map_err(|e| e.to_string())?;
-    let report = symbiont_audit::verify::verify_log_keeping(&sample_dir, &VerifyOptions::default()).map_err(|e| e.to_string())?;
-    let (entry, line) = report.kept.first().ok_or("the sample log has no entry")?;
+    let mut first = None;
+    let mut keep_first = |entry, line| {
+        first.get_or_insert((entry, line));
+    };
+    symbiont_audit::verify::verify_log_each(&sample_dir, &VerifyOptions::default(), &mut keep_first).map_err(|e| e.to_string())?;
+    let (entry, line): (symbiont_audit::Entry, symbiont_audit::store::RawLine) = first.ok_or("the sample log has no entry")?;
     let message = pae(ENTRY_TYPE, &entry.body().map_err(|e| e.to_string())?);
     println!("entry: {} bytes on disk, signed message {} bytes\n", line.bytes.len() + 1, message.len());
 
