@@ -30,6 +30,10 @@ impl Db for RootDatabase {
     fn parse_states(&self) -> Option<&ParseStates> {
         self.parse_states.as_deref()
     }
+
+    fn parse_by_items_above(&self) -> usize {
+        self.parse_by_items_above
+    }
 }
 
 /// All diagnostics of one file, sorted by position. Not memoized itself: its parts are, and a
@@ -71,6 +75,7 @@ pub struct RootDatabase {
     executed: Arc<Mutex<Option<Vec<String>>>>,
     code_states: Option<Arc<CodeStates>>,
     parse_states: Option<Arc<ParseStates>>,
+    parse_by_items_above: usize,
 }
 
 impl Default for RootDatabase {
@@ -88,6 +93,7 @@ impl Default for RootDatabase {
             executed,
             code_states: None,
             parse_states: None,
+            parse_by_items_above: crate::inputs::LARGE_TEXT,
         }
     }
 }
@@ -102,6 +108,12 @@ impl RootDatabase {
     pub fn keep_edit_states(&mut self) {
         self.code_states = Some(Arc::default());
         self.parse_states = Some(Arc::default());
+    }
+
+    /// Parses and summarises `.sym` texts longer than `bytes` item by item ([`Db::parse_by_items_above`]):
+    /// for tests, which compare that with a whole parse on small files. Set before any file.
+    pub fn set_parse_by_items_above(&mut self, bytes: usize) {
+        self.parse_by_items_above = bytes;
     }
 
     /// Starts recording executed queries.

@@ -44,7 +44,14 @@ pub trait Db: salsa::Database {
     fn code_states(&self) -> Option<&CodeStates>;
     /// The trees of the `.sym` files parsed last, when the database keeps them (the same).
     fn parse_states(&self) -> Option<&ParseStates>;
+    /// A `.sym` text longer than this is parsed and summarised item by item, each item's tree let
+    /// go once it is summarised ([`LARGE_TEXT`] unless changed).
+    fn parse_by_items_above(&self) -> usize;
 }
+
+/// The length (2 MiB) above which a `.sym` text is parsed item by item: its tree would be about
+/// 27 times the text, held whole until the last item is summarised. Real files are kilobytes.
+pub const LARGE_TEXT: usize = 2 << 20;
 
 /// The trees of the `.sym` files parsed last, each with its text, so that an edited file is
 /// re-parsed from its previous tree ([`symbiont_syntax::reparse`]: only the item the edit is in).
@@ -60,7 +67,7 @@ impl ParseStates {
     /// The tree of a text longer than this is not kept: it is about 27 times its text, and kept
     /// beside the queries that follow the parse it would double a language server's peak memory
     /// on a file of megabytes (#20). Such a file is parsed whole again after an edit.
-    const KEPT_TEXT_MAX: usize = 2 << 20;
+    const KEPT_TEXT_MAX: usize = LARGE_TEXT;
 
     /// The tree of `text`, the file's text now.
     pub fn parse(&self, file: SourceFile, text: &Arc<str>) -> Parse {

@@ -54,6 +54,11 @@ pub struct AnalysisHost {
     db: RootDatabase,
     workspace: Workspace,
     files: BTreeMap<PathBuf, SourceFile>,
+    /// New texts of files, not yet in the workspace ([`AnalysisHost::stage_file`]).
+    staged: BTreeMap<PathBuf, SourceFile>,
+    /// A file's input the workspace let go of when a staged one took its place, for its next
+    /// staged text: two inputs per staged file at most, each holding what was derived from it.
+    spare: BTreeMap<PathBuf, SourceFile>,
 }
 
 impl Default for AnalysisHost {
@@ -66,7 +71,7 @@ impl AnalysisHost {
     pub fn new() -> Self {
         let db = RootDatabase::default();
         let workspace = Workspace::new(&db, Vec::new(), None, Vec::new());
-        AnalysisHost { db, workspace, files: BTreeMap::new() }
+        AnalysisHost { db, workspace, files: BTreeMap::new(), staged: BTreeMap::new(), spare: BTreeMap::new() }
     }
 
     pub fn db(&self) -> &RootDatabase {
@@ -80,11 +85,19 @@ impl AnalysisHost {
         self.db.keep_edit_states();
     }
 
+    /// Parses and summarises `.sym` texts longer than `bytes` item by item, as it does those over
+    /// [`inputs::LARGE_TEXT`] (the same diagnostics, in a fraction of the memory): for tests that
+    /// compare the two. Call it before adding any file.
+    pub fn parse_by_items_above(&mut self, bytes: usize) {
+        self.db.set_parse_by_items_above(bytes);
+    }
+
     /// Adds a file (a `.sym`/`.symbi` file, or agent code in one of the four languages) or
     /// replaces its text.
     pub fn set_file(&mut self, path: impl Into<PathBuf>, text: impl Into<Arc<str>>) {
         let path = path.into();
         let text = text.into();
+        self.unstage(&path);
         match self.files.get(&path) {
             Some(&file) => {
                 if **file.text(&self.db) != *text {
@@ -99,7 +112,52 @@ impl AnalysisHost {
         }
     }
 
+    /// Stages a new text of a `.sym` file: an input of its own, outside the workspace, so that
+    /// what the file says alone can be derived (on a snapshot, [`ide::Analysis::summarise`])
+    /// while the workspace, and every answer about other files, stays as it was. The path's
+    /// current text, if any, stays in the workspace until [`AnalysisHost::commit_staged`]. For a
+    /// language server opening a huge file: nothing waits for it meanwhile.
+    pub fn stage_file(&mut self, path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> SourceFile {
+        let (path, text) = (path.into(), text.into());
+        let file = match self.staged.remove(&path).or_else(|| self.spare.remove(&path)) {
+            Some(file) => {
+                file.set_text(&mut self.db).to(text);
+                file
+            }
+            None => SourceFile::new(&self.db, path.clone(), text),
+        };
+        self.staged.insert(path, file);
+        file
+    }
+
+    /// Puts a staged file in the workspace in place of its path's current text, if it is still
+    /// the one staged for it (a newer text or a removal supersedes it). Whether it did.
+    pub fn commit_staged(&mut self, path: &Path, file: SourceFile) -> bool {
+        if self.staged.get(path) != Some(&file) {
+            return false;
+        }
+        self.staged.remove(path);
+        if let Some(old) = self.files.insert(path.to_path_buf(), file) {
+            self.spare.insert(path.to_path_buf(), old);
+        }
+        self.sync_file_list();
+        true
+    }
+
+    /// Whether a text of this path is staged and not yet in the workspace.
+    pub fn is_staged(&self, path: &Path) -> bool {
+        self.staged.contains_key(path)
+    }
+
+    fn unstage(&mut self, path: &Path) {
+        if let Some(file) = self.staged.remove(path) {
+            self.spare.insert(path.to_path_buf(), file);
+        }
+    }
+
     pub fn remove_file(&mut self, path: &Path) {
+        self.unstage(path);
+        self.spare.remove(path);
         if self.files.remove(path).is_some() {
             self.sync_file_list();
         }

@@ -96,8 +96,11 @@ pub struct FileLayout<'db> {
 /// linear in the text and cheap beside the parse.
 #[salsa::tracked(returns(ref))]
 pub fn file_layout(db: &dyn Db, file: SourceFile) -> FileLayout<'_> {
-    let parse = parse_file(db, file);
     let text = file.text(db);
+    if text.len() > db.parse_by_items_above() {
+        return layout_by_pieces(db, file, text);
+    }
+    let parse = parse_file(db, file);
     let index = LineIndex::new(text);
     let items = parse
         .syntax()
@@ -111,6 +114,92 @@ pub fn file_layout(db: &dyn Db, file: SourceFile) -> FileLayout<'_> {
         })
         .collect();
     FileLayout { items, syntax_errors: parse.errors().to_vec() }
+}
+
+/// A large file's layout, piece by piece ([`symbiont_syntax::pieces`]): the same items and
+/// errors as a parse of the whole text, without ever holding the whole text's tree.
+fn layout_by_pieces<'db>(db: &'db dyn Db, file: SourceFile, text: &str) -> FileLayout<'db> {
+    let starts = symbiont_syntax::pieces::item_starts(text);
+    let mut layout = FileLayout { items: Vec::new(), syntax_errors: Vec::new() };
+    let (mut from, mut line_col) = (0usize, LineCol { line: 0, col: 0 });
+    loop {
+        let next = starts.partition_point(|&s| s <= from);
+        let piece = Piece::new(db, file, from, line_col, starts.get(next).copied(), starts.get(next + 1).copied());
+        let part = piece_layout(db, piece);
+        layout.items.extend(part.items.iter().copied());
+        layout.syntax_errors.extend(part.syntax_errors.iter().cloned());
+        if part.end >= text.len() {
+            return layout;
+        }
+        line_col = line_col_after(line_col, &text[from..part.end]);
+        from = part.end;
+    }
+}
+
+/// The line and column (in chars) after `text`, which starts at `at`.
+fn line_col_after(at: LineCol, text: &str) -> LineCol {
+    match text.rfind('\n') {
+        Some(i) => {
+            LineCol { line: at.line + text.bytes().filter(|&b| b == b'\n').count() as u32, col: text[i + 1..].chars().count() as u32 }
+        }
+        None => LineCol { line: at.line, col: at.col + text.chars().count() as u32 },
+    }
+}
+
+/// One piece of a large file: where it starts (byte, line and column) and the item starts after
+/// it that [`symbiont_syntax::pieces::parse_piece`] may need.
+#[salsa::interned(debug)]
+struct Piece<'db> {
+    #[returns(copy)]
+    file: SourceFile,
+    #[returns(copy)]
+    start: usize,
+    #[returns(copy)]
+    line_col: LineCol,
+    #[returns(copy)]
+    end: Option<usize>,
+    #[returns(copy)]
+    after: Option<usize>,
+}
+
+/// A piece's items (each summarised, its tree let go) and syntax errors, placed in the file, and
+/// where the piece ends.
+#[derive(Debug, Clone, PartialEq, salsa::SalsaValue)]
+struct PieceLayout<'db> {
+    items: Vec<(Item<'db>, Placement)>,
+    syntax_errors: Vec<SyntaxError>,
+    end: usize,
+}
+
+/// Parses one piece and summarises its items as it names them, so that only this piece's tree is
+/// ever held. A query of its own: what a cancelled layout of the file had done is kept.
+#[salsa::tracked(returns(ref))]
+fn piece_layout<'db>(db: &'db dyn Db, piece: Piece<'db>) -> PieceLayout<'db> {
+    let (file, from, origin) = (piece.file(db), piece.start(db), piece.line_col(db));
+    let text = file.text(db);
+    let next: Vec<usize> = piece.end(db).into_iter().chain(piece.after(db)).collect();
+    let (parse, end) = symbiont_syntax::pieces::parse_piece(text, from, &next);
+    let (piece_text, by) = (&text[from..end], TextSize::from(from as u32));
+    let index = LineIndex::new(piece_text);
+    let mut items = Vec::new();
+    for node in parse.syntax().children() {
+        let range = node.text_range();
+        let name = ast::Item::cast(node.clone()).and_then(|item| item.name()).map(|name| name.text());
+        let source = ItemSource { text: piece_text[range].into(), tree: Mutex::new(Some(node.green().into_owned())) };
+        let at = index.line_col(piece_text, range.start());
+        let line_col = if at.line == 0 {
+            LineCol { line: origin.line, col: origin.col + at.col }
+        } else {
+            LineCol { line: origin.line + at.line, ..at }
+        };
+        let item = Item::new(db, file, node.kind(), name, source);
+        // Summarised now, and its tree let go even when the summary was kept from before.
+        item_summary(db, item);
+        item.source(db).drop_tree();
+        items.push((item, Placement { start: range.start() + by, line_col }));
+    }
+    let syntax_errors = parse.errors().iter().map(|e| SyntaxError::new(e.message.clone(), e.range + by)).collect();
+    PieceLayout { items, syntax_errors, end }
 }
 
 /// Everything one item says, relative to its start (ranges from 0, lines from 1).

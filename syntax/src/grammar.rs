@@ -10,7 +10,7 @@ use crate::{
     SyntaxKind::{self, *},
 };
 
-const ITEM_WORDS: &[&str] = &["metadata", "agent", "policy", "type", "function", "schedule", "channel", "memory", "webhook"];
+pub(crate) const ITEM_WORDS: &[&str] = &["metadata", "agent", "policy", "type", "function", "schedule", "channel", "memory", "webhook"];
 
 /// Rule kinds in policies.
 pub const RULE_KINDS: &[&str] = &["allow", "deny", "require", "audit", "conditions"];

@@ -11,6 +11,7 @@ mod grammar;
 pub mod lexer;
 mod line_index;
 mod parser;
+pub mod pieces;
 pub mod quantity;
 mod reparse;
 pub mod suggest;

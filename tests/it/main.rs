@@ -7,6 +7,7 @@ mod audit_pkcs11;
 mod audit_read;
 mod audit_s3;
 mod audit_tamper;
+mod by_items;
 mod checks;
 mod cli;
 mod code_docs;

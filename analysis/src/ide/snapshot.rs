@@ -91,6 +91,17 @@ impl Analysis {
         }))
     }
 
+    /// Derives everything a `.sym` file says alone (its names, its one-file checks, its policy
+    /// model), so that putting it in the workspace finds them done: for a staged file
+    /// ([`crate::AnalysisHost::stage_file`]). A cancelled derivation keeps what it finished.
+    pub fn summarise(&self, file: SourceFile) -> Cancellable<()> {
+        self.catch(std::panic::AssertUnwindSafe(|| {
+            crate::summary::local_diagnostics(&self.db, file);
+            crate::summary::file_symbols(&self.db, file);
+            crate::summary::file_policy_model(&self.db, file);
+        }))
+    }
+
     pub(crate) fn tree(&self, file: SourceFile) -> SyntaxNode {
         db::parse(&self.db, file).syntax()
     }
