@@ -27,6 +27,34 @@ pub const CHECKED_KINDS: &[SyntaxKind] = &[
     SyntaxKind::QUALIFIER,
 ];
 
+/// Whether [`check_node`] may find something in a node, read from its green node (no cursor is
+/// made for the many nodes it would find nothing in): a literal only when it is a quantity, a
+/// binary expression only when it compares, any other node when its kind is checked.
+pub fn may_find(node: &rowan::GreenNodeData) -> bool {
+    use rowan::{Language, NodeOrToken};
+    use symbiont_syntax::SymLanguage;
+    match SymLanguage::kind_from_raw(node.kind()) {
+        SyntaxKind::LITERAL | SyntaxKind::LITERAL_PAT => {
+            // The node's first token, as `SyntaxNode::first_token` finds it.
+            let mut node = node;
+            loop {
+                match node.children().next() {
+                    Some(NodeOrToken::Node(child)) => node = child,
+                    Some(NodeOrToken::Token(token)) => return SymLanguage::kind_from_raw(token.kind()) == SyntaxKind::QUANTITY,
+                    None => return false,
+                }
+            }
+        }
+        SyntaxKind::BIN_EXPR => node
+            .children()
+            .any(|child| child.as_token().is_some_and(|token| COMPARISONS.contains(&SymLanguage::kind_from_raw(token.kind())))),
+        kind => CHECKED_KINDS.contains(&kind),
+    }
+}
+
+/// The operators [`Checker::comparison`] checks.
+const COMPARISONS: &[SyntaxKind] = &[SyntaxKind::EQ2, SyntaxKind::NEQ, SyntaxKind::LT, SyntaxKind::GT, SyntaxKind::LTEQ, SyntaxKind::GTEQ];
+
 /// The one-file checks of one node (not of the nodes in it), found in `path`: no check looks
 /// outside the node it checks, so the node may be a tree of its own. Called on every node of a
 /// file in the order of a walk of its tree, they are the file's checks; syntax errors are the
@@ -242,7 +270,7 @@ impl Checker<'_> {
 
     fn comparison(&mut self, bin: &ast::BinExpr) {
         let Some(op) = bin.op() else { return };
-        if !matches!(op.kind(), SyntaxKind::EQ2 | SyntaxKind::NEQ | SyntaxKind::LT | SyntaxKind::GT | SyntaxKind::LTEQ | SyntaxKind::GTEQ) {
+        if !COMPARISONS.contains(&op.kind()) {
             return;
         }
         let (Some(lhs), Some(rhs)) = (bin.lhs(), bin.rhs()) else { return };

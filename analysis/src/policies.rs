@@ -98,10 +98,10 @@ fn operation_checks(db: &dyn Db, ws: Workspace, file: SourceFile, out: &mut Vec<
     let (model, universe, path) = (file_policy_model(db, file), policy_universe(db, ws), file.path(db));
     let operations = symbiont_policy::catalogue::Operations::new(&universe.config().operations);
     let policies = model.policies.iter().chain(model.agents.iter().flat_map(|a| a.inline.iter()));
-    let named_ops = policies.flat_map(|p| p.rules.iter()).flat_map(|r| r.ops.iter().map(|o| (o.name.clone(), o.loc.clone())));
-    let capabilities = model.agents.iter().flat_map(|a| a.capabilities.iter().cloned());
+    let named_ops = policies.flat_map(|p| p.rules.iter()).flat_map(|r| r.ops.iter().map(|o| (&o.name, &o.loc)));
+    let capabilities = model.agents.iter().flat_map(|a| a.capabilities.iter().map(|(name, loc)| (name, loc)));
     for (name, loc) in named_ops.chain(capabilities) {
-        if operations.is_known(&name) {
+        if operations.is_known(name) {
             continue;
         }
         let mut d = Diagnostic::new(

@@ -15,21 +15,26 @@ use crate::{
 /// `extends` graph of top-level policies. Holds no ranges, so edits that rename nothing keep it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkspaceIndex {
-    pub defs: BTreeMap<(DefKind, String), Vec<SourceFile>>,
+    /// By namespace, then name: a lookup by a borrowed name allocates nothing.
+    pub defs: BTreeMap<DefKind, BTreeMap<String, Vec<SourceFile>>>,
     pub extends: BTreeMap<String, Vec<String>>,
 }
 
 impl WorkspaceIndex {
     pub fn lookup(&self, kind: DefKind, name: &str) -> &[SourceFile] {
-        self.defs.get(&(kind, name.to_string())).map_or(&[], Vec::as_slice)
+        self.defs.get(&kind).and_then(|names| names.get(name)).map_or(&[], Vec::as_slice)
     }
 
     pub fn names(&self, kind: DefKind) -> impl Iterator<Item = &str> {
-        self.defs.keys().filter(move |(k, _)| *k == kind).map(|(_, n)| n.as_str())
+        self.defs.get(&kind).into_iter().flat_map(|names| names.keys().map(String::as_str))
     }
 
     /// The policies on the `extends` cycle through `policy`, starting and ending with it.
     pub fn extends_cycle(&self, policy: &str) -> Option<Vec<String>> {
+        // Most policies extend nothing: no cycle goes through them.
+        if !self.extends.contains_key(policy) {
+            return None;
+        }
         // Depth-first search with an explicit stack: no input can overflow it.
         let mut stack: Vec<(String, usize)> = vec![(policy.to_string(), 0)];
         let mut on_path: Vec<String> = vec![policy.to_string()];
@@ -62,7 +67,7 @@ pub fn workspace_index(db: &dyn Db, ws: Workspace) -> WorkspaceIndex {
     for &file in ws.files(db) {
         let symbols = file_symbols(db, file);
         for (kind, name) in &symbols.defs {
-            index.defs.entry((*kind, name.clone())).or_default().push(file);
+            index.defs.entry(*kind).or_default().entry(name.clone()).or_default().push(file);
         }
         for (child, parent) in &symbols.extends {
             index.extends.entry(child.clone()).or_default().push(parent.clone());
@@ -133,7 +138,7 @@ pub fn resolve_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<
 
     let mut reported_cycle_at = BTreeSet::new();
     for def in items.defs.iter().filter(|d| d.kind == DefKind::Policy) {
-        if !reported_cycle_at.insert(def.name.clone()) {
+        if !reported_cycle_at.insert(def.name.as_str()) {
             continue;
         }
         let Some(cycle) = index.extends_cycle(&def.name) else { continue };

@@ -15,7 +15,7 @@ use crate::{
     LevelKind, Value,
 };
 
-/// Lowers every policy and agent of one file.
+/// Lowers every policy and agent of one file: `tree` is the parse of `text`.
 ///
 /// The model does not depend on the workspace configuration: level names are resolved when the
 /// policy is evaluated, and checked against the configured levels by the static checks.
@@ -43,14 +43,15 @@ struct Lowerer<'a> {
 }
 
 /// A node's text on one line, for explanations: whitespace runs become one space, comments go.
-fn one_line(node: &SyntaxNode) -> String {
+/// `text` is the text of the node's tree (the lowered file's): what is written is read from it.
+fn one_line(text: &str, node: &SyntaxNode) -> String {
     // Most rules are written on one line already: then the text is the answer.
-    let mut text = String::new();
-    symbiont_syntax::for_each_token(node, |_, token| text.push_str(token));
-    if !text.contains(['\n', '\r', '\t', '#', '/']) && !text.contains("  ") {
-        return text;
+    let range = node.text_range();
+    let written = text.get(usize::from(range.start())..usize::from(range.end()));
+    if let Some(written) = written.filter(|w| !w.contains(['\n', '\r', '\t', '#', '/']) && !w.contains("  ")) {
+        return written.to_string();
     }
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(usize::from(range.len()));
     symbiont_syntax::for_each_token(node, |kind, token| match kind {
         SyntaxKind::WHITESPACE => {
             if !out.ends_with(' ') && !out.is_empty() {
@@ -135,7 +136,7 @@ impl Lowerer<'_> {
             guard: None,
             preconditions: Vec::new(),
             obligations: Vec::new(),
-            text: one_line(rule.syntax()),
+            text: one_line(self.text, rule.syntax()),
             loc: self.loc(rule.syntax().text_range()),
         };
         // A phrase is its subject plus qualifiers; qualifiers mean the same for every rule kind.
@@ -225,7 +226,10 @@ impl Lowerer<'_> {
                     self.issue(
                         IssueKind::NotAnOperation,
                         other.syntax().text_range(),
-                        format!("`{}` names no operation: expected `\"op\"`, `op`, `op(args)` or a list of them", one_line(other.syntax())),
+                        format!(
+                            "`{}` names no operation: expected `\"op\"`, `op`, `op(args)` or a list of them",
+                            one_line(self.text, other.syntax())
+                        ),
                     );
                     Vec::new()
                 }
@@ -247,7 +251,7 @@ impl Lowerer<'_> {
                     let rhs = self.compile(&value, params);
                     Some(Guard {
                         expr: self.comparison(CmpOp::Eq, lhs, rhs, Some(&name.text()), &value),
-                        text: one_line(field.syntax()),
+                        text: one_line(self.text, field.syntax()),
                         loc,
                     })
                 })
@@ -258,7 +262,7 @@ impl Lowerer<'_> {
                 let lhs = Expr::Path { root: Root::Env(name.into()), fields: Box::new([]) };
                 vec![Guard {
                     expr: Expr::Cmp(CmpOp::Eq, Box::new(lhs), Box::new(Expr::Lit(Value::Bool(true)))),
-                    text: one_line(other.syntax()),
+                    text: one_line(self.text, other.syntax()),
                     loc: self.loc(other.syntax().text_range()),
                 }]
             }
@@ -293,13 +297,13 @@ impl Lowerer<'_> {
             Ast::RecordExpr(record) => Value::object(
                 record.fields().filter_map(|f| Some((f.name()?.text(), f.value().map(|v| self.value(&v)).unwrap_or(Value::Null)))),
             ),
-            other => Value::String(one_line(other.syntax())),
+            other => Value::String(one_line(self.text, other.syntax())),
         }
     }
 
     fn guard(&mut self, expr: &Ast, params: &[String]) -> Guard {
         let compiled = self.compile(expr, params);
-        Guard { expr: compiled, text: one_line(expr.syntax()), loc: self.loc(expr.syntax().text_range()) }
+        Guard { expr: compiled, text: one_line(self.text, expr.syntax()), loc: self.loc(expr.syntax().text_range()) }
     }
 
     fn unsupported(&mut self, expr: &Ast, what: String) -> Expr {
@@ -345,7 +349,7 @@ impl Lowerer<'_> {
                         Expr::Path { root, fields: fields.into() }
                     }
                     Some(Expr::Unsupported(what)) => Expr::Unsupported(what),
-                    _ => self.unsupported(expr, format!("the field access `{}`", one_line(expr.syntax()))),
+                    _ => self.unsupported(expr, format!("the field access `{}`", one_line(self.text, expr.syntax()))),
                 }
             }
             Ast::IndexExpr(index) => {
@@ -361,7 +365,7 @@ impl Lowerer<'_> {
                         fields.push(key.into());
                         Expr::Path { root, fields: fields.into() }
                     }
-                    _ => self.unsupported(expr, format!("the index `{}`", one_line(expr.syntax()))),
+                    _ => self.unsupported(expr, format!("the index `{}`", one_line(self.text, expr.syntax()))),
                 }
             }
             Ast::CallExpr(call) => {
@@ -375,7 +379,7 @@ impl Lowerer<'_> {
                     }
                     return self.unsupported(expr, format!("the method `{method_name}`"));
                 }
-                self.unsupported(expr, format!("the call `{}`", one_line(expr.syntax())))
+                self.unsupported(expr, format!("the call `{}`", one_line(self.text, expr.syntax())))
             }
             Ast::ParenExpr(paren) => match paren.expr() {
                 Some(inner) => self.compile(&inner, params),
@@ -422,7 +426,7 @@ impl Lowerer<'_> {
                     }
                 }
             }
-            _ => self.unsupported(expr, format!("`{}`", one_line(expr.syntax()))),
+            _ => self.unsupported(expr, format!("`{}`", one_line(self.text, expr.syntax()))),
         }
     }
 
