@@ -15,7 +15,7 @@ use symbiont_policy::model::{FileModel, Guard, PolicyDef, Rule, SourceLoc};
 use symbiont_syntax::{ast, ast::AstNode, LineCol, LineIndex, SyntaxError, SyntaxKind, SyntaxNode, TextSize};
 
 use crate::{
-    checks::{check_node, CHECKED_KINDS},
+    checks::{check_node, may_find, CHECKED_KINDS},
     diagnostics::{self as rules, Diagnostic},
     inputs::{parse_file, Db, SourceFile},
     items::{collect_item, use_at, FileItems, FileSymbols, RefContext, Reference, USE_KINDS},
@@ -226,6 +226,9 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     for_each_node(&green, |node, at| {
         let kind = symbiont_syntax::SymLanguage::kind_from_raw(node.kind());
         if CHECKED_KINDS.contains(&kind) {
+            if !may_find(node) {
+                return;
+            }
             let (node, first) = (SyntaxNode::new_root(node.to_owned()), diagnostics.len());
             check_node(path, &node, &mut diagnostics);
             for diagnostic in &mut diagnostics[first..] {
