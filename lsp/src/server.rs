@@ -36,10 +36,54 @@ struct Outbox {
     versions: HashMap<PathBuf, i32>,
 }
 
+impl Outbox {
+    /// Sends a change to the writer. Synchronous: call it before any `.await`.
+    fn send(outbox: &Mutex<Outbox>, change: Change) {
+        let mut outbox = outbox.lock().unwrap_or_else(|e| e.into_inner());
+        match &change {
+            Change::Open { path, version, .. } | Change::Edit { path, version, .. } => {
+                outbox.versions.insert(path.clone(), *version);
+            }
+            Change::Close { path } => {
+                outbox.versions.remove(path);
+            }
+            _ => {}
+        }
+        outbox.seq += 1;
+        let seq = outbox.seq;
+        if outbox.tx.send(Msg { seq, change }).is_err() {
+            crate::log("the writer has stopped; change dropped".to_string());
+        }
+    }
+}
+
+/// Derives a staged huge file's summary on a snapshot, on a thread of its own, then sends the
+/// change that lists it. A change meanwhile cancels the snapshot between two items; the next
+/// snapshot goes on from there (what was derived is kept), unless the file is no longer staged.
+fn summarise_staged(world: Arc<Mutex<World>>, outbox: Arc<Mutex<Outbox>>, path: PathBuf, file: symbiont_analysis::SourceFile) {
+    let summarise = move || loop {
+        let snap = {
+            let world = lock(&world);
+            if !world.host.is_staged(&path) {
+                return;
+            }
+            world.host.snapshot()
+        };
+        if snap.summarise(file).is_ok() {
+            drop(snap);
+            Outbox::send(&outbox, Change::List { path, file });
+            return;
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("symbiont-summary".into()).spawn(summarise) {
+        crate::log(format!("no thread to summarise a staged file: {e}"));
+    }
+}
+
 pub struct Backend {
     client: Client,
     world: Arc<Mutex<World>>,
-    outbox: Mutex<Outbox>,
+    outbox: Arc<Mutex<Outbox>>,
     applied: tokio::sync::watch::Receiver<u64>,
     /// Fixed by `initialize`.
     paths: OnceLock<Paths>,
@@ -63,10 +107,17 @@ impl Backend {
         let (applied_tx, applied) = tokio::sync::watch::channel(0);
         let (publish_tx, publish_rx) = mpsc::channel();
         let push_diagnostics = Arc::new(AtomicBool::new(true));
-        let writer_world = world.clone();
+        let outbox = Arc::new(Mutex::new(Outbox { seq: 0, tx, versions: HashMap::new() }));
+        let (writer_world, summary_world, summary_outbox) = (world.clone(), world.clone(), Arc::downgrade(&outbox));
+        let summarise = move |path, file| {
+            // The outbox lives as long as the server; a summary finished after it has nowhere to go.
+            if let Some(outbox) = summary_outbox.upgrade() {
+                summarise_staged(summary_world.clone(), outbox, path, file);
+            }
+        };
         std::thread::Builder::new()
             .name("symbiont-writer".into())
-            .spawn(move || world::writer(writer_world, rx, applied_tx, publish_tx))
+            .spawn(move || world::writer(writer_world, rx, applied_tx, publish_tx, summarise))
             .expect("the writer thread starts");
         let publisher = crate::publish::Publisher { world: world.clone(), frames: frames.clone(), enabled: push_diagnostics.clone() };
         std::thread::Builder::new()
@@ -76,7 +127,7 @@ impl Backend {
         Backend {
             client,
             world,
-            outbox: Mutex::new(Outbox { seq: 0, tx, versions: HashMap::new() }),
+            outbox,
             applied,
             paths: OnceLock::new(),
             folders: Mutex::default(),
@@ -94,21 +145,7 @@ impl Backend {
 
     /// Sends a change to the writer. Synchronous: call it before any `.await`.
     fn send(&self, change: Change) {
-        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
-        match &change {
-            Change::Open { path, version, .. } | Change::Edit { path, version, .. } => {
-                outbox.versions.insert(path.clone(), *version);
-            }
-            Change::Close { path } => {
-                outbox.versions.remove(path);
-            }
-            _ => {}
-        }
-        outbox.seq += 1;
-        let seq = outbox.seq;
-        if outbox.tx.send(Msg { seq, change }).is_err() {
-            crate::log("the writer has stopped; change dropped".to_string());
-        }
+        Outbox::send(&self.outbox, change);
     }
 
     fn doc_path(&self, uri: &lsp::Uri) -> Result<PathBuf> {
@@ -123,8 +160,20 @@ impl Backend {
             (outbox.seq, outbox.versions.get(&path).copied())
         };
         let mut applied = self.applied.clone();
-        if applied.wait_for(|&done| done >= seq).await.is_err() {
-            return Err(jsonrpc::Error::internal_error());
+        let mut seq = seq;
+        loop {
+            if applied.wait_for(|&done| done >= seq).await.is_err() {
+                return Err(jsonrpc::Error::internal_error());
+            }
+            // A staged huge file is answered about once it is in the workspace: until then the
+            // workspace holds its previous text, or nothing. Its listing is a change applied
+            // after `seen`.
+            let seen = *applied.borrow();
+            let (world, staged) = (self.world.clone(), path.clone());
+            if !blocking(move || Ok(lock(&world).host.is_staged(&staged))).await? {
+                break;
+            }
+            seq = seen + 1;
         }
         let world = self.world.clone();
         let uri = uri.as_str().to_string();

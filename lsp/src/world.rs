@@ -10,7 +10,7 @@ use std::{
     sync::{mpsc, Arc, Mutex, MutexGuard},
 };
 
-use symbiont_analysis::{is_code_path, is_source_path, AnalysisHost, CONFIG_FILE_NAME};
+use symbiont_analysis::{is_code_path, is_source_path, AnalysisHost, SourceFile, CONFIG_FILE_NAME};
 use tower_lsp_server::ls_types as lsp;
 
 use crate::convert::Paths;
@@ -91,6 +91,11 @@ pub enum Change {
     Load {
         root: PathBuf,
     },
+    /// A staged huge file is summarised: put it in the workspace.
+    List {
+        path: PathBuf,
+        file: SourceFile,
+    },
 }
 
 pub struct Msg {
@@ -107,6 +112,8 @@ pub struct Effects {
     pub removed: Vec<(PathBuf, lsp::Uri)>,
     /// Whether every file's diagnostics may have changed (a load, the configuration).
     pub all: bool,
+    /// Huge `.sym` files staged, to be summarised in the background and then listed.
+    pub staged: Vec<(PathBuf, SourceFile)>,
 }
 
 impl Effects {
@@ -114,12 +121,20 @@ impl Effects {
         self.changed.extend(other.changed);
         self.removed.extend(other.removed);
         self.all |= other.all;
+        self.staged.extend(other.staged);
     }
 }
 
 /// The writer: applies each batch of changes under the lock, then reports the last sequence
-/// number applied (readers wait for it) and what changed (to the publisher).
-pub fn writer(world: Arc<Mutex<World>>, rx: mpsc::Receiver<Msg>, applied: tokio::sync::watch::Sender<u64>, publish: mpsc::Sender<Effects>) {
+/// number applied (readers wait for it) and what changed (to the publisher), and hands each huge
+/// file it staged to `summarise` (which lists it, through a change, once summarised).
+pub fn writer(
+    world: Arc<Mutex<World>>,
+    rx: mpsc::Receiver<Msg>,
+    applied: tokio::sync::watch::Sender<u64>,
+    publish: mpsc::Sender<Effects>,
+    summarise: impl Fn(PathBuf, SourceFile),
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
@@ -138,6 +153,9 @@ pub fn writer(world: Arc<Mutex<World>>, rx: mpsc::Receiver<Msg>, applied: tokio:
             writer.flush_pending();
         }
         applied.send_replace(last);
+        for (path, file) in std::mem::take(&mut effects.staged) {
+            summarise(path, file);
+        }
         if publish.send(effects).is_err() {
             return;
         }
@@ -155,6 +173,7 @@ impl std::fmt::Debug for ChangeKind<'_> {
             Change::Disk { path, .. } => write!(f, "file change {}", path.display()),
             Change::Config => write!(f, "configuration change"),
             Change::Load { root } => write!(f, "loading {}", root.display()),
+            Change::List { path, .. } => write!(f, "listing {}", path.display()),
         }
     }
 }
@@ -218,6 +237,12 @@ impl Writer<'_> {
                 }
             }
             Change::Load { root } => self.load(&root),
+            Change::List { path, file } => {
+                if self.world.host.commit_staged(&path, file) {
+                    self.effects.changed.insert(path);
+                    self.effects.all = true;
+                }
+            }
         }
     }
 
@@ -273,8 +298,24 @@ impl Writer<'_> {
             }
             return;
         }
+        if self.put(path, text) {
+            self.effects.changed.insert(path.to_path_buf());
+        }
+    }
+
+    /// Sets a file's text, or stages it when it is a huge `.sym` file (over
+    /// [`crate::server::LARGE_FILE`]): its summary is derived in the background, on a snapshot,
+    /// before it joins the workspace, so that no answer about another file waits for it (a
+    /// request that needs the workspace's names would: salsa shares a query in progress). Whether
+    /// the text is in the workspace now.
+    fn put(&mut self, path: &Path, text: Arc<str>) -> bool {
+        if is_source_path(path) && text.len() > crate::server::LARGE_FILE {
+            let file = self.world.host.stage_file(path, text);
+            self.effects.staged.push((path.to_path_buf(), file));
+            return false;
+        }
         self.world.host.set_file(path, text);
-        self.effects.changed.insert(path.to_path_buf());
+        true
     }
 
     /// Takes a file's text from disk again, or drops it from the analysis when it is gone or not
@@ -301,8 +342,9 @@ impl Writer<'_> {
                 self.effects.all = true;
             }
             Some(text) if !is_config(path) => {
-                self.world.host.set_file(path, text);
-                self.effects.changed.insert(path.to_path_buf());
+                if self.put(path, text.into()) {
+                    self.effects.changed.insert(path.to_path_buf());
+                }
             }
             _ => {
                 let known = self.world.host.file_text(path).is_some();
@@ -343,7 +385,7 @@ impl Writer<'_> {
                 continue;
             }
             if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                self.world.host.set_file(path, text);
+                self.put(&path, text.into());
             }
         }
         // The configuration: the nearest `symbiont.toml` at or above the root.

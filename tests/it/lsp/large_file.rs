@@ -1,10 +1,13 @@
 //! One huge file does not take the server down with it (#20): a generated 6 MB `.sym` file (7,000
-//! agents, each with a warning) is opened over stdio while a small file is open. A request on the
-//! small file is answered before the big file's diagnostics are published; the big file's
-//! diagnostics arrive, every one of them; the answers that grow with the whole file are off for
-//! it, with a message saying so; and the server's peak memory over the open stays within what
-//! `symbiont check` itself needs for the same file. About 10 s of the suite's time in a debug
-//! build (most of it parsing and checking the file twice: once in the server, once in `check`).
+//! agents, each with a warning) is opened over stdio while small files are open. Requests on a
+//! small file are answered before the big file's diagnostics are published, even those that need
+//! the workspace's names (the big file is summarised on a snapshot of its own, outside the
+//! workspace, then listed); an edit of the small file meanwhile gets its diagnostics first too;
+//! the big file's diagnostics arrive, every one of them, and its names are the workspace's then;
+//! the answers that grow with the whole file are off for it, with a message saying so; and the
+//! server's peak memory over the open stays under 30 times the file (it is parsed item by item).
+//! The diagnostics of the file parsed item by item are those of a whole parse. About 10 s of the
+//! suite's time in a debug build.
 
 use std::{path::Path, process::Command};
 
@@ -12,7 +15,10 @@ use serde_json::{json, Value};
 
 use super::{at, Fixture};
 
-const SMALL: &str = "agent helper(x: String) -> String {\n    capabilities = [\"read\"]\n}\n";
+/// A small file using a type of another small file and one of the big file (a host type until the
+/// big file is in the workspace: not an error).
+const SMALL: &str = "agent helper(x: Finding) -> Report_1 {\n    capabilities = [\"read\"]\n}\n";
+const TYPES: &str = "type Finding = { text: String }\n";
 
 /// About 820 bytes a block: a comment, an agent with an inline policy and a body, and a type.
 /// Each block has one warning, SYM0201 (`write_data` is no operation of the catalogue).
@@ -77,10 +83,16 @@ fn check_peak_kb(dir: &Path) -> u64 {
     kb.parse().unwrap()
 }
 
+/// Where `word` starts in `SMALL`'s first line.
+fn small_at(word: &str) -> Value {
+    json!({ "line": 0, "character": SMALL.find(word).unwrap() })
+}
+
 #[test]
 fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
     let fx = Fixture::empty();
     fx.write("small.sym", SMALL);
+    fx.write("types.sym", TYPES);
     let (big, blocks) = big_text(6_000_000);
     let mut server = fx.server();
     let small = fx.uri("small.sym");
@@ -89,33 +101,37 @@ fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
     let pid = server.pid();
     let baseline_kb = status_kb(pid, "VmHWM");
 
-    // The small file is edited (a syntax error), then the big file opened (not on disk: the
+    // The small file is edited (a syntax error), the big file opened (not on disk: the
     // workspace's load never read it, the open is the first the server sees of it), then the small
-    // file asked about. Whether the publisher takes the edit alone or both files in one round, the
-    // small file's diagnostics come first (the smallest changed file first). An edit arriving
-    // while the big file is being analysed waits for the query under way: salsa cancels between
-    // queries only, so that order is not asserted.
+    // file asked about, and once answered edited again.
     let big_uri = fx.uri("big.sym");
     server.change(&small, 2, json!([{ "text": format!("{SMALL}agent {{\n") }]));
     server.open(&big_uri, "symbiont", &big);
     let outline = server.send_request("textDocument/documentSymbol", json!({ "textDocument": { "uri": small } }));
-    let hover = server.send_request("textDocument/hover", at(&small, json!({ "line": 0, "character": 8 })));
+    let hover = server.send_request("textDocument/hover", at(&small, small_at("helper")));
+    // Where `Finding` is defined: an answer that needs every file's names.
+    let definition = server.send_request("textDocument/definition", at(&small, small_at("Finding")));
+    let requests = [(outline, "small outline"), (hover, "small hover"), (definition, "small definition")];
 
-    // The small file's outline needs nothing of the big file, and its diagnostics are computed
-    // before the big file's (the smallest changed file first): both come before the big file's
-    // diagnostics, which need all of it parsed and checked.
+    // None of these needs the big file, which is summarised outside the workspace meanwhile, and
+    // an edit meanwhile waits for one of its items at most: all come before its diagnostics, which
+    // need all of it parsed and checked.
     let mut order = Vec::new();
     let (mut big_diagnostics, mut small_diagnostics) = (None, None);
-    let mut answers: Vec<(i64, Value)> = Vec::new();
-    while big_diagnostics.is_none() || small_diagnostics.is_none() || answers.len() < 2 {
+    let mut answers: Vec<(&str, Value)> = Vec::new();
+    while big_diagnostics.is_none() || small_diagnostics.is_none() || answers.len() < requests.len() {
         let message = server.wait_for(|m| {
-            m.get("id").is_some_and(|id| *id == json!(outline) || *id == json!(hover)) && m.get("method").is_none()
-                || m["method"] == "textDocument/publishDiagnostics" && (m["params"]["uri"] == big_uri || m["params"]["version"] == 2)
+            m.get("id").is_some_and(|id| requests.iter().any(|(r, _)| *id == json!(r))) && m.get("method").is_none()
+                || m["method"] == "textDocument/publishDiagnostics" && (m["params"]["uri"] == big_uri || m["params"]["version"] == 3)
         });
         match message["id"].as_i64() {
             Some(id) => {
-                order.push(if id == outline { "small outline" } else { "small hover" });
-                answers.push((id, message));
+                let what = requests.iter().find(|(r, _)| *r == id).unwrap().1;
+                order.push(what);
+                answers.push((what, message));
+                if answers.len() == requests.len() {
+                    server.change(&small, 3, json!([{ "text": format!("{SMALL}policy {{\n") }]));
+                }
             }
             None if message["params"]["uri"] == big_uri => {
                 order.push("big diagnostics");
@@ -128,11 +144,15 @@ fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
         }
     }
     let position = |what: &str| order.iter().position(|o| *o == what).unwrap();
-    assert!(position("small outline") < position("big diagnostics"), "{order:?}");
-    assert!(position("small diagnostics") < position("big diagnostics"), "{order:?}");
-    for (id, answer) in &answers {
-        assert!(answer.get("error").is_none() && !answer["result"].is_null(), "request {id}: {answer}");
+    for (_, what) in requests {
+        assert!(position(what) < position("big diagnostics"), "{order:?}");
     }
+    assert!(position("small diagnostics") < position("big diagnostics"), "{order:?}");
+    for (what, answer) in &answers {
+        assert!(answer.get("error").is_none() && !answer["result"].is_null(), "{what}: {answer}");
+    }
+    let found = answers.iter().find(|(what, _)| *what == "small definition").unwrap();
+    assert_eq!(found.1["result"][0]["uri"], fx.uri("types.sym"), "{}", found.1);
     let small_diagnostics = small_diagnostics.unwrap();
     assert!(small_diagnostics["diagnostics"].as_array().unwrap().iter().any(|d| d["code"] == "SYM0001"), "{small_diagnostics}");
 
@@ -143,6 +163,10 @@ fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
     assert_eq!(codes.len(), blocks);
     assert!(codes.iter().all(|c| *c == "SYM0201"), "{:?}", codes.iter().find(|c| **c != "SYM0201"));
     let analysed_kb = status_kb(pid, "VmHWM") - baseline_kb;
+
+    // Its names are the workspace's now: the small file's `Report_1` is defined there.
+    let report = server.request("textDocument/definition", at(&small, small_at("Report_1"))).unwrap();
+    assert_eq!(report[0]["uri"], big_uri, "{report}");
 
     // The client is told which features are off for it, and they are; the rest answer.
     let notice = server.wait_for(|m| m["method"] == "window/showMessage");
@@ -164,18 +188,38 @@ fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
     let navigated_kb = status_kb(pid, "VmHWM") - baseline_kb;
     assert_eq!(server.stop(), 0);
 
-    // Peak memory. Opening and analysing the file costs the server what `symbiont check` needs
-    // for it (the file's tree alone is about 27 times its text) plus the protocol's decoding of
-    // a 6 MB message (about 4 times the text here); navigating in it keeps its tree for the
-    // next request. Before the limits of #20, the outline, folding, lenses and semantic tokens an
-    // editor asks for on open took this file's server past 100 times its text.
+    // Peak memory. Opening and analysing the file holds the protocol's decoding of a 6 MB
+    // message, the text, each item's text and summary (their copies assembled per file, the
+    // workspace's checks of them), one item's tree at a time (the whole tree would be about 27
+    // times the text), the diagnostics and their JSON: about 21 times the text here. The goal of
+    // #20, 10 times, is not met: the summaries alone are about 9 times this dense text (an agent
+    // with an inline policy every 820 bytes). Navigating in the file parses it whole (and keeps
+    // the tree for the next request). `symbiont check`'s peak on the same file is printed beside.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("big.sym"), &big).unwrap();
     let check_kb = check_peak_kb(dir.path());
     let input_kb = big.len() as u64 / 1024;
-    assert!(
-        analysed_kb <= check_kb + 10 * input_kb,
-        "opening the file grew the server's peak by {analysed_kb} kB; `symbiont check` peaks at {check_kb} kB on it ({input_kb} kB)"
+    println!(
+        "large_file: input_kb={input_kb} server_peak_growth_kb={analysed_kb} ({:.1}x) after_navigation_kb={navigated_kb} check_peak_kb={check_kb} ({:.1}x)",
+        analysed_kb as f64 / input_kb as f64,
+        check_kb as f64 / input_kb as f64
     );
+    assert!(analysed_kb <= 30 * input_kb, "opening the file grew the server's peak by {analysed_kb} kB for {input_kb} kB of text");
     assert!(navigated_kb <= 60 * input_kb, "the server's peak grew by {navigated_kb} kB for {input_kb} kB of text");
+}
+
+/// The generated file's diagnostics, parsed item by item (as it is, over 2 MB) and whole.
+#[test]
+fn a_huge_file_parsed_item_by_item_has_the_whole_parses_diagnostics() {
+    let (big, _) = big_text(3_000_000);
+    let diagnostics = |above: usize| {
+        let mut host = symbiont_analysis::AnalysisHost::new();
+        host.parse_by_items_above(above);
+        host.set_file("big.sym", big.as_str());
+        host.set_file("small.sym", SMALL);
+        host.all_diagnostics()
+    };
+    let by_items = diagnostics(symbiont_analysis::inputs::LARGE_TEXT);
+    assert_eq!(by_items, diagnostics(usize::MAX));
+    assert!(by_items[0].1.len() > 3000, "{}", by_items[0].1.len());
 }
