@@ -131,9 +131,10 @@ impl AnalysisHost {
     }
 
     /// Puts a staged file in the workspace in place of its path's current text, if it is still
-    /// the one staged for it (a newer text or a removal supersedes it). Whether it did.
-    pub fn commit_staged(&mut self, path: &Path, file: SourceFile) -> bool {
-        if self.staged.get(path) != Some(&file) {
+    /// the one staged for it with this text (the one summarised: a newer text or a removal
+    /// supersedes it). Whether it did.
+    pub fn commit_staged(&mut self, path: &Path, file: SourceFile, text: &Arc<str>) -> bool {
+        if self.staged.get(path) != Some(&file) || !Arc::ptr_eq(file.text(&self.db), text) {
             return false;
         }
         self.staged.remove(path);

@@ -58,9 +58,17 @@ impl Outbox {
 }
 
 /// Derives a staged huge file's summary on a snapshot, on a thread of its own, then sends the
-/// change that lists it. A change meanwhile cancels the snapshot between two items; the next
-/// snapshot goes on from there (what was derived is kept), unless the file is no longer staged.
-fn summarise_staged(world: Arc<Mutex<World>>, outbox: Arc<Mutex<Outbox>>, path: PathBuf, file: symbiont_analysis::SourceFile) {
+/// change that lists it, if it is still `text` then. A change meanwhile cancels the snapshot
+/// between two items; the next snapshot goes on from there (what was derived is kept), unless
+/// the file is no longer staged. A newer text staged meanwhile has a thread of its own, which
+/// lists it.
+fn summarise_staged(
+    world: Arc<Mutex<World>>,
+    outbox: Arc<Mutex<Outbox>>,
+    path: PathBuf,
+    file: symbiont_analysis::SourceFile,
+    text: Arc<str>,
+) {
     let summarise = move || loop {
         let snap = {
             let world = lock(&world);
@@ -71,7 +79,7 @@ fn summarise_staged(world: Arc<Mutex<World>>, outbox: Arc<Mutex<Outbox>>, path: 
         };
         if snap.summarise(file).is_ok() {
             drop(snap);
-            Outbox::send(&outbox, Change::List { path, file });
+            Outbox::send(&outbox, Change::List { path, file, text });
             return;
         }
     };
@@ -109,10 +117,10 @@ impl Backend {
         let push_diagnostics = Arc::new(AtomicBool::new(true));
         let outbox = Arc::new(Mutex::new(Outbox { seq: 0, tx, versions: HashMap::new() }));
         let (writer_world, summary_world, summary_outbox) = (world.clone(), world.clone(), Arc::downgrade(&outbox));
-        let summarise = move |path, file| {
+        let summarise = move |path, file, text| {
             // The outbox lives as long as the server; a summary finished after it has nowhere to go.
             if let Some(outbox) = summary_outbox.upgrade() {
-                summarise_staged(summary_world.clone(), outbox, path, file);
+                summarise_staged(summary_world.clone(), outbox, path, file, text);
             }
         };
         std::thread::Builder::new()

@@ -91,10 +91,11 @@ pub enum Change {
     Load {
         root: PathBuf,
     },
-    /// A staged huge file is summarised: put it in the workspace.
+    /// A staged huge file is summarised (with this text): put it in the workspace.
     List {
         path: PathBuf,
         file: SourceFile,
+        text: Arc<str>,
     },
 }
 
@@ -112,8 +113,9 @@ pub struct Effects {
     pub removed: Vec<(PathBuf, lsp::Uri)>,
     /// Whether every file's diagnostics may have changed (a load, the configuration).
     pub all: bool,
-    /// Huge `.sym` files staged, to be summarised in the background and then listed.
-    pub staged: Vec<(PathBuf, SourceFile)>,
+    /// Huge `.sym` files staged with their texts, to be summarised in the background and then
+    /// listed.
+    pub staged: Vec<(PathBuf, SourceFile, Arc<str>)>,
 }
 
 impl Effects {
@@ -133,7 +135,7 @@ pub fn writer(
     rx: mpsc::Receiver<Msg>,
     applied: tokio::sync::watch::Sender<u64>,
     publish: mpsc::Sender<Effects>,
-    summarise: impl Fn(PathBuf, SourceFile),
+    summarise: impl Fn(PathBuf, SourceFile, Arc<str>),
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -153,8 +155,8 @@ pub fn writer(
             writer.flush_pending();
         }
         applied.send_replace(last);
-        for (path, file) in std::mem::take(&mut effects.staged) {
-            summarise(path, file);
+        for (path, file, text) in std::mem::take(&mut effects.staged) {
+            summarise(path, file, text);
         }
         if publish.send(effects).is_err() {
             return;
@@ -237,8 +239,8 @@ impl Writer<'_> {
                 }
             }
             Change::Load { root } => self.load(&root),
-            Change::List { path, file } => {
-                if self.world.host.commit_staged(&path, file) {
+            Change::List { path, file, text } => {
+                if self.world.host.commit_staged(&path, file, &text) {
                     self.effects.changed.insert(path);
                     self.effects.all = true;
                 }
@@ -310,8 +312,8 @@ impl Writer<'_> {
     /// the text is in the workspace now.
     fn put(&mut self, path: &Path, text: Arc<str>) -> bool {
         if is_source_path(path) && text.len() > crate::server::LARGE_FILE {
-            let file = self.world.host.stage_file(path, text);
-            self.effects.staged.push((path.to_path_buf(), file));
+            let file = self.world.host.stage_file(path, text.clone());
+            self.effects.staged.push((path.to_path_buf(), file, text));
             return false;
         }
         self.world.host.set_file(path, text);
