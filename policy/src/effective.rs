@@ -225,11 +225,12 @@ impl Universe {
 struct Collector<'u> {
     universe: &'u Universe,
     effective: EffectivePolicy,
-    /// Each policy is taken once, however many paths lead to it (diamonds, cycles).
-    seen: HashSet<(String, Option<String>)>,
+    /// Each policy is taken once, however many paths lead to it (diamonds, cycles): its name and
+    /// owner, borrowed from the universe (one scope's collection allocates no key).
+    seen: HashSet<(&'u str, Option<&'u str>)>,
 }
 
-impl Collector<'_> {
+impl<'u> Collector<'u> {
     fn enter_named(&mut self, name: &str, via: Via) {
         match self.universe.policies.get(name) {
             Some(policy) => self.enter(policy, via, 0),
@@ -237,11 +238,11 @@ impl Collector<'_> {
         }
     }
 
-    fn enter(&mut self, policy: &Arc<PolicyDef>, via: Via, depth: usize) {
+    fn enter(&mut self, policy: &'u Arc<PolicyDef>, via: Via, depth: usize) {
         // Depth-first with an explicit stack, so a long `extends` chain cannot overflow.
-        let mut stack = vec![(policy.clone(), via, depth)];
+        let mut stack = vec![(policy, via, depth)];
         while let Some((policy, via, depth)) = stack.pop() {
-            if !self.seen.insert((policy.name.clone(), policy.owner.clone())) {
+            if !self.seen.insert((policy.name.as_str(), policy.owner.as_deref())) {
                 continue;
             }
             let index = self.effective.policies.len();
@@ -252,7 +253,7 @@ impl Collector<'_> {
             }
             for (parent, _) in policy.extends.iter().rev() {
                 match self.universe.policies.get(parent) {
-                    Some(p) => stack.push((p.clone(), Via::Extends(policy.name.clone()), depth + 1)),
+                    Some(p) => stack.push((p, Via::Extends(policy.name.clone()), depth + 1)),
                     None => self.effective.missing.push((parent.clone(), Via::Extends(policy.name.clone()))),
                 }
             }
