@@ -417,14 +417,14 @@ fn workspace(dir: &Path, lines: usize) -> Result<(Vec<PathBuf>, usize, usize), S
     Ok((files, total_lines, bytes))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn file_uri(path: &Path) -> String {
+pub(crate) fn file_uri(path: &Path) -> String {
     let mut uri = String::from("file://");
     for byte in path.to_string_lossy().bytes() {
         if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
@@ -437,7 +437,7 @@ fn file_uri(path: &Path) -> String {
 }
 
 /// `<target>/release/symbiont-lsp`, beside this binary (`bench/run lsp` builds it).
-fn server_binary() -> Result<PathBuf, String> {
+pub(crate) fn server_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the bench binary: {e}"))?;
     let binary = exe.parent().ok_or("the bench binary is not in <target>/<profile>/")?.join("symbiont-lsp");
     if !binary.is_file() {
@@ -475,7 +475,7 @@ fn ruff_binary() -> Result<Ruff, String> {
 // -------------------------------------------------------------------------------------------------
 // A minimal client: frames JSON-RPC over the server's stdio, timestamps what it reads.
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
     stdin: ChildStdin,
     messages: mpsc::Receiver<(Instant, Value)>,
@@ -483,7 +483,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(command: &mut Command, root: &Path) -> Result<Server, String> {
+    pub(crate) fn start(command: &mut Command, root: &Path) -> Result<Server, String> {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -522,7 +522,7 @@ impl Server {
             .map_err(|e| format!("the server's stdin: {e}"))
     }
 
-    fn notify(&mut self, method: &str, params: Value) -> Result<(), String> {
+    pub(crate) fn notify(&mut self, method: &str, params: Value) -> Result<(), String> {
         self.send(json!({ "jsonrpc": "2.0", "method": method, "params": params }))
     }
 
@@ -538,7 +538,7 @@ impl Server {
         Ok((at, message))
     }
 
-    fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+    pub(crate) fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
         self.next_id += 1;
         let id = self.next_id;
         self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))?;
@@ -554,7 +554,7 @@ impl Server {
     }
 
     /// When the diagnostics for `uri` at `version` arrived, and how many there were.
-    fn diagnostics(&mut self, uri: &str, version: i64) -> Result<(Instant, usize), String> {
+    pub(crate) fn diagnostics(&mut self, uri: &str, version: i64) -> Result<(Instant, usize), String> {
         loop {
             let (at, message) = self.next()?;
             let params = &message["params"];
@@ -564,7 +564,7 @@ impl Server {
         }
     }
 
-    fn status_kb(&self, field: &str) -> Result<u64, String> {
+    pub(crate) fn status_kb(&self, field: &str) -> Result<u64, String> {
         let path = format!("/proc/{}/status", self.child.id());
         let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         status
@@ -574,7 +574,7 @@ impl Server {
             .ok_or_else(|| format!("no `{field}` in {path}"))
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.request("shutdown", Value::Null);
         let _ = self.notify("exit", Value::Null);
         let _ = self.child.wait();

@@ -8,6 +8,7 @@ mod audit;
 mod audit_read;
 mod bus;
 mod lsp;
+mod lsp_large;
 mod peer_check;
 mod sandbox;
 mod scaling;
@@ -60,6 +61,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "symbiont-lsp over its stdio: didChange → publishDiagnostics latency for 200 edits of a 5,000-line .sym file (against a fresh parse of the same texts) and of a 5,000-line Python file bound to an agent (against `ruff server` on the same edits); RSS after opening a 100,000-line workspace",
     ),
     (
+        "lsp-large",
+        lsp_large::ARGS,
+        "one huge generated .sym file (default 50 MB) opened in symbiont-lsp: a small file's request that needs the workspace's names meanwhile, the time to the big file's diagnostics and the server's peak RSS growth, against symbiont check on the same file in the same run (time, peak RSS) and the input's size",
+    ),
+    (
         "peer-check",
         peer_check::ARGS,
         "symbiont check against ast-grep and Semgrep (PyPI, in a venv) on requests + express + ripgrep sources (`--corpus large`: + pip, pygments, webpack, eslint), same three rules: files, lines, findings, CPU s, peak RSS",
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
         "audit-read" => audit_read::run(&rest),
         "bus" => bus::run(&rest),
         "lsp" => lsp::run(&rest),
+        "lsp-large" => lsp_large::run(&rest),
         "peer-check" => peer_check::run(&rest),
         "sandbox" => sandbox::run(&rest),
         "service" => service::run(&rest),
