@@ -150,6 +150,11 @@ impl AnalysisHost {
         self.staged.contains_key(path)
     }
 
+    /// The paths with a staged text.
+    pub fn staged_files(&self) -> impl Iterator<Item = &Path> {
+        self.staged.keys().map(PathBuf::as_path)
+    }
+
     fn unstage(&mut self, path: &Path) {
         if let Some(file) = self.staged.remove(path) {
             self.spare.insert(path.to_path_buf(), file);

@@ -219,8 +219,13 @@ impl Writer<'_> {
             Change::Disk { path, deleted } => {
                 if deleted {
                     // A deleted directory takes its files with it.
-                    let gone: Vec<PathBuf> =
-                        self.world.host.files().filter(|f| f.starts_with(&path) && *f != path).map(Path::to_path_buf).collect();
+                    let host = &self.world.host;
+                    let gone: Vec<PathBuf> = host
+                        .files()
+                        .chain(host.staged_files())
+                        .filter(|f| f.starts_with(&path) && *f != path)
+                        .map(Path::to_path_buf)
+                        .collect();
                     for file in gone {
                         if !self.world.docs.contains_key(&file) {
                             self.reload(&file, None);
