@@ -311,12 +311,13 @@ impl Writer<'_> {
     }
 
     /// Sets a file's text, or stages it when it is a huge `.sym` file (over
-    /// [`crate::server::LARGE_FILE`]): its summary is derived in the background, on a snapshot,
-    /// before it joins the workspace, so that no answer about another file waits for it (a
-    /// request that needs the workspace's names would: salsa shares a query in progress). Whether
-    /// the text is in the workspace now.
+    /// [`symbiont_analysis::inputs::LARGE_TEXT`], above which the analysis parses item by item;
+    /// the server's `LARGE_FILE` is the same 2 MiB): its summary is derived in the background, on
+    /// a snapshot, before it joins the workspace, so that no answer about another file waits for
+    /// it (a request that needs the workspace's names would: salsa shares a query in progress).
+    /// Whether the text is in the workspace now.
     fn put(&mut self, path: &Path, text: Arc<str>) -> bool {
-        if is_source_path(path) && text.len() > crate::server::LARGE_FILE {
+        if is_source_path(path) && text.len() > symbiont_analysis::inputs::LARGE_TEXT {
             let file = self.world.host.stage_file(path, text.clone());
             self.effects.staged.push((path.to_path_buf(), file, text));
             return false;
