@@ -50,41 +50,6 @@ fn options(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-/// About 820 bytes, one SYM0201 warning (`write_data` is no operation of the catalogue).
-fn block(n: usize) -> String {
-    format!(
-        "// Reviewer {n}: reads a change and reports what it finds. It never writes, and every
-// decision it takes is logged, so that a run can be audited afterwards.
-agent reviewer_{n}(target: String) -> Report_{n} {{
-    capabilities = [\"read\", \"analyze\"]
-    description = \"Reviews the working tree for correctness bugs, security issues and clarity problems; produces a concise list of findings with file and line references and a one-line verdict.\"
-
-    policy review_only_{n} {{
-        allow: [\"read\", \"analyze\"]
-        deny: [\"write_data\", \"execute_code\", \"network_access\"]
-        audit: {{ log_level: \"info\", include_findings: true }}
-    }}
-
-    with memory = \"ephemeral\", sandbox = \"Tier1\", timeout = 30.seconds {{
-        return review(target);
-    }}
-}}
-
-type Report_{n} = {{ verdict: String, findings: List<String> }}
-
-"
-    )
-}
-
-fn big_text(bytes: usize) -> (String, usize) {
-    let (mut text, mut n) = (String::with_capacity(bytes + 1000), 0);
-    while text.len() < bytes {
-        text.push_str(&block(n));
-        n += 1;
-    }
-    (text, n)
-}
-
 pub fn run(args: &[String]) -> Result<(), String> {
     let o = options(args)?;
     let dir = std::env::temp_dir().join(format!("symbiont-bench-lsp-large-{}", std::process::id()));
@@ -94,7 +59,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
 }
 
 fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
-    let (big, blocks) = big_text(o.mb * 1_000_000);
+    let (big, blocks) = symbiont_tests::huge_sym_text(o.mb * 1_000_000);
     let ws = dir.join("ws");
     for (name, text) in [("small.sym", SMALL), ("types.sym", TYPES)] {
         crate::lsp::write(&ws.join(name), text)?;

@@ -127,3 +127,42 @@ impl XorShift {
         (self.next_u64() % n as u64) as usize
     }
 }
+
+/// About 820 bytes a block: a comment, an agent with an inline policy and a body, and a type.
+/// Each block has one warning, SYM0201 (`write_data` is no operation of the catalogue).
+pub fn huge_sym_block(n: usize) -> String {
+    format!(
+        "// Reviewer {n}: reads a change and reports what it finds. It never writes, and every
+// decision it takes is logged, so that a run can be audited afterwards.
+agent reviewer_{n}(target: String) -> Report_{n} {{
+    capabilities = [\"read\", \"analyze\"]
+    description = \"Reviews the working tree for correctness bugs, security issues and clarity problems; produces a concise list of findings with file and line references and a one-line verdict.\"
+
+    policy review_only_{n} {{
+        allow: [\"read\", \"analyze\"]
+        deny: [\"write_data\", \"execute_code\", \"network_access\"]
+        audit: {{ log_level: \"info\", include_findings: true }}
+    }}
+
+    with memory = \"ephemeral\", sandbox = \"Tier1\", timeout = 30.seconds {{
+        return review(target);
+    }}
+}}
+
+type Report_{n} = {{ verdict: String, findings: List<String> }}
+
+"
+    )
+}
+
+/// A generated `.sym` text of at least `bytes` bytes, blocks of [`huge_sym_block`], and their
+/// number: the one huge file of the language server's test and of `bench/run lsp-large`.
+pub fn huge_sym_text(bytes: usize) -> (String, usize) {
+    let mut text = String::with_capacity(bytes + 1000);
+    let mut n = 0;
+    while text.len() < bytes {
+        text.push_str(&huge_sym_block(n));
+        n += 1;
+    }
+    (text, n)
+}

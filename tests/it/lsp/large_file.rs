@@ -20,44 +20,6 @@ use super::{at, Fixture};
 const SMALL: &str = "agent helper(x: Finding) -> Report_1 {\n    capabilities = [\"read\"]\n}\n";
 const TYPES: &str = "type Finding = { text: String }\n";
 
-/// About 820 bytes a block: a comment, an agent with an inline policy and a body, and a type.
-/// Each block has one warning, SYM0201 (`write_data` is no operation of the catalogue).
-fn block(n: usize) -> String {
-    format!(
-        "// Reviewer {n}: reads a change and reports what it finds. It never writes, and every
-// decision it takes is logged, so that a run can be audited afterwards.
-agent reviewer_{n}(target: String) -> Report_{n} {{
-    capabilities = [\"read\", \"analyze\"]
-    description = \"Reviews the working tree for correctness bugs, security issues and clarity problems; produces a concise list of findings with file and line references and a one-line verdict.\"
-
-    policy review_only_{n} {{
-        allow: [\"read\", \"analyze\"]
-        deny: [\"write_data\", \"execute_code\", \"network_access\"]
-        audit: {{ log_level: \"info\", include_findings: true }}
-    }}
-
-    with memory = \"ephemeral\", sandbox = \"Tier1\", timeout = 30.seconds {{
-        return review(target);
-    }}
-}}
-
-type Report_{n} = {{ verdict: String, findings: List<String> }}
-
-"
-    )
-}
-
-/// The big file's text and its number of blocks.
-fn big_text(bytes: usize) -> (String, usize) {
-    let mut text = String::with_capacity(bytes + 1000);
-    let mut n = 0;
-    while text.len() < bytes {
-        text.push_str(&block(n));
-        n += 1;
-    }
-    (text, n)
-}
-
 /// A `kB` field of `/proc/PID/status`.
 fn status_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server is running");
@@ -93,7 +55,7 @@ fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
     let fx = Fixture::empty();
     fx.write("small.sym", SMALL);
     fx.write("types.sym", TYPES);
-    let (big, blocks) = big_text(6_000_000);
+    let (big, blocks) = symbiont_tests::huge_sym_text(6_000_000);
     let mut server = fx.server();
     let small = fx.uri("small.sym");
     server.open(&small, "symbiont", SMALL);
@@ -211,7 +173,7 @@ fn a_huge_file_neither_blocks_other_files_nor_exhausts_memory() {
 /// The generated file's diagnostics, parsed item by item (as it is, over 2 MB) and whole.
 #[test]
 fn a_huge_file_parsed_item_by_item_has_the_whole_parses_diagnostics() {
-    let (big, _) = big_text(3_000_000);
+    let (big, _) = symbiont_tests::huge_sym_text(3_000_000);
     let diagnostics = |above: usize| {
         let mut host = symbiont_analysis::AnalysisHost::new();
         host.parse_by_items_above(above);
