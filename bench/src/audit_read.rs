@@ -88,7 +88,7 @@ fn build(dir: &Path, signer: &Arc<FileSigner>, entries: u64) -> Result<(), Strin
 }
 
 /// One run of `symbiont ARGS` with its output to /dev/null: seconds, peak RSS in MB (10^6 bytes).
-fn run_once(symbiont: &Path, args: &[&str]) -> Result<(f64, f64), String> {
+pub(crate) fn run_once(symbiont: &Path, args: &[&str]) -> Result<(f64, f64), String> {
     let start = Instant::now();
     let child = Command::new(symbiont)
         .args(args)

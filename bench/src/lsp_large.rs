@@ -8,7 +8,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::Instant,
 };
 
@@ -116,21 +116,8 @@ fn run_in(o: &Options, dir: &Path) -> Result<(), String> {
 }
 
 /// `symbiont check DIR`: seconds and peak RSS in MB (10^6 bytes; the child's `ru_maxrss`).
+/// Warnings only: `check` exits with 0.
 fn check(symbiont: &Path, dir: &Path) -> Result<(f64, f64), String> {
-    let start = Instant::now();
-    let child = Command::new(symbiont)
-        .arg("check")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", symbiont.display()))?;
-    let (status, usage) = crate::peer_check::wait4(child.id()).map_err(|e| format!("cannot wait for symbiont: {e}"))?;
-    let seconds = start.elapsed().as_secs_f64();
-    // Warnings only: `check` exits with 0.
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(format!("symbiont check {} failed (wait status {status:#x})", dir.display()));
-    }
-    Ok((seconds, usage.ru_maxrss as f64 * 1024.0 / 1e6))
+    let dir = dir.to_str().ok_or("the benchmark's directory is not UTF-8")?;
+    crate::audit_read::run_once(symbiont, &["check", dir])
 }
