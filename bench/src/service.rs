@@ -693,6 +693,13 @@ fn idle(bench: &Bench, options: &Options) -> Result<Idle, String> {
     if let Some((end, _, stderr)) = ends.iter().find(|(r, _, _)| !matches!(r, Ok(report) if report.state == State::Killed)) {
         println!("WARNING: a run did not end by the cancel: {end:?}\n{stderr}");
     }
+    // A run's clean-up that failed (its container or staging left) says so in its report.
+    let mut failed_cleanups: Vec<&str> = ends.iter().filter_map(|(r, _, _)| r.as_ref().ok()?.error.as_deref()).collect();
+    failed_cleanups.sort_unstable();
+    failed_cleanups.dedup_by(|a, b| a.get(..60) == b.get(..60));
+    for error in failed_cleanups.iter().take(5) {
+        println!("WARNING: a run's clean-up: {error}");
+    }
     let containers = bench.rt.block_on(runtime_containers(&bench.docker, true))?;
     let staged = fs::read_dir(bench.agents.run_root()).map(|d| d.flatten().count()).unwrap_or(0);
     println!("left after the stop: {} containers, {staged} staging directories", containers.len());

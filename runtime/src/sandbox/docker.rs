@@ -432,6 +432,9 @@ impl Instance for DockerInstance {
     }
 }
 
+/// How many times [`remove_container`] asks dockerd to remove a container whose removal failed.
+const REMOVAL_TRIES: u32 = 5;
+
 /// How long [`remove_container`] waits for a removal that dockerd already had under way.
 const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -439,13 +442,24 @@ const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// error, and one whose removal is already under way (dockerd answers 409: an auto-removed
 /// container whose process just ended, or another remover) is waited for, so that "removed"
 /// means no listing shows it any more.
+///
+/// dockerd's own removal can fail under load (a 500, "unable to remove filesystem for …: directory
+/// not empty", seen stopping 1,000 agents at once): it is tried again, up to [`REMOVAL_TRIES`]
+/// times with a growing pause, before the error is reported.
 pub(crate) async fn remove_container(docker: &bollard::Docker, id: &str) -> Result<(), String> {
     let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-    match docker.remove_container(id, Some(options)).await {
-        Ok(()) => return Ok(()),
-        Err(e) if is_not_found(&e) => return Ok(()),
-        Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {}
-        Err(e) => return Err(format!("removing container {id}: {e}")),
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match docker.remove_container(id, Some(options.clone())).await {
+            Ok(()) => return Ok(()),
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => break,
+            Err(DockerError::DockerResponseServerError { status_code: 500, .. }) if tries < REMOVAL_TRIES => {
+                tokio::time::sleep(std::time::Duration::from_millis(200) * tries).await;
+            }
+            Err(e) => return Err(format!("removing container {id}: {e}")),
+        }
     }
     let deadline = std::time::Instant::now() + REMOVAL_WAIT;
     while std::time::Instant::now() < deadline {
