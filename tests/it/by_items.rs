@@ -8,17 +8,6 @@ use std::path::{Path, PathBuf};
 
 use symbiont_analysis::{AnalysisHost, Diagnostic};
 
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if symbiont_analysis::is_source_path(&path) {
-            out.push(path);
-        }
-    }
-}
-
 /// Every file's diagnostics in one workspace of `files`, parsed whole or item by item.
 fn diagnostics(files: &[(PathBuf, String)], by_items: bool) -> Vec<(PathBuf, Vec<Diagnostic>)> {
     let mut host = AnalysisHost::new();
@@ -34,7 +23,7 @@ fn diagnostics_of_texts_parsed_item_by_item_are_the_whole_parses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut paths = Vec::new();
     for dir in [root.join("examples"), root.join("tests"), root.join("../shared/corpus/upstream-agents")] {
-        sources(&dir, &mut paths);
+        crate::incremental::sources(&dir, &mut paths);
     }
     assert!(paths.len() > 50, "{paths:?}");
     let mut files: Vec<(PathBuf, String)> =

@@ -133,7 +133,7 @@ fn a_one_character_edit_rederives_only_the_item_it_is_in() {
 }
 
 /// Every `.sym`/`.symbi` file under `dir`.
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.is_dir() {
