@@ -4,7 +4,10 @@
 
 use std::{
     io::Write,
-    os::unix::process::CommandExt,
+    os::unix::{
+        fs::{DirBuilderExt, OpenOptionsExt},
+        process::CommandExt,
+    },
     path::PathBuf,
     process::{Command, Stdio},
 };
@@ -99,8 +102,35 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, String
     Ok(runtime.block_on(future))
 }
 
+/// Where a detached refill's errors go: nobody reads its standard error, and a warm container
+/// that never appears must be explainable.
+pub fn refill_log() -> PathBuf {
+    run_root().join("refill.log")
+}
+
+/// Appends one line to [`refill_log`] (0600), starting it afresh once it passes 64 KiB so that
+/// failing refills cannot fill the disk. Created only when a refill fails.
+fn append_to_refill_log(line: &str) {
+    const LIMIT: u64 = 64 << 10;
+    let path = refill_log();
+    // The run root as the runtime makes it (`pool::make_slot`), if no run has yet.
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o711).create(run_root());
+    let full = std::fs::metadata(&path).is_ok_and(|m| m.len() > LIMIT);
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).mode(0o600);
+    if full {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    if let Ok(mut log) = options.open(&path) {
+        let _ = writeln!(log, "{line}");
+    }
+}
+
 /// Starts `symbiont pool warm` for the key of a run that has just ended, detached (standard
-/// streams null, its own process group, not waited for), so that this process exits at once.
+/// streams null: its failure goes to [`refill_log`]; its own process group, not waited for), so
+/// that this process exits at once.
 pub fn spawn_refill(tier: Tier, language: Language, limits: &Limits) {
     if !matches!(tier, Tier::Docker | Tier::GVisor) {
         return;
@@ -129,7 +159,13 @@ pub fn warm(options: &WarmOptions) -> Exit {
     });
     match tended.and_then(|t| t) {
         Ok(_) => Exit::Clean,
-        Err(e) => Exit::failure(format!("making a warm container: {e}")),
+        Err(e) => {
+            let at = symbiont_audit::time::format_micros(symbiont_audit::time::now_micros());
+            let (tier, language) = (options.tier.number(), options.language.name());
+            let message = format!("making a warm container (tier {tier}, {language}): {e}");
+            append_to_refill_log(&format!("{at}: {message}"));
+            Exit::failure(message)
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub const SLOT_LABEL: &str = "dev.symbiont.pool.slot";
 pub const IDLE_LIMIT: Duration = Duration::from_secs(600);
 /// A container that is not running and older than this is dead, not still starting.
 const START_GRACE: Duration = Duration::from_secs(60);
+
+/// How long a refill waits before its second try at parking a container.
+const PARK_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The file whose exclusive creation in a slot claims its container.
 const CLAIM_FILE: &str = "claimed";
 
@@ -164,18 +167,35 @@ pub async fn tend(backend: &dyn Sandbox, root: &Path, tier: Tier, language: Lang
         }
     }
     if ready == 0 {
+        tended.made = Some(park_retrying(backend, root, language, limits, &key).await?);
+    }
+    Ok(tended)
+}
+
+/// Parks one container for `key`, trying once more after [`PARK_RETRY_AFTER`] when dockerd
+/// refuses: under load it answers a create or start with a transient error now and then, and a
+/// refill that gives up leaves the next run cold.
+async fn park_retrying(backend: &dyn Sandbox, root: &Path, language: Language, limits: &Limits, key: &str) -> Result<String, String> {
+    let mut failed = None;
+    for attempt in 0..2 {
+        if attempt > 0 {
+            tokio::time::sleep(PARK_RETRY_AFTER).await;
+        }
         let (dir, spec) = pool::make_slot(root, language, *limits)?;
-        let mut labels = labels(Some(&key));
+        let mut labels = labels(Some(key));
         labels.push((SLOT_LABEL.to_string(), dir.display().to_string()));
         match backend.park(&spec, &labels).await {
-            Ok(id) => tended.made = Some(id),
+            Ok(id) => return Ok(id),
             Err(e) => {
                 pool::remove_dir(&dir);
-                return Err(e.to_string());
+                failed = Some(match failed {
+                    None => e.to_string(),
+                    Some(first) => format!("{e} (and before, {first})"),
+                });
             }
         }
     }
-    Ok(tended)
+    Err(failed.unwrap_or_default())
 }
 
 /// Removes every parked container (of any run root) and, for those of `root`, its slot, except

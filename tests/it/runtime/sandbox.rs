@@ -9,6 +9,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpListener,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{
@@ -1033,7 +1034,12 @@ fn wait_for_refills() {
 fn wait_for_parked(ws: &Ws, n: usize, test: &str) -> Vec<String> {
     wait_for_refills();
     let parked = parked_of(ws);
-    assert!(parked.len() == n && parked.iter().all(|(_, running)| *running), "{test}: expected {n} warm containers running: {parked:?}");
+    let refill_log = || std::fs::read_to_string(ws.tmp.path().join("symbiont-runs/refill.log")).unwrap_or_default();
+    assert!(
+        parked.len() == n && parked.iter().all(|(_, running)| *running),
+        "{test}: expected {n} warm containers running: {parked:?}; the refills said: {}",
+        refill_log()
+    );
     parked.into_iter().map(|(id, _)| id).collect()
 }
 
@@ -1113,6 +1119,23 @@ fn warm_cli_runs(tier: u8) {
     assert!(drained.status.success(), "{test}: {}", String::from_utf8_lossy(&drained.stderr));
     assert_eq!(parked_of(&ws), [], "{test}: drained");
     ws.assert_clean_dir();
+}
+
+/// A refill that cannot make its warm container (here dockerd is not at the address) says why
+/// in the run root's `refill.log`, 0600, as nobody reads the detached process's standard error.
+#[test]
+fn a_failed_refill_says_why_in_the_refill_log() {
+    let ws = Ws::new();
+    let warm = ws
+        .command(&["pool", "warm", "--tier", "1", "--language", "python"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(warm.status.code(), Some(2), "dockerd unavailable: {}", String::from_utf8_lossy(&warm.stderr));
+    let log_path = ws.tmp.path().join("symbiont-runs/refill.log");
+    let log = std::fs::read_to_string(&log_path).expect("a refill log");
+    assert!(log.contains("making a warm container (tier 1, python): ") && log.contains("nonexistent"), "{log}");
+    assert_eq!(std::fs::metadata(&log_path).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 /// Both tiers in one test: `symbiont pool drain` removes every warm container of the CLI, so two
