@@ -14,7 +14,8 @@
 //!
 //! The audit log is written (fdatasync'ed, group commit) in a temporary directory under `TMPDIR`
 //! (or `--audit-dir`): every message waits for two durable entries, so the disk's `fdatasync`
-//! latency is part of the bus's. `--audit-dir /dev/shm` shows the bus's own cost.
+//! latency is part of the bus's. The same paced traffic then runs on a second bus whose log is in
+//! `/dev/shm`: the bus's own latency, so that what the disk adds is measured in the same run.
 
 use std::{
     sync::{
@@ -261,22 +262,51 @@ async fn on_bus(bus: Arc<Bus>, agents: usize, total: usize, pace: Option<f64>) -
     .await
 }
 
+/// A bus of `agents` agents under `policy` whose audit log is in a fresh directory under `parent`.
+fn open_bus(
+    parent: &std::path::Path,
+    agents: usize,
+    policy: &Arc<Engine>,
+) -> Result<(std::path::PathBuf, Arc<Log>, Auditor, Arc<Bus>), String> {
+    let dir = parent.join(format!("symbiont-bench-bus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let signer = Arc::new(FileSigner::generate().map_err(|e| e.to_string())?);
+    let (log, _) = Log::open(&dir.join("audit"), signer, LogOptions::default()).map_err(|e| e.to_string())?;
+    let log = Arc::new(log);
+    let auditor = Auditor::new(log.clone());
+    let bus = Arc::new(Bus::new(auditor.clone()));
+    for i in 0..agents {
+        bus.join(&name(i), policy.clone(), symbiont_policy::Value::from(json!({ "agent": name(i) })));
+    }
+    Ok((dir, log, auditor, bus))
+}
+
+/// The same paced traffic on a bus whose log is in memory (`/dev/shm`), after the same warm-up:
+/// the bus's own latency, without the disk. `None` (and said) without `/dev/shm`.
+async fn paced_in_memory(o: &Options, policy: &Arc<Engine>, paced: usize) -> Result<Option<Vec<f64>>, String> {
+    let shm = std::path::Path::new("/dev/shm");
+    if !shm.is_dir() {
+        println!("  (no /dev/shm: the bus with its log in memory is not measured)");
+        return Ok(None);
+    }
+    let (dir, log, auditor, bus) = open_bus(shm, o.agents, policy)?;
+    let _ = on_bus(bus.clone(), o.agents, o.agents, None).await;
+    let (_, latencies) = on_bus(bus.clone(), o.agents, paced, Some(o.rate)).await;
+    drop((bus, auditor));
+    if let Ok(log) = Arc::try_unwrap(log) {
+        let _ = log.close();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Some(latencies))
+}
+
 pub fn run(args: &[String]) -> Result<(), String> {
     let o = options(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let dir = o.audit_dir.join(format!("symbiont-bench-bus-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let signer = Arc::new(FileSigner::generate().map_err(|e| e.to_string())?);
-        let (log, _) = Log::open(&dir.join("audit"), signer, LogOptions::default()).map_err(|e| e.to_string())?;
-        let log = Arc::new(log);
-        let auditor = Auditor::new(log.clone());
         let policy = open_policy();
-        let bus = Arc::new(Bus::new(auditor.clone()));
-        for i in 0..o.agents {
-            bus.join(&name(i), policy.clone(), symbiont_policy::Value::from(json!({ "agent": name(i) })));
-        }
+        let (dir, log, auditor, bus) = open_bus(&o.audit_dir, o.agents, &policy)?;
         let total = o.agents * o.messages;
         println!("bus: {} agents, {} workers; audit log in {}", o.agents, tokio::runtime::Handle::current().metrics().num_workers(), dir.display());
 
@@ -299,9 +329,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let (_, bus_lat) = on_bus(bus.clone(), o.agents, paced, Some(o.rate)).await;
         sync_lat.extend(fdatasync_latencies(&dir, entry_bytes, o.syncs - o.syncs / 2)?);
         sync_lat.sort_by(f64::total_cmp);
+        let memory_lat = paced_in_memory(&o, &policy, paced).await?;
         println!("\nlatency, {paced} messages at {:.0}/s among {} agents (µs, send → receive):", o.rate, o.agents);
         println!("  {:<28} {:>10} {:>10} {:>10}", "", "p50", "p99", "max");
-        for (label, lat) in [("mpsc channels (baseline)", &base_lat), ("bus", &bus_lat)] {
+        let mut rows = vec![("mpsc channels (baseline)", &base_lat), ("bus", &bus_lat)];
+        rows.extend(memory_lat.as_ref().map(|lat| ("bus, its log in /dev/shm", lat)));
+        for (label, lat) in rows {
             println!("  {:<28} {:>10.1} {:>10.1} {:>10.1}", label, percentile(lat, 50.0), percentile(lat, 99.0), lat.last().copied().unwrap_or(0.0));
         }
         let stats = log.commit_stats();
@@ -367,8 +400,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let p99 = percentile(&bus_lat, 99.0);
         let base_p99 = percentile(&base_lat, 99.0);
         let added_p99 = p99 - base_p99;
+        // What the disk adds at p99 over the same bus with its log in memory, in fdatasyncs.
+        let memory = memory_lat.map_or(String::new(), |lat| {
+            let memory_p99 = percentile(&lat, 99.0);
+            format!(" memory_p99_us={memory_p99:.1} disk_added_p99_vs_fdatasync={:.2}", (p99 - memory_p99) / sync_p99)
+        });
         println!(
-            "\nRESULT bus agents={} msgs_per_s={msgs_per_s:.0} p50_us={p50:.1} p99_us={p99:.1} baseline_p99_us={base_p99:.1} rss_per_agent_kb={per_agent_kb:.1} baseline_msgs_per_s={base_per_s:.0} added_p99_us={added_p99:.1} fdatasync_p50_us={sync_p50:.1} fdatasync_p99_us={sync_p99:.1} added_p99_vs_fdatasync={:.2}",
+            "\nRESULT bus agents={} msgs_per_s={msgs_per_s:.0} p50_us={p50:.1} p99_us={p99:.1} baseline_p99_us={base_p99:.1} rss_per_agent_kb={per_agent_kb:.1} baseline_msgs_per_s={base_per_s:.0} added_p99_us={added_p99:.1} fdatasync_p50_us={sync_p50:.1} fdatasync_p99_us={sync_p99:.1} added_p99_vs_fdatasync={:.2}{memory}",
             o.agents,
             added_p99 / sync_p99
         );
