@@ -8,7 +8,10 @@
 //! `items::use_at`, `checks::check_node`, the policy engine's lowering); the workspace-wide modules read these
 //! queries, and none of them is imported here.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    ops::Range,
+    sync::{Arc, Mutex},
+};
 
 use rowan::{GreenNode, GreenNodeData, Language, NodeOrToken};
 use symbiont_policy::model::{FileModel, Guard, PolicyDef, Rule, SourceLoc};
@@ -40,14 +43,26 @@ pub struct Item<'db> {
 
 /// A top-level node's text, and its tree for [`item_summary`]. Two are equal when their texts are:
 /// the same text at the top level is the same item, and everything derived from it is relative
-/// to its start. The tree is not kept once the item's summary is derived (trees are several times
-/// their text), except in the language server, whose trees are kept anyway.
+/// to its start. The text is a range of the file's text, shared rather than copied (a copy per
+/// item was as large as the file). The tree is not kept once the item's summary is derived (trees
+/// are several times their text), except in the language server, whose trees are kept anyway.
 pub struct ItemSource {
-    text: Box<str>,
+    /// The file's text and the item's byte range in it.
+    text: Mutex<(Arc<str>, Range<usize>)>,
     tree: Mutex<Option<GreenNode>>,
 }
 
 impl ItemSource {
+    fn new(file_text: &Arc<str>, range: Range<usize>, tree: GreenNode) -> ItemSource {
+        ItemSource { text: Mutex::new((file_text.clone(), range)), tree: Mutex::new(Some(tree)) }
+    }
+
+    /// The file's text and the item's range in it (`&file_text[range]` is the item's text).
+    fn text(&self) -> (Arc<str>, Range<usize>) {
+        let text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        (text.0.clone(), text.1.clone())
+    }
+
     fn tree(&self) -> Option<GreenNode> {
         self.tree.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -60,11 +75,15 @@ impl ItemSource {
 impl PartialEq for ItemSource {
     /// salsa compares the old value with the new one (`old == new`) and keeps the old when they
     /// are equal: the old then takes the new tree, so that a summary that must be derived again
-    /// (its derivation was cancelled) finds the tree of this revision.
+    /// (its derivation was cancelled) finds the tree of this revision, and the new file text, so
+    /// that the items an edit left alone do not keep the file's earlier texts alive.
     fn eq(&self, new: &Self) -> bool {
-        if self.text != new.text {
+        let (new_file, new_range) = new.text();
+        let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        if text.0[text.1.clone()] != new_file[new_range.clone()] {
             return false;
         }
+        *text = (new_file, new_range);
         if let Some(tree) = new.tree.lock().unwrap_or_else(|e| e.into_inner()).take() {
             *self.tree.lock().unwrap_or_else(|e| e.into_inner()) = Some(tree);
         }
@@ -74,7 +93,7 @@ impl PartialEq for ItemSource {
 
 impl std::fmt::Debug for ItemSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ItemSource").field("len", &self.text.len()).finish()
+        f.debug_struct("ItemSource").field("len", &self.text().1.len()).finish()
     }
 }
 
@@ -108,7 +127,7 @@ pub fn file_layout(db: &dyn Db, file: SourceFile) -> FileLayout<'_> {
         .map(|node| {
             let range = node.text_range();
             let name = ast::Item::cast(node.clone()).and_then(|item| item.name()).map(|name| name.text());
-            let source = ItemSource { text: text[range].into(), tree: Mutex::new(Some(node.green().into_owned())) };
+            let source = ItemSource::new(text, range.into(), node.green().into_owned());
             let placement = Placement { start: range.start(), line_col: index.line_col(text, range.start()) };
             (Item::new(db, file, node.kind(), name, source), placement)
         })
@@ -185,7 +204,7 @@ fn piece_layout<'db>(db: &'db dyn Db, piece: Piece<'db>) -> PieceLayout<'db> {
     for node in parse.syntax().children() {
         let range = node.text_range();
         let name = ast::Item::cast(node.clone()).and_then(|item| item.name()).map(|name| name.text());
-        let source = ItemSource { text: piece_text[range].into(), tree: Mutex::new(Some(node.green().into_owned())) };
+        let source = ItemSource::new(text, Range::<usize>::from(range + by), node.green().into_owned());
         let at = index.line_col(piece_text, range.start());
         let line_col = if at.line == 0 {
             LineCol { line: origin.line, col: origin.col + at.col }
@@ -220,7 +239,9 @@ pub struct ItemSummary {
 pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     let file = item.file(db);
     let source = item.source(db);
-    let green = source.tree().unwrap_or_else(|| item_tree(db, file, item.kind(db), &source.text));
+    let (file_text, range) = source.text();
+    let text = &file_text[range];
+    let green = source.tree().unwrap_or_else(|| item_tree(db, file, item.kind(db), text));
     let path = file.path(db);
     let (mut diagnostics, mut uses) = (Vec::new(), Vec::new());
     for_each_node(&green, |node, at| {
@@ -242,7 +263,7 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     // The lowering reads a file: this item alone is one.
     let root = SyntaxNode::new_root(GreenNode::new(SyntaxKind::SOURCE_FILE.into(), [NodeOrToken::Node(green)]));
     let tree = ast::SourceFile::cast(root).expect("a SOURCE_FILE node is a source file");
-    let model = symbiont_policy::lower::lower_file(&path.to_string_lossy(), &source.text, &tree);
+    let model = symbiont_policy::lower::lower_file(&path.to_string_lossy(), text, &tree);
     source.drop_tree();
     ItemSummary { items, uses, diagnostics, model }
 }
