@@ -67,7 +67,7 @@ fn rule_json(engine: &Engine, id: u32) -> serde_json::Value {
     let rule = engine.rule(id);
     let effective = engine.effective();
     let policy = &effective.policies[effective.rules[id as usize].policy].name;
-    json!({ "kind": rule.kind.as_str(), "text": rule.text, "policy": policy, "location": loc_json(&rule.loc) })
+    json!({ "kind": rule.kind.as_str(), "text": &*rule.text, "policy": policy, "location": loc_json(&rule.loc) })
 }
 
 fn reason_text(reason: Reason) -> &'static str {
@@ -216,7 +216,7 @@ fn outcome_note(rule: &Rule, outcome: &Outcome) -> Option<String> {
         Outcome::Matched | Outcome::GuardFalse => None,
         Outcome::GuardError(e) => Some(format!("guard could not be evaluated ({e}): fails closed")),
         Outcome::PreconditionFailed { index, error } => {
-            let text = rule.preconditions.get(*index).map_or("", |p| p.text.as_str());
+            let text = rule.preconditions.get(*index).map_or("", |p| &*p.text);
             Some(match error {
                 Some(e) => format!("requirement `{text}` could not be evaluated: {e}"),
                 None => format!("requirement `{text}` does not hold"),
@@ -296,7 +296,7 @@ fn explain_json(agent: &str, effective: &EffectivePolicy) -> String {
         "rules": effective.rules.iter().enumerate().map(|(i, r)| json!({
             "policy": effective.policies[r.policy].name,
             "kind": r.rule.kind.as_str(),
-            "text": r.rule.text,
+            "text": &*r.rule.text,
             "location": loc_json(&r.rule.loc),
             "overridden_by": effective.shadowed.iter().filter(|s| s.allow == i).map(|s| loc_json(&effective.rules[s.deny].rule.loc)).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),

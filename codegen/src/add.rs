@@ -65,7 +65,7 @@ pub fn add_capability(ws: &Workspace, request: &AddCapability, code: Option<(&st
         let rule = &effective.rules[i].rule;
         return Err(Refusal::Denied {
             capability: operation.to_string(),
-            rule: rule.text.clone(),
+            rule: rule.text.to_string(),
             at: format!("{}:{}", rule.loc.file, rule.loc.line),
         });
     }

@@ -59,7 +59,7 @@ pub fn plan(ws: &Workspace, request: &NewAgent) -> Result<AgentContext, Refusal>
         match effective.static_verdict(capability) {
             StaticVerdict::DeniedBy(i) => {
                 let rule = &effective.rules[i].rule;
-                return Err(Refusal::Denied { capability: capability.clone(), rule: rule.text.clone(), at: location(&rule.loc) });
+                return Err(Refusal::Denied { capability: capability.clone(), rule: rule.text.to_string(), at: location(&rule.loc) });
             }
             StaticVerdict::NeverAllowed => context.inline_allow.push(capability.clone()),
             StaticVerdict::Conditional | StaticVerdict::Allowed => {}
@@ -146,7 +146,7 @@ fn judge(effective: &EffectivePolicy, operation: &str) -> Result<CapabilityConte
 
 fn rule_context(effective: &EffectivePolicy, rule: &symbiont_policy::effective::EffectiveRule) -> RuleContext {
     let policy = effective.policies[rule.policy].name.clone();
-    RuleContext { text: rule.rule.text.clone(), at: location(&rule.rule.loc), policy }
+    RuleContext { text: rule.rule.text.to_string(), at: location(&rule.rule.loc), policy }
 }
 
 /// `FILE:LINE`, as an editor opens it.

@@ -302,7 +302,7 @@ impl EffectivePolicy {
             .rules
             .iter()
             .filter(|r| r.rule.kind == RuleKind::Conditions && r.rule.obligations.iter().any(|(k, _)| k == crate::geography::KEY))
-            .map(|r| (r.rule.text.clone(), r.rule.loc.clone()))
+            .map(|r| (r.rule.text.to_string(), r.rule.loc.clone()))
             .collect();
         Some(crate::geography::Restriction::new(&condition.value, rules, &self.regions))
     }

@@ -136,7 +136,7 @@ impl Lowerer<'_> {
             guard: None,
             preconditions: Vec::new(),
             obligations: Vec::new(),
-            text: one_line(self.text, rule.syntax()),
+            text: one_line(self.text, rule.syntax()).into(),
             loc: self.loc(rule.syntax().text_range()),
         };
         // A phrase is its subject plus qualifiers; qualifiers mean the same for every rule kind.
@@ -169,12 +169,12 @@ impl Lowerer<'_> {
         let mut guard = rule.guard().and_then(|g| g.condition()).map(|c| self.guard(&c, &params));
         for exception in unless {
             let negated = self.guard(&exception, &params);
-            let expr = Expr::Not(Box::new(negated.expr));
+            let expr = Expr::Not(Box::new(Arc::unwrap_or_clone(negated.expr)));
             guard = Some(match guard {
-                None => Guard { expr, text: format!("not ({})", negated.text), loc: negated.loc },
+                None => Guard { expr: Arc::new(expr), text: format!("not ({})", negated.text).into(), loc: negated.loc },
                 Some(g) => Guard {
-                    expr: Expr::And(Box::new(g.expr), Box::new(expr)),
-                    text: format!("{} && not ({})", g.text, negated.text),
+                    expr: Arc::new(Expr::And(Box::new(Arc::unwrap_or_clone(g.expr)), Box::new(expr))),
+                    text: format!("{} && not ({})", g.text, negated.text).into(),
                     loc: g.loc,
                 },
             });
@@ -194,7 +194,7 @@ impl Lowerer<'_> {
     /// reported.
     fn canonical_comparisons(&mut self, guard: &mut Guard, arg: &CanonicalArg) {
         let mut found = Vec::new();
-        non_canonical_comparisons(&mut guard.expr, arg, &mut found);
+        non_canonical_comparisons(Arc::make_mut(&mut guard.expr), arg, &mut found);
         for literal in found {
             let message = format!(
                 "{}, so comparing `{}` with {literal:?} could never hold; the rule fails closed (an allow never allows, a deny always denies){}",
@@ -250,8 +250,8 @@ impl Lowerer<'_> {
                     let lhs = Expr::Path { root: Root::Env(name.text().into()), fields: Box::new([]) };
                     let rhs = self.compile(&value, params);
                     Some(Guard {
-                        expr: self.comparison(CmpOp::Eq, lhs, rhs, Some(&name.text()), &value),
-                        text: one_line(self.text, field.syntax()),
+                        expr: Arc::new(self.comparison(CmpOp::Eq, lhs, rhs, Some(&name.text()), &value)),
+                        text: one_line(self.text, field.syntax()).into(),
                         loc,
                     })
                 })
@@ -261,8 +261,8 @@ impl Lowerer<'_> {
                 let name = word(other).unwrap_or_default();
                 let lhs = Expr::Path { root: Root::Env(name.into()), fields: Box::new([]) };
                 vec![Guard {
-                    expr: Expr::Cmp(CmpOp::Eq, Box::new(lhs), Box::new(Expr::Lit(Value::Bool(true)))),
-                    text: one_line(self.text, other.syntax()),
+                    expr: Arc::new(Expr::Cmp(CmpOp::Eq, Box::new(lhs), Box::new(Expr::Lit(Value::Bool(true))))),
+                    text: one_line(self.text, other.syntax()).into(),
                     loc: self.loc(other.syntax().text_range()),
                 }]
             }
@@ -303,7 +303,7 @@ impl Lowerer<'_> {
 
     fn guard(&mut self, expr: &Ast, params: &[String]) -> Guard {
         let compiled = self.compile(expr, params);
-        Guard { expr: compiled, text: one_line(self.text, expr.syntax()), loc: self.loc(expr.syntax().text_range()) }
+        Guard { expr: Arc::new(compiled), text: one_line(self.text, expr.syntax()).into(), loc: self.loc(expr.syntax().text_range()) }
     }
 
     fn unsupported(&mut self, expr: &Ast, what: String) -> Expr {

@@ -34,18 +34,20 @@ pub struct OpPattern {
     pub loc: SourceLoc,
 }
 
-/// A compiled boolean expression with its source text.
+/// A compiled boolean expression with its source text. The expression and the text are shared:
+/// the analysis moves every rule of an item to where the item is in its file (a new location),
+/// and a copy of each expression was a large part of its memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Guard {
-    pub expr: Expr,
-    pub text: String,
+    pub expr: Arc<Expr>,
+    pub text: Arc<str>,
     pub loc: SourceLoc,
 }
 
 impl Guard {
     /// Whether the guard is the literal `true` (the rule is unconditional).
     pub fn is_trivially_true(&self) -> bool {
-        self.expr == Expr::Lit(Value::Bool(true))
+        *self.expr == Expr::Lit(Value::Bool(true))
     }
 }
 
@@ -61,8 +63,8 @@ pub struct Rule {
     pub preconditions: Vec<Guard>,
     /// `audit` and `conditions`: the obligation's fields; qualifiers of phrases (`with x`).
     pub obligations: Vec<(String, Value)>,
-    /// The rule's text as written (one line), for explanations.
-    pub text: String,
+    /// The rule's text as written (one line), for explanations; shared, as a guard's is.
+    pub text: Arc<str>,
     pub loc: SourceLoc,
 }
 

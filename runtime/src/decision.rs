@@ -60,7 +60,7 @@ impl Decision {
             .iter()
             .map(|&id| {
                 let rule = question.engine.rule(id);
-                DecidingRule { text: rule.text.clone(), location: rule.loc.to_string() }
+                DecidingRule { text: rule.text.to_string(), location: rule.loc.to_string() }
             })
             .collect();
         let decision = Decision { effect: decided.effect, reason: format!("{:?}", decided.reason), rules, refused: None };
