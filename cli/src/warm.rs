@@ -104,7 +104,7 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, String
 
 /// Where a detached refill's errors go: nobody reads its standard error, and a warm container
 /// that never appears must be explainable.
-pub fn refill_log() -> PathBuf {
+fn refill_log() -> PathBuf {
     run_root().join("refill.log")
 }
 

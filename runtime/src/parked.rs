@@ -173,8 +173,8 @@ pub async fn tend(backend: &dyn Sandbox, root: &Path, tier: Tier, language: Lang
 }
 
 /// Parks one container for `key`, trying once more after [`PARK_RETRY_AFTER`] when dockerd
-/// refuses: under load it answers a create or start with a transient error now and then, and a
-/// refill that gives up leaves the next run cold.
+/// refuses: a refill that gives up on one refusal (as dockerd may answer a create or start under
+/// load) leaves the next run cold.
 async fn park_retrying(backend: &dyn Sandbox, root: &Path, language: Language, limits: &Limits, key: &str) -> Result<String, String> {
     let mut failed = None;
     for attempt in 0..2 {
