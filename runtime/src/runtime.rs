@@ -287,6 +287,9 @@ struct Run<'r> {
 struct Resources {
     dir: Option<PathBuf>,
     broker: Option<tokio::task::JoinHandle<String>>,
+    /// Opens the broker to the agent once `running` is in the log: no decision of the run may
+    /// precede it (a warm container's agent connects the moment it has its line).
+    open_broker: Option<tokio::sync::oneshot::Sender<()>>,
     instance: Option<Box<dyn Instance>>,
     on_bus: Option<String>,
     /// The run took a warm container from the pool (which then refills).
@@ -425,6 +428,9 @@ impl Run<'_> {
             return Ok(self.report(None, Some(e.to_string())));
         }
         self.transition(State::Running, Map::new()).await?;
+        if let Some(open) = resources.open_broker.take() {
+            let _ = open.send(());
+        }
 
         let timeout = self.config.limits.timeout;
         let instance = resources.instance.as_mut().expect("the instance was made above");
@@ -577,7 +583,9 @@ impl Run<'_> {
             bus: self.runtime.bus.clone(),
             limits: Default::default(),
         });
-        resources.broker = Some(tokio::spawn(broker::serve(listener, context, instance.identify())));
+        let (open, opened) = tokio::sync::oneshot::channel();
+        resources.open_broker = Some(open);
+        resources.broker = Some(tokio::spawn(broker::serve(listener, context, instance.identify(), opened)));
 
         let mut details = Map::from_iter([("sandbox".to_string(), json!(instance.id()))]);
         if pooled {

@@ -61,9 +61,22 @@ pub struct BrokerContext {
 
 pub use crate::sandbox::Identify;
 
-/// Accepts connections until the task is aborted at the end of the run. Returns only when the
-/// socket fails for good: the runtime then stops the agent, which has lost its only way out.
-pub async fn serve(listener: UnixListener, context: Arc<BrokerContext>, identify: Identify) -> String {
+/// Accepts connections, once `opened` fires, until the task is aborted at the end of the run.
+/// Returns only when the socket fails for good: the runtime then stops the agent, which has lost
+/// its only way out.
+///
+/// Until `opened` fires (the runtime has logged the run `running`) the agent's connections wait in
+/// the socket's backlog, so that no decision of the run is logged before its `running` entry. A
+/// run that ends before then drops the sender and the broker never serves.
+pub async fn serve(
+    listener: UnixListener,
+    context: Arc<BrokerContext>,
+    identify: Identify,
+    opened: tokio::sync::oneshot::Receiver<()>,
+) -> String {
+    if opened.await.is_err() {
+        return std::future::pending().await;
+    }
     static RAISED: std::sync::Once = std::sync::Once::new();
     RAISED.call_once(raise_descriptor_limit);
     let mut failures = 0;
@@ -525,6 +538,57 @@ mod tests {
         assert_eq!(result, json!({ "status": 200, "body": "ok" }));
         let head = server.join().unwrap().to_ascii_lowercase();
         assert!(head.starts_with("get /x http/1.1\r\n") && head.contains(&format!("host: pinned.invalid:{port}\r\n")), "{head}");
+    }
+
+    /// The agent's first request waits, unanswered, until the runtime opens the broker (after the
+    /// run's `running` entry), and is answered at once after; a broker never opened never serves.
+    #[tokio::test]
+    async fn requests_wait_until_the_broker_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Arc::new(symbiont_audit::FileSigner::generate().unwrap());
+        let (log, _) = symbiont_audit::log::Log::open(&dir.path().join("audit"), signer, Default::default()).unwrap();
+        let auditor = Auditor::new(Arc::new(log));
+        let universe = symbiont_policy::load([("agent.sym", "agent worker() {}")], symbiont_policy::config::Config::default());
+        let context = Arc::new(BrokerContext {
+            agent: "worker".into(),
+            run_id: "r".into(),
+            engine: Arc::new(Engine::compile(universe.effective(Some("worker")).unwrap())),
+            auditor: auditor.clone(),
+            workspace: crate::Workspace::for_agent(dir.path(), "worker").unwrap(),
+            env: symbiont_policy::Value::from(Value::Null),
+            variables: Default::default(),
+            output: tokio::sync::mpsc::unbounded_channel().0,
+            bus: Arc::new(crate::bus::Bus::new(auditor)),
+            limits: Default::default(),
+        });
+        let anyone: Identify = Arc::new(|_| true);
+        let hello = |socket: std::path::PathBuf| async move {
+            let mut stream = UnixStream::connect(socket).await.unwrap();
+            stream.write_all(b"{\"id\": 0, \"op\": \"hello\", \"protocol\": \"1.0\", \"sdk\": \"test\"}\n").await.unwrap();
+            let mut reply = String::new();
+            tokio::io::BufReader::new(stream).read_line(&mut reply).await.unwrap();
+            reply
+        };
+
+        let opened_socket = dir.path().join("opened.sock");
+        let (open, opened) = tokio::sync::oneshot::channel();
+        let broker = tokio::spawn(serve(UnixListener::bind(&opened_socket).unwrap(), context.clone(), anyone.clone(), opened));
+        let mut reply = tokio::spawn(hello(opened_socket));
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut reply).await;
+        assert!(early.is_err(), "answered before the broker was opened: {early:?}");
+        open.send(()).unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), reply).await.expect("answered once opened").unwrap();
+        assert!(reply.contains("\"ok\":true") && reply.contains("\"agent\":\"worker\""), "{reply}");
+        broker.abort();
+
+        let closed_socket = dir.path().join("closed.sock");
+        let (never, not_opened) = tokio::sync::oneshot::channel::<()>();
+        let broker = tokio::spawn(serve(UnixListener::bind(&closed_socket).unwrap(), context, anyone, not_opened));
+        drop(never);
+        let unanswered = tokio::time::timeout(Duration::from_millis(300), hello(closed_socket)).await;
+        assert!(unanswered.is_err(), "a broker whose run ended before running served: {unanswered:?}");
+        assert!(!broker.is_finished());
+        broker.abort();
     }
 
     #[test]
