@@ -39,9 +39,11 @@ impl Db for RootDatabase {
 /// All diagnostics of one file, sorted by position. Not memoized itself: its parts are, and a
 /// second copy of every diagnostic would cost memory for nothing.
 pub fn file_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
-    let mut all: Vec<Diagnostic> = local_diagnostics(db, file).clone();
-    all.extend(resolve_diagnostics(db, ws, file).iter().cloned());
-    all.extend(policy_diagnostics(db, ws, file).iter().cloned());
+    let parts = [local_diagnostics(db, file), resolve_diagnostics(db, ws, file), policy_diagnostics(db, ws, file)];
+    let mut all: Vec<Diagnostic> = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        all.extend(part.iter().cloned());
+    }
     all.sort_by_key(|d| (d.range.start(), d.range.end(), d.rule.code));
     all
 }

@@ -78,6 +78,11 @@ impl AnalysisHost {
         &self.db
     }
 
+    /// The input of a file of the workspace, for the queries of [`db`] on [`AnalysisHost::db`].
+    pub fn source_file(&self, path: &Path) -> Option<SourceFile> {
+        self.files.get(path).copied()
+    }
+
     /// Keeps, for the files analysed last, what analysing them again after an edit needs: for
     /// code files their scans ([`db::CodeStates`]), for `.sym` files their trees
     /// ([`db::ParseStates`]). The language server, which does so after each keystroke, does.

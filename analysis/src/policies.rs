@@ -51,13 +51,13 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
     conditions_checks(model, universe, &mut out);
     // Conflicts, from every scope this file defines: each top-level policy, each agent.
     let mut seen = Seen::new();
-    for (agent, effective) in &defined_scopes(model, universe) {
+    for (agent, effective) in defined_scopes(model, universe) {
         // The scope's agent is this file's definition of it (`defined_scopes` keeps no other).
         let def = agent.and_then(|i| model.agents.get(i));
-        shadow_checks(&here, def.map(|a| &**a), effective, &mut seen, &mut out);
-        condition_conflict_checks(&here, effective, &mut seen, &mut out);
+        shadow_checks(&here, def.map(|a| &**a), &effective, &mut seen, &mut out);
+        condition_conflict_checks(&here, &effective, &mut seen, &mut out);
         if let Some(def) = def {
-            capability_checks(def, effective, &mut out);
+            capability_checks(def, &effective, &mut out);
         }
     }
     out
@@ -124,23 +124,17 @@ fn operation_checks(db: &dyn Db, ws: Workspace, file: SourceFile, out: &mut Vec<
 /// The scopes this file defines, each with its effective policy: its top-level policies, and its
 /// agents (with their position in `model.agents`); each only when it is the definition the
 /// workspace's universe holds under its name.
-fn defined_scopes(model: &FileModel, universe: &Universe) -> Vec<(Option<usize>, EffectivePolicy)> {
-    let mut scopes: Vec<(Option<usize>, EffectivePolicy)> = Vec::new();
-    for policy in &model.policies {
-        if universe.policy(&policy.name).is_some_and(|p| p.loc == policy.loc) {
-            if let Some(effective) = universe.effective_of_policy(&policy.name) {
-                scopes.push((None, effective));
-            }
-        }
-    }
-    for (position, agent) in model.agents.iter().enumerate() {
-        if universe.agent(&agent.name).is_some_and(|a| a.loc == agent.loc) {
-            if let Ok(effective) = universe.effective(Some(&agent.name)) {
-                scopes.push((Some(position), effective));
-            }
-        }
-    }
-    scopes
+fn defined_scopes<'a>(model: &'a FileModel, universe: &'a Universe) -> impl Iterator<Item = (Option<usize>, EffectivePolicy)> + 'a {
+    // One scope at a time: a file of many agents never holds all their effective policies at once.
+    let policies = model.policies.iter().filter_map(|policy| {
+        let defined_here = universe.policy(&policy.name).is_some_and(|p| p.loc == policy.loc);
+        defined_here.then(|| universe.effective_of_policy(&policy.name)).flatten().map(|effective| (None, effective))
+    });
+    let agents = model.agents.iter().enumerate().filter_map(|(position, agent)| {
+        let defined_here = universe.agent(&agent.name).is_some_and(|a| a.loc == agent.loc);
+        defined_here.then(|| universe.effective(Some(&agent.name)).ok()).flatten().map(|effective| (Some(position), effective))
+    });
+    policies.chain(agents)
 }
 
 /// Allows a deny overrides: in one policy, across an `extends`, or only in an agent's combination.

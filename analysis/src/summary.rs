@@ -1,10 +1,11 @@
 //! The per-file summary, derived per top-level item so that an edit re-derives only the item it is
 //! in: [`file_layout`] parses a `.sym` file and names each top-level node an [`Item`];
 //! [`item_summary`] derives everything one item says (its definitions and references, its
-//! one-file checks, its policy model), relative to the item's start; and the narrow file queries
-//! (`file_items`, `file_symbols`, `local_diagnostics`, `file_policy_model`) assemble the items'
-//! summaries, moved to where the items are. An item whose text is unchanged keeps its summary
-//! wherever it moves. It builds on the pure per-item passes (`items::collect_item` and
+//! one-file checks relative to the item's start; its policy model where the item was when it was
+//! derived); and the narrow file queries (`file_items`, `file_symbols`, `local_diagnostics`,
+//! `file_policy_model`) assemble the items' summaries, moved to where the items are (the policy
+//! model shared, not copied, where the item has not moved). An item whose text is unchanged keeps
+//! its summary wherever it moves. It builds on the pure per-item passes (`items::collect_item` and
 //! `items::use_at`, `checks::check_node`, the policy engine's lowering); the workspace-wide modules read these
 //! queries, and none of them is imported here.
 
@@ -47,20 +48,27 @@ pub struct Item<'db> {
 /// item was as large as the file). The tree is not kept once the item's summary is derived (trees
 /// are several times their text), except in the language server, whose trees are kept anyway.
 pub struct ItemSource {
-    /// The file's text and the item's byte range in it.
-    text: Mutex<(Arc<str>, Range<usize>)>,
+    /// The file's text, the item's byte range in it, and where the item starts in this revision.
+    text: Mutex<(Arc<str>, Range<usize>, Placement)>,
     tree: Mutex<Option<GreenNode>>,
 }
 
 impl ItemSource {
-    fn new(file_text: &Arc<str>, range: Range<usize>, tree: GreenNode) -> ItemSource {
-        ItemSource { text: Mutex::new((file_text.clone(), range)), tree: Mutex::new(Some(tree)) }
+    fn new(file_text: &Arc<str>, range: Range<usize>, line_col: LineCol, tree: GreenNode) -> ItemSource {
+        let placement = Placement { start: TextSize::from(range.start as u32), line_col };
+        ItemSource { text: Mutex::new((file_text.clone(), range, placement)), tree: Mutex::new(Some(tree)) }
     }
 
     /// The file's text and the item's range in it (`&file_text[range]` is the item's text).
     fn text(&self) -> (Arc<str>, Range<usize>) {
         let text = self.text.lock().unwrap_or_else(|e| e.into_inner());
         (text.0.clone(), text.1.clone())
+    }
+
+    /// Where the item starts in the latest revision that made it. Not part of what salsa
+    /// compares: what is derived from it says where it was derived ([`ItemSummary::model_at`]).
+    fn placement(&self) -> Placement {
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).2
     }
 
     fn tree(&self) -> Option<GreenNode> {
@@ -75,15 +83,16 @@ impl ItemSource {
 impl PartialEq for ItemSource {
     /// salsa compares the old value with the new one (`old == new`) and keeps the old when they
     /// are equal: the old then takes the new tree, so that a summary that must be derived again
-    /// (its derivation was cancelled) finds the tree of this revision, and the new file text, so
-    /// that the items an edit left alone do not keep the file's earlier texts alive.
+    /// (its derivation was cancelled) finds the tree of this revision, and the new file text and
+    /// placement, so that the items an edit left alone do not keep the file's earlier texts alive.
     fn eq(&self, new: &Self) -> bool {
         let (new_file, new_range) = new.text();
+        let new_placement = new.placement();
         let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
         if text.0[text.1.clone()] != new_file[new_range.clone()] {
             return false;
         }
-        *text = (new_file, new_range);
+        *text = (new_file, new_range, new_placement);
         if let Some(tree) = new.tree.lock().unwrap_or_else(|e| e.into_inner()).take() {
             *self.tree.lock().unwrap_or_else(|e| e.into_inner()) = Some(tree);
         }
@@ -127,8 +136,8 @@ pub fn file_layout(db: &dyn Db, file: SourceFile) -> FileLayout<'_> {
         .map(|node| {
             let range = node.text_range();
             let name = ast::Item::cast(node.clone()).and_then(|item| item.name()).map(|name| name.text());
-            let source = ItemSource::new(text, range.into(), node.green().into_owned());
             let placement = Placement { start: range.start(), line_col: index.line_col(text, range.start()) };
+            let source = ItemSource::new(text, range.into(), placement.line_col, node.green().into_owned());
             (Item::new(db, file, node.kind(), name, source), placement)
         })
         .collect();
@@ -204,13 +213,13 @@ fn piece_layout<'db>(db: &'db dyn Db, piece: Piece<'db>) -> PieceLayout<'db> {
     for node in parse.syntax().children() {
         let range = node.text_range();
         let name = ast::Item::cast(node.clone()).and_then(|item| item.name()).map(|name| name.text());
-        let source = ItemSource::new(text, Range::<usize>::from(range + by), node.green().into_owned());
         let at = index.line_col(piece_text, range.start());
         let line_col = if at.line == 0 {
             LineCol { line: origin.line, col: origin.col + at.col }
         } else {
             LineCol { line: origin.line + at.line, ..at }
         };
+        let source = ItemSource::new(text, Range::<usize>::from(range + by), line_col, node.green().into_owned());
         let item = Item::new(db, file, node.kind(), name, source);
         // Summarised now, and its tree let go even when the summary was kept from before.
         item_summary(db, item);
@@ -221,7 +230,10 @@ fn piece_layout<'db>(db: &'db dyn Db, piece: Piece<'db>) -> PieceLayout<'db> {
     PieceLayout { items, syntax_errors, end }
 }
 
-/// Everything one item says, relative to its start (ranges from 0, lines from 1).
+/// Everything one item says: relative to its start (ranges from 0, lines from 1), but for its
+/// policy model, which is in the file, where the item was when it was derived (`model_at`): the
+/// file's model then holds it as it is while the item stays there, with no copy, and moves a copy
+/// only of what an edit moved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemSummary {
     /// Its definitions, and the references its structure makes (`extends`, `policies`, `agent:`).
@@ -230,8 +242,9 @@ pub struct ItemSummary {
     pub uses: Vec<Reference>,
     /// The checks that need this item only ([`check_node`] of each of its nodes).
     pub diagnostics: Vec<Diagnostic>,
-    /// What it says about policies, in the engine's model.
+    /// What it says about policies, in the engine's model, at `model_at` in the file.
     pub model: FileModel,
+    pub model_at: Placement,
 }
 
 /// The summary of one item: re-derived only when its text changes.
@@ -263,9 +276,12 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     // The lowering reads a file: this item alone is one.
     let root = SyntaxNode::new_root(GreenNode::new(SyntaxKind::SOURCE_FILE.into(), [NodeOrToken::Node(green)]));
     let tree = ast::SourceFile::cast(root).expect("a SOURCE_FILE node is a source file");
-    let model = symbiont_policy::lower::lower_file(&path.to_string_lossy(), text, &tree);
+    // Untracked, as the tree is: the summary says where it was lowered, and is re-derived only
+    // when the item's text changes (`file_policy_model` moves it when the item has moved).
+    let model_at = source.placement();
+    let model = symbiont_policy::lower::lower_at(&path.to_string_lossy(), text, &tree, model_at.start, model_at.line_col);
     source.drop_tree();
-    ItemSummary { items, uses, diagnostics, model }
+    ItemSummary { items, uses, diagnostics, model, model_at }
 }
 
 /// Calls `visit` with every node of `root` in the order of a walk of the tree, each with its
@@ -304,7 +320,10 @@ fn item_tree(db: &dyn Db, file: SourceFile, kind: SyntaxKind, text: &str) -> Gre
 pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems {
     let layout = file_layout(db, file);
     let summaries: Vec<(&ItemSummary, Placement)> = layout.items.iter().map(|&(item, at)| (item_summary(db, item), at)).collect();
-    let mut items = FileItems::default();
+    // Sized at once: a huge file's lists would otherwise end up to twice as large as they are.
+    let defs = summaries.iter().map(|(summary, _)| summary.items.defs.len()).sum();
+    let references = summaries.iter().map(|(summary, _)| summary.items.references.len() + summary.uses.len()).sum();
+    let mut items = FileItems { defs: Vec::with_capacity(defs), references: Vec::with_capacity(references) };
     for (summary, at) in &summaries {
         items.defs.extend(summary.items.defs.iter().map(|def| {
             let mut def = def.clone();
@@ -375,14 +394,23 @@ fn move_diagnostic(diagnostic: &mut Diagnostic, by: TextSize) {
     }
 }
 
-/// What one file says about policies, in the engine's model: each item's, moved to where it is.
+/// What one file says about policies, in the engine's model: each item's, shared as it is where
+/// the item has not moved since it was derived, a moved copy where it has.
 #[salsa::tracked(returns(ref))]
 pub fn file_policy_model(db: &dyn Db, file: SourceFile) -> FileModel {
     let layout = file_layout(db, file);
     let mut model = FileModel::default();
     for &(item, at) in &layout.items {
-        let part = &item_summary(db, item).model;
-        let mv = |loc: &SourceLoc| moved_loc(loc, at);
+        let summary = item_summary(db, item);
+        let (part, from) = (&summary.model, summary.model_at);
+        if from == at {
+            model.policies.extend(part.policies.iter().cloned());
+            model.agents.extend(part.agents.iter().cloned());
+            model.issues.extend(part.issues.iter().cloned());
+            model.level_literals.extend(part.level_literals.iter().cloned());
+            continue;
+        }
+        let mv = |loc: &SourceLoc| moved_loc(loc, from, at);
         model.policies.extend(part.policies.iter().map(|p| Arc::new(moved_policy(p, &mv))));
         model.agents.extend(part.agents.iter().map(|agent| {
             let mut agent = (**agent).clone();
@@ -407,10 +435,14 @@ pub fn file_policy_model(db: &dyn Db, file: SourceFile) -> FileModel {
     model
 }
 
-/// A location in an item (lines from 1 at the item's first line), in the file.
-fn moved_loc(loc: &SourceLoc, at: Placement) -> SourceLoc {
-    let col = if loc.line == 1 { loc.col + at.line_col.col } else { loc.col };
-    SourceLoc { file: loc.file.clone(), line: loc.line + at.line_col.line, col, range: loc.range + at.start }
+/// A location of an item that was at `from`, now that it is at `to`: lines and bytes shift with
+/// it, and columns on its first line.
+fn moved_loc(loc: &SourceLoc, from: Placement, to: Placement) -> SourceLoc {
+    let first_line = loc.line == from.line_col.line + 1;
+    let col = if first_line { loc.col - from.line_col.col + to.line_col.col } else { loc.col };
+    let line = loc.line - from.line_col.line + to.line_col.line;
+    let range = loc.range - from.start + to.start;
+    SourceLoc { file: loc.file.clone(), line, col, range }
 }
 
 fn moved_policy(policy: &PolicyDef, mv: &impl Fn(&SourceLoc) -> SourceLoc) -> PolicyDef {

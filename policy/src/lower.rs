@@ -6,7 +6,7 @@ use std::sync::Arc;
 use symbiont_syntax::{
     ast::{self, AstNode, Expr as Ast, Item, LiteralKind},
     quantity::{self, Quantity},
-    LineIndex, SyntaxKind, SyntaxNode, TextRange,
+    LineCol, LineIndex, SyntaxKind, SyntaxNode, TextRange, TextSize,
 };
 
 use crate::{
@@ -20,7 +20,13 @@ use crate::{
 /// The model does not depend on the workspace configuration: level names are resolved when the
 /// policy is evaluated, and checked against the configured levels by the static checks.
 pub fn lower_file(path: &str, text: &str, tree: &ast::SourceFile) -> FileModel {
-    let mut cx = Lowerer { file: Arc::from(path), index: LineIndex::new(text), text, model: FileModel::default() };
+    lower_at(path, text, tree, TextSize::from(0), LineCol { line: 0, col: 0 })
+}
+
+/// [`lower_file`] of a part of a file (one item): `text` starts at byte `offset` of the file, at
+/// 0-based line and column `at`, and the model's locations are the file's.
+pub fn lower_at(path: &str, text: &str, tree: &ast::SourceFile, offset: TextSize, at: LineCol) -> FileModel {
+    let mut cx = Lowerer { file: Arc::from(path), index: LineIndex::new(text), text, offset, at, model: FileModel::default() };
     for item in tree.items() {
         match item {
             Item::Policy(policy) => {
@@ -39,6 +45,9 @@ struct Lowerer<'a> {
     file: Arc<str>,
     index: LineIndex,
     text: &'a str,
+    /// Where `text` starts in its file.
+    offset: TextSize,
+    at: LineCol,
     model: FileModel,
 }
 
@@ -65,9 +74,11 @@ fn one_line(text: &str, node: &SyntaxNode) -> String {
 }
 
 impl Lowerer<'_> {
+    /// `range` of the lowered text, in the file.
     fn loc(&self, range: TextRange) -> SourceLoc {
         let pos = self.index.line_col(self.text, range.start());
-        SourceLoc { file: self.file.clone(), line: pos.line + 1, col: pos.col + 1, range }
+        let col = if pos.line == 0 { self.at.col + pos.col } else { pos.col };
+        SourceLoc { file: self.file.clone(), line: self.at.line + pos.line + 1, col: col + 1, range: range + self.offset }
     }
 
     fn issue(&mut self, kind: IssueKind, range: TextRange, message: String) {
@@ -117,6 +128,10 @@ impl Lowerer<'_> {
                 def.inline.push(Arc::new(p));
             }
         }
+        for list in [&mut def.capabilities, &mut def.applied, &mut def.implementation] {
+            list.shrink_to_fit();
+        }
+        def.inline.shrink_to_fit();
         self.model.agents.push(Arc::new(def));
     }
 
@@ -145,7 +160,7 @@ impl Lowerer<'_> {
             other => (other.clone(), Vec::new()),
         };
         match kind {
-            RuleKind::Allow | RuleKind::Deny => lowered.ops = self.operations(&subject),
+            RuleKind::Allow | RuleKind::Deny => self.operations(&subject, &mut lowered.ops),
             RuleKind::Require => lowered.preconditions = self.requirements(&subject, &[]),
             RuleKind::Audit | RuleKind::Conditions => lowered.obligations = self.obligations(&subject),
         }
@@ -153,10 +168,7 @@ impl Lowerer<'_> {
         for qualifier in &qualifiers {
             let (Some(word), Some(value)) = (qualifier.word(), qualifier.value()) else { continue };
             match word.text() {
-                "for" => {
-                    let ops = self.operations(&value);
-                    lowered.ops.extend(ops);
-                }
+                "for" => self.operations(&value, &mut lowered.ops),
                 "with" if kind == RuleKind::Require => {
                     let more = self.requirements(&value, &[]);
                     lowered.preconditions.extend(more);
@@ -180,6 +192,10 @@ impl Lowerer<'_> {
             });
         }
         lowered.guard = guard;
+        // A huge file holds hundreds of thousands of rules: their lists are kept at their size.
+        lowered.ops.shrink_to_fit();
+        lowered.preconditions.shrink_to_fit();
+        lowered.obligations.shrink_to_fit();
         if let Some(guard) = &mut lowered.guard {
             for arg in CANONICAL_ARGS.iter().filter(|arg| lowered.ops.iter().any(|o| arg.operations.contains(&o.name.as_str()))) {
                 self.canonical_comparisons(guard, arg);
@@ -207,32 +223,28 @@ impl Lowerer<'_> {
     }
 
     /// The operations a rule body names: `"op"`, `op`, `op(a, b)`, or an array of those.
-    fn operations(&mut self, expr: &Ast) -> Vec<OpPattern> {
-        let loc = self.loc(expr.syntax().text_range());
+    fn operations(&mut self, expr: &Ast, out: &mut Vec<OpPattern>) {
         match expr {
-            Ast::ArrayExpr(list) => list.elements().flat_map(|e| self.operations(&e)).collect(),
+            Ast::ArrayExpr(list) => list.elements().for_each(|e| self.operations(&e, out)),
             Ast::CallExpr(call) => {
                 let Some(name) = call.callee().as_ref().and_then(word) else {
                     self.issue(IssueKind::NotAnOperation, expr.syntax().text_range(), "expected an operation name before `(`".into());
-                    return Vec::new();
+                    return;
                 };
                 let params =
                     call.arg_list().map(|a| a.args().map(|arg| word(&arg).unwrap_or_else(|| "any".into())).collect()).unwrap_or_default();
-                vec![OpPattern { name, params, loc }]
+                out.push(OpPattern { name, params, loc: self.loc(expr.syntax().text_range()) });
             }
             other => match word(other) {
-                Some(name) => vec![OpPattern { name, params: Vec::new(), loc }],
-                None => {
-                    self.issue(
-                        IssueKind::NotAnOperation,
-                        other.syntax().text_range(),
-                        format!(
-                            "`{}` names no operation: expected `\"op\"`, `op`, `op(args)` or a list of them",
-                            one_line(self.text, other.syntax())
-                        ),
-                    );
-                    Vec::new()
-                }
+                Some(name) => out.push(OpPattern { name, params: Vec::new(), loc: self.loc(expr.syntax().text_range()) }),
+                None => self.issue(
+                    IssueKind::NotAnOperation,
+                    other.syntax().text_range(),
+                    format!(
+                        "`{}` names no operation: expected `\"op\"`, `op`, `op(args)` or a list of them",
+                        one_line(self.text, other.syntax())
+                    ),
+                ),
             },
         }
     }

@@ -3,14 +3,9 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
-use symbiont_analysis::{
-    db::{RootDatabase, SourceFile},
-    summary::file_policy_model,
-    AnalysisHost,
-};
+use symbiont_analysis::{summary::file_policy_model, AnalysisHost};
 
 const A: &str =
     "policy base { deny: [\"network_access\"] }\nagent alpha() {\n    policies = [base]\n    with sandbox = \"Tier1\" { return 1; }\n}\n";
@@ -163,14 +158,23 @@ fn the_assembled_policy_model_is_the_whole_files() {
          /* ü */ agent e() { capabilities = [\"rea\"] policy p { allow: [\"x\"] } } # ünïcode\n  agent f() { policies = [b] }"
             .into(),
     ));
-    let db = RootDatabase::default();
+    let mut host = AnalysisHost::new();
     for (path, text) in texts {
-        let file = SourceFile::new(&db, PathBuf::from(&path), Arc::from(text.as_str()));
+        host.set_file(&path, text.as_str());
+        let file = host.source_file(Path::new(&path)).unwrap();
         let whole = symbiont_policy::lower::lower_file(&path, &text, &symbiont_syntax::parse(&text).tree());
-        assert_eq!(*file_policy_model(&db, file), whole, "{path}");
+        assert_eq!(*file_policy_model(host.db(), file), whole, "{path}");
         if path == "one-line.sym" {
             assert_eq!((whole.policies.len(), whole.agents.len()), (2, 2), "{whole:#?}");
             assert_eq!((whole.policies[1].rules[0].loc.line, whole.policies[1].rules[0].loc.col), (1, 70), "{whole:#?}");
+        }
+        // Edits above that move every item (lines, then columns on the first line, then back to
+        // where they were lowered): the items' models, derived once, are moved or shared.
+        for prefix in ["\n\n# ü\n", "/* «é» */ ", "", "/* a */\n/* ü */  "] {
+            let edited = format!("{prefix}{text}");
+            host.set_file(&path, edited.as_str());
+            let whole = symbiont_policy::lower::lower_file(&path, &edited, &symbiont_syntax::parse(&edited).tree());
+            assert_eq!(*file_policy_model(host.db(), file), whole, "{path} after {prefix:?}");
         }
     }
 }
