@@ -60,6 +60,7 @@ pub fn policy_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<D
             capability_checks(def, &effective, &mut out);
         }
     }
+    out.shrink_to_fit();
     out
 }
 

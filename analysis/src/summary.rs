@@ -281,6 +281,13 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     let model_at = source.placement();
     let model = symbiont_policy::lower::lower_at(&path.to_string_lossy(), text, &tree, model_at.start, model_at.line_col);
     source.drop_tree();
+    // Held for as long as the item is: a huge file has hundreds of thousands of them.
+    let (mut items, mut uses, mut diagnostics) = (items, uses, diagnostics);
+    for list in [&mut uses, &mut items.references] {
+        list.shrink_to_fit();
+    }
+    items.defs.shrink_to_fit();
+    diagnostics.shrink_to_fit();
     ItemSummary { items, uses, diagnostics, model, model_at }
 }
 

@@ -66,7 +66,7 @@ impl Publisher {
             for (path, uri) in effects.removed {
                 dirty.remove(&path);
                 sent.remove(&path);
-                self.send(uri, Vec::new(), None);
+                self.publish(uri, [(); 0], 0, None);
             }
             // A file whose text changed always gets a publish: the client waits for its version.
             dirty.extend(effects.changed.iter().cloned());
@@ -80,9 +80,9 @@ impl Publisher {
             let mut cancelled = false;
             for path in order {
                 match self.compute(&round, &path) {
-                    Ok(Some((path, uri, lsp_diagnostics, version, diagnostics))) => {
+                    Ok(Some((outgoing, diagnostics))) => {
                         dirty.remove(&path);
-                        self.send(uri, lsp_diagnostics, version);
+                        self.send(&round, &outgoing, &diagnostics);
                         sent.insert(path, Sent { diagnostics });
                     }
                     Ok(None) => {}
@@ -121,14 +121,15 @@ impl Publisher {
                 if previous == Some(&diagnostics) || (previous.is_none() && diagnostics.is_empty()) {
                     continue;
                 }
-                let Some((uri, lsp_diagnostics, version)) = self.convert(&round, &path, &diagnostics) else { continue };
-                out.push((path, uri, lsp_diagnostics, version, diagnostics));
+                let Some(outgoing) = self.outgoing(&round, &path) else { continue };
+                out.push((outgoing, diagnostics));
+            }
+            // Sent once every file is computed: a newer change interrupts computing, not sending.
+            for (outgoing, diagnostics) in out {
+                self.send(&round, &outgoing, &diagnostics);
+                sent.insert(outgoing.path, Sent { diagnostics });
             }
             drop(round);
-            for (path, uri, lsp_diagnostics, version, diagnostics) in out {
-                self.send(uri, lsp_diagnostics, version);
-                sent.insert(path, Sent { diagnostics });
-            }
             all = !finished;
         }
     }
@@ -146,67 +147,99 @@ impl Publisher {
         lock(&self.world).host.file_text(path).is_some()
     }
 
-    #[allow(clippy::type_complexity)]
-    fn compute(
-        &self,
-        round: &Round,
-        path: &Path,
-    ) -> Result<Option<(PathBuf, lsp::Uri, Vec<lsp::Diagnostic>, Option<i32>, Vec<Diagnostic>)>, ()> {
+    /// A file's diagnostics on the round's snapshot, ready to be sent; `None` for a file that is
+    /// no longer known, `Err` when the snapshot was cancelled.
+    fn compute(&self, round: &Round, path: &Path) -> Result<Option<(Outgoing, Vec<Diagnostic>)>, ()> {
         let diagnostics = round.snap.diagnostics_unfixed(path).map_err(|_| ())?;
-        Ok(self.convert(round, path, &diagnostics).map(|(uri, lsp, version)| (path.to_path_buf(), uri, lsp, version, diagnostics)))
+        Ok(self.outgoing(round, path).map(|outgoing| (outgoing, diagnostics)))
     }
 
-    fn convert(&self, round: &Round, path: &Path, diagnostics: &[Diagnostic]) -> Option<(lsp::Uri, Vec<lsp::Diagnostic>, Option<i32>)> {
+    /// Where a file's diagnostics go: its URI, version and text (for positions).
+    fn outgoing(&self, round: &Round, path: &Path) -> Option<Outgoing> {
         let text = FileText::new(round.snap.file_text(path)?);
         let (uri, version) = match round.versions.get(path) {
             Some((uri, version)) => (uri.clone(), Some(*version)),
             None => (convert::uri_of_path(&round.paths, &HashMap::new(), path)?, None),
         };
+        Some(Outgoing { path: path.to_path_buf(), uri, version, text })
+    }
+
+    /// Publishes `diagnostics` of `to`, each converted to the protocol's form as it is written:
+    /// a huge file's thousands are never held twice, converted and serialised.
+    fn send(&self, round: &Round, to: &Outgoing, diagnostics: &[Diagnostic]) {
         let open: HashMap<PathBuf, lsp::Uri> = round.versions.iter().map(|(p, (u, _))| (p.clone(), u.clone())).collect();
         // The other files related information points into (a policy, an agent), each one's URI and
         // line index made once, not once per diagnostic.
-        let mut others: HashMap<PathBuf, Option<(lsp::Uri, FileText)>> = HashMap::new();
-        let lsp_diagnostics = diagnostics
-            .iter()
-            .map(|d| {
-                convert::diagnostic(d, &text, |other, range| {
-                    if other == path {
-                        return Some(lsp::Location { uri: uri.clone(), range: text.range(range) });
-                    }
-                    if !others.contains_key(other) {
-                        let file = convert::uri_of_path(&round.paths, &open, other).zip(round.snap.file_text(other).map(FileText::new));
-                        others.insert(other.to_path_buf(), file);
-                    }
-                    let (uri, file) = others.get(other)?.as_ref()?;
-                    Some(lsp::Location { uri: uri.clone(), range: file.range(range) })
-                })
+        let others: std::cell::RefCell<HashMap<PathBuf, Option<(lsp::Uri, FileText)>>> = Default::default();
+        let convert = |d: &Diagnostic| {
+            convert::diagnostic(d, &to.text, |other, range| {
+                if other == to.path {
+                    return Some(lsp::Location { uri: to.uri.clone(), range: to.text.range(range) });
+                }
+                let mut others = others.borrow_mut();
+                let file = others.entry(other.to_path_buf()).or_insert_with(|| {
+                    convert::uri_of_path(&round.paths, &open, other).zip(round.snap.file_text(other).map(FileText::new))
+                });
+                let (uri, file) = file.as_ref()?;
+                Some(lsp::Location { uri: uri.clone(), range: file.range(range) })
             })
-            .collect();
-        Some((uri, lsp_diagnostics, version))
+        };
+        self.publish(to.uri.clone(), Converted { diagnostics, convert }, diagnostics.len(), to.version);
     }
 
-    fn send(&self, uri: lsp::Uri, diagnostics: Vec<lsp::Diagnostic>, version: Option<i32>) {
+    /// Writes one `publishDiagnostics` notification of `count` diagnostics to the client.
+    fn publish(&self, uri: lsp::Uri, diagnostics: impl serde::Serialize, count: usize, version: Option<i32>) {
         #[derive(serde::Serialize)]
-        struct Notification {
+        struct Params<D> {
+            uri: lsp::Uri,
+            diagnostics: D,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            version: Option<i32>,
+        }
+        #[derive(serde::Serialize)]
+        struct Notification<D> {
             jsonrpc: &'static str,
             method: &'static str,
-            params: lsp::PublishDiagnosticsParams,
+            params: Params<D>,
         }
-        let notification = Notification {
-            jsonrpc: "2.0",
-            method: "textDocument/publishDiagnostics",
-            params: lsp::PublishDiagnosticsParams { uri, diagnostics, version },
-        };
-        // About 350 bytes a diagnostic: written once into room made for them, not grown by copies.
-        let mut body = Vec::with_capacity(512 + 384 * notification.params.diagnostics.len());
+        let notification =
+            Notification { jsonrpc: "2.0", method: "textDocument/publishDiagnostics", params: Params { uri, diagnostics, version } };
+        // About 350 bytes a diagnostic: written once into room made for them (and for the frame's
+        // header, put in front in place), not grown by copies.
+        let mut body = Vec::with_capacity(512 + 384 * count);
         match serde_json::to_writer(&mut body, &notification) {
             // The connection is gone when the writer is: nothing to tell then.
             Ok(()) => {
                 if let Some(frames) = self.frames.upgrade() {
-                    let _ = frames.send(crate::transport::frame(&body));
+                    let _ = frames.send(crate::transport::framed(body));
                 }
             }
             Err(e) => crate::log(format!("diagnostics not published: {e}")),
         }
+    }
+}
+
+/// A file whose diagnostics are about to be published.
+struct Outgoing {
+    path: PathBuf,
+    uri: lsp::Uri,
+    version: Option<i32>,
+    text: FileText,
+}
+
+/// Diagnostics serialised as a list of the protocol's, each converted when it is written.
+struct Converted<'a, F> {
+    diagnostics: &'a [Diagnostic],
+    convert: F,
+}
+
+impl<F: Fn(&Diagnostic) -> lsp::Diagnostic> serde::Serialize for Converted<'_, F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut list = serializer.serialize_seq(Some(self.diagnostics.len()))?;
+        for diagnostic in self.diagnostics {
+            list.serialize_element(&(self.convert)(diagnostic))?;
+        }
+        list.end()
     }
 }

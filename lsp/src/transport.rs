@@ -20,6 +20,14 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// [`frame`] of a body given by value: the header goes in front of it in place (a huge file's
+/// diagnostics are tens of megabytes, not copied again), in room the caller made for it if any.
+pub fn framed(mut body: Vec<u8>) -> Vec<u8> {
+    let header = format!("Content-Length: {}\r\n\r\n", body.len());
+    body.splice(0..0, header.into_bytes());
+    body
+}
+
 fn error_frame(id: Value, code: i64, message: &str) -> Vec<u8> {
     let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } });
     frame(body.to_string().as_bytes())
