@@ -32,9 +32,18 @@ pub struct Publisher {
     pub enabled: Arc<AtomicBool>,
 }
 
-/// What the client was last sent for a file.
-struct Sent {
-    diagnostics: Vec<Diagnostic>,
+/// What the client was last sent for a file: a fingerprint of the list (a huge file's is tens of
+/// megabytes; two different lists of one file sharing a 64-bit SipHash is not a concern).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Sent(u64);
+
+impl Sent {
+    fn of(diagnostics: &[Diagnostic]) -> Sent {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        diagnostics.hash(&mut hasher);
+        Sent(hasher.finish())
+    }
 }
 
 struct Round {
@@ -83,7 +92,7 @@ impl Publisher {
                     Ok(Some((outgoing, diagnostics))) => {
                         dirty.remove(&path);
                         self.send(&round, &outgoing, &diagnostics);
-                        sent.insert(path, Sent { diagnostics });
+                        sent.insert(path, Sent::of(&diagnostics));
                     }
                     Ok(None) => {}
                     Err(()) => {
@@ -117,8 +126,8 @@ impl Publisher {
                     finished = false;
                     break;
                 };
-                let previous = sent.get(&path).map(|s| &s.diagnostics);
-                if previous == Some(&diagnostics) || (previous.is_none() && diagnostics.is_empty()) {
+                let previous = sent.get(&path).copied();
+                if previous == Some(Sent::of(&diagnostics)) || (previous.is_none() && diagnostics.is_empty()) {
                     continue;
                 }
                 let Some(outgoing) = self.outgoing(&round, &path) else { continue };
@@ -127,7 +136,7 @@ impl Publisher {
             // Sent once every file is computed: a newer change interrupts computing, not sending.
             for (outgoing, diagnostics) in out {
                 self.send(&round, &outgoing, &diagnostics);
-                sent.insert(outgoing.path, Sent { diagnostics });
+                sent.insert(outgoing.path, Sent::of(&diagnostics));
             }
             drop(round);
             all = !finished;
