@@ -322,14 +322,16 @@ fn item_tree(db: &dyn Db, file: SourceFile, kind: SyntaxKind, text: &str) -> Gre
     })
 }
 
-/// What a file defines and references, with ranges (they move on every edit).
+/// What a file defines and the references its structure makes, with ranges (they move on every
+/// edit). The names it uses (types, calls) are in [`file_uses`]: only the editor's navigation
+/// reads them, and a huge file's are many.
 #[salsa::tracked(returns(ref))]
 pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems {
     let layout = file_layout(db, file);
     let summaries: Vec<(&ItemSummary, Placement)> = layout.items.iter().map(|&(item, at)| (item_summary(db, item), at)).collect();
     // Sized at once: a huge file's lists would otherwise end up to twice as large as they are.
     let defs = summaries.iter().map(|(summary, _)| summary.items.defs.len()).sum();
-    let references = summaries.iter().map(|(summary, _)| summary.items.references.len() + summary.uses.len()).sum();
+    let references = summaries.iter().map(|(summary, _)| summary.items.references.len()).sum();
     let mut items = FileItems { defs: Vec::with_capacity(defs), references: Vec::with_capacity(references) };
     for (summary, at) in &summaries {
         items.defs.extend(summary.items.defs.iter().map(|def| {
@@ -340,11 +342,14 @@ pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems {
         }));
         items.references.extend(summary.items.references.iter().map(|r| moved_reference(r, at.start)));
     }
-    // The uses after every structural reference, as one walk over the whole file gave them.
-    for (summary, at) in &summaries {
-        items.references.extend(summary.uses.iter().map(|r| moved_reference(r, at.start)));
-    }
     items
+}
+
+/// The type names and calls a file uses, with ranges, in order.
+#[salsa::tracked(returns(ref))]
+pub fn file_uses(db: &dyn Db, file: SourceFile) -> Vec<Reference> {
+    let layout = file_layout(db, file);
+    layout.items.iter().flat_map(|&(item, at)| item_summary(db, item).uses.iter().map(move |r| moved_reference(r, at.start))).collect()
 }
 
 fn moved_reference(reference: &Reference, by: TextSize) -> Reference {

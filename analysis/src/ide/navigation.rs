@@ -11,7 +11,7 @@ use crate::{
     diagnostics::FileEdit,
     items::{DefKind, ItemDef},
     resolve::workspace_index,
-    summary::file_items,
+    summary::{file_items, file_uses},
 };
 
 /// A place to jump to.
@@ -34,7 +34,7 @@ impl Analysis {
         if let Some(def) = items.defs.iter().find(|d| d.name_range.contains_inclusive(offset)) {
             return Some((def.kind, def.name.clone(), def.name_range));
         }
-        if let Some(r) = items.references.iter().find(|r| r.range.contains_inclusive(offset)) {
+        if let Some(r) = items.references.iter().chain(file_uses(&self.db, file)).find(|r| r.range.contains_inclusive(offset)) {
             return Some((r.namespace, r.name.clone(), r.range));
         }
         None
@@ -82,7 +82,8 @@ impl Analysis {
             if include_declaration {
                 out.extend(items.defs.iter().filter(|d| d.kind == kind && d.name == name).map(|d| (path.clone(), d.name_range)));
             }
-            out.extend(items.references.iter().filter(|r| r.namespace == kind && r.name == name).map(|r| (path.clone(), r.range)));
+            let references = items.references.iter().chain(file_uses(&self.db, file));
+            out.extend(references.filter(|r| r.namespace == kind && r.name == name).map(|r| (path.clone(), r.range)));
         }
         out.sort_by(|a, b| (&a.0, a.1.start()).cmp(&(&b.0, b.1.start())));
         out
