@@ -470,7 +470,7 @@ fn moved_policy(policy: &PolicyDef, mv: &impl Fn(&SourceLoc) -> SourceLoc) -> Po
             Arc::new(Rule {
                 kind: rule.kind,
                 ops,
-                guard: rule.guard.as_ref().map(moved_guard),
+                guard: rule.guard.as_deref().map(moved_guard).map(Box::new),
                 preconditions: rule.preconditions.iter().map(moved_guard).collect(),
                 obligations: rule.obligations.clone(),
                 text: rule.text.clone(),

@@ -191,7 +191,7 @@ impl Lowerer<'_> {
                 },
             });
         }
-        lowered.guard = guard;
+        lowered.guard = guard.map(Box::new);
         // A huge file holds hundreds of thousands of rules: their lists are kept at their size.
         lowered.ops.shrink_to_fit();
         lowered.preconditions.shrink_to_fit();

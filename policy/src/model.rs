@@ -58,7 +58,7 @@ pub struct Rule {
     /// scoped to (`for …`), empty for all.
     pub ops: Vec<OpPattern>,
     /// The `if` guard (and `unless` qualifiers, negated).
-    pub guard: Option<Guard>,
+    pub guard: Option<Box<Guard>>,
     /// `require`: what must hold for an allow to take effect.
     pub preconditions: Vec<Guard>,
     /// `audit` and `conditions`: the obligation's fields; qualifiers of phrases (`with x`).
@@ -71,7 +71,7 @@ pub struct Rule {
 impl Rule {
     /// Unconditional: no guard, or the literal `if true`.
     pub fn is_unconditional(&self) -> bool {
-        self.guard.as_ref().is_none_or(Guard::is_trivially_true)
+        self.guard.as_deref().is_none_or(Guard::is_trivially_true)
     }
 }
 
