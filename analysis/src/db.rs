@@ -36,13 +36,14 @@ impl Db for RootDatabase {
     }
 }
 
-/// All diagnostics of one file, sorted by position. Not memoized itself: its parts are, and a
-/// second copy of every diagnostic would cost memory for nothing.
-pub fn file_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<Diagnostic> {
+/// All diagnostics of one file, sorted by position: references into its checks' lists. Not
+/// memoized itself: its parts are, and a second copy of every diagnostic would cost memory for
+/// nothing (a huge file has hundreds of thousands).
+pub fn file_diagnostics(db: &dyn Db, ws: Workspace, file: SourceFile) -> Vec<&Diagnostic> {
     let parts = [local_diagnostics(db, file), resolve_diagnostics(db, ws, file), policy_diagnostics(db, ws, file)];
-    let mut all: Vec<Diagnostic> = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
+    let mut all: Vec<&Diagnostic> = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
     for part in parts {
-        all.extend(part.iter().cloned());
+        all.extend(part.iter());
     }
     all.sort_by_key(|d| (d.range.start(), d.range.end(), d.rule.code));
     all
@@ -54,15 +55,20 @@ pub fn file_diagnostics_in(db: &RootDatabase, workspace: Workspace, path: &Path,
     if code::is_code_path(path) {
         code::code_diagnostics(db, workspace, file).clone()
     } else {
-        file_diagnostics(db, workspace, file)
+        file_diagnostics(db, workspace, file).into_iter().cloned().collect()
     }
 }
 
 /// [`file_diagnostics_in`] without agent code's fixes, which cost a parse each (a `.sym` file's
-/// come with its checks).
-pub fn file_diagnostics_unfixed_in(db: &RootDatabase, workspace: Workspace, path: &Path, file: SourceFile) -> Vec<Diagnostic> {
+/// come with its checks), as references into the memoized lists.
+pub fn file_diagnostics_unfixed_in<'db>(
+    db: &'db RootDatabase,
+    workspace: Workspace,
+    path: &Path,
+    file: SourceFile,
+) -> Vec<&'db Diagnostic> {
     if code::is_code_path(path) {
-        code::code_diagnostics_unfixed(db, workspace, file).clone()
+        code::code_diagnostics_unfixed(db, workspace, file).iter().collect()
     } else {
         file_diagnostics(db, workspace, file)
     }

@@ -38,7 +38,7 @@ pub struct Publisher {
 struct Sent(u64);
 
 impl Sent {
-    fn of(diagnostics: &[Diagnostic]) -> Sent {
+    fn of(diagnostics: &[&Diagnostic]) -> Sent {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         diagnostics.hash(&mut hasher);
@@ -122,7 +122,7 @@ impl Publisher {
                     finished = false;
                     break;
                 }
-                let Ok(diagnostics) = round.snap.diagnostics_unfixed(&path) else {
+                let Ok(diagnostics) = round.snap.diagnostics_unfixed_ref(&path) else {
                     finished = false;
                     break;
                 };
@@ -158,8 +158,8 @@ impl Publisher {
 
     /// A file's diagnostics on the round's snapshot, ready to be sent; `None` for a file that is
     /// no longer known, `Err` when the snapshot was cancelled.
-    fn compute(&self, round: &Round, path: &Path) -> Result<Option<(Outgoing, Vec<Diagnostic>)>, ()> {
-        let diagnostics = round.snap.diagnostics_unfixed(path).map_err(|_| ())?;
+    fn compute<'r>(&self, round: &'r Round, path: &Path) -> Result<Option<(Outgoing, Vec<&'r Diagnostic>)>, ()> {
+        let diagnostics = round.snap.diagnostics_unfixed_ref(path).map_err(|_| ())?;
         Ok(self.outgoing(round, path).map(|outgoing| (outgoing, diagnostics)))
     }
 
@@ -175,7 +175,7 @@ impl Publisher {
 
     /// Publishes `diagnostics` of `to`, each converted to the protocol's form as it is written:
     /// a huge file's thousands are never held twice, converted and serialised.
-    fn send(&self, round: &Round, to: &Outgoing, diagnostics: &[Diagnostic]) {
+    fn send(&self, round: &Round, to: &Outgoing, diagnostics: &[&Diagnostic]) {
         let open: HashMap<PathBuf, lsp::Uri> = round.versions.iter().map(|(p, (u, _))| (p.clone(), u.clone())).collect();
         // The other files related information points into (a policy, an agent), each one's URI and
         // line index made once, not once per diagnostic.
@@ -238,7 +238,7 @@ struct Outgoing {
 
 /// Diagnostics serialised as a list of the protocol's, each converted when it is written.
 struct Converted<'a, F> {
-    diagnostics: &'a [Diagnostic],
+    diagnostics: &'a [&'a Diagnostic],
     convert: F,
 }
 

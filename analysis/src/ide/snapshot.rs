@@ -71,12 +71,19 @@ impl Analysis {
     /// [`Analysis::diagnostics`] without agent code's fixes (each costs a parse of the file):
     /// what an editor shows while the code is typed. Fixes come with [`Analysis::code_actions`].
     pub fn diagnostics_unfixed(&self, path: &Path) -> Cancellable<Vec<Diagnostic>> {
-        if !is_code_path(path) {
-            return self.diagnostics(path);
-        }
+        Ok(self.diagnostics_unfixed_ref(path)?.into_iter().cloned().collect())
+    }
+
+    /// [`Analysis::diagnostics_unfixed`] as references into the analysis's own lists, which live
+    /// as long as this snapshot: for a caller that only reads them (the language server
+    /// converting them as it writes them out), a huge file's are not copied.
+    pub fn diagnostics_unfixed_ref(&self, path: &Path) -> Cancellable<Vec<&Diagnostic>> {
         self.catch(std::panic::AssertUnwindSafe(|| match self.file(path) {
             Some(file) => db::file_diagnostics_unfixed_in(&self.db, self.workspace, path, file),
-            None => Vec::new(),
+            None => match self.workspace.config_file(&self.db) {
+                Some((config_path, _)) if config_path == path => config_diagnostics(&self.db, self.workspace).iter().collect(),
+                _ => Vec::new(),
+            },
         }))
     }
 
