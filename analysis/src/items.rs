@@ -4,7 +4,7 @@
 
 use symbiont_syntax::{
     ast::{self, AstNode, EntryItem, Expr, Item},
-    SyntaxKind, SyntaxNode, TextRange,
+    SyntaxKind, SyntaxNode, TextRange, TextSize,
 };
 
 /// The namespaces of workspace-level definitions.
@@ -102,19 +102,37 @@ pub fn collect_item(root: &SyntaxNode) -> FileItems {
 /// The kinds of node [`use_at`] finds a use in.
 pub const USE_KINDS: &[SyntaxKind] = &[SyntaxKind::PATH_TYPE, SyntaxKind::CALL_EXPR];
 
+/// A use of a workspace type or function, as an item's summary holds it: a huge file has
+/// millions, so it is a third of a [`Reference`]'s size; [`Use::reference`] makes the reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    pub name: Box<str>,
+    pub range: TextRange,
+    /// A call (of a function), else a type name.
+    pub call: bool,
+}
+
+impl Use {
+    /// The reference this use is, moved by `by`.
+    pub fn reference(&self, by: TextSize) -> Reference {
+        let (namespace, context) = if self.call { (DefKind::Function, RefContext::Call) } else { (DefKind::Type, RefContext::TypeUse) };
+        Reference { namespace, name: self.name.to_string(), range: self.range + by, quoted: false, context }
+    }
+}
+
 /// The use of a workspace type or function a node is, for navigation: `-> Review`,
 /// `classify(text)`. It looks at the node and its children only.
-pub fn use_at(node: &SyntaxNode) -> Option<Reference> {
-    let (namespace, context, segments): (DefKind, RefContext, Vec<ast::NameRef>) = match node.kind() {
-        SyntaxKind::PATH_TYPE => (DefKind::Type, RefContext::TypeUse, node.children().filter_map(ast::NameRef::cast).collect()),
+pub fn use_at(node: &SyntaxNode) -> Option<Use> {
+    let (call, segments): (bool, Vec<ast::NameRef>) = match node.kind() {
+        SyntaxKind::PATH_TYPE => (false, node.children().filter_map(ast::NameRef::cast).collect()),
         SyntaxKind::CALL_EXPR => {
             let Some(Expr::PathExpr(path)) = ast::CallExpr::cast(node.clone()).and_then(|c| c.callee()) else { return None };
-            (DefKind::Function, RefContext::Call, path.segments().collect())
+            (true, path.segments().collect())
         }
         _ => return None,
     };
     let [only] = segments.as_slice() else { return None };
-    Some(Reference { namespace, name: only.text(), range: only.syntax().text_range(), quoted: false, context })
+    Some(Use { name: only.text().into_boxed_str(), range: only.syntax().text_range(), call })
 }
 
 fn def_kind(item: &Item) -> DefKind {

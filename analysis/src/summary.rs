@@ -22,7 +22,7 @@ use crate::{
     checks::{check_node, may_find, CHECKED_KINDS},
     diagnostics::{self as rules, Diagnostic},
     inputs::{parse_file, Db, SourceFile},
-    items::{collect_item, use_at, FileItems, FileSymbols, RefContext, Reference, USE_KINDS},
+    items::{collect_item, use_at, FileItems, FileSymbols, RefContext, Reference, Use, USE_KINDS},
 };
 
 /// One top-level node of a `.sym` file (an item, or what a syntax error left at the top level),
@@ -239,7 +239,7 @@ pub struct ItemSummary {
     /// Its definitions, and the references its structure makes (`extends`, `policies`, `agent:`).
     pub items: FileItems,
     /// The type names and calls it uses.
-    pub uses: Vec<Reference>,
+    pub uses: Vec<Use>,
     /// The checks that need this item only ([`check_node`] of each of its nodes).
     pub diagnostics: Vec<Diagnostic>,
     /// What it says about policies, in the engine's model, at `model_at` in the file.
@@ -269,7 +269,10 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
                 move_diagnostic(diagnostic, at);
             }
         } else if USE_KINDS.contains(&kind) {
-            uses.extend(use_at(&SyntaxNode::new_root(node.to_owned())).map(|r| moved_reference(&r, at)));
+            uses.extend(use_at(&SyntaxNode::new_root(node.to_owned())).map(|mut found| {
+                found.range += at;
+                found
+            }));
         }
     });
     let items = collect_item(&SyntaxNode::new_root(green.clone()));
@@ -283,9 +286,8 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     source.drop_tree();
     // Held for as long as the item is: a huge file has hundreds of thousands of them.
     let (mut items, mut uses, mut diagnostics) = (items, uses, diagnostics);
-    for list in [&mut uses, &mut items.references] {
-        list.shrink_to_fit();
-    }
+    uses.shrink_to_fit();
+    items.references.shrink_to_fit();
     items.defs.shrink_to_fit();
     diagnostics.shrink_to_fit();
     ItemSummary { items, uses, diagnostics, model, model_at }
@@ -349,7 +351,7 @@ pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems {
 #[salsa::tracked(returns(ref))]
 pub fn file_uses(db: &dyn Db, file: SourceFile) -> Vec<Reference> {
     let layout = file_layout(db, file);
-    layout.items.iter().flat_map(|&(item, at)| item_summary(db, item).uses.iter().map(move |r| moved_reference(r, at.start))).collect()
+    layout.items.iter().flat_map(|&(item, at)| item_summary(db, item).uses.iter().map(move |found| found.reference(at.start))).collect()
 }
 
 fn moved_reference(reference: &Reference, by: TextSize) -> Reference {
