@@ -242,8 +242,9 @@ pub struct ItemSummary {
     pub uses: Vec<Use>,
     /// The checks that need this item only ([`check_node`] of each of its nodes).
     pub diagnostics: Vec<Diagnostic>,
-    /// What it says about policies, in the engine's model, at `model_at` in the file.
-    pub model: FileModel,
+    /// What it says about policies, in the engine's model, at `model_at` in the file; `None`
+    /// when it says nothing (a type, a function: no room held for an empty model).
+    pub model: Option<Box<FileModel>>,
     pub model_at: Placement,
 }
 
@@ -290,6 +291,8 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     items.references.shrink_to_fit();
     items.defs.shrink_to_fit();
     diagnostics.shrink_to_fit();
+    let says_nothing = model.policies.is_empty() && model.agents.is_empty() && model.issues.is_empty() && model.level_literals.is_empty();
+    let model = (!says_nothing).then(|| Box::new(model));
     ItemSummary { items, uses, diagnostics, model, model_at }
 }
 
@@ -416,7 +419,8 @@ pub fn file_policy_model(db: &dyn Db, file: SourceFile) -> FileModel {
     let mut model = FileModel::default();
     for &(item, at) in &layout.items {
         let summary = item_summary(db, item);
-        let (part, from) = (&summary.model, summary.model_at);
+        let Some(part) = summary.model.as_deref() else { continue };
+        let from = summary.model_at;
         if from == at {
             model.policies.extend(part.policies.iter().cloned());
             model.agents.extend(part.agents.iter().cloned());
