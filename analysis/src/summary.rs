@@ -277,13 +277,13 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
         }
     });
     let items = collect_item(&SyntaxNode::new_root(green.clone()));
-    // The lowering reads a file: this item alone is one.
-    let root = SyntaxNode::new_root(GreenNode::new(SyntaxKind::SOURCE_FILE.into(), [NodeOrToken::Node(green)]));
-    let tree = ast::SourceFile::cast(root).expect("a SOURCE_FILE node is a source file");
     // Untracked, as the tree is: the summary says where it was lowered, and is re-derived only
     // when the item's text changes (`file_policy_model` moves it when the item has moved).
     let model_at = source.placement();
-    let model = symbiont_policy::lower::lower_at(&path.to_string_lossy(), text, &tree, model_at.start, model_at.line_col);
+    let model = match ast::Item::cast(SyntaxNode::new_root(green)) {
+        Some(item) => symbiont_policy::lower::lower_item_at(&path.to_string_lossy(), text, item, model_at.start, model_at.line_col),
+        None => FileModel::default(),
+    };
     source.drop_tree();
     // Held for as long as the item is: a huge file has hundreds of thousands of them.
     let (mut items, mut uses, mut diagnostics) = (items, uses, diagnostics);

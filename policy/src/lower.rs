@@ -23,21 +23,20 @@ pub fn lower_file(path: &str, text: &str, tree: &ast::SourceFile) -> FileModel {
     lower_at(path, text, tree, TextSize::from(0), LineCol { line: 0, col: 0 })
 }
 
-/// [`lower_file`] of a part of a file (one item): `text` starts at byte `offset` of the file, at
-/// 0-based line and column `at`, and the model's locations are the file's.
+/// [`lower_file`] of a part of a file: `text` starts at byte `offset` of the file, at 0-based
+/// line and column `at`, and the model's locations are the file's.
 pub fn lower_at(path: &str, text: &str, tree: &ast::SourceFile, offset: TextSize, at: LineCol) -> FileModel {
-    let mut cx = Lowerer { file: Arc::from(path), index: LineIndex::new(text), text, offset, at, model: FileModel::default() };
+    let mut cx = Lowerer::new(path, text, offset, at);
     for item in tree.items() {
-        match item {
-            Item::Policy(policy) => {
-                if let Some(def) = cx.policy(&policy, None) {
-                    cx.model.policies.push(Arc::new(def));
-                }
-            }
-            Item::Agent(agent) => cx.agent(&agent),
-            _ => {}
-        }
+        cx.item(item);
     }
+    cx.model
+}
+
+/// [`lower_at`] of one top-level item, `item` the root of the parse of `text`.
+pub fn lower_item_at(path: &str, text: &str, item: Item, offset: TextSize, at: LineCol) -> FileModel {
+    let mut cx = Lowerer::new(path, text, offset, at);
+    cx.item(item);
     cx.model
 }
 
@@ -54,11 +53,16 @@ struct Lowerer<'a> {
 /// A node's text on one line, for explanations: whitespace runs become one space, comments go.
 /// `text` is the text of the node's tree (the lowered file's): what is written is read from it.
 fn one_line(text: &str, node: &SyntaxNode) -> String {
-    // Most rules are written on one line already: then the text is the answer.
+    one_line_shared(text, node).to_string()
+}
+
+/// [`one_line`] as the model holds it: most rules are written on one line already, and then the
+/// text is the answer, copied once.
+fn one_line_shared(text: &str, node: &SyntaxNode) -> Arc<str> {
     let range = node.text_range();
     let written = text.get(usize::from(range.start())..usize::from(range.end()));
     if let Some(written) = written.filter(|w| !w.contains(['\n', '\r', '\t', '#', '/']) && !w.contains("  ")) {
-        return written.to_string();
+        return Arc::from(written);
     }
     let mut out = String::with_capacity(usize::from(range.len()));
     symbiont_syntax::for_each_token(node, |kind, token| match kind {
@@ -70,10 +74,26 @@ fn one_line(text: &str, node: &SyntaxNode) -> String {
         SyntaxKind::LINE_COMMENT | SyntaxKind::BLOCK_COMMENT => {}
         _ => out.push_str(token),
     });
-    out.trim_end().to_string()
+    Arc::from(out.trim_end())
 }
 
-impl Lowerer<'_> {
+impl<'a> Lowerer<'a> {
+    fn new(path: &str, text: &'a str, offset: TextSize, at: LineCol) -> Lowerer<'a> {
+        Lowerer { file: Arc::from(path), index: LineIndex::new(text), text, offset, at, model: FileModel::default() }
+    }
+
+    fn item(&mut self, item: Item) {
+        match item {
+            Item::Policy(policy) => {
+                if let Some(def) = self.policy(&policy, None) {
+                    self.model.policies.push(Arc::new(def));
+                }
+            }
+            Item::Agent(agent) => self.agent(&agent),
+            _ => {}
+        }
+    }
+
     /// `range` of the lowered text, in the file.
     fn loc(&self, range: TextRange) -> SourceLoc {
         let pos = self.index.line_col(self.text, range.start());
@@ -151,7 +171,7 @@ impl Lowerer<'_> {
             guard: None,
             preconditions: Vec::new(),
             obligations: Vec::new(),
-            text: one_line(self.text, rule.syntax()).into(),
+            text: one_line_shared(self.text, rule.syntax()),
             loc: self.loc(rule.syntax().text_range()),
         };
         // A phrase is its subject plus qualifiers; qualifiers mean the same for every rule kind.
@@ -263,7 +283,7 @@ impl Lowerer<'_> {
                     let rhs = self.compile(&value, params);
                     Some(Guard {
                         expr: Arc::new(self.comparison(CmpOp::Eq, lhs, rhs, Some(&name.text()), &value)),
-                        text: one_line(self.text, field.syntax()).into(),
+                        text: one_line_shared(self.text, field.syntax()),
                         loc,
                     })
                 })
@@ -274,7 +294,7 @@ impl Lowerer<'_> {
                 let lhs = Expr::Path { root: Root::Env(name.into()), fields: Box::new([]) };
                 vec![Guard {
                     expr: Arc::new(Expr::Cmp(CmpOp::Eq, Box::new(lhs), Box::new(Expr::Lit(Value::Bool(true))))),
-                    text: one_line(self.text, other.syntax()).into(),
+                    text: one_line_shared(self.text, other.syntax()),
                     loc: self.loc(other.syntax().text_range()),
                 }]
             }
@@ -315,7 +335,7 @@ impl Lowerer<'_> {
 
     fn guard(&mut self, expr: &Ast, params: &[String]) -> Guard {
         let compiled = self.compile(expr, params);
-        Guard { expr: Arc::new(compiled), text: one_line(self.text, expr.syntax()).into(), loc: self.loc(expr.syntax().text_range()) }
+        Guard { expr: Arc::new(compiled), text: one_line_shared(self.text, expr.syntax()), loc: self.loc(expr.syntax().text_range()) }
     }
 
     fn unsupported(&mut self, expr: &Ast, what: String) -> Expr {
