@@ -131,16 +131,31 @@ fn read_private(path: &Path) -> Result<String, Error> {
     Ok(text)
 }
 
+/// Creates `path` with `contents`, mode 0600, never over an existing file, and whole or not at
+/// all: the contents go to a temporary file beside it, which is then linked at `path` (a link
+/// fails when `path` exists). Runs of one workspace started together each try to make its key: one
+/// makes it, and the others, failing, read a complete key rather than a half-written one.
 fn create_new_0600(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::Key(format!("{}: cannot create the key file: {e}", path.display())))?;
-    file.write_all(contents)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| Error::Key(format!("{}: cannot write the key file: {e}", path.display())))
+    let cannot = |what: &str, e: std::io::Error| Error::Key(format!("{}: cannot {what} the key file: {e}", path.display()));
+    // Unique among the processes (pid) and the threads of this one (a count) writing beside it.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.{}.tmp", std::process::id(), WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    let temporary = PathBuf::from(temporary);
+    let written = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary).and_then(|mut file| {
+        file.write_all(contents)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| fs::hard_link(&temporary, path));
+    let _ = fs::remove_file(&temporary);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists && path.parent().is_some_and(|dir| dir.is_dir()) => {
+            // A filesystem without hard links: created in place (whole once this returns).
+            let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| cannot("create", e))?;
+            file.write_all(contents).and_then(|_| file.sync_all()).map_err(|e| cannot("write", e))
+        }
+        linked => linked.map_err(|e| cannot("create", e)),
+    }
 }
 
 impl Signer for FileSigner {
@@ -184,5 +199,39 @@ impl PublicKey {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| Error::Key(format!("{}: the public key is not 32 base64-encoded bytes", path.display())))?;
         PublicKey::from_bytes(&bytes).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs of one workspace started together all make its key at once: one key file is made,
+    /// whole, and every one of them reads that key.
+    #[test]
+    fn keys_made_at_once_are_one_key_read_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("symbiont-keys-at-once-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.key");
+        let made: Vec<(bool, [u8; 32])> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let made = FileSigner::generate().unwrap().write(&path).is_ok();
+                        (made, FileSigner::load(&path).expect("the key is read whole").public_key())
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|run| run.join().unwrap()).collect()
+        });
+        assert_eq!(made.iter().filter(|(made, _)| *made).count(), 1, "one run makes the key");
+        assert!(made.iter().all(|(_, key)| *key == made[0].1), "every run reads the same key");
+        let mut left: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["audit.key", "audit.key.pub"], "no temporary file is left");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

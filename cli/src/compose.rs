@@ -418,7 +418,13 @@ pub fn signer(key: Option<&str>, state_dir: &Path) -> Result<Arc<dyn Signer>, St
     if !path.exists() {
         std::fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
         let signer = FileSigner::generate().map_err(|e| e.to_string())?;
-        signer.write(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Another run started at the same time may have made it first (a key file appears whole):
+        // then that key is the workspace's.
+        if let Err(e) = signer.write(&path) {
+            if !path.exists() {
+                return Err(format!("{}: {e}", path.display()));
+            }
+        }
     }
     let signer = FileSigner::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Arc::new(signer))

@@ -64,7 +64,18 @@ fn three_runs_started_together_all_succeed_into_one_log() {
         })
         .collect();
     for _ in 0..3 {
-        waiting.recv_timeout(Duration::from_secs(60)).expect("each run says it waits for the log");
+        if waiting.recv_timeout(Duration::from_secs(60)).is_err() {
+            // What each run said instead (one that failed before the lock says why).
+            let said: Vec<String> = runs
+                .into_iter()
+                .map(|(mut child, stderr)| {
+                    let _ = child.kill();
+                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    format!("{status}:\n{}", stderr.join().unwrap_or_default())
+                })
+                .collect();
+            panic!("each run says it waits for the log; within 60 s not all did:\n{}", said.join("\n"));
+        }
     }
     holder.close().unwrap();
     let mut summaries = Vec::new();
