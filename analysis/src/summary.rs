@@ -276,7 +276,7 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
             }));
         }
     });
-    let items = collect_item(&SyntaxNode::new_root(green.clone()));
+    let mut items = collect_item(&SyntaxNode::new_root(green.clone()));
     // Untracked, as the tree is: the summary says where it was lowered, and is re-derived only
     // when the item's text changes (`file_policy_model` moves it when the item has moved).
     let model_at = source.placement();
@@ -286,7 +286,6 @@ pub fn item_summary<'db>(db: &'db dyn Db, item: Item<'db>) -> ItemSummary {
     };
     source.drop_tree();
     // Held for as long as the item is: a huge file has hundreds of thousands of them.
-    let (mut items, mut uses, mut diagnostics) = (items, uses, diagnostics);
     uses.shrink_to_fit();
     items.references.shrink_to_fit();
     items.defs.shrink_to_fit();

@@ -142,18 +142,15 @@ fn create_new_0600(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}.{}.tmp", std::process::id(), WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
     let temporary = PathBuf::from(temporary);
-    let written = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    let linked = written.and_then(|()| fs::hard_link(&temporary, path));
+    let write = |at: &Path| {
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(at)?;
+        file.write_all(contents).and_then(|()| file.sync_all())
+    };
+    let linked = write(&temporary).and_then(|()| fs::hard_link(&temporary, path));
     let _ = fs::remove_file(&temporary);
     match linked {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists && path.parent().is_some_and(|dir| dir.is_dir()) => {
-            // A filesystem without hard links: created in place (whole once this returns).
-            let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| cannot("create", e))?;
-            file.write_all(contents).and_then(|_| file.sync_all()).map_err(|e| cannot("write", e))
-        }
+        // A filesystem without hard links: made in place (whole once this returns).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => write(path).map_err(|e| cannot("create", e)),
         linked => linked.map_err(|e| cannot("create", e)),
     }
 }

@@ -75,6 +75,7 @@ impl Publisher {
             for (path, uri) in effects.removed {
                 dirty.remove(&path);
                 sent.remove(&path);
+                // An empty list clears what the client shows for the file.
                 self.publish(uri, [(); 0], 0, None);
             }
             // A file whose text changed always gets a publish: the client waits for its version.

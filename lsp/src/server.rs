@@ -232,7 +232,7 @@ impl Backend {
         let holding = json!({ "jsonrpc": "2.0", "method": "symbiont/debugHolding", "params": { "uri": uri.as_str() } });
         self.read(&uri, move |ctx| {
             if let Some(frames) = frames.upgrade() {
-                let _ = frames.send(crate::transport::frame(holding.to_string().as_bytes()));
+                let _ = frames.send(crate::transport::framed(holding.to_string().into_bytes()));
             }
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             while std::time::Instant::now() < deadline {

@@ -14,14 +14,8 @@ use tower_lsp_server::jsonrpc::Response;
 /// Frames larger than this are refused (and skipped) rather than buffered.
 const MAX_MESSAGE: usize = 256 << 20;
 
-pub fn frame(body: &[u8]) -> Vec<u8> {
-    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// [`frame`] of a body given by value: the header goes in front of it in place (a huge file's
-/// diagnostics are tens of megabytes, not copied again), in room the caller made for it if any.
+/// A message's frame: its header put in front of its body in place (a huge file's diagnostics are
+/// tens of megabytes, not copied again), in room the caller made for it if any.
 pub fn framed(mut body: Vec<u8>) -> Vec<u8> {
     let header = format!("Content-Length: {}\r\n\r\n", body.len());
     body.splice(0..0, header.into_bytes());
@@ -30,7 +24,7 @@ pub fn framed(mut body: Vec<u8>) -> Vec<u8> {
 
 fn error_frame(id: Value, code: i64, message: &str) -> Vec<u8> {
     let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } });
-    frame(body.to_string().as_bytes())
+    framed(body.to_string().into_bytes())
 }
 
 /// One message's headers: `Ok(None)` at the end of the input, `Err` for headers without a valid
@@ -248,7 +242,7 @@ pub async fn pump_output<R: AsyncRead + Unpin>(server: R, frames: mpsc::Unbounde
         if server.read_exact(&mut body).await.is_err() {
             break;
         }
-        if frames.send(frame(&body)).is_err() {
+        if frames.send(framed(body)).is_err() {
             break;
         }
     }

@@ -20,20 +20,16 @@ use crate::{
 /// The model does not depend on the workspace configuration: level names are resolved when the
 /// policy is evaluated, and checked against the configured levels by the static checks.
 pub fn lower_file(path: &str, text: &str, tree: &ast::SourceFile) -> FileModel {
-    lower_at(path, text, tree, TextSize::from(0), LineCol { line: 0, col: 0 })
-}
-
-/// [`lower_file`] of a part of a file: `text` starts at byte `offset` of the file, at 0-based
-/// line and column `at`, and the model's locations are the file's.
-pub fn lower_at(path: &str, text: &str, tree: &ast::SourceFile, offset: TextSize, at: LineCol) -> FileModel {
-    let mut cx = Lowerer::new(path, text, offset, at);
+    let mut cx = Lowerer::new(path, text, TextSize::from(0), LineCol { line: 0, col: 0 });
     for item in tree.items() {
         cx.item(item);
     }
     cx.model
 }
 
-/// [`lower_at`] of one top-level item, `item` the root of the parse of `text`.
+/// [`lower_file`] of one top-level item, `item` the root of the parse of `text`, which starts at
+/// byte `offset` of its file, at 0-based line and column `at`: the model's locations are the
+/// file's.
 pub fn lower_item_at(path: &str, text: &str, item: Item, offset: TextSize, at: LineCol) -> FileModel {
     let mut cx = Lowerer::new(path, text, offset, at);
     cx.item(item);
